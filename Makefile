@@ -1,0 +1,50 @@
+# RunnerFleet — see README.md. Every target works from a clean clone with Go 1.26 and Python 3.
+SHELL := /bin/bash
+GO ?= go
+# The local world's tools (moto_server, cfn-lint): PATH when it has moto 5.2.1 and cfn-lint 1.x,
+# else a .venv that scripts/tools.sh makes once.
+TOOLS_BIN = $(shell scripts/tools.sh)
+WITH_TOOLS = PATH="$(if $(TOOLS_BIN),$(TOOLS_BIN):)$$PATH"
+# Integration tests start one emulator per package: keep a few packages running side by side on 2 cores.
+TEST_FLAGS ?= -race -count=1 -timeout 20m -p 2
+FUZZTIME ?= 10s
+
+.PHONY: all build test unit fuzz bench lint tools emulator demo image clean
+
+all: build test
+
+build:
+	$(GO) build ./...
+
+tools:
+	@scripts/tools.sh >/dev/null && echo "tools: moto_server and cfn-lint ready"
+
+## test: every test, integration included (the emulator starts per package on free ports), then a short fuzz run.
+test: tools
+	$(GO) vet ./...
+	$(WITH_TOOLS) $(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+## unit: the tests that need no emulator.
+unit:
+	$(GO) test -short -count=1 ./messages/... ./scaling/... ./fleet/... ./handlers/... .
+
+fuzz:
+	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -r dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$target/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$target $$f ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$target || exit 1; \
+	  done; \
+	done
+
+## bench: every benchmark, each with its floor or baseline measured in the same run.
+bench: tools
+	$(WITH_TOOLS) RUNNERFLEET_FULL_CONFORMANCE=1 $(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout 60m ./...
+
+lint: tools
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+	$(WITH_TOOLS) cfn-lint deploy/**/*.yaml
+
+clean:
+	rm -rf .venv bin

@@ -1,0 +1,285 @@
+// Package emulator starts the local AWS world for tests: moto server (with RunnerFleet's
+// extension, see launcher.py) on a free loopback port, one per test package or test.
+//
+// It never skips: when the emulator cannot start, the test fails with what went wrong and the
+// line to run. Processes are started by this package and stopped by their PID at cleanup.
+package emulator
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
+)
+
+// Region is the region every local world uses.
+const Region = "us-east-1"
+
+// startTimeout bounds how long moto may take to answer; it imports every service on start,
+// which takes a few seconds on our 2-core machines, longer when tests start several at once.
+const startTimeout = 60 * time.Second
+
+// Emulator is one running AWS emulator.
+type Emulator struct {
+	// Endpoint is the base URL, e.g. http://127.0.0.1:41234.
+	Endpoint string
+	// Port is the loopback port it listens on.
+	Port int
+
+	cmd    *exec.Cmd
+	output *lockedBuffer
+}
+
+// Options tune Start.
+type Options struct {
+	// Port to listen on; 0 picks a free one (tests always use 0).
+	Port int
+}
+
+// Start starts an emulator and stops it when tb's test ends. It fails tb (never skips) when the
+// emulator cannot start.
+func Start(tb testing.TB, opts Options) *Emulator {
+	tb.Helper()
+	setTestEnv()
+	e, err := Launch(opts)
+	if err != nil {
+		tb.Fatalf("starting the AWS emulator: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			tb.Logf("stopping the AWS emulator: %v", err)
+		}
+	})
+	return e
+}
+
+// Launch starts an emulator that the caller stops with Stop.
+func Launch(opts Options) (*Emulator, error) {
+	port := opts.Port
+	if port == 0 {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		port = p
+	}
+	bin, args, err := command(port)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("running %s: %w (run `make tools` or: %s)", bin, err, installLine)
+	}
+	e := &Emulator{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, cmd: cmd, output: out}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := e.waitReady(exited); err != nil {
+		_ = e.kill()
+		return nil, err
+	}
+	return e, nil
+}
+
+const installLine = "python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.1' 'cfn-lint>=1,<2'"
+
+// command finds moto_server: RUNNERFLEET_MOTO_SERVER, the repository's .venv, or PATH.
+func command(port int) (string, []string, error) {
+	args := []string{"-H", "127.0.0.1", "-p", fmt.Sprint(port)}
+	if p := os.Getenv("RUNNERFLEET_MOTO_SERVER"); p != "" {
+		return p, args, nil
+	}
+	if root, err := RepoRoot(); err == nil {
+		venv := filepath.Join(root, ".venv", "bin", "moto_server")
+		if _, err := os.Stat(venv); err == nil {
+			return venv, args, nil
+		}
+	}
+	p, err := exec.LookPath("moto_server")
+	if err != nil {
+		return "", nil, fmt.Errorf("moto_server is not on PATH and there is no .venv: run `make tools`, or: %s", installLine)
+	}
+	return p, args, nil
+}
+
+func (e *Emulator) waitReady(exited <-chan error) error {
+	client := netguard.HTTPClient(2 * time.Second)
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the emulator exited before answering (%v); its output:\n%s", err, e.output.String())
+		default:
+		}
+		resp, err := client.Get(e.Endpoint + "/moto-api/data.json")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the emulator did not answer on %s within %s; its output:\n%s", e.Endpoint, startTimeout, e.output.String())
+}
+
+// Stop ends the emulator by its PID (its process group: moto's reloader may fork).
+func (e *Emulator) Stop() error { return e.kill() }
+
+func (e *Emulator) kill() error {
+	if e.cmd.Process == nil {
+		return nil
+	}
+	pid := e.cmd.Process.Pid
+	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signalling emulator pid %d: %w", pid, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 50; i++ {
+			if syscall.Kill(pid, 0) != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		close(done)
+	}()
+	<-done
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	return nil
+}
+
+// Output is what the emulator printed so far (for failure messages).
+func (e *Emulator) Output() string { return e.output.String() }
+
+// AWSConfig returns an SDK configuration that talks to this emulator the way users point the SDK
+// at an endpoint (a base endpoint), with dummy credentials and a loopback-only HTTP client.
+func (e *Emulator) AWSConfig(tb testing.TB) aws.Config {
+	tb.Helper()
+	cfg, err := rfaws.LoadConfig(context.Background(), rfaws.ConfigOptions{
+		Region:       Region,
+		BaseEndpoint: e.Endpoint,
+		LoopbackOnly: true,
+	})
+	if err != nil {
+		tb.Fatalf("aws config for the emulator: %v", err)
+	}
+	return cfg
+}
+
+var envOnce sync.Once
+
+// setTestEnv sets the process environment that every test process uses: dummy credentials and no
+// instance metadata lookups (which would go to 169.254.169.254).
+func setTestEnv() {
+	envOnce.Do(func() {
+		for k, v := range map[string]string{
+			"AWS_ACCESS_KEY_ID":         "testing",
+			"AWS_SECRET_ACCESS_KEY":     "testing",
+			"AWS_SESSION_TOKEN":         "testing",
+			"AWS_EC2_METADATA_DISABLED": "true",
+			"AWS_REGION":                Region,
+		} {
+			os.Setenv(k, v)
+		}
+		os.Unsetenv("AWS_PROFILE")
+	})
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// UniqueName returns a resource name unique to this test run, starting with prefix, safe for
+// queues, groups, stacks and tables (letters, digits, dashes; at most 64 characters).
+func UniqueName(tb testing.TB, prefix string) string {
+	tb.Helper()
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '-'
+	}, tb.Name())
+	s := fmt.Sprintf("%s-%s-%d", prefix, name, uniq.next())
+	if len(s) > 64 {
+		s = fmt.Sprintf("%s-%s-%d", prefix, name[len(name)-(64-len(prefix)-12):], uniq.next())
+	}
+	return s
+}
+
+var uniq counter
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
+}
+
+// RepoRoot finds the repository root (the folder with go.mod) from this source file.
+func RepoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("emulator: cannot locate source file")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("emulator: go.mod not found above " + file)
+		}
+		dir = parent
+	}
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
