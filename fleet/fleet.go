@@ -1,0 +1,54 @@
+// Package fleet holds RunnerFleet's domain types: a fleet's settings, the view of one instance,
+// and the policy knobs. It has no behaviour that needs I/O.
+package fleet
+
+import "time"
+
+// Settings describe one managed fleet: a GitLab Runner Auto Scaling group and what surrounds it.
+// They come from the worker's config file (infra/config), one entry per fleet.
+type Settings struct {
+	// Name identifies the fleet in commands, metrics (dimension Fleet) and logs.
+	Name string `mapstructure:"name" yaml:"name" json:"name"`
+	// GroupName is the Auto Scaling group's name.
+	GroupName string `mapstructure:"group" yaml:"group" json:"group"`
+	// StackName is the runner fleet's CloudFormation stack.
+	StackName string `mapstructure:"stack" yaml:"stack" json:"stack"`
+	// TickRule is the ARN (or name) of the EventBridge rule whose Scheduled Events tick this fleet.
+	TickRule string `mapstructure:"tick_rule" yaml:"tick_rule" json:"tick_rule"`
+	// TokenParameter is the SSM SecureString parameter holding the runner token. RunnerFleet only
+	// watches its name; it never reads the value.
+	TokenParameter string `mapstructure:"token_parameter" yaml:"token_parameter" json:"token_parameter"`
+	// MetricsURL is a text/template for a runner's metrics URL, with fields InstanceID and
+	// PrivateIP; default "http://{{.PrivateIP}}:9252/metrics".
+	MetricsURL string `mapstructure:"metrics_url" yaml:"metrics_url" json:"metrics_url"`
+	// Documents names the drain SSM documents.
+	Documents Documents `mapstructure:"documents" yaml:"documents" json:"documents"`
+	// Drain tunes drains of this fleet's instances.
+	Drain DrainSettings `mapstructure:"drain" yaml:"drain" json:"drain"`
+	// Policy is the scaling policy.
+	Policy Policy `mapstructure:"policy" yaml:"policy" json:"policy"`
+}
+
+// DefaultMetricsURL is the metrics URL template of a real fleet: gitlab-runner's listen_address.
+const DefaultMetricsURL = "http://{{.PrivateIP}}:9252/metrics"
+
+// Documents are the names of the three drain SSM documents the fleet stack creates.
+type Documents struct {
+	StopIntake string `mapstructure:"stop_intake" yaml:"stop_intake" json:"stop_intake"`
+	Status     string `mapstructure:"status" yaml:"status" json:"status"`
+	Unregister string `mapstructure:"unregister" yaml:"unregister" json:"unregister"`
+}
+
+// DrainSettings tune the job-aware drain.
+type DrainSettings struct {
+	// HeartbeatInterval is how often a drain records a lifecycle heartbeat; it must be at most a
+	// third of the hook's heartbeat timeout (checked at start-up against DescribeLifecycleHooks).
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval" yaml:"heartbeat_interval" json:"heartbeat_interval"`
+	// PollInterval is how often a drain looks at the instance's jobs.
+	PollInterval time.Duration `mapstructure:"poll_interval" yaml:"poll_interval" json:"poll_interval"`
+	// MaxDrain bounds a drain; zero means the hook's global timeout (min(48h, 100 × heartbeat timeout)).
+	MaxDrain time.Duration `mapstructure:"max_drain" yaml:"max_drain" json:"max_drain"`
+	// CommandRetries bounds retries of a failed SSM command before the drain falls back to
+	// watching metrics only.
+	CommandRetries int `mapstructure:"command_retries" yaml:"command_retries" json:"command_retries"`
+}

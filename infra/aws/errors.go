@@ -1,0 +1,112 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"net"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	smithy "github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Class says what a caller should do about an AWS error. AWS error codes are classified here and
+// nowhere else.
+type Class int
+
+const (
+	// ClassNone: no error.
+	ClassNone Class = iota
+	// ClassTransient: throttling, 5xx, timeouts, connection failures — retry with backoff.
+	ClassTransient
+	// ClassNotFound: the thing named does not exist (any more) — usually "done".
+	ClassNotFound
+	// ClassConflict: a conditional write lost its race, or the resource is not in the state the
+	// call needs — re-read and decide again.
+	ClassConflict
+	// ClassPermanent: anything else (validation, access denied) — retrying will not help.
+	ClassPermanent
+)
+
+var notFoundCodes = map[string]bool{
+	"ResourceNotFoundException":               true,
+	"ParameterNotFound":                       true,
+	"InvalidInstanceID.NotFound":              true,
+	"InvalidInstanceId":                       true,
+	"InvocationDoesNotExist":                  true,
+	"AWS.SimpleQueueService.NonExistentQueue": true,
+	"QueueDoesNotExist":                       true,
+	"StackNotFoundException":                  true,
+	"ChangeSetNotFound":                       true,
+	"ChangeSetNotFoundException":              true,
+}
+
+var conflictCodes = map[string]bool{
+	"ConditionalCheckFailedException": true,
+	"TransactionCanceledException":    true,
+	"ScalingActivityInProgress":       true,
+	"ResourceInUse":                   true,
+	"ResourceContention":              true,
+	"IncorrectInstanceState":          true,
+}
+
+var transientCodes = map[string]bool{
+	"RequestLimitExceeded":                   true,
+	"ProvisionedThroughputExceededException": true,
+	"ServiceUnavailable":                     true,
+	"InternalFailure":                        true,
+	"InternalError":                          true,
+	"InternalServerError":                    true,
+}
+
+// Classify says what kind of failure err is.
+func Classify(err error) Class {
+	if err == nil {
+		return ClassNone
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ClassTransient
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		code := apiErr.ErrorCode()
+		switch {
+		case notFoundCodes[code]:
+			return ClassNotFound
+		case conflictCodes[code]:
+			return ClassConflict
+		case transientCodes[code]:
+			return ClassTransient
+		}
+		if (retry.ThrottleErrorCode{Codes: retry.DefaultThrottleErrorCodes}).IsErrorThrottle(err).Bool() {
+			return ClassTransient
+		}
+	}
+	var respErr *smithyhttp.ResponseError
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 500 {
+		return ClassTransient
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return ClassTransient
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return ClassTransient
+	}
+	if apiErr != nil {
+		return ClassPermanent
+	}
+	// Unknown failures (no API error code) are treated as transient: the redrive policy's
+	// maxReceiveCount bounds how often a message is retried.
+	return ClassTransient
+}
+
+// IsTransient reports whether err is worth retrying.
+func IsTransient(err error) bool { return Classify(err) == ClassTransient }
+
+// IsNotFound reports whether err says the resource does not exist.
+func IsNotFound(err error) bool { return Classify(err) == ClassNotFound }
+
+// IsConflict reports whether err is a lost conditional write or a state conflict.
+func IsConflict(err error) bool { return Classify(err) == ClassConflict }
