@@ -1,0 +1,196 @@
+// Package state is RunnerFleet's DynamoDB state table adapter: versioned records under a
+// partition key pk (S) and sort key sk (S), written only with conditional writes.
+//
+// Item layout (one item per record):
+//
+//	pk         S  what the record is about, e.g. "drain#<LifecycleActionToken>", "fleet#<name>"
+//	sk         S  which record of it, e.g. "drain", "scale"
+//	version    N  1 on creation, +1 on every write; every write is conditioned on it
+//	body       S  the record itself, JSON owned by the handler that writes it
+//	due_at     N  unix seconds when the record's next step is due (absent: nothing due)
+//	expires_at N  unix seconds; set on finished records only; the table's TTL attribute
+//
+// A record without expires_at is unfinished; Unfinished lists them (a filtered Scan: the table
+// holds one item per drain, cycle, update or command in flight, plus finished ones until their
+// TTL, so a scan stays small).
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+)
+
+// Attribute names of the table; see the package doc.
+const (
+	AttrPK        = "pk"
+	AttrSK        = "sk"
+	AttrVersion   = "version"
+	AttrBody      = "body"
+	AttrDueAt     = "due_at"
+	AttrExpiresAt = "expires_at"
+)
+
+// API is the part of the DynamoDB client that Table calls, with the SDK's signatures.
+type API interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+}
+
+// Table reads and writes versioned records of one state table. It is safe for concurrent use.
+type Table struct {
+	api  API
+	name string
+}
+
+// New returns a Table over the named table. It refuses a nil client or an empty name.
+func New(api API, name string) (*Table, error) {
+	var errs []error
+	if api == nil {
+		errs = append(errs, errors.New("state: nil dynamodb client"))
+	}
+	if name == "" {
+		errs = append(errs, errors.New("state: empty table name"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Table{api: api, name: name}, nil
+}
+
+// Name is the table's name.
+func (t *Table) Name() string { return t.name }
+
+// Load reads a record with a strongly consistent read. found is false when there is no such
+// record (body nil, version 0).
+func (t *Table) Load(ctx context.Context, pk, sk string) (body []byte, version int64, found bool, err error) {
+	out, err := t.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(t.name),
+		Key:            key(pk, sk),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", pk, sk, t.name, err)
+	}
+	if len(out.Item) == 0 {
+		return nil, 0, false, nil
+	}
+	version, body, err = decode(out.Item)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", pk, sk, t.name, err)
+	}
+	return body, version, true, nil
+}
+
+// Save writes body as the record's next version, conditioned on the version the caller read:
+// version 0 creates the record only if it does not exist; version n replaces it only if its
+// stored version is still n (the new one is n+1). It returns false and no error when the
+// condition failed (another writer got there first: re-read and decide again).
+//
+// due, when not zero, is when the record's next step is due; expires, when not zero, marks the
+// record finished and is its TTL.
+func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version int64, due, expires time.Time) (bool, error) {
+	item := key(pk, sk)
+	item[AttrVersion] = &types.AttributeValueMemberN{Value: strconv.FormatInt(version+1, 10)}
+	item[AttrBody] = &types.AttributeValueMemberS{Value: string(body)}
+	if !due.IsZero() {
+		item[AttrDueAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(due.Unix(), 10)}
+	}
+	if !expires.IsZero() {
+		item[AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(expires.Unix(), 10)}
+	}
+	var cond expression.ConditionBuilder
+	if version == 0 {
+		cond = expression.AttributeNotExists(expression.Name(AttrPK))
+	} else {
+		cond = expression.Name(AttrVersion).Equal(expression.Value(version))
+	}
+	expr, err := expression.NewBuilder().WithCondition(cond).Build()
+	if err != nil {
+		return false, fmt.Errorf("building condition for state %s/%s: %w", pk, sk, err)
+	}
+	_, err = t.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 aws.String(t.name),
+		Item:                      item,
+		ConditionExpression:       expr.Condition(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("writing state %s/%s version %d to %s: %w", pk, sk, version+1, t.name, err)
+	}
+	return true, nil
+}
+
+// Unfinished returns the bodies of every unfinished record (no expires_at) whose pk starts with
+// prefix, in no particular order.
+func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error) {
+	filter := expression.Name(AttrPK).BeginsWith(prefix).
+		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt)))
+	expr, err := expression.NewBuilder().WithFilter(filter).Build()
+	if err != nil {
+		return nil, fmt.Errorf("building filter for unfinished %q records: %w", prefix, err)
+	}
+	var bodies [][]byte
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(t.name),
+		FilterExpression:          expr.Filter(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	}
+	for {
+		out, err := t.api.Scan(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+		}
+		for _, item := range out.Items {
+			_, body, err := decode(item)
+			if err != nil {
+				return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+			}
+			bodies = append(bodies, body)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return bodies, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+func key(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: pk},
+		AttrSK: &types.AttributeValueMemberS{Value: sk},
+	}
+}
+
+func decode(item map[string]types.AttributeValue) (int64, []byte, error) {
+	v, ok := item[AttrVersion].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, nil, errors.New("item has no numeric version")
+	}
+	version, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("item version %q: %w", v.Value, err)
+	}
+	b, ok := item[AttrBody].(*types.AttributeValueMemberS)
+	if !ok {
+		return 0, nil, errors.New("item has no string body")
+	}
+	return version, []byte(b.Value), nil
+}
