@@ -1,0 +1,390 @@
+// Package scaling is RunnerFleet's scaling policy: a pure function from a fleet's observed
+// instances, its policy and the state carried between ticks to a decision. It does no I/O: the
+// worker (handlers/scale) and the simulator (scaling/sim) feed it and apply what it returns.
+package scaling
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+)
+
+// State is what a fleet's scaling remembers between ticks. The caller stores the State of each
+// Decision (handlers/scale in DynamoDB, so the stabilization window survives a restart) and passes
+// it back in the next Input. The zero State is a fleet never seen before.
+type State struct {
+	// LastScaleOut is when a decision last raised the desired capacity.
+	LastScaleOut time.Time `json:"last_scale_out,omitzero"`
+	// LastScaleIn is when a decision last removed instances.
+	LastScaleIn time.Time `json:"last_scale_in,omitzero"`
+	// SpareSince is when the fleet started having spare capacity (at least one instance more than
+	// needed) without interruption; zero when it has none. Scale-in waits for the window from it.
+	SpareSince time.Time `json:"spare_since,omitzero"`
+	// IdleSince maps the ID of each instance known to run no job to when it was first seen idle
+	// without interruption. Removal prefers the longest idle.
+	IdleSince map[string]time.Time `json:"idle_since,omitempty"`
+}
+
+// Input is what a decision looks at.
+type Input struct {
+	// Instances are the group's instances as described and scraped this tick (any lifecycle
+	// state; leaving instances are ignored).
+	Instances []fleet.Instance
+	// Desired is the group's desired capacity now.
+	Desired int
+	// GroupMin and GroupMax are the group's own bounds; 0 means unbounded on that side.
+	GroupMin, GroupMax int
+	// Pinned, when set, is an operator's fixed desired capacity (publisher scale --desired): the
+	// policy's target is replaced by it; busy instances above it go as they become idle.
+	Pinned *int
+	// State is the State of the previous Decision for this fleet.
+	State State
+}
+
+// Decision is what to do this tick. The caller applies it in this order: Protect, Unprotect,
+// then either raise the desired capacity to Desired (when Desired > Input.Desired, with
+// SetDesiredCapacity and HonorCooldown false) or terminate each of Remove with
+// ShouldDecrementDesiredCapacity true (which brings the group to Desired). Desired is never below
+// Input.Desired but by the removals: busy instances are never chosen by the group.
+type Decision struct {
+	// Desired is the desired capacity after the decision is applied.
+	Desired int `json:"desired"`
+	// Protect lists in-service instances running jobs that lack scale-in protection.
+	Protect []string `json:"protect,omitempty"`
+	// Unprotect lists protected in-service instances known to be idle.
+	Unprotect []string `json:"unprotect,omitempty"`
+	// Remove lists idle instances to terminate (the drain still runs for them as a safety net).
+	Remove []string `json:"remove,omitempty"`
+	// Reason says in words what was decided and why.
+	Reason string `json:"reason"`
+	// State is the state to pass to the next decision.
+	State State `json:"state"`
+
+	// Observation summarizes what the decision was based on, for logs and metrics.
+	Observation Observation `json:"observation"`
+}
+
+// Observation is the fleet-level summary a decision computed from its instances.
+type Observation struct {
+	// Instances counts the group's members (not leaving), plus launches not yet listed.
+	Instances int `json:"instances"`
+	// Booting counts members not yet in service (and launches not yet listed).
+	Booting int `json:"booting"`
+	// Unknown counts in-service instances whose scrape failed.
+	Unknown int `json:"unknown"`
+	// RunningJobs is the sum of running jobs on scraped in-service instances.
+	RunningJobs int `json:"running_jobs"`
+	// Queued is the estimate of waiting jobs from the freshest queue signal; -1 when none is fresh.
+	Queued int `json:"queued"`
+	// QueuingExceededRate is the fleet's rate of jobs that waited too long, per second.
+	QueuingExceededRate float64 `json:"queuing_exceeded_rate"`
+	// SlotsPerInstance is the capacity assumed for an instance that reports none.
+	SlotsPerInstance int `json:"slots_per_instance"`
+	// Capacity is the job slots offered now or coming (booting and unknown instances count as
+	// SlotsPerInstance each).
+	Capacity int `json:"capacity"`
+	// Wanted is the job slots the policy wants: running + queued + spare.
+	Wanted int `json:"wanted"`
+	// Min and Max are the bounds in force (schedules and group bounds applied).
+	Min int `json:"min"`
+	Max int `json:"max"`
+	// Schedule is the index of the policy schedule in force, -1 for none.
+	Schedule int `json:"schedule"`
+}
+
+// Decide returns what to do for one fleet at now. It is pure: same arguments, same decision.
+// p is used with its defaults applied; an invalid p is not refused (validate it at load time with
+// ValidatePolicy), but the bounds are kept sane.
+//
+// Scale-out happens at once, to cover the jobs running, the jobs queued (from queue signals no
+// older than QueueMaxAge) and the spare slots asked for. Scale-in removes only idle, scraped
+// instances older than MinUptime, at most MaxScaleInStep per decision, once the fleet has had
+// spare capacity for ScaleInWindow, and never while more than MaxUnknownShare of the in-service
+// instances are unknown. Instances whose intake is stopped, unhealthy or spot-interrupted offer
+// no slots.
+func Decide(now time.Time, p fleet.Policy, in Input) Decision {
+	p = p.WithDefaults()
+	eff := EffectiveAt(now, p)
+
+	var members []fleet.Instance
+	for _, inst := range in.Instances {
+		if !inst.State.Leaving() {
+			members = append(members, inst)
+		}
+	}
+	base := max(in.Desired, len(members))
+	obs := Observation{Instances: base, Queued: -1, Schedule: eff.Schedule}
+	obs.SlotsPerInstance = slotsPerInstance(members, p.InstanceSlots)
+
+	// Bounds: the policy's (schedule applied), within the group's.
+	lo, hi := max(eff.Min, 1), max(p.MaxInstances, 1)
+	if in.GroupMax > 0 {
+		hi = min(hi, in.GroupMax)
+	}
+	lo = max(lo, in.GroupMin)
+	lo = min(lo, hi)
+	obs.Min, obs.Max = lo, hi
+
+	freshestAge := time.Duration(math.MaxInt64)
+	inService := 0
+	for _, inst := range members {
+		switch {
+		case inst.State.Booting():
+			obs.Booting++
+			obs.Capacity += obs.SlotsPerInstance
+			continue
+		case inst.Unknown:
+			inService++
+			obs.Unknown++
+			obs.Capacity += obs.SlotsPerInstance
+			continue
+		}
+		inService++
+		if inst.Serving() {
+			obs.RunningJobs += inst.RunningJobs
+			obs.Capacity += inst.Capacity
+		}
+		if p.DisableQueueSignals {
+			continue
+		}
+		obs.QueuingExceededRate += inst.QueuingExceededRate
+		if !inst.QueueStale && inst.QueueAge <= p.QueueMaxAge && inst.QueueAge < freshestAge {
+			freshestAge = inst.QueueAge
+			obs.Queued = max(inst.QueueSize, 0)
+		}
+	}
+	missing := base - len(members) // launches the group has not listed yet
+	obs.Booting += missing
+	obs.Capacity += missing * obs.SlotsPerInstance
+
+	spare := eff.IdleSlots
+	if p.ScaleFactor > 0 {
+		f := int(math.Ceil(p.ScaleFactor * float64(obs.RunningJobs)))
+		if p.ScaleFactorLimit > 0 {
+			f = min(f, p.ScaleFactorLimit)
+		}
+		spare = max(spare, f)
+	}
+	obs.Wanted = obs.RunningJobs + max(obs.Queued, 0) + spare
+	if obs.Queued < 0 && obs.QueuingExceededRate > 0 {
+		// Jobs wait too long but no fresh signal says how many: one more instance's worth.
+		obs.Wanted += obs.SlotsPerInstance
+	}
+
+	d := Decision{Desired: in.Desired, Observation: obs}
+	d.State = nextState(now, in.State, members)
+	d.Protect, d.Unprotect = protection(members)
+	summary := fmt.Sprintf("want %d slots (running %d, queued %s, spare %d), have %d on %d instances (%d booting, %d unknown)",
+		obs.Wanted, obs.RunningJobs, queuedText(obs.Queued), spare, obs.Capacity, base, obs.Booting, obs.Unknown)
+
+	if in.Pinned != nil {
+		return decidePinned(now, in, base, members, d, summary)
+	}
+
+	target := base
+	if deficit := obs.Wanted - obs.Capacity; deficit > 0 {
+		target = base + ceilDiv(deficit, obs.SlotsPerInstance)
+	}
+	target = min(max(target, lo), hi)
+	if target > base {
+		d.Desired = target
+		d.State.LastScaleOut = now
+		d.State.SpareSince = time.Time{}
+		d.Reason = fmt.Sprintf("scale out %d → %d: %s", in.Desired, target, summary)
+		return d
+	}
+
+	over := base - hi
+	surplus := obs.Capacity - obs.Wanted
+	if over <= 0 && (base <= lo || surplus < obs.SlotsPerInstance) {
+		d.State.SpareSince = time.Time{}
+		d.Reason = "steady: " + summary
+		return d
+	}
+	if d.State.SpareSince.IsZero() {
+		d.State.SpareSince = now
+	}
+	if blocked := unknownGuard(p, obs.Unknown, inService); blocked != "" {
+		d.Reason = "no scale-in: " + blocked + "; " + summary
+		return d
+	}
+	if over <= 0 {
+		if spareFor := now.Sub(d.State.SpareSince); spareFor < p.ScaleInWindow {
+			d.Reason = fmt.Sprintf("no scale-in yet: spare capacity for %s of %s; %s", spareFor, p.ScaleInWindow, summary)
+			return d
+		}
+	}
+
+	limit := min(p.MaxScaleInStep, base-lo)
+	candidates := removable(now, p.MinUptime, members, d.State.IdleSince)
+	for _, c := range candidates {
+		if len(d.Remove) >= limit {
+			break
+		}
+		slots := 0
+		if c.Serving() {
+			slots = c.Capacity
+		}
+		if len(d.Remove) >= over && surplus-slots < 0 {
+			continue
+		}
+		surplus -= slots
+		d.Remove = append(d.Remove, c.ID)
+	}
+	if len(d.Remove) == 0 {
+		d.Reason = fmt.Sprintf("no scale-in: spare capacity but no idle instance older than %s; %s", p.MinUptime, summary)
+		return d
+	}
+	d.Unprotect = slices.DeleteFunc(d.Unprotect, func(id string) bool { return slices.Contains(d.Remove, id) })
+	d.Desired = in.Desired - len(d.Remove)
+	d.State.LastScaleIn = now
+	d.Reason = fmt.Sprintf("scale in %d → %d, removing idle %s: %s", in.Desired, d.Desired, strings.Join(d.Remove, ","), summary)
+	return d
+}
+
+// decidePinned follows an operator's pin: raise at once, or remove idle instances (any number,
+// no window, no minimum uptime) until the pin is reached.
+func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d Decision, summary string) Decision {
+	target := max(*in.Pinned, 0)
+	if in.GroupMax > 0 {
+		target = min(target, in.GroupMax)
+	}
+	target = max(target, in.GroupMin)
+	d.State.SpareSince = time.Time{}
+	switch {
+	case target > base:
+		d.Desired = target
+		d.State.LastScaleOut = now
+		d.Reason = fmt.Sprintf("pinned at %d: scale out %d → %d: %s", target, in.Desired, target, summary)
+	case target < base:
+		for _, c := range removable(now, 0, members, d.State.IdleSince) {
+			if len(d.Remove) >= base-target {
+				break
+			}
+			d.Remove = append(d.Remove, c.ID)
+		}
+		if len(d.Remove) == 0 {
+			d.Reason = fmt.Sprintf("pinned at %d: waiting for an instance to become idle: %s", target, summary)
+			return d
+		}
+		d.Unprotect = slices.DeleteFunc(d.Unprotect, func(id string) bool { return slices.Contains(d.Remove, id) })
+		d.Desired = in.Desired - len(d.Remove)
+		d.State.LastScaleIn = now
+		d.Reason = fmt.Sprintf("pinned at %d: removing idle %s: %s", target, strings.Join(d.Remove, ","), summary)
+	default:
+		d.Reason = fmt.Sprintf("pinned at %d: %s", target, summary)
+	}
+	return d
+}
+
+// slotsPerInstance is the capacity reported by most scraped, serving instances (the largest on
+// a tie), or fallback when none reports.
+func slotsPerInstance(members []fleet.Instance, fallback int) int {
+	counts := map[int]int{}
+	best, bestN := 0, 0
+	for _, inst := range members {
+		if !inst.Serving() || inst.Capacity <= 0 {
+			continue
+		}
+		counts[inst.Capacity]++
+		n := counts[inst.Capacity]
+		if n > bestN || (n == bestN && inst.Capacity > best) {
+			best, bestN = inst.Capacity, n
+		}
+	}
+	if best == 0 {
+		return max(fallback, 1)
+	}
+	return best
+}
+
+func unknownGuard(p fleet.Policy, unknown, inService int) string {
+	if unknown == 0 || inService == 0 {
+		return ""
+	}
+	share := float64(unknown) / float64(inService)
+	if p.MaxUnknownShare < 0 || share > p.MaxUnknownShare {
+		return fmt.Sprintf("%d of %d in-service instances unknown (share %.2f above %.2f)", unknown, inService, share, max(p.MaxUnknownShare, 0))
+	}
+	return ""
+}
+
+// nextState carries idle-since marks forward: kept for instances still idle, set for newly idle
+// ones, dropped for busy ones and ones gone; unknown instances keep theirs.
+func nextState(now time.Time, prev State, members []fleet.Instance) State {
+	s := prev
+	s.IdleSince = make(map[string]time.Time, len(members))
+	for _, inst := range members {
+		since, had := prev.IdleSince[inst.ID]
+		switch {
+		case inst.Idle():
+			if !had {
+				since = now
+			}
+			s.IdleSince[inst.ID] = since
+		case inst.Unknown && had:
+			s.IdleSince[inst.ID] = since
+		}
+	}
+	if len(s.IdleSince) == 0 {
+		s.IdleSince = nil
+	}
+	return s
+}
+
+// protection lists busy unprotected instances to protect and idle protected ones to unprotect.
+func protection(members []fleet.Instance) (protect, unprotect []string) {
+	for _, inst := range members {
+		switch {
+		case inst.Busy() && !inst.Protected:
+			protect = append(protect, inst.ID)
+		case inst.Idle() && inst.Protected:
+			unprotect = append(unprotect, inst.ID)
+		}
+	}
+	return protect, unprotect
+}
+
+// removable lists idle, scraped instances launched at least minUptime ago, best first: those
+// offering no slots (unhealthy, intake stopped, reclaimed), then rebalance-marked, then the
+// longest idle, then the oldest.
+func removable(now time.Time, minUptime time.Duration, members []fleet.Instance, idleSince map[string]time.Time) []fleet.Instance {
+	var out []fleet.Instance
+	for _, inst := range members {
+		if inst.Idle() && now.Sub(inst.LaunchedAt) >= minUptime {
+			out = append(out, inst)
+		}
+	}
+	rank := func(i fleet.Instance) int {
+		switch {
+		case !i.Serving():
+			return 0
+		case i.RebalanceRecommended:
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(out, func(a, b fleet.Instance) int {
+		return cmp.Or(
+			cmp.Compare(rank(a), rank(b)),
+			idleSince[a.ID].Compare(idleSince[b.ID]),
+			a.LaunchedAt.Compare(b.LaunchedAt),
+			cmp.Compare(a.ID, b.ID),
+		)
+	})
+	return out
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func queuedText(q int) string {
+	if q < 0 {
+		return "unseen"
+	}
+	return fmt.Sprint(q)
+}
