@@ -1,0 +1,213 @@
+package scrape
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// gitlab-runner's metric names and labels (commands/builds_helper.go, commands/multi.go and
+// network/api_requests_collector.go of gitlab-runner).
+const (
+	// metricConcurrent is the global `concurrent` setting; no labels.
+	metricConcurrent = "gitlab_runner_concurrent"
+	// metricLimit is each [[runners]] entry's `limit` (0 = unlimited); labels runner, system_id.
+	metricLimit = "gitlab_runner_limit"
+	// metricJobs counts jobs by runner, runner_name, system_id, state, stage, executor_stage;
+	// every runner always has a zero series with state "idle".
+	metricJobs = "gitlab_runner_jobs"
+	// metricJobsTotal counts jobs a runner has picked up; labels runner, runner_name, system_id.
+	metricJobsTotal = "gitlab_runner_jobs_total"
+	// metricQueueSize and metricQueueDepth are set from the job payload when a runner picks up a
+	// job, and only then: between pickups they hold the value of the last one.
+	metricQueueSize  = "gitlab_runner_job_queue_size"
+	metricQueueDepth = "gitlab_runner_job_queue_depth"
+	// metricQueuingExceeded counts picked-up jobs that waited longer than the runner's configured
+	// acceptable queuing duration.
+	metricQueuingExceeded = "gitlab_runner_acceptable_job_queuing_duration_exceeded_total"
+	// metricAPIStatuses counts GitLab API calls by runner, system_id, endpoint, status, method.
+	metricAPIStatuses = "gitlab_runner_api_request_statuses_total"
+
+	labelRunner   = "runner"
+	labelState    = "state"
+	labelEndpoint = "endpoint"
+	labelStatus   = "status"
+
+	stateRunning = "running"
+	stateIdle    = "idle"
+
+	endpointRequestJob = "request_job"
+)
+
+// runnerSample is what one runner section ([[runners]] entry) of a gitlab-runner process reports.
+type runnerSample struct {
+	limit    float64 // gitlab_runner_limit; 0 = unlimited
+	hasLimit bool
+	// requestJob counts request_job calls by outcome, since the process started.
+	requestOK       float64
+	requestRejected float64
+}
+
+// sample is one parsed scrape of one gitlab-runner process.
+type sample struct {
+	concurrent    float64
+	hasConcurrent bool
+	running       float64 // jobs with state "running"
+	otherBusy     float64 // jobs in any other non-idle state (pending, finishing, …)
+	jobsTotal     float64
+	queueSize     float64
+	queueDepth    float64
+	hasQueue      bool
+	exceeded      float64
+	hasExceeded   bool
+	runners       map[string]*runnerSample
+}
+
+// parse reads gitlab-runner's text exposition into a sample. A body the text parser refuses is
+// an error; absent families are not (a runner that never ran a job has no queue gauges).
+func parse(r io.Reader) (*sample, error) {
+	// A zero TextParser has no validation scheme and panics; always build it with NewTextParser.
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parsing metrics exposition: %w", err)
+	}
+	s := &sample{runners: map[string]*runnerSample{}}
+	runner := func(m *dto.Metric) *runnerSample {
+		name := label(m, labelRunner)
+		rs := s.runners[name]
+		if rs == nil {
+			rs = &runnerSample{}
+			s.runners[name] = rs
+		}
+		return rs
+	}
+	if mf := families[metricConcurrent]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if v, ok := value(m); ok {
+				s.concurrent = max(s.concurrent, v)
+				s.hasConcurrent = true
+			}
+		}
+	}
+	if mf := families[metricLimit]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if v, ok := value(m); ok {
+				rs := runner(m)
+				rs.limit, rs.hasLimit = v, true
+			}
+		}
+	}
+	if mf := families[metricJobs]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			v, ok := value(m)
+			if !ok || v <= 0 {
+				continue
+			}
+			switch label(m, labelState) {
+			case stateRunning:
+				s.running += v
+			case stateIdle:
+			default:
+				s.otherBusy += v
+			}
+		}
+	}
+	s.jobsTotal, _ = sum(families[metricJobsTotal])
+	size, hasSize := sum(families[metricQueueSize])
+	depth, hasDepth := sum(families[metricQueueDepth])
+	s.queueSize, s.queueDepth, s.hasQueue = size, depth, hasSize || hasDepth
+	s.exceeded, s.hasExceeded = sum(families[metricQueuingExceeded])
+	if mf := families[metricAPIStatuses]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if label(m, labelEndpoint) != endpointRequestJob {
+				continue
+			}
+			v, ok := value(m)
+			if !ok {
+				continue
+			}
+			rs := runner(m)
+			switch classifyStatus(label(m, labelStatus)) {
+			case statusOK:
+				rs.requestOK += v
+			case statusRejected:
+				rs.requestRejected += v
+			}
+		}
+	}
+	return s, nil
+}
+
+type statusClass int
+
+const (
+	statusOther statusClass = iota
+	statusOK
+	statusRejected
+)
+
+// classifyStatus sorts a request_job HTTP status: 201 (job given) and 204 (no job) mean GitLab
+// accepts the runner; 401, 403 and 410 mean it refuses the runner's token (revoked, deleted or
+// expired) so the runner will never get a job. Others (409 conflicts, 429, 5xx) say nothing
+// about this runner.
+func classifyStatus(s string) statusClass {
+	code, err := strconv.Atoi(s)
+	if err != nil {
+		return statusOther
+	}
+	switch {
+	case code >= 200 && code < 300:
+		return statusOK
+	case code == 401 || code == 403 || code == 410:
+		return statusRejected
+	}
+	return statusOther
+}
+
+// value is the value of a gauge, counter or untyped metric; NaN and infinities are refused.
+func value(m *dto.Metric) (float64, bool) {
+	var v float64
+	switch {
+	case m.Gauge != nil:
+		v = m.GetGauge().GetValue()
+	case m.Counter != nil:
+		v = m.GetCounter().GetValue()
+	case m.Untyped != nil:
+		v = m.GetUntyped().GetValue()
+	default:
+		return 0, false
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, false
+	}
+	return v, true
+}
+
+// sum adds every series of a family; ok is false when the family is absent.
+func sum(mf *dto.MetricFamily) (total float64, ok bool) {
+	if mf == nil {
+		return 0, false
+	}
+	for _, m := range mf.GetMetric() {
+		if v, vok := value(m); vok {
+			total += v
+			ok = true
+		}
+	}
+	return total, ok
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue()
+		}
+	}
+	return ""
+}

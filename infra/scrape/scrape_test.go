@@ -1,0 +1,418 @@
+package scrape
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
+)
+
+// world serves one exposition per instance at /instances/{id}/metrics, like the runner simulator.
+type world struct {
+	mu     sync.Mutex
+	bodies map[string]string
+	status map[string]int
+	hang   map[string]bool
+	srv    *httptest.Server
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{bodies: map[string]string{}, status: map[string]int{}, hang: map[string]bool{}}
+	done := make(chan struct{})
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/instances/"), "/metrics")
+		w.mu.Lock()
+		body, status, hang := w.bodies[id], w.status[id], w.hang[id]
+		w.mu.Unlock()
+		if hang {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		if status != 0 {
+			rw.WriteHeader(status)
+		}
+		_, _ = rw.Write([]byte(body))
+	}))
+	t.Cleanup(func() { close(done); w.srv.Close() })
+	return w
+}
+
+func (w *world) set(id, body string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bodies[id] = body
+}
+
+func (w *world) template() string { return w.srv.URL + "/instances/{{.InstanceID}}/metrics" }
+
+func newTestScraper(t *testing.T, cfg Config) *Scraper {
+	t.Helper()
+	s, err := New(cfg, netguard.HTTPClient(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+const concurrentOnly = `# HELP gitlab_runner_concurrent The current value of concurrent setting
+# TYPE gitlab_runner_concurrent gauge
+gitlab_runner_concurrent 2
+`
+
+func TestScrapeOneSample(t *testing.T) {
+	t.Parallel()
+	busy := readTestdata(t, "busy.prom")
+	tests := []struct {
+		name   string
+		body   string
+		status int
+		hang   bool
+		want   Result
+	}{
+		{
+			name: "busy runner: running jobs in two stages, unlimited section, queue gauges of unknown age",
+			body: busy,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, RunningJobs: 3, BusyJobs: 3,
+				Queue: Queue{Present: true, Size: 12, Depth: 3, Stale: true}},
+		},
+		{
+			name: "fresh idle runner: only the idle series, no queue gauges, no job counter",
+			body: concurrentOnly + `# TYPE gitlab_runner_limit gauge
+gitlab_runner_limit{runner="aB3dE6gH",system_id="s_1"} 0
+# TYPE gitlab_runner_jobs gauge
+gitlab_runner_jobs{executor_stage="idle",runner="aB3dE6gH",runner_name="r",stage="idle",state="idle",system_id="s_1"} 0
+`,
+			want: Result{Known: true, Concurrent: 2, Capacity: 2, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "no gitlab_runner_jobs family at all",
+			body: concurrentOnly,
+			want: Result{Known: true, Concurrent: 2, Capacity: 2, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "sections with limits bound capacity below concurrent",
+			body: `gitlab_runner_concurrent 10
+gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 2
+gitlab_runner_limit{runner="bbbbbbbb",system_id="s_1"} 3
+`,
+			want: Result{Known: true, Concurrent: 10, Capacity: 5, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "limit above concurrent: concurrent wins",
+			body: `gitlab_runner_concurrent 2
+gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 8
+`,
+			want: Result{Known: true, Concurrent: 2, Capacity: 2, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "one section's token refused: only the other section's limit counts",
+			body: `gitlab_runner_concurrent 10
+gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 2
+gitlab_runner_limit{runner="bbbbbbbb",system_id="s_1"} 3
+gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="204",system_id="s_1"} 90
+gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="bbbbbbbb",status="403",system_id="s_1"} 12
+`,
+			want: Result{Known: true, Concurrent: 10, Capacity: 2, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "every job request refused (revoked token): no capacity, still known",
+			body: `gitlab_runner_concurrent 4
+gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 0
+gitlab_runner_jobs{executor_stage="idle",runner="aaaaaaaa",runner_name="r",stage="idle",state="idle",system_id="s_1"} 0
+gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="403",system_id="s_1"} 7
+gitlab_runner_api_request_statuses_total{endpoint="update_job",method="put",runner="aaaaaaaa",status="200",system_id="s_1"} 3
+`,
+			want: Result{Known: true, Concurrent: 4, Capacity: 0, Rejected: true, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "server errors on request_job say nothing about the token",
+			body: `gitlab_runner_concurrent 4
+gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="502",system_id="s_1"} 7
+`,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "pending and finishing jobs occupy the instance; extra labels are ignored",
+			body: `gitlab_runner_concurrent 4
+gitlab_runner_jobs{executor_stage="idle",runner="aaaaaaaa",runner_name="r",stage="idle",state="idle",system_id="s_1",shard="blue"} 0
+gitlab_runner_jobs{executor_stage="docker_run",runner="aaaaaaaa",runner_name="r",stage="step_script",state="running",system_id="s_1",shard="blue"} 1
+gitlab_runner_jobs{executor_stage="docker_cleanup",runner="aaaaaaaa",runner_name="r",stage="cleanup_file_variables",state="success",system_id="s_1",shard="blue"} 1
+gitlab_runner_jobs{executor_stage="prepare",runner="aaaaaaaa",runner_name="r",stage="prepare_executor",state="pending",system_id="s_1",shard="blue"} 1
+`,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, RunningJobs: 1, BusyJobs: 3, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "untyped samples without TYPE lines are read",
+			body: "gitlab_runner_concurrent 3\ngitlab_runner_jobs{state=\"running\"} 2\n",
+			want: Result{Known: true, Concurrent: 3, Capacity: 3, RunningJobs: 2, BusyJobs: 2, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "garbled body is unknown, not zero",
+			body: "gitlab_runner_concurrent 4\ngitlab_runner_jobs{state=\"running\" 3\n\x00\x01",
+			want: Result{Reason: ReasonGarbled},
+		},
+		{
+			name: "HTML error page is unknown",
+			body: "<html><body>502 Bad Gateway</body></html>",
+			want: Result{Reason: ReasonGarbled},
+		},
+		{
+			name: "not a gitlab-runner: no concurrent",
+			body: "go_goroutines 12\n",
+			want: Result{Reason: ReasonNoConcurrent},
+		},
+		{
+			name:   "HTTP 500 is unknown",
+			body:   "internal error",
+			status: http.StatusInternalServerError,
+			want:   Result{Reason: ReasonHTTPStatus},
+		},
+		{
+			name: "response above the cap is unknown",
+			body: concurrentOnly + strings.Repeat("# padding comment line to exceed the cap\n", 200),
+			want: Result{Reason: ReasonTooLarge},
+		},
+		{
+			name: "hung runner is unknown after the timeout",
+			hang: true,
+			want: Result{Reason: ReasonTimeout},
+		},
+	}
+	w := newWorld(t)
+	s := newTestScraper(t, Config{Timeout: 300 * time.Millisecond, MaxBytes: 4 << 10})
+	var targets []Target
+	for i, tc := range tests {
+		id := "i-" + strings.Repeat("0", 16-len(itoa(i))) + itoa(i)
+		w.mu.Lock()
+		w.bodies[id], w.status[id], w.hang[id] = tc.body, tc.status, tc.hang
+		w.mu.Unlock()
+		targets = append(targets, Target{InstanceID: id, PrivateIP: "10.0.0.1"})
+	}
+	results, err := s.Scrape(context.Background(), w.template(), targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(tests) {
+		t.Fatalf("got %d results, want %d", len(results), len(tests))
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := results[i]
+			if got.InstanceID != targets[i].InstanceID {
+				t.Fatalf("result %d is for %s, want %s (order must follow targets)", i, got.InstanceID, targets[i].InstanceID)
+			}
+			if got.Known != tc.want.Known || got.Reason != tc.want.Reason {
+				t.Fatalf("known=%v reason=%q (err %v), want known=%v reason=%q", got.Known, got.Reason, got.Err, tc.want.Known, tc.want.Reason)
+			}
+			if !got.Known {
+				if got.Err == nil {
+					t.Error("unknown result without an error")
+				}
+				if got.Capacity != 0 || got.RunningJobs != 0 || got.BusyJobs != 0 {
+					t.Errorf("unknown result carries numbers: %+v", got)
+				}
+				return
+			}
+			if got.Err != nil {
+				t.Errorf("known result with error %v", got.Err)
+			}
+			if got.Concurrent != tc.want.Concurrent || got.Capacity != tc.want.Capacity ||
+				got.RunningJobs != tc.want.RunningJobs || got.BusyJobs != tc.want.BusyJobs || got.Rejected != tc.want.Rejected {
+				t.Errorf("got concurrent=%d capacity=%d running=%d busy=%d rejected=%v, want %d %d %d %d %v",
+					got.Concurrent, got.Capacity, got.RunningJobs, got.BusyJobs, got.Rejected,
+					tc.want.Concurrent, tc.want.Capacity, tc.want.RunningJobs, tc.want.BusyJobs, tc.want.Rejected)
+			}
+			if got.Queue != tc.want.Queue {
+				t.Errorf("queue = %+v, want %+v", got.Queue, tc.want.Queue)
+			}
+		})
+	}
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// exposition renders a gitlab-runner-like page with the given counters.
+func exposition(jobsTotal, queueSize, exceeded, ok, rejected int) string {
+	var b strings.Builder
+	b.WriteString(concurrentOnly)
+	b.WriteString(`gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 0` + "\n")
+	b.WriteString(`gitlab_runner_jobs_total{runner="aaaaaaaa",runner_name="r",system_id="s_1"} ` + itoa(jobsTotal) + "\n")
+	b.WriteString(`gitlab_runner_job_queue_size{runner="aaaaaaaa",runner_name="r",system_id="s_1"} ` + itoa(queueSize) + "\n")
+	b.WriteString(`gitlab_runner_job_queue_depth{runner="aaaaaaaa",runner_name="r",system_id="s_1"} 1` + "\n")
+	b.WriteString(`gitlab_runner_acceptable_job_queuing_duration_exceeded_total{runner="aaaaaaaa",runner_name="r",system_id="s_1"} ` + itoa(exceeded) + "\n")
+	b.WriteString(`gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="204",system_id="s_1"} ` + itoa(ok) + "\n")
+	if rejected > 0 {
+		b.WriteString(`gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="403",system_id="s_1"} ` + itoa(rejected) + "\n")
+	}
+	return b.String()
+}
+
+// TestScrapeAcrossTicks checks what needs the previous sample: the queuing-exceeded rate, the
+// queue gauges' age and staleness, and refusals counted since the previous sample only.
+func TestScrapeAcrossTicks(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{QueueStaleAfter: 3 * time.Minute})
+	clock := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	target := []Target{{InstanceID: "i-0aaaaaaaaaaaaaaa1"}}
+	tick := func(body string) Result {
+		t.Helper()
+		w.set(target[0].InstanceID, body)
+		rs, err := s.Scrape(context.Background(), w.template(), target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rs[0].Known {
+			t.Fatalf("unknown: %v", rs[0].Err)
+		}
+		return rs[0]
+	}
+
+	steps := []struct {
+		advance time.Duration
+		body    string
+		check   func(t *testing.T, r Result)
+	}{
+		{0, exposition(10, 7, 2, 100, 0), func(t *testing.T, r Result) {
+			if r.Queue.HasRate || r.Queue.AgeKnown || !r.Queue.Stale {
+				t.Errorf("first sample: want no rate, unknown age, stale; got %+v", r.Queue)
+			}
+			if r.Rejected {
+				t.Error("first sample with only 204s: rejected")
+			}
+		}},
+		{time.Minute, exposition(13, 5, 8, 130, 0), func(t *testing.T, r Result) {
+			if !r.Queue.HasRate || r.Queue.ExceededPerSecond != 6.0/60 {
+				t.Errorf("rate = %v (has %v), want 0.1/s", r.Queue.ExceededPerSecond, r.Queue.HasRate)
+			}
+			if !r.Queue.AgeKnown || r.Queue.Age != time.Minute || r.Queue.Stale || r.Queue.Size != 5 {
+				t.Errorf("after a pickup: want fresh gauges at most 1m old, got %+v", r.Queue)
+			}
+		}},
+		{2 * time.Minute, exposition(13, 5, 8, 170, 0), func(t *testing.T, r Result) {
+			if r.Queue.ExceededPerSecond != 0 || !r.Queue.HasRate {
+				t.Errorf("rate = %v, want 0", r.Queue.ExceededPerSecond)
+			}
+			if r.Queue.Age != 3*time.Minute || r.Queue.Stale {
+				t.Errorf("no pickup for 2m: want age 3m, not yet stale; got %+v", r.Queue)
+			}
+		}},
+		{time.Minute, exposition(13, 5, 8, 170, 4), func(t *testing.T, r Result) {
+			if r.Queue.Age != 4*time.Minute || !r.Queue.Stale {
+				t.Errorf("no pickup for 3m: want age 4m, stale; got %+v", r.Queue)
+			}
+			if !r.Rejected || r.Capacity != 0 {
+				t.Errorf("only 403s since the previous sample: want rejected with no capacity, got rejected=%v capacity=%d", r.Rejected, r.Capacity)
+			}
+		}},
+		{time.Minute, exposition(13, 5, 8, 175, 4), func(t *testing.T, r Result) {
+			if r.Rejected || r.Capacity != 2 {
+				t.Errorf("accepted again: got rejected=%v capacity=%d", r.Rejected, r.Capacity)
+			}
+		}},
+		{time.Minute, exposition(1, 9, 1, 3, 0), func(t *testing.T, r Result) {
+			// The runner restarted: counters went down. The rate counts from zero.
+			if !r.Queue.HasRate || r.Queue.ExceededPerSecond != 1.0/60 {
+				t.Errorf("after a restart: rate = %v, want 1/60", r.Queue.ExceededPerSecond)
+			}
+			if !r.Queue.AgeKnown || r.Queue.Age != time.Minute {
+				t.Errorf("after a restart the gauges are new: %+v", r.Queue)
+			}
+		}},
+		{30 * time.Minute, exposition(1, 9, 3, 3, 0), func(t *testing.T, r Result) {
+			if r.Queue.HasRate {
+				t.Errorf("a 30m gap is beyond the rate window, got a rate %v", r.Queue.ExceededPerSecond)
+			}
+			if !r.Queue.Stale {
+				t.Errorf("gauges 31m old must be stale: %+v", r.Queue)
+			}
+		}},
+	}
+	for i, st := range steps {
+		clock = clock.Add(st.advance)
+		r := tick(st.body)
+		t.Run(itoa(i), func(t *testing.T) { st.check(t, r) })
+	}
+}
+
+func TestScrapeRefusesNonLoopbackAndBadInput(t *testing.T) {
+	t.Parallel()
+	s := newTestScraper(t, Config{Timeout: time.Second})
+	rs, err := s.Scrape(context.Background(), "http://{{.PrivateIP}}:9252/metrics",
+		[]Target{{InstanceID: "i-1", PrivateIP: "10.0.0.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Known || rs[0].Reason != ReasonConnect {
+		t.Fatalf("scrape of a 10.x address: known=%v reason=%q, want refused by netguard", rs[0].Known, rs[0].Reason)
+	}
+	if _, err := s.Scrape(context.Background(), "http://{{.Nope", nil); err == nil {
+		t.Error("a template that does not parse was accepted")
+	}
+	if err := CheckTemplate("http://{{.PrivateIP}}:9252/metrics"); err != nil {
+		t.Errorf("default template refused: %v", err)
+	}
+	if err := CheckTemplate("http://{{.Address}}/metrics"); err == nil {
+		t.Error("a template naming an unknown field was accepted")
+	}
+	if _, err := New(Config{Concurrency: -1, Timeout: -1}, netguard.HTTPClient(0)); err == nil || !strings.Contains(err.Error(), "concurrency") || !strings.Contains(err.Error(), "timeout") {
+		t.Errorf("invalid config: err = %v, want both problems", err)
+	}
+	if _, err := New(Config{}, nil); err == nil {
+		t.Error("nil client accepted")
+	}
+}
+
+func TestScrapeCanceledContextMarksRestUnknown(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{Concurrency: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	targets := make([]Target, 20)
+	for i := range targets {
+		targets[i] = Target{InstanceID: "i-" + itoa(i)}
+		w.set(targets[i].InstanceID, concurrentOnly)
+	}
+	rs, err := s.Scrape(ctx, w.template(), targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Known {
+			t.Fatalf("%s known after cancel", r.InstanceID)
+		}
+		if r.Reason != ReasonCanceled {
+			t.Errorf("%s: reason %q, want canceled", r.InstanceID, r.Reason)
+		}
+	}
+}
