@@ -1,0 +1,484 @@
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// settleTimeout bounds one DeleteMessage or ChangeMessageVisibility call. They run on a fresh
+// context so that an ack survives a cancelled handler or a closing subscriber.
+const settleTimeout = 10 * time.Second
+
+// Subscriber is a message.Subscriber that receives Watermill messages from SQS queues.
+//
+// Subscribe's topic is the queue (URL, or name resolved once with GetQueueUrl). Each Subscribe
+// call runs its own long-poll loop that never holds more than MaxInFlight messages; messages are
+// delivered on the returned channel one by one, and the next ones are delivered while earlier
+// ones are still being handled (up to MaxInFlight), except within one FIFO message group. The
+// package documentation states the ack, nack, hold, FIFO and close contract.
+//
+// Received metadata: the message attributes (String and Number ones), plus MetaReceiveCount,
+// MetaSenderID, MetaMessageID, MetaSentTimestamp and, on FIFO queues, MetaGroupID. The message
+// context carries the Subscribe context's values; it is cancelled once the message is settled.
+type Subscriber struct {
+	cfg    SubscriberConfig
+	client queueAPI
+	logger *slog.Logger
+	urls   urlCache
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	closed    bool
+	running   sync.WaitGroup
+}
+
+// NewSubscriber builds a Subscriber. client is usually an *sqs.Client; nil client or logger is
+// refused, and so is an invalid configuration (zero fields take their defaults first).
+func NewSubscriber(cfg SubscriberConfig, client queueAPI, logger *slog.Logger) (*Subscriber, error) {
+	if client == nil {
+		return nil, errors.New("sqs subscriber: nil sqs client")
+	}
+	if logger == nil {
+		return nil, errors.New("sqs subscriber: nil logger")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sqs subscriber config: %w", err)
+	}
+	return &Subscriber{
+		cfg:     cfg,
+		client:  client,
+		logger:  logger,
+		urls:    urlCache{client: client},
+		closing: make(chan struct{}),
+	}, nil
+}
+
+// Subscribe starts receiving from the queue named by topic. The returned channel is closed once
+// ctx is done or the Subscriber is closed, and every message held has been settled (acked, nacked
+// or released).
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s.running.Add(1)
+	s.mu.Unlock()
+
+	url, err := s.urls.resolve(ctx, topic)
+	if err != nil {
+		s.running.Done()
+		return nil, fmt.Errorf("subscribing to %s: %w", topic, err)
+	}
+	recvCtx, cancel := context.WithCancel(ctx)
+	c := &consumer{
+		cfg:     s.cfg,
+		client:  s.client,
+		url:     url,
+		fifo:    IsFIFO(url),
+		out:     make(chan *message.Message),
+		slots:   make(chan struct{}, s.cfg.MaxInFlight),
+		stop:    recvCtx.Done(),
+		msgBase: context.WithoutCancel(ctx),
+		log:     s.logger.With("queue", url),
+	}
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-recvCtx.Done():
+		}
+	}()
+	go func() {
+		defer s.running.Done()
+		defer cancel()
+		c.run(recvCtx)
+	}()
+	return c.out, nil
+}
+
+// Close stops every subscription: no more receives, handlers get CloseTimeout to settle what they
+// hold, the rest is released. It returns once every output channel is closed. Close is
+// idempotent; Subscribe after Close fails with ErrClosed.
+func (s *Subscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.closeOnce.Do(func() { close(s.closing) })
+	s.running.Wait()
+	return nil
+}
+
+// consumer is one Subscribe call: one receive loop and the messages it holds.
+type consumer struct {
+	cfg     SubscriberConfig
+	client  queueAPI
+	url     string
+	fifo    bool
+	out     chan *message.Message
+	slots   chan struct{} // one token per message held
+	stop    <-chan struct{}
+	msgBase context.Context
+	log     *slog.Logger
+	held    sync.WaitGroup
+}
+
+func (c *consumer) run(ctx context.Context) {
+	defer close(c.out)
+	defer c.held.Wait()
+	for ctx.Err() == nil {
+		n := c.acquire(ctx)
+		if n == 0 {
+			return
+		}
+		msgs, err := c.receive(ctx, n)
+		receivedAt := time.Now()
+		for range n - len(msgs) {
+			<-c.slots
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				// Cut short by Close or the Subscribe context: whatever was on its way comes back
+				// after its visibility timeout.
+				c.releaseAll(msgs)
+				return
+			}
+			c.log.Error("receiving sqs messages", "error", err)
+			select {
+			case <-time.After(c.cfg.ReceiveErrorBackoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		c.dispatch(msgs, receivedAt)
+	}
+}
+
+// acquire blocks until at least one in-flight slot is free and takes as many as it can, up to the
+// batch size. It returns 0 when ctx is done.
+func (c *consumer) acquire(ctx context.Context) int {
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for n < c.cfg.BatchSize {
+		select {
+		case c.slots <- struct{}{}:
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	return n
+}
+
+func (c *consumer) receive(ctx context.Context, n int) ([]types.Message, error) {
+	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:                    aws.String(c.url),
+		MaxNumberOfMessages:         int32(n),
+		WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
+		VisibilityTimeout:           int32(c.cfg.VisibilityTimeout / time.Second),
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receiving from %s: %w", c.url, err)
+	}
+	msgs := out.Messages
+	if len(msgs) > n {
+		// Never hold more than we have room for.
+		c.releaseAll(msgs[n:])
+		msgs = msgs[:n]
+	}
+	return msgs, nil
+}
+
+// dispatch starts handling a batch: one goroutine per message on standard queues, one per
+// message group (in batch order) on FIFO queues. Every message's visibility is renewed from
+// receipt, also while it waits for its turn in a FIFO group.
+func (c *consumer) dispatch(msgs []types.Message, receivedAt time.Time) {
+	held := make([]heldMessage, len(msgs))
+	for i, m := range msgs {
+		log := c.log.With("sqs_message_id", aws.ToString(m.MessageId))
+		held[i] = heldMessage{m: m, receipt: aws.ToString(m.ReceiptHandle), receivedAt: receivedAt, log: log}
+		held[i].lease = startLease(c, held[i].receipt, log)
+	}
+	if !c.fifo {
+		for _, h := range held {
+			c.held.Add(1)
+			go func() {
+				defer c.held.Done()
+				defer func() { <-c.slots }()
+				c.process(h)
+			}()
+		}
+		return
+	}
+	var order []string
+	groups := map[string][]heldMessage{}
+	for _, h := range held {
+		g := h.m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], h)
+	}
+	for _, g := range order {
+		group := groups[g]
+		c.held.Add(1)
+		go func() {
+			defer c.held.Done()
+			for i, h := range group {
+				acked := c.process(h)
+				<-c.slots
+				if acked {
+					continue
+				}
+				rest := group[i+1:]
+				if len(rest) > 0 {
+					c.log.Info("releasing the rest of a fifo group after a nack", "group", g, "released", len(rest))
+				}
+				for _, r := range rest {
+					r.lease.stop()
+					c.release(r.receipt, 0, r.log)
+					<-c.slots
+				}
+				return
+			}
+		}()
+	}
+}
+
+// heldMessage is one received message and the lease that keeps it invisible.
+type heldMessage struct {
+	m          types.Message
+	receipt    string
+	receivedAt time.Time
+	lease      *lease
+	log        *slog.Logger
+}
+
+// process delivers one message and settles it; it stops the message's lease before settling.
+// It reports whether the message was acked.
+func (c *consumer) process(h heldMessage) bool {
+	receipt, log, l := h.receipt, h.log, h.lease
+	defer l.stop()
+	hold := time.NewTimer(time.Until(h.receivedAt.Add(c.cfg.MaxHold)))
+	defer hold.Stop()
+	select {
+	case <-c.stop:
+		l.stop()
+		c.release(receipt, 0, log)
+		return false
+	case <-hold.C:
+		l.stop()
+		log.Warn("sqs message held past max hold before delivery: releasing it", "max_hold", c.cfg.MaxHold)
+		c.release(receipt, c.cfg.NackBackoff, log)
+		return false
+	default:
+	}
+
+	msg := toWatermill(h.m, c.fifo)
+	ctx, cancel := context.WithCancel(c.msgBase)
+	defer cancel()
+	msg.SetContext(ctx)
+
+	select {
+	case c.out <- msg:
+	case <-c.stop:
+		l.stop()
+		c.release(receipt, 0, log)
+		return false
+	case <-hold.C:
+		l.stop()
+		log.Warn("sqs message held past max hold before delivery: releasing it", "max_hold", c.cfg.MaxHold)
+		c.release(receipt, c.cfg.NackBackoff, log)
+		return false
+	}
+
+	stopping := c.stop
+	var closeTimer <-chan time.Time
+	for {
+		select {
+		case <-msg.Acked():
+			l.stop()
+			c.delete(receipt, log)
+			return true
+		case <-msg.Nacked():
+			l.stop()
+			c.release(receipt, c.cfg.NackBackoff, log)
+			return false
+		case <-hold.C:
+			if !msg.Nack() {
+				continue // acked just now
+			}
+			log.Warn("handler held sqs message past max hold: released and nacked", "max_hold", c.cfg.MaxHold)
+			l.stop()
+			c.release(receipt, c.cfg.NackBackoff, log)
+			return false
+		case <-stopping:
+			stopping = nil
+			t := time.NewTimer(c.cfg.CloseTimeout)
+			defer t.Stop()
+			closeTimer = t.C
+		case <-closeTimer:
+			if !msg.Nack() {
+				continue
+			}
+			log.Warn("handler did not settle sqs message within the close timeout: released", "close_timeout", c.cfg.CloseTimeout)
+			l.stop()
+			c.release(receipt, 0, log)
+			return false
+		}
+	}
+}
+
+func (c *consumer) delete(receipt string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	_, err := c.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.url), ReceiptHandle: aws.String(receipt)})
+	if err != nil {
+		// The message comes back after its visibility timeout: at least once.
+		log.Error("deleting acked sqs message", "error", err)
+	}
+}
+
+// release makes a held message visible again after d.
+func (c *consumer) release(receipt string, d time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := c.changeVisibility(ctx, receipt, d); err != nil {
+		log.Error("releasing sqs message", "error", err, "visible_in", d)
+	}
+}
+
+func (c *consumer) releaseAll(msgs []types.Message) {
+	for _, m := range msgs {
+		c.release(aws.ToString(m.ReceiptHandle), 0, c.log.With("sqs_message_id", aws.ToString(m.MessageId)))
+	}
+}
+
+func (c *consumer) changeVisibility(ctx context.Context, receipt string, d time.Duration) error {
+	secs := int32((d + time.Second - 1) / time.Second)
+	_, err := c.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(c.url),
+		ReceiptHandle:     aws.String(receipt),
+		VisibilityTimeout: secs,
+	})
+	if err != nil {
+		return fmt.Errorf("changing visibility of a message of %s to %ds: %w", c.url, secs, err)
+	}
+	return nil
+}
+
+// lease keeps one held message invisible: it renews the visibility timeout every half of it
+// until stopped. stop waits for a renewal in progress, so none lands after a release.
+type lease struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+func startLease(c *consumer, receipt string, log *slog.Logger) *lease {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &lease{cancel: cancel, done: make(chan struct{})}
+	every := c.cfg.VisibilityTimeout / 2
+	go func() {
+		defer close(l.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			callCtx, callCancel := context.WithTimeout(ctx, settleTimeout)
+			err := c.changeVisibility(callCtx, receipt, c.cfg.VisibilityTimeout)
+			callCancel()
+			if err != nil && ctx.Err() == nil {
+				log.Warn("extending sqs message visibility", "error", err)
+			}
+		}
+	}()
+	return l
+}
+
+func (l *lease) stop() {
+	l.once.Do(func() {
+		l.cancel()
+		<-l.done
+	})
+}
+
+// toWatermill converts a received SQS message: body verbatim, UUID from AttrUUID or the MessageId,
+// attributes and system attributes into metadata.
+func toWatermill(m types.Message, fifo bool) *message.Message {
+	uuid := aws.ToString(m.MessageId)
+	md := message.Metadata{}
+	for k, v := range m.MessageAttributes {
+		if v.StringValue == nil {
+			continue // binary attributes do not fit string metadata
+		}
+		if k == AttrUUID {
+			uuid = *v.StringValue
+			continue
+		}
+		if reservedKeys[k] {
+			continue
+		}
+		md[k] = *v.StringValue
+	}
+	md[MetaMessageID] = aws.ToString(m.MessageId)
+	sys := map[types.MessageSystemAttributeName]string{
+		types.MessageSystemAttributeNameApproximateReceiveCount: MetaReceiveCount,
+		types.MessageSystemAttributeNameSenderId:                MetaSenderID,
+		types.MessageSystemAttributeNameSentTimestamp:           MetaSentTimestamp,
+	}
+	if fifo {
+		sys[types.MessageSystemAttributeNameMessageGroupId] = MetaGroupID
+	}
+	for attr, key := range sys {
+		if v, ok := m.Attributes[string(attr)]; ok {
+			md[key] = v
+		}
+	}
+	msg := message.NewMessage(uuid, []byte(aws.ToString(m.Body)))
+	msg.Metadata = md
+	return msg
+}
+
+// ReceiveCount returns a received message's MetaReceiveCount as a number (0 when absent).
+func ReceiveCount(msg *message.Message) int {
+	n, _ := strconv.Atoi(msg.Metadata.Get(MetaReceiveCount))
+	return n
+}
+
+// SentAt returns when SQS accepted a received message (MetaSentTimestamp), or the zero time.
+func SentAt(msg *message.Message) time.Time {
+	ms, err := strconv.ParseInt(msg.Metadata.Get(MetaSentTimestamp), 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+var (
+	_ message.Subscriber = (*Subscriber)(nil)
+	_ message.Publisher  = (*Publisher)(nil)
+)
