@@ -1,0 +1,46 @@
+package messages
+
+import (
+	"sort"
+	"strings"
+)
+
+// tokenPrefixes start GitLab tokens that must never travel in a message: runner authentication
+// tokens (glrt-, and glrtr- for those made with a registration token), legacy runner registration
+// tokens (GR1348941) and personal access tokens (glpat-).
+var tokenPrefixes = []string{"glrt-", "glrtr-", "GR1348941", "glpat-"}
+
+// tokenPrefixIn returns the token prefix found in s, or "".
+func tokenPrefixIn(s string) string {
+	for _, p := range tokenPrefixes {
+		if strings.Contains(s, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// keyNamesToken reports whether a parameter key names a token itself rather than the parameter
+// that holds it: it contains "token" (any case) and does not end in "Parameter",
+// "ParameterName" or "ParameterArn".
+func keyNamesToken(key string) bool {
+	k := strings.ToLower(key)
+	if !strings.Contains(k, "token") {
+		return false
+	}
+	for _, ref := range []string{"parameter", "parametername", "parameterarn"} {
+		if strings.HasSuffix(k, ref) {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
