@@ -44,6 +44,9 @@ type DrainSettings struct {
 	// HeartbeatInterval is how often a drain records a lifecycle heartbeat; it must be at most a
 	// third of the hook's heartbeat timeout (checked at start-up against DescribeLifecycleHooks).
 	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval" yaml:"heartbeat_interval" json:"heartbeat_interval"`
+	// HookTimeout is the terminate lifecycle hook's heartbeat timeout as the fleet stack sets it;
+	// zero means unknown. When set, start-up validation requires HeartbeatInterval ≤ HookTimeout/3.
+	HookTimeout time.Duration `mapstructure:"hook_timeout" yaml:"hook_timeout" json:"hook_timeout"`
 	// PollInterval is how often a drain looks at the instance's jobs.
 	PollInterval time.Duration `mapstructure:"poll_interval" yaml:"poll_interval" json:"poll_interval"`
 	// MaxDrain bounds a drain; zero means the hook's global timeout (min(48h, 100 × heartbeat timeout)).

@@ -1,0 +1,376 @@
+// Package config loads and validates the worker's configuration (viper): a YAML file, or the same
+// YAML held in an SSM parameter (how the ECS task gets it), then RUNNERFLEET_<KEY> environment
+// variables for the keys outside fleets, then command-line flags. Validation reports every
+// problem at once, cross-field timing rules included, so one start-up attempt shows them all.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/infra/observe"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+)
+
+// Limits and defaults, with why.
+const (
+	// DefaultStopTimeout is ECS's default stopTimeout: the time between SIGTERM and SIGKILL.
+	DefaultStopTimeout = 30 * time.Second
+	// MaxStopTimeout is ECS's largest stopTimeout on Fargate.
+	MaxStopTimeout = 120 * time.Second
+	// ShutdownMargin is kept out of the stop timeout for what follows the last handler: releasing
+	// messages, closing publishers, flushing logs.
+	ShutdownMargin = 3 * time.Second
+	// DefaultHandlerTimeout bounds one attempt of one handler step. Steps are short (a few AWS
+	// calls); long work is a state machine of many steps.
+	DefaultHandlerTimeout = 60 * time.Second
+	// DefaultListen serves /metrics, /healthz and /readyz on every interface (the ECS task's port).
+	DefaultListen = ":9090"
+	// DefaultPollInterval is how often a drain looks at an instance's jobs.
+	DefaultPollInterval = time.Minute
+	// DefaultHeartbeatInterval: a third of a 15-minute hook timeout, so two heartbeats may fail
+	// before the hook times out.
+	DefaultHeartbeatInterval = 5 * time.Minute
+	// DefaultCommandRetries: an SSM command that failed three times will not do better.
+	DefaultCommandRetries = 3
+	// MaxFollowUpDelay is SQS's largest DelaySeconds: a drain follow-up cannot wait longer.
+	MaxFollowUpDelay = sqs.MaxDelaySeconds * time.Second
+)
+
+// Default queue and document names: every AWS name RunnerFleet creates starts with "runnerfleet-".
+const (
+	DefaultLifecycleQueue    = "runnerfleet-lifecycle"
+	DefaultLifecycleDLQ      = "runnerfleet-lifecycle-dlq"
+	DefaultControlQueue      = "runnerfleet-control.fifo"
+	DefaultControlDLQ        = "runnerfleet-control-dlq.fifo"
+	DefaultStopIntakeDoc     = "runnerfleet-stop-intake"
+	DefaultStatusDoc         = "runnerfleet-status"
+	DefaultUnregisterDoc     = "runnerfleet-unregister"
+	DefaultRetryMax          = 3
+	DefaultRetryInitial      = 500 * time.Millisecond
+	DefaultRetryMaxInterval  = 10 * time.Second
+	DefaultRetryMultiplier   = 2.0
+	DefaultQueueVisibility   = sqs.DefaultVisibilityTimeout
+	DefaultQueueMaxHold      = sqs.DefaultMaxHold
+	DefaultQueueMaxInFlight  = sqs.DefaultMaxInFlight
+	DefaultLogLevel          = "info"
+	DefaultMetricsURLPattern = fleet.DefaultMetricsURL
+)
+
+// Config is the worker's whole configuration. Keys are the mapstructure tags; see
+// configs/worker.example.yaml for every key with its meaning and default.
+type Config struct {
+	// Region is the AWS region (AWS_REGION is honoured when empty).
+	Region string `mapstructure:"region"`
+	// Endpoint overrides the AWS endpoint of every service (AWS_ENDPOINT_URL is honoured when empty).
+	Endpoint string `mapstructure:"endpoint"`
+	// LoopbackOnly makes every outbound connection refuse addresses outside 127.0.0.0/8 (the local
+	// world of tests and the demo).
+	LoopbackOnly bool `mapstructure:"loopback_only"`
+	// Listen is the address of /metrics, /healthz and /readyz.
+	Listen string `mapstructure:"listen"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// StopTimeout is the time from SIGTERM to exit: in-flight steps finish or release their
+	// messages before it ends. Set it to the ECS task's stopTimeout.
+	StopTimeout time.Duration `mapstructure:"stop_timeout"`
+	// Handler tunes how each message's handler runs.
+	Handler Handler `mapstructure:"handler"`
+	// Queues names the two queues the worker consumes and their dead-letter queues.
+	Queues Queues `mapstructure:"queues"`
+	// Fleets are the runner fleets this worker manages.
+	Fleets []fleet.Settings `mapstructure:"fleets"`
+}
+
+// Handler tunes each message's handling.
+type Handler struct {
+	// Timeout bounds one attempt of a handler.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// Retry retries transient failures in process before the message is nacked.
+	Retry Retry `mapstructure:"retry"`
+}
+
+// Retry is an exponential backoff without jitter: attempt n waits
+// min(InitialInterval × Multiplier^(n-1), MaxInterval).
+type Retry struct {
+	// MaxRetries is the number of retries after the first attempt (0: no in-process retry).
+	MaxRetries int `mapstructure:"max_retries"`
+	// InitialInterval is the wait before the first retry.
+	InitialInterval time.Duration `mapstructure:"initial_interval"`
+	// MaxInterval caps every wait.
+	MaxInterval time.Duration `mapstructure:"max_interval"`
+	// Multiplier grows the wait from one retry to the next (at least 1).
+	Multiplier float64 `mapstructure:"multiplier"`
+}
+
+// Queues are the worker's two queues.
+type Queues struct {
+	// Lifecycle is the standard queue of lifecycle events, spot notices and drain follow-ups.
+	Lifecycle Queue `mapstructure:"lifecycle"`
+	// Control is the FIFO queue of commands and fleet events (message group = fleet).
+	Control Queue `mapstructure:"control"`
+}
+
+// Queue is one queue the worker consumes.
+type Queue struct {
+	// Name is the queue's name or URL.
+	Name string `mapstructure:"name"`
+	// DeadLetter is the name or URL of the queue's DLQ, where the worker puts messages that can
+	// never succeed (with the reason in the "runnerfleet-reason" attribute). The same DLQ is the
+	// target of the queue's redrive policy.
+	DeadLetter string `mapstructure:"dead_letter"`
+	// VisibilityTimeout is asked for on receive and renewed every half of it while a handler works.
+	VisibilityTimeout time.Duration `mapstructure:"visibility_timeout"`
+	// MaxHold bounds how long one message may be held; past it the transport releases it.
+	MaxHold time.Duration `mapstructure:"max_hold"`
+	// MaxInFlight is the most messages handled at once from this queue.
+	MaxInFlight int `mapstructure:"max_in_flight"`
+	// NackBackoff is how long a nacked message stays invisible before SQS redelivers it.
+	NackBackoff time.Duration `mapstructure:"nack_backoff"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = DefaultLogLevel
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = DefaultStopTimeout
+	}
+	if c.Handler.Timeout == 0 {
+		c.Handler.Timeout = DefaultHandlerTimeout
+	}
+	r := &c.Handler.Retry
+	if r.InitialInterval == 0 {
+		r.InitialInterval = DefaultRetryInitial
+	}
+	if r.MaxInterval == 0 {
+		r.MaxInterval = DefaultRetryMaxInterval
+	}
+	if r.Multiplier == 0 {
+		r.Multiplier = DefaultRetryMultiplier
+	}
+	c.Queues.Lifecycle.setDefaults(DefaultLifecycleQueue, DefaultLifecycleDLQ)
+	c.Queues.Control.setDefaults(DefaultControlQueue, DefaultControlDLQ)
+	for i := range c.Fleets {
+		setFleetDefaults(&c.Fleets[i])
+	}
+}
+
+func (q *Queue) setDefaults(name, dlq string) {
+	if q.Name == "" {
+		q.Name = name
+	}
+	if q.DeadLetter == "" {
+		q.DeadLetter = dlq
+	}
+	if q.VisibilityTimeout == 0 {
+		q.VisibilityTimeout = DefaultQueueVisibility
+	}
+	if q.MaxHold == 0 {
+		q.MaxHold = DefaultQueueMaxHold
+	}
+	if q.MaxInFlight == 0 {
+		q.MaxInFlight = DefaultQueueMaxInFlight
+	}
+}
+
+func setFleetDefaults(f *fleet.Settings) {
+	if f.MetricsURL == "" {
+		f.MetricsURL = DefaultMetricsURLPattern
+	}
+	if f.Documents.StopIntake == "" {
+		f.Documents.StopIntake = DefaultStopIntakeDoc
+	}
+	if f.Documents.Status == "" {
+		f.Documents.Status = DefaultStatusDoc
+	}
+	if f.Documents.Unregister == "" {
+		f.Documents.Unregister = DefaultUnregisterDoc
+	}
+	if f.Drain.PollInterval == 0 {
+		f.Drain.PollInterval = DefaultPollInterval
+	}
+	if f.Drain.HeartbeatInterval == 0 {
+		f.Drain.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if f.Drain.CommandRetries == 0 {
+		f.Drain.CommandRetries = DefaultCommandRetries
+	}
+	f.Policy = f.Policy.WithDefaults()
+}
+
+// RetryBudget is the longest one message's handling may take with every in-process retry:
+// (MaxRetries+1) attempts of Handler.Timeout plus the waits between them.
+func (c *Config) RetryBudget() time.Duration {
+	r := c.Handler.Retry
+	budget := time.Duration(r.MaxRetries+1) * c.Handler.Timeout
+	wait := float64(r.InitialInterval)
+	for i := 0; i < r.MaxRetries; i++ {
+		budget += time.Duration(math.Min(wait, float64(r.MaxInterval)))
+		wait *= r.Multiplier
+	}
+	return budget
+}
+
+// DrainTimeout is how long in-flight steps get at shutdown before their contexts are cancelled
+// and their messages released: the stop timeout less ShutdownMargin (at least one second).
+func (c *Config) DrainTimeout() time.Duration {
+	return max(c.StopTimeout-ShutdownMargin, time.Second)
+}
+
+// Subscriber returns the transport settings of q.
+func (c *Config) Subscriber(q Queue) sqs.SubscriberConfig {
+	return sqs.SubscriberConfig{
+		WaitTime:            sqs.DefaultWaitTime,
+		BatchSize:           sqs.MaxBatch,
+		ReceiveErrorBackoff: sqs.DefaultReceiveErrorBackoff,
+		MaxInFlight:         q.MaxInFlight,
+		VisibilityTimeout:   q.VisibilityTimeout,
+		MaxHold:             q.MaxHold,
+		NackBackoff:         q.NackBackoff,
+		CloseTimeout:        c.DrainTimeout(),
+	}
+}
+
+// Fleet returns the settings of the fleet named name.
+func (c *Config) Fleet(name string) (fleet.Settings, bool) {
+	for _, f := range c.Fleets {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return fleet.Settings{}, false
+}
+
+// Validate reports every problem of the (defaulted) configuration at once, joined with
+// errors.Join; each problem names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.Listen == "" {
+		add("listen: want an address such as :9090")
+	}
+	if _, err := observe.ParseLevel(c.LogLevel); err != nil {
+		add("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if c.StopTimeout < time.Second || c.StopTimeout > MaxStopTimeout {
+		add("stop_timeout %s: want between 1s and %s (ECS's largest stopTimeout)", c.StopTimeout, MaxStopTimeout)
+	}
+	if c.Handler.Timeout <= 0 {
+		add("handler.timeout %s: want more than 0", c.Handler.Timeout)
+	}
+	r := c.Handler.Retry
+	if r.MaxRetries < 0 || r.MaxRetries > 20 {
+		add("handler.retry.max_retries %d: want 0..20", r.MaxRetries)
+	}
+	if r.InitialInterval < 0 || r.MaxInterval < 0 || r.InitialInterval > r.MaxInterval {
+		add("handler.retry: want 0 ≤ initial_interval (%s) ≤ max_interval (%s)", r.InitialInterval, r.MaxInterval)
+	}
+	if r.Multiplier < 1 {
+		add("handler.retry.multiplier %g: want at least 1", r.Multiplier)
+	}
+
+	budget := c.RetryBudget()
+	for _, q := range []struct {
+		key  string
+		q    Queue
+		fifo bool
+	}{{"queues.lifecycle", c.Queues.Lifecycle, false}, {"queues.control", c.Queues.Control, true}} {
+		if q.q.Name == "" {
+			add("%s.name: want a queue name or URL", q.key)
+		} else if sqs.IsFIFO(q.q.Name) != q.fifo {
+			if q.fifo {
+				add("%s.name %q: want a FIFO queue (name ending in .fifo): commands are serialized per fleet", q.key, q.q.Name)
+			} else {
+				add("%s.name %q: want a standard queue: drain follow-ups need per-message delays, which FIFO queues lack", q.key, q.q.Name)
+			}
+		}
+		if q.q.DeadLetter == "" {
+			add("%s.dead_letter: want the DLQ's name or URL", q.key)
+		} else if sqs.IsFIFO(q.q.DeadLetter) != q.fifo {
+			add("%s.dead_letter %q: a DLQ must be of the same type (standard or FIFO) as its queue", q.key, q.q.DeadLetter)
+		}
+		if err := c.Subscriber(q.q).Validate(); err != nil {
+			add("%s: %w", q.key, err)
+		}
+		// Cross-field: the transport releases a message held past max_hold, so every retry of a
+		// step must fit inside it, or a second worker handles the message while we still retry.
+		if q.q.MaxHold > 0 && budget > q.q.MaxHold {
+			add("%s.max_hold %s is shorter than the retry budget %s ((handler.retry.max_retries+1) × handler.timeout + backoffs): the message would be released and redelivered while it is still being retried",
+				q.key, q.q.MaxHold, budget)
+		}
+		if q.q.MaxHold > 0 && q.q.VisibilityTimeout > q.q.MaxHold {
+			add("%s.visibility_timeout %s exceeds max_hold %s", q.key, q.q.VisibilityTimeout, q.q.MaxHold)
+		}
+	}
+
+	if len(c.Fleets) == 0 {
+		add("fleets: want at least one fleet")
+	}
+	names, groups, rules := map[string]bool{}, map[string]string{}, map[string]string{}
+	for i, f := range c.Fleets {
+		key := fmt.Sprintf("fleets[%d]", i)
+		if f.Name != "" {
+			key = fmt.Sprintf("fleets[%d] (%s)", i, f.Name)
+		}
+		switch {
+		case f.Name == "":
+			add("%s.name: want a name", key)
+		case names[f.Name]:
+			add("%s.name: %q is used by another fleet", key, f.Name)
+		case strings.ContainsAny(f.Name, " /\t"):
+			add("%s.name %q: no spaces or slashes (it is a message group id and a metric label)", key, f.Name)
+		}
+		names[f.Name] = true
+		if f.GroupName == "" {
+			add("%s.group: want the Auto Scaling group's name", key)
+		} else if other, ok := groups[f.GroupName]; ok {
+			add("%s.group %q is also the group of fleet %q", key, f.GroupName, other)
+		} else {
+			groups[f.GroupName] = f.Name
+		}
+		if f.TickRule != "" {
+			if other, ok := rules[f.TickRule]; ok {
+				add("%s.tick_rule %q is also the tick rule of fleet %q", key, f.TickRule, other)
+			}
+			rules[f.TickRule] = f.Name
+		}
+		if _, err := template.New("metrics_url").Option("missingkey=error").Parse(f.MetricsURL); err != nil {
+			add("%s.metrics_url: %v", key, err)
+		}
+		d := f.Drain
+		if d.PollInterval <= 0 || d.PollInterval > MaxFollowUpDelay {
+			add("%s.drain.poll_interval %s: want more than 0 and at most %s (SQS's largest message delay)", key, d.PollInterval, MaxFollowUpDelay)
+		}
+		if d.HeartbeatInterval <= 0 {
+			add("%s.drain.heartbeat_interval %s: want more than 0", key, d.HeartbeatInterval)
+		}
+		// Cross-field: a heartbeat every third of the hook's timeout survives two lost heartbeats.
+		if d.HookTimeout > 0 && d.HeartbeatInterval > d.HookTimeout/3 {
+			add("%s.drain.heartbeat_interval %s exceeds a third of drain.hook_timeout %s (%s): a drain would lose its hook after one missed heartbeat",
+				key, d.HeartbeatInterval, d.HookTimeout, d.HookTimeout/3)
+		}
+		if d.HookTimeout < 0 {
+			add("%s.drain.hook_timeout %s: want at least 0 (0: unknown)", key, d.HookTimeout)
+		}
+		if d.MaxDrain < 0 || d.MaxDrain > 48*time.Hour {
+			add("%s.drain.max_drain %s: want 0 (the hook's global timeout) up to 48h", key, d.MaxDrain)
+		}
+		if d.CommandRetries < 0 {
+			add("%s.drain.command_retries %d: want at least 0", key, d.CommandRetries)
+		}
+		if err := f.Policy.Validate(); err != nil {
+			add("%s: %w", key, err)
+		}
+	}
+	return errors.Join(errs...)
+}

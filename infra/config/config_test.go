@@ -1,0 +1,182 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/spf13/pflag"
+)
+
+func noEnv(string) string { return "" }
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+const minimal = `
+fleets:
+  - name: blue
+    group: blue-asg
+`
+
+func TestExampleAndLocalConfigsAreValid(t *testing.T) {
+	for _, f := range []string{"worker.example.yaml", "local.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "configs", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(data, Source{Getenv: noEnv}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), Source{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StopTimeout != DefaultStopTimeout || cfg.Listen != DefaultListen || cfg.Handler.Timeout != DefaultHandlerTimeout {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if cfg.Queues.Control.Name != DefaultControlQueue || cfg.Queues.Lifecycle.DeadLetter != DefaultLifecycleDLQ {
+		t.Errorf("queue defaults not applied: %+v", cfg.Queues)
+	}
+	f, ok := cfg.Fleet("blue")
+	if !ok || f.MetricsURL != DefaultMetricsURLPattern || f.Documents.StopIntake != DefaultStopIntakeDoc || f.Policy.MinInstances != 1 {
+		t.Errorf("fleet defaults not applied: %+v", f)
+	}
+	if got := cfg.DrainTimeout(); got != DefaultStopTimeout-ShutdownMargin {
+		t.Errorf("DrainTimeout = %s", got)
+	}
+}
+
+// The "Checked by" case of issue 3: three mistakes, all three reported.
+func TestThreeMistakesAllReported(t *testing.T) {
+	data := `
+stop_timeout: 10m
+fleets:
+  - name: blue
+    group: blue-asg
+    grup: typo
+    drain:
+      hook_timeout: 15m
+      heartbeat_interval: 10m
+`
+	_, err := Parse([]byte(data), Source{Getenv: noEnv})
+	if err == nil {
+		t.Fatal("a config with three mistakes was accepted")
+	}
+	for _, want := range []string{"grup", "stop_timeout 10m0s", "heartbeat_interval 10m0s exceeds a third of drain.hook_timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not report %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestValidationRules(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"no fleets", `listen: ":1"`, "fleets: want at least one fleet"},
+		{"retry budget over max hold", minimal + "handler: {timeout: 2m}\n", "shorter than the retry budget"},
+		{"control not fifo", minimal + "queues: {control: {name: plain}}\n", "want a FIFO queue"},
+		{"lifecycle fifo", minimal + "queues: {lifecycle: {name: x.fifo, dead_letter: y.fifo}}\n", "want a standard queue"},
+		{"dlq type", minimal + "queues: {control: {dead_letter: plain}}\n", "same type"},
+		{"duplicate fleet", minimal + "  - name: blue\n    group: other\n", "used by another fleet"},
+		{"shared group", minimal + "  - name: green\n    group: blue-asg\n", "also the group of fleet"},
+		{"missing group", "fleets: [{name: x}]\n", "group: want"},
+		{"poll over 15m", "fleets: [{name: x, group: g, drain: {poll_interval: 20m}}]\n", "poll_interval 20m0s"},
+		{"bad template", "fleets: [{name: x, group: g, metrics_url: '{{.PrivateIP'}]\n", "metrics_url"},
+		{"bad level", minimal + "log_level: loud\n", "log_level"},
+		{"wrong type", minimal + "stop_timeout: soon\n", "stop_timeout"},
+		{"policy", "fleets: [{name: x, group: g, policy: {min: 3, max: 2}}]\n", "max (2) must be at least min (3)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), Source{Getenv: noEnv})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	data := minimal + "listen: 127.0.0.1:1\nlog_level: warn\nstop_timeout: 20s\n"
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--stop-timeout=45s"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte(data), Source{Flags: fs, Getenv: envOf(map[string]string{
+		"RUNNERFLEET_LISTEN":                    "127.0.0.1:2",
+		"RUNNERFLEET_STOP_TIMEOUT":              "40s",
+		"RUNNERFLEET_QUEUES_CONTROL_NAME":       "http://127.0.0.1:1/000/other.fifo",
+		"RUNNERFLEET_HANDLER_RETRY_MAX_RETRIES": "1",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:2" {
+		t.Errorf("env did not override listen: %q", cfg.Listen)
+	}
+	if cfg.LogLevel != "warn" {
+		t.Errorf("file value lost: log_level %q", cfg.LogLevel)
+	}
+	if cfg.StopTimeout != 45*time.Second {
+		t.Errorf("flag did not win over env: stop_timeout %s", cfg.StopTimeout)
+	}
+	if cfg.Queues.Control.Name != "http://127.0.0.1:1/000/other.fifo" || cfg.Handler.Retry.MaxRetries != 1 {
+		t.Errorf("nested env overrides not applied: %+v", cfg)
+	}
+}
+
+type fakeSSM struct {
+	name, value string
+}
+
+func (f fakeSSM) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
+	if aws.ToString(in.Name) != f.name {
+		return nil, errors.New("ParameterNotFound")
+	}
+	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Value: aws.String(f.value)}}, nil
+}
+
+func TestLoadFromFileAndFromParameter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(path, []byte(minimal), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(context.Background(), Source{File: path, Getenv: noEnv}); err != nil {
+		t.Errorf("from file: %v", err)
+	}
+	src := Source{SSM: fakeSSM{name: "/runnerfleet/worker", value: minimal}, Getenv: envOf(map[string]string{EnvParameter: "/runnerfleet/worker"})}
+	if !src.NeedsSSM() {
+		t.Error("NeedsSSM false with only the parameter env set")
+	}
+	cfg, err := Load(context.Background(), src)
+	if err != nil {
+		t.Fatalf("from parameter: %v", err)
+	}
+	if _, ok := cfg.Fleet("blue"); !ok {
+		t.Error("fleet from the parameter missing")
+	}
+	if _, err := Load(context.Background(), Source{Getenv: noEnv}); err == nil || !strings.Contains(err.Error(), EnvParameter) {
+		t.Errorf("no source: %v", err)
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	c := Config{Handler: Handler{Timeout: 10 * time.Second, Retry: Retry{MaxRetries: 3, InitialInterval: time.Second, MaxInterval: 3 * time.Second, Multiplier: 2}}}
+	// 4 attempts × 10s + waits 1s, 2s, 3s (capped).
+	if got, want := c.RetryBudget(), 46*time.Second; got != want {
+		t.Errorf("RetryBudget = %s, want %s", got, want)
+	}
+}
