@@ -1,0 +1,482 @@
+package scale
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+const (
+	fleetName = "docker"
+	groupName = "runnerfleet-docker-asg"
+	tickRule  = "arn:aws:events:eu-west-1:123456789012:rule/runnerfleet-docker-tick"
+)
+
+var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.b.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type rig struct {
+	h     *Handler
+	group *fakeGroup
+	scr   *fakeScraper
+	sink  *fakeSink
+	store *fakeStore
+	reg   *prometheus.Registry
+	logs  *syncBuffer
+
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (r *rig) clock() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.now
+}
+
+func (r *rig) advance(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.now = r.now.Add(d)
+}
+
+// newRig builds a handler over fakes; instances are InService, launched an hour before t0.
+func newRig(t *testing.T, p fleet.Policy, ids ...string) *rig {
+	t.Helper()
+	r := &rig{group: &fakeGroup{}, scr: &fakeScraper{}, sink: &fakeSink{}, store: newFakeStore(), now: t0}
+	r.group.state = GroupState{Desired: len(ids), Min: 0, Max: 20}
+	for _, id := range ids {
+		r.group.state.Members = append(r.group.state.Members, Member{
+			Instance:  fleet.Instance{ID: id, State: fleet.StateInService, LaunchedAt: t0.Add(-time.Hour)},
+			PrivateIP: "10.0.0.1",
+		})
+	}
+	r.rebuild(t, p)
+	return r
+}
+
+// rebuild makes a new handler over the same fakes: a worker restart.
+func (r *rig) rebuild(t *testing.T, p fleet.Policy) {
+	t.Helper()
+	r.reg = prometheus.NewRegistry()
+	r.logs = &syncBuffer{}
+	h, err := New(Config{
+		Fleets:         []fleet.Settings{{Name: fleetName, GroupName: groupName, TickRule: tickRule, Policy: p}},
+		PublishTimeout: 50 * time.Millisecond,
+		Now:            r.clock,
+	}, Deps{Group: r.group, Scraper: r.scr, Metrics: r.sink, State: r.store, Registerer: r.reg},
+		slog.New(slog.NewJSONHandler(r.logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h
+}
+
+func busy(jobs, capacity int) fleet.Instance {
+	return fleet.Instance{Healthy: true, Capacity: capacity, RunningJobs: jobs, QueueStale: true}
+}
+
+func (r *rig) tick(t *testing.T, id string) {
+	t.Helper()
+	if err := r.h.Tick(context.Background(), fleetName, id); err != nil {
+		t.Fatalf("tick %s: %v", id, err)
+	}
+}
+
+func TestScaleOutWhenJobsQueue(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{}, "i-1", "i-2")
+	for _, id := range []string{"i-1", "i-2"} {
+		inst := busy(2, 2)
+		inst.QueueSize, inst.QueueAge, inst.QueueStale = 4, 20*time.Second, false
+		r.scr.set(id, inst)
+	}
+	r.tick(t, "tick-1")
+	desired, terminated, protected, _ := r.group.snapshot()
+	if desired != 4 {
+		t.Errorf("desired = %d, want 4 (8 slots wanted: 4 running + 4 queued, 2 per instance)", desired)
+	}
+	if len(terminated) != 0 {
+		t.Errorf("terminated %v while scaling out", terminated)
+	}
+	if !protected["i-1"] || !protected["i-2"] {
+		t.Errorf("busy instances not protected: %v", protected)
+	}
+	fm, n := r.sink.last()
+	if n != 1 || fm.DesiredCapacity != 4 || fm.ActiveJobs != 4 || fm.QueuedJobs != 4 || fm.InServiceInstances != 2 || fm.Fleet != fleetName {
+		t.Errorf("published %d times, last %+v", n, fm)
+	}
+	if got := value(t, r.reg, "runnerfleet_fleet_desired_capacity", fleetName); got != 4 {
+		t.Errorf("/metrics desired_capacity = %v, want 4", got)
+	}
+	lines := r.logs.lines(t, "scale decision")
+	if len(lines) != 1 {
+		t.Fatalf("%d decision log lines, want 1", len(lines))
+	}
+	if lines[0]["action"] != "scale_out" || !strings.Contains(fmt.Sprint(lines[0]["reason"]), "scale out") || lines[0]["observation"] == nil {
+		t.Errorf("decision log line lacks its inputs or reason: %v", lines[0])
+	}
+}
+
+func TestScaleInRemovesOnlyIdleAfterWindowAcrossRestart(t *testing.T) {
+	t.Parallel()
+	p := fleet.Policy{ScaleInWindow: 10 * time.Minute, MaxScaleInStep: 2}
+	r := newRig(t, p, "i-busy", "i-idle1", "i-idle2")
+	r.scr.set("i-busy", busy(1, 2))
+	r.scr.set("i-idle1", busy(0, 2))
+	r.scr.set("i-idle2", busy(0, 2))
+
+	r.tick(t, "tick-1")
+	if _, terminated, _, _ := r.group.snapshot(); len(terminated) != 0 {
+		t.Fatalf("removed %v before the stabilization window", terminated)
+	}
+	if r.store.get(fleetName).Scaling.SpareSince.IsZero() {
+		t.Fatal("stabilization start not stored")
+	}
+
+	// The worker restarts; the window must be remembered.
+	r.rebuild(t, p)
+	r.advance(11 * time.Minute)
+	r.tick(t, "tick-2")
+	desired, terminated, protected, _ := r.group.snapshot()
+	if slices.Contains(terminated, "i-busy") {
+		t.Fatal("a busy instance was terminated")
+	}
+	if len(terminated) == 0 {
+		t.Fatal("no idle instance removed after the window")
+	}
+	for _, id := range terminated {
+		if id != "i-idle1" && id != "i-idle2" {
+			t.Errorf("terminated %s, not an idle instance", id)
+		}
+	}
+	if !protected["i-busy"] {
+		t.Error("busy instance not protected from scale-in")
+	}
+	if desired != 3-len(terminated) {
+		t.Errorf("desired = %d after removing %d of 3", desired, len(terminated))
+	}
+}
+
+func TestNoScaleInWhileRunnersUnknown(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{ScaleInWindow: time.Minute, MaxScaleInStep: 3}, "i-1", "i-2", "i-hung")
+	r.scr.set("i-1", busy(0, 2))
+	r.scr.set("i-2", busy(0, 2))
+	// i-hung has no answer: the fake scraper reports it unknown (timeout).
+	r.tick(t, "tick-1")
+	r.advance(5 * time.Minute)
+	r.tick(t, "tick-2")
+	_, terminated, _, _ := r.group.snapshot()
+	if len(terminated) != 0 {
+		t.Fatalf("scaled in %v while a third of the fleet is unknown", terminated)
+	}
+	fm, _ := r.sink.last()
+	if fm.UnknownInstances != 1 {
+		t.Errorf("published UnknownInstances = %d, want 1", fm.UnknownInstances)
+	}
+	if got := value(t, r.reg, "runnerfleet_scale_unknown_scrapes_total", fleetName, "timeout"); got != 2 {
+		t.Errorf("unknown_scrapes_total{reason=timeout} = %v, want 2", got)
+	}
+	lines := r.logs.lines(t, "scale decision")
+	last := lines[len(lines)-1]
+	if u, _ := last["unknown"].(map[string]any); u["i-hung"] != "timeout" {
+		t.Errorf("decision log does not report the unknown runner: %v", last["unknown"])
+	}
+	if !strings.Contains(fmt.Sprint(last["reason"]), "unknown") {
+		t.Errorf("reason does not say why no scale-in: %v", last["reason"])
+	}
+}
+
+func TestFailedPublishNeverBlocksDecision(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"error", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t, fleet.Policy{}, "i-1")
+			r.scr.set("i-1", busy(2, 2))
+			r.sink.mu.Lock()
+			if mode == "error" {
+				r.sink.err = errors.New("cloudwatch: throttled")
+			} else {
+				r.sink.block = true
+			}
+			r.sink.mu.Unlock()
+			// Idle slots 2 make the policy want one more instance.
+			r.rebuild(t, fleet.Policy{IdleSlots: 2})
+			r.tick(t, "tick-1")
+			if desired, _, _, _ := r.group.snapshot(); desired != 2 {
+				t.Errorf("desired = %d, want 2: the decision must be applied whatever the publish does", desired)
+			}
+			if got := value(t, r.reg, "runnerfleet_scale_metric_publish_failures_total", fleetName); got != 1 {
+				t.Errorf("metric_publish_failures_total = %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestTickDecidedOnce(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{IdleSlots: 2}, "i-1")
+	r.scr.set("i-1", busy(2, 2))
+	r.tick(t, "tick-1")
+	r.tick(t, "tick-1") // redelivered
+	_, _, _, calls := r.group.snapshot()
+	if n := strings.Count(strings.Join(calls, ","), "describe"); n != 1 {
+		t.Errorf("a redelivered tick described the group again (%d describes)", n)
+	}
+	if n := strings.Count(strings.Join(calls, ","), "set_desired"); n != 1 {
+		t.Errorf("%d set_desired calls, want 1", n)
+	}
+
+	// Another worker saves between this one's Load and Save: this one must not apply.
+	r.store.mu.Lock()
+	r.store.beforeSave = func() {
+		r.store.mu.Lock()
+		defer r.store.mu.Unlock()
+		r.store.versions[fleetName]++
+	}
+	r.store.mu.Unlock()
+	r.scr.set("i-1", busy(2, 2))
+	r.group.mu.Lock()
+	r.group.state.Desired = 1 // the group shrank: the policy would scale out again
+	r.group.mu.Unlock()
+	r.tick(t, "tick-2")
+	_, _, _, calls = r.group.snapshot()
+	if n := strings.Count(strings.Join(calls, ","), "set_desired"); n != 1 {
+		t.Errorf("the losing worker applied its decision (%d set_desired calls)", n)
+	}
+	if got := value(t, r.reg, "runnerfleet_scale_skipped_ticks_total", "concurrent", fleetName); got != 1 {
+		t.Errorf("skipped_ticks_total{cause=concurrent} = %v, want 1", got)
+	}
+}
+
+// TestConcurrentWorkersOneDecision runs two handlers (two replicas) on the same tick at once.
+func TestConcurrentWorkersOneDecision(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{IdleSlots: 2}, "i-1")
+	r.scr.set("i-1", busy(2, 2))
+	first := r.h
+	r.rebuild(t, fleet.Policy{IdleSlots: 2}) // a second replica over the same group and table
+	var wg sync.WaitGroup
+	for _, h := range []*Handler{first, r.h} {
+		wg.Go(func() {
+			if err := h.Tick(context.Background(), fleetName, "tick-1"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	_, _, _, calls := r.group.snapshot()
+	if n := strings.Count(strings.Join(calls, ","), "set_desired"); n != 1 {
+		t.Errorf("%d set_desired calls for one tick on two workers, want 1", n)
+	}
+}
+
+func scaleCommand(t *testing.T, now time.Time, desired *int, resume bool, d time.Duration) *messages.Message {
+	t.Helper()
+	c := messages.NewCommand(fleetName, messages.CommandScale, now)
+	c.Scale.Desired, c.Scale.Resume, c.Scale.For = desired, resume, d
+	return &messages.Message{Kind: messages.KindCommand, ID: c.ID, Time: now, Payload: &c}
+}
+
+func TestPinHoldsCapacityThenResumes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{ScaleInWindow: time.Minute}, "i-1", "i-2", "i-3")
+	for _, id := range []string{"i-1", "i-2", "i-3"} {
+		r.scr.set(id, busy(0, 2))
+	}
+	r.scr.set("i-3", busy(1, 2))
+	five := 5
+	if err := r.h.Handle(context.Background(), scaleCommand(t, r.clock(), &five, false, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if desired, _, _, _ := r.group.snapshot(); desired != 5 {
+		t.Fatalf("desired = %d after pinning 5", desired)
+	}
+	// Idle for long: a pinned fleet keeps its capacity, and its ticks still scrape and report.
+	calls := r.scr.calls
+	for i := range 3 {
+		r.advance(20 * time.Minute)
+		r.tick(t, fmt.Sprintf("tick-%d", i))
+	}
+	if desired, terminated, _, _ := r.group.snapshot(); desired != 5 || len(terminated) != 0 {
+		t.Fatalf("pinned fleet changed: desired %d, terminated %v", desired, terminated)
+	}
+	if r.scr.calls != calls+3 {
+		t.Errorf("pinned ticks scraped %d times, want 3", r.scr.calls-calls)
+	}
+	if _, n := r.sink.last(); n != 4 {
+		t.Errorf("published %d times, want 4 (pinned ticks still report)", n)
+	}
+
+	// Pin below the busy count: only idle ones go.
+	one := 1
+	if err := r.h.Handle(context.Background(), scaleCommand(t, r.clock(), &one, false, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_, terminated, _, _ := r.group.snapshot()
+	if slices.Contains(terminated, "i-3") || len(terminated) != 2 {
+		t.Errorf("pin 1 terminated %v, want the two idle instances and never busy i-3", terminated)
+	}
+
+	if err := r.h.Handle(context.Background(), scaleCommand(t, r.clock(), nil, true, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if r.store.get(fleetName).Pin != nil {
+		t.Error("resume left the pin in place")
+	}
+}
+
+func TestPinExpires(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{}, "i-1")
+	r.scr.set("i-1", busy(0, 2))
+	three := 3
+	if err := r.h.Handle(context.Background(), scaleCommand(t, r.clock(), &three, false, 10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if r.store.get(fleetName).Pin == nil {
+		t.Fatal("pin not stored")
+	}
+	r.advance(11 * time.Minute)
+	r.tick(t, "tick-late")
+	if r.store.get(fleetName).Pin != nil {
+		t.Error("pin outlived its --for")
+	}
+}
+
+func TestHandleRoutesAndRejects(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{}, "i-1")
+	r.scr.set("i-1", busy(0, 2))
+	sched := func(arn string) *messages.Message {
+		return &messages.Message{Kind: messages.KindScheduled, ID: "ev-" + arn,
+			Payload: &messages.Scheduled{RuleARN: arn, RuleName: arn[strings.LastIndexByte(arn, '/')+1:]}}
+	}
+	if !r.h.Handles(sched(tickRule)) {
+		t.Error("the fleet's tick rule is not handled")
+	}
+	if err := r.h.Handle(context.Background(), sched(tickRule)); err != nil {
+		t.Errorf("tick by rule ARN: %v", err)
+	}
+	other := sched("arn:aws:events:eu-west-1:123456789012:rule/someone-else")
+	if r.h.Handles(other) {
+		t.Error("another rule's tick is claimed")
+	}
+	if err := r.h.Handle(context.Background(), other); !messages.IsPermanent(err) {
+		t.Errorf("tick of an unknown rule: err %v, want permanent", err)
+	}
+	c := messages.NewCommand("nope", messages.CommandTick, r.clock())
+	if err := r.h.Handle(context.Background(), &messages.Message{Kind: messages.KindCommand, Payload: &c}); !messages.IsPermanent(err) {
+		t.Errorf("command for an unknown fleet: err %v, want permanent", err)
+	}
+	stale := scaleCommand(t, r.clock().Add(-time.Hour), new(int), false, 0)
+	if err := r.h.Handle(context.Background(), stale); !messages.IsPermanent(err) {
+		t.Errorf("hour-old scale command: err %v, want permanent", err)
+	}
+	both := scaleCommand(t, r.clock(), new(int), true, 0)
+	if err := r.h.Handle(context.Background(), both); !messages.IsPermanent(err) {
+		t.Errorf("scale with desired and resume: err %v, want permanent", err)
+	}
+	r.group.mu.Lock()
+	r.group.describeErr = fmt.Errorf("describing: %w", ErrGroupNotFound)
+	r.group.mu.Unlock()
+	if err := r.h.Tick(context.Background(), fleetName, "t-gone"); !messages.IsPermanent(err) {
+		t.Errorf("tick of a missing group: err %v, want permanent", err)
+	}
+	r.group.mu.Lock()
+	r.group.describeErr = errors.New("throttled")
+	r.group.mu.Unlock()
+	if err := r.h.Tick(context.Background(), fleetName, "t-throttled"); err == nil || messages.IsPermanent(err) {
+		t.Errorf("tick with a failing describe: err %v, want transient", err)
+	}
+}
+
+func TestNewRefusesNilDepsAndBadConfig(t *testing.T) {
+	t.Parallel()
+	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a"}, {Name: "a", GroupName: "g", Policy: fleet.Policy{MinInstances: 3, MaxInstances: 2}}}},
+		Deps{}, nil)
+	if err == nil {
+		t.Fatal("accepted nil deps")
+	}
+	for _, want := range []string{"nil Group", "nil Scraper", "nil MetricsSink", "nil StateStore", "nil prometheus", "nil logger", "duplicate name", "empty group", "max (2)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// value reads one series from the registry as /metrics would serve it; labelValues match the
+// series' label values in label-name order.
+func value(t *testing.T, reg *prometheus.Registry, name string, labelValues ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var got []string
+			for _, lp := range m.GetLabel() {
+				got = append(got, lp.GetValue())
+			}
+			if !slices.Equal(got, labelValues) {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Errorf("no series %s%v on /metrics", name, labelValues)
+	return -1
+}
