@@ -1,0 +1,331 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/runnerfleet/runnerfleet/infra/observe"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// fakeSubscriber hands out the messages pushed into it.
+type fakeSubscriber struct {
+	ch     chan *message.Message
+	closed sync.Once
+}
+
+func newFakeSubscriber() *fakeSubscriber { return &fakeSubscriber{ch: make(chan *message.Message)} }
+
+func (s *fakeSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	return s.ch, nil
+}
+
+func (s *fakeSubscriber) Close() error {
+	s.closed.Do(func() { close(s.ch) })
+	return nil
+}
+
+// fakeDLQ records what is dead-lettered; it fails while failing is set.
+type fakeDLQ struct {
+	mu      sync.Mutex
+	msgs    []*message.Message
+	topics  []string
+	failing atomic.Bool
+}
+
+func (d *fakeDLQ) Publish(topic string, msgs ...*message.Message) error {
+	if d.failing.Load() {
+		return errors.New("dlq unavailable")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.msgs = append(d.msgs, msgs...)
+	for range msgs {
+		d.topics = append(d.topics, topic)
+	}
+	return nil
+}
+
+func (d *fakeDLQ) Close() error { return nil }
+
+func (d *fakeDLQ) reasons() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, m := range d.msgs {
+		out = append(out, m.Metadata.Get(sqs.MetaReason))
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type world struct {
+	r       *Router
+	sub     *fakeSubscriber
+	dlq     *fakeDLQ
+	metrics *observe.Metrics
+	logs    *syncBuffer
+}
+
+func start(t *testing.T, handlers Registry, cfg Config) *world {
+	t.Helper()
+	w := &world{sub: newFakeSubscriber(), dlq: &fakeDLQ{}, logs: &syncBuffer{}}
+	w.metrics = observe.NewMetrics(prometheus.NewRegistry())
+	if cfg.HandlerTimeout == 0 {
+		cfg.HandlerTimeout = time.Second
+	}
+	if cfg.Retry.MaxInterval == 0 {
+		cfg.Retry = Retry{MaxRetries: 2, InitialInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Multiplier: 2}
+	}
+	cfg.CloseTimeout = 5 * time.Second
+	r, err := New(cfg, handlers, w.dlq, w.metrics, observe.NewLogger(w.logs, nil), func(m *messages.Message) string {
+		if c, ok := m.Payload.(*messages.Command); ok {
+			return c.Fleet
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddQueue(Queue{Name: "control", Topic: "q.fifo", DeadLetter: "dlq.fifo", Subscriber: w.sub}); err != nil {
+		t.Fatal(err)
+	}
+	w.r = r
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	<-r.Running()
+	t.Cleanup(func() {
+		_ = r.Close()
+		if err := <-done; err != nil {
+			t.Errorf("router run: %v", err)
+		}
+	})
+	return w
+}
+
+// send delivers body and waits until the message is acked (true) or nacked (false).
+func (w *world) send(t *testing.T, body []byte) bool {
+	t.Helper()
+	msg := message.NewMessage(fmt.Sprintf("uuid-%d", time.Now().UnixNano()), body)
+	msg.Metadata.Set(sqs.MetaMessageID, "sqs-"+msg.UUID)
+	msg.Metadata.Set(sqs.MetaGroupID, "blue")
+	w.sub.ch <- msg
+	select {
+	case <-msg.Acked():
+		return true
+	case <-msg.Nacked():
+		return false
+	case <-time.After(20 * time.Second):
+		t.Fatal("message neither acked nor nacked")
+		return false
+	}
+}
+
+func tick(t *testing.T) []byte {
+	t.Helper()
+	b, err := messages.NewCommand("blue", messages.CommandTick, time.Now()).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func unknownEvent() []byte {
+	return []byte(`{"version":"0","id":"e-1","detail-type":"Something Else","source":"aws.other","account":"1","time":"2026-11-27T10:00:00Z","region":"us-east-1","resources":[],"detail":{}}`)
+}
+
+func TestOutcomes(t *testing.T) {
+	var calls, flaky atomic.Int32
+	w := start(t, Registry{messages.KindCommand: func(ctx context.Context, m *messages.Message) error {
+		calls.Add(1)
+		c := m.Payload.(*messages.Command)
+		switch c.Issuer {
+		case "reject":
+			return messages.Reject("fleet %s is gone", c.Fleet)
+		case "panic":
+			panic("boom")
+		case "flaky":
+			if flaky.Add(1) < 3 {
+				return errors.New("throttled")
+			}
+			return nil
+		case "down":
+			return errors.New("always down")
+		}
+		return nil
+	}}, Config{})
+	cmd := func(issuer string) []byte {
+		c := messages.NewCommand("blue", messages.CommandTick, time.Now())
+		c.Issuer = issuer
+		b, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	oversize := messages.NewCommand("blue", messages.CommandTick, time.Now())
+	big, _ := json.Marshal(map[string]any{"kind": "command", "schema": 1, "id": oversize.ID, "issued_at": oversize.IssuedAt,
+		"fleet": "blue", "type": "tick", "issuer": strings.Repeat("x", 70*1024)})
+
+	if !w.send(t, tick(t)) {
+		t.Error("valid command nacked")
+	}
+	if !w.send(t, []byte("{not json")) {
+		t.Error("malformed body not acked")
+	}
+	if !w.send(t, big) {
+		t.Error("oversize command not acked")
+	}
+	if !w.send(t, unknownEvent()) {
+		t.Error("unknown event not acked")
+	}
+	if !w.send(t, cmd("reject")) {
+		t.Error("rejected command not acked")
+	}
+	if !w.send(t, cmd("panic")) {
+		t.Error("panicking command not acked")
+	}
+	if !w.send(t, cmd("flaky")) {
+		t.Error("flaky command (fails twice, then succeeds within 2 retries) not acked")
+	}
+	if w.send(t, cmd("down")) {
+		t.Error("always-failing command acked")
+	}
+
+	reasons := w.dlq.reasons()
+	if len(reasons) != 4 {
+		t.Fatalf("dead-lettered %d messages, want 4 (malformed, oversize, rejected, panic): %q", len(reasons), reasons)
+	}
+	for i, want := range []string{"", "65536", "fleet blue is gone", "panic: boom"} {
+		if reasons[i] == "" || !strings.Contains(reasons[i], want) {
+			t.Errorf("reason %d = %q, want it to mention %q", i, reasons[i], want)
+		}
+	}
+	for _, m := range w.dlq.msgs {
+		if m.Metadata.Get(sqs.MetaGroupID) != "blue" || m.Metadata.Get(sqs.MetaDedupID) == "" {
+			t.Errorf("fifo dlq message lacks group or dedup id: %v", m.Metadata)
+		}
+	}
+	if got := value(w.metrics.Unknown.WithLabelValues("control")); got != 1 {
+		t.Errorf("unknown count = %v, want 1", got)
+	}
+	if got := value(w.metrics.DeadLettered.WithLabelValues("control", "invalid", "invalid")); got != 2 {
+		t.Errorf("dead-lettered invalid = %v, want 2", got)
+	}
+	if got := value(w.metrics.DeadLettered.WithLabelValues("control", "command", "panic")); got != 1 {
+		t.Errorf("dead-lettered panic = %v, want 1", got)
+	}
+	if got := value(w.metrics.Nacked.WithLabelValues("control", "command")); got != 1 {
+		t.Errorf("nacked = %v, want 1", got)
+	}
+	if got := value(w.metrics.Retries.WithLabelValues("control", "command")); got != 4 {
+		t.Errorf("retries = %v, want 4 (2 flaky + 2 down)", got)
+	}
+	if got := value(w.metrics.Acked.WithLabelValues("control", "command")); got != 4 {
+		t.Errorf("acked commands = %v, want 4 (valid, reject, panic, flaky)", got)
+	}
+	// Every log line about a parsed message names it.
+	for _, line := range strings.Split(strings.TrimSpace(w.logs.String()), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["kind"] != "command" {
+			continue
+		}
+		for _, k := range []string{"message_id", "event_id", "fleet", "queue", "correlation_id"} {
+			if rec[k] == nil || rec[k] == "" {
+				t.Errorf("log line lacks %s: %s", k, line)
+			}
+		}
+	}
+}
+
+func TestTimeoutIsRetriedThenNacked(t *testing.T) {
+	var calls atomic.Int32
+	w := start(t, Registry{messages.KindCommand: func(ctx context.Context, m *messages.Message) error {
+		calls.Add(1)
+		<-ctx.Done()
+		return ctx.Err()
+	}}, Config{HandlerTimeout: 20 * time.Millisecond})
+	if w.send(t, tick(t)) {
+		t.Error("a handler that always times out was acked")
+	}
+	if got := calls.Load(); got != 3 {
+		t.Errorf("attempts = %d, want 3 (1 + 2 retries, each with its own timeout)", got)
+	}
+}
+
+func TestDeadLetterFailureNacks(t *testing.T) {
+	w := start(t, Registry{}, Config{})
+	w.dlq.failing.Store(true)
+	if w.send(t, []byte("garbage")) {
+		t.Error("a message the DLQ could not take was acked (it would be lost)")
+	}
+}
+
+func TestCancelInFlightReleases(t *testing.T) {
+	started := make(chan struct{})
+	w := start(t, Registry{messages.KindCommand: func(ctx context.Context, m *messages.Message) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}}, Config{HandlerTimeout: time.Minute})
+	go func() { <-started; w.r.CancelInFlight() }()
+	if w.send(t, tick(t)) {
+		t.Error("a step cancelled at shutdown was acked")
+	}
+}
+
+func TestUnregisteredKindIsUnknown(t *testing.T) {
+	w := start(t, Registry{}, Config{})
+	if !w.send(t, tick(t)) {
+		t.Error("a kind without handler was not acked")
+	}
+	if got := value(w.metrics.Unknown.WithLabelValues("control")); got != 1 {
+		t.Errorf("unknown = %v, want 1", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	err := Config{HandlerTimeout: 0, Retry: Retry{MaxRetries: -1, InitialInterval: 2, MaxInterval: 1, Multiplier: 0.5}, CloseTimeout: -1}.Validate()
+	for _, want := range []string{"handler timeout", "max retries", "retry intervals", "multiplier", "close timeout"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v, want it to report %q", err, want)
+		}
+	}
+}
+
+func value(c prometheus.Metric) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
