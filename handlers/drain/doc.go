@@ -1,0 +1,55 @@
+// Package drain is the job-aware drain of one instance whose Auto Scaling group terminates it:
+// stop the runner's job intake, wait until its running jobs end while keeping the lifecycle
+// hook alive, unregister the runner manager, then complete the lifecycle action so the
+// instance terminates. No job is killed by a termination that passes through the group.
+//
+// # A state machine, one short step per message
+//
+// A drain may last up to AWS's 48 hours, longer than SQS lets a message stay invisible and
+// longer than any worker should be trusted to live. So a drain is a record in the DynamoDB
+// state table and every message — the lifecycle event, then delayed DrainStep follow-ups on
+// the same standard queue (DelaySeconds ≤ 900) — advances it by one short step:
+//
+//	stop-intake → stop-intake-wait → watch ⇄ status-wait → unregister → unregister-wait → complete → done
+//
+// with heartbeats (RecordLifecycleActionHeartbeat) sent from any phase when one is due.
+//
+// # State table key design
+//
+// The table (infra/aws/state) has partition key pk (S) and sort key sk (S), a numeric version
+// attribute, the record as JSON in body, due_at (unix seconds: when the next step is due) and
+// expires_at (unix seconds, the table's TTL attribute, set only on finished records).
+//
+//	pk = "drain#<LifecycleActionToken>", sk = "drain"   one drain (this package)
+//	pk = "fleet#<name>",                  sk = "scale"   a fleet's scaling state (handlers/scale)
+//
+// The lifecycle action token identifies one termination of one instance, so a duplicate
+// event, another replica, or a retry all land on the same item.
+//
+// # Exactly once, across duplicates and replicas
+//
+//   - Claim: the first write creates the item only if it does not exist; a second claim (a
+//     duplicate delivery, another replica) does nothing.
+//   - Every later write is conditioned on the version the writer read. A step first writes a
+//     lease (owner, until) — conditioned on the version read — and only then calls AWS; its
+//     calls run on a context whose deadline (StepTimeout) falls before the lease ends. A
+//     replica paused mid-step (SIGSTOP, a long GC) finds, when it resumes, its context expired
+//     and its next write refused: it can neither repeat a command another replica already sent
+//     nor undo a step another replica took.
+//   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
+//     is dropped; only the writer of a step schedules the next one.
+//   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is
+//     overdue (a lost follow-up, a worker killed mid-step) and advances them.
+//
+// # Never complete while jobs run
+//
+// The action is completed (CONTINUE, on a fresh bounded context) only after the runner's
+// running jobs were seen at zero — from its metrics, or from the status document when the
+// metrics stop answering — and the unregister document ran. An unknown job count never
+// completes. An instance already gone or not managed by SSM is completed at once. A failing
+// SSM command is retried with backoff (CommandRetries); after that the drain keeps
+// heartbeating and watching the metrics until the jobs end, then completes with outcome
+// "stop-failed". When the maximum drain passes with jobs still running, the drain stops
+// heartbeating and records "max-drain": the hook's own timeout then ends the action; this
+// handler never completes it while jobs run.
+package drain

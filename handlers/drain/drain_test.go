@@ -1,0 +1,513 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// Two long jobs: intake stops once, heartbeats keep the hook alive at the validated interval,
+// the runner is unregistered only after the jobs end, and the action is completed once.
+func TestDrainWaitsForJobsThenCompletes(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	r.start("i-1", "tok-1")
+	endAt := t0.Add(20 * time.Second) // > 3 heartbeat timeouts of 6 s
+	r.deliver(1000, func(now time.Time) {
+		if !now.Before(endAt) {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1", n)
+	}
+	if n := r.world.sent(DefaultUnregisterDocument); n != 1 {
+		t.Errorf("unregister sent %d times, want 1", n)
+	}
+	if got := r.world.completes; len(got) != 1 || got[0] != "i-1:CONTINUE" {
+		t.Errorf("completions = %v, want [i-1:CONTINUE]", got)
+	}
+	rec := r.record("tok-1")
+	if rec.Phase != phaseDone || rec.Outcome != OutcomeCompleted {
+		t.Errorf("drain ended in %s/%s, want done/completed", rec.Phase, rec.Outcome)
+	}
+	// Heartbeats: the hook (6 s) must never have gone a third of its timeout without one.
+	hb := append([]time.Time{t0}, r.world.heartbeats...)
+	if len(hb) < 5 {
+		t.Errorf("%d heartbeats over 20 s with a 6 s hook, want at least 5", len(hb)-1)
+	}
+	for i := 1; i < len(hb); i++ {
+		if gap := hb[i].Sub(hb[i-1]); gap > 2*time.Second {
+			t.Errorf("heartbeat gap %s exceeds a third of the 6 s hook timeout", gap)
+		}
+	}
+	if r.queue.len() != 0 {
+		t.Errorf("%d follow-ups left after the drain finished", r.queue.len())
+	}
+	if got := counterValue(r.m.Finished); got != 1 {
+		t.Errorf("finished_total = %v, want 1", got)
+	}
+	if got := counterValue(r.m.Heartbeats); got != float64(len(r.world.heartbeats)) {
+		t.Errorf("heartbeats_total = %v, want %d", got, len(r.world.heartbeats))
+	}
+}
+
+// The same event three times, on two replicas: one claim, one stop command, one completion.
+func TestDuplicateEventsClaimOnce(t *testing.T) {
+	r := newRig(t, nil)
+	b := r.handler("replica-b")
+	r.world.addInstance("i-1", 0)
+	var wg sync.WaitGroup
+	for i, h := range []*Handler{r.h, b, r.h} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := &messages.Message{Kind: messages.KindTerminateAction, Payload: action("i-1", "tok-1"), Time: t0}
+			if err := h.Handle(context.Background(), msg); err != nil {
+				t.Errorf("delivery %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	r.deliver(100, nil)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1", n)
+	}
+	if n := len(r.world.completes); n != 1 {
+		t.Errorf("%d completions, want 1", n)
+	}
+	if !strings.Contains(r.logs.String(), "duplicate: drain already claimed") {
+		t.Error("no decision record for the duplicate claims")
+	}
+}
+
+// A follow-up delivered twice (SQS at-least-once) takes its step once.
+func TestDuplicateFollowUpTakesStepOnce(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	it, ok := r.queue.pop()
+	if !ok {
+		t.Fatal("no follow-up after start")
+	}
+	r.world.advanceTo(it.at)
+	before := r.store.version("tok-1")
+	for range 2 {
+		step := it.step
+		if err := r.h.Advance(context.Background(), &step); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.store.version("tok-1") - before; got != 2 {
+		t.Errorf("the record moved %d versions, want 2 (one lease, one result)", got)
+	}
+	if n := r.queue.len(); n != 1 {
+		t.Errorf("%d follow-ups scheduled, want 1", n)
+	}
+}
+
+// A replica paused mid-step (after its lease write, before its SSM call) while another one
+// takes over after the lease: the paused one can neither repeat the command nor write back.
+func TestPausedReplicaCannotRepeatOrUndo(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.StepTimeout = 100 * time.Millisecond; c.Lease = time.Second })
+	b := r.handler("replica-b")
+	r.world.addInstance("i-1", 1)
+	pause := make(chan struct{})
+	r.world.mu.Lock()
+	r.world.pause = pause
+	r.world.mu.Unlock()
+
+	done := make(chan error, 1)
+	go func() { done <- r.h.Start(context.Background(), action("i-1", "tok-1"), t0) }()
+	// Wait until A holds the lease (its claim is written), then let its step time out.
+	for r.store.version("tok-1") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // A's step deadline (100 ms, real time) passes while paused
+
+	// B: before the lease ends nothing happens; after it, B takes the step.
+	r.world.mu.Lock()
+	r.world.pause = nil
+	r.world.mu.Unlock()
+	if err := b.advance(context.Background(), "tok-1", 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 0 {
+		t.Fatalf("B sent a command while A's lease held")
+	}
+	r.world.advanceTo(t0.Add(2 * time.Second))
+	if err := b.advance(context.Background(), "tok-1", 1, true); err != nil {
+		t.Fatal(err)
+	}
+	afterB := r.record("tok-1")
+	close(pause) // A resumes
+	if err := <-done; err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1 (by B only)", n)
+	}
+	if got := r.record("tok-1"); got.Steps != afterB.Steps || got.Phase != afterB.Phase {
+		t.Errorf("A's stale result overwrote B's: phase %s steps %d, want %s %d", got.Phase, got.Steps, afterB.Phase, afterB.Steps)
+	}
+}
+
+func TestInstanceGoneCompletesAtOnce(t *testing.T) {
+	r := newRig(t, nil)
+	r.start("i-gone", "tok-1")
+	r.deliver(10, nil)
+	if len(r.world.sends) != 0 {
+		t.Errorf("%d SSM commands for a gone instance", len(r.world.sends))
+	}
+	if n := len(r.world.completes); n != 1 {
+		t.Errorf("%d completions, want 1", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeInstanceGone {
+		t.Errorf("outcome %s, want %s", rec.Outcome, OutcomeInstanceGone)
+	}
+}
+
+func TestNotManagedCompletesAtOnce(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.managed["i-1"] = false
+	r.start("i-1", "tok-1")
+	r.deliver(10, nil)
+	if len(r.world.sends) != 0 {
+		t.Errorf("%d SSM commands for an instance SSM does not manage", len(r.world.sends))
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeNotManaged || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions, want %s and 1", rec.Outcome, len(r.world.completes), OutcomeNotManaged)
+	}
+	if !strings.Contains(r.logs.String(), `"outcome":"not-managed"`) {
+		t.Error("no decision record with the not-managed outcome")
+	}
+}
+
+// Stop intake fails every time: retried (2 retries), then the drain watches metrics only and
+// completes when the jobs end — never before — with the stop-failed outcome.
+func TestStopIntakeFailingFallsBackToMetrics(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.world.failDocs[DefaultStopIntakeDocument] = -1
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 30*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 3 {
+		t.Errorf("stop-intake sent %d times, want 3 (1 + 2 retries)", n)
+	}
+	if n := r.world.sent(DefaultUnregisterDocument); n != 0 {
+		t.Errorf("unregister sent %d times while the runner never stopped", n)
+	}
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeStopFailed || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s, %d completions; want %s, 1", rec.Outcome, len(r.world.completes), OutcomeStopFailed)
+	}
+	if rec.FinishedAt.Sub(t0) < 30*time.Second {
+		t.Errorf("finished at +%s, before the jobs ended", rec.FinishedAt.Sub(t0))
+	}
+	if len(r.world.heartbeats) < 10 {
+		t.Errorf("only %d heartbeats over 30 s of degraded drain", len(r.world.heartbeats))
+	}
+	if got := counterValue(r.m.Errors); got < 4 {
+		t.Errorf("errors_total = %v, want ≥ 4 (3 failed commands + the outcome)", got)
+	}
+}
+
+// Metrics stop answering: the status document tells the jobs.
+func TestSilentMetricsUseStatusDocument(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	r.world.metricsErr["i-1"] = errors.New("connection refused")
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 8*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if n := r.world.sent(DefaultStatusDocument); n < 2 {
+		t.Errorf("status sent %d times, want several", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %s, want completed", rec.Outcome)
+	}
+	if r.world.sent(DefaultUnregisterDocument) != 1 {
+		t.Error("runner not unregistered")
+	}
+}
+
+// Neither metrics nor the status document can tell: never complete; at the maximum drain,
+// stop heartbeating and leave the action to the hook's timeout.
+func TestUnknownJobsNeverComplete(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Fleets[0].Drain.MaxDrain = 20 * time.Second })
+	r.world.addInstance("i-1", 1)
+	r.world.metricsErr["i-1"] = errors.New("hang")
+	r.world.statusOut[DefaultStatusDocument] = "garbage"
+	r.start("i-1", "tok-1")
+	r.deliver(1000, nil)
+	if len(r.world.completes) != 0 {
+		t.Fatalf("completed with unknown jobs: %v", r.world.completes)
+	}
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeMaxDrain {
+		t.Errorf("outcome %s, want %s", rec.Outcome, OutcomeMaxDrain)
+	}
+	for _, hb := range r.world.heartbeats {
+		if hb.After(t0.Add(20 * time.Second)) {
+			t.Errorf("heartbeat at +%s after the maximum drain", hb.Sub(t0))
+		}
+	}
+}
+
+func TestMaxDrainWithJobsRunningNeverCompletes(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Fleets[0].Drain.MaxDrain = 15 * time.Second })
+	r.world.addInstance("i-1", 3)
+	r.start("i-1", "tok-1")
+	r.deliver(1000, nil)
+	if len(r.world.completes) != 0 || r.world.sent(DefaultUnregisterDocument) != 0 {
+		t.Fatalf("completed (%v) or unregistered while 3 jobs run", r.world.completes)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeMaxDrain || rec.Phase != phaseDone {
+		t.Errorf("drain %s/%s, want done/%s", rec.Phase, rec.Outcome, OutcomeMaxDrain)
+	}
+}
+
+// Default maximum drain: the hook's global timeout, min(48 h, 100 × heartbeat timeout).
+func TestDefaultMaxDrainIsHookGlobalTimeout(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	if got := r.record("tok-1").Deadline.Sub(t0); got != 600*time.Second {
+		t.Errorf("max drain %s, want 100 × 6 s", got)
+	}
+	r2 := newRig(t, nil)
+	r2.world.hookHeartbeat = 7200 * time.Second
+	r2.world.addInstance("i-1", 1)
+	r2.start("i-1", "tok-1")
+	if got := r2.record("tok-1").Deadline.Sub(t0); got != 48*time.Hour {
+		t.Errorf("max drain %s, want 48h", got)
+	}
+}
+
+func TestHeartbeatRefusedEndsDrain(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	r.deliver(3, nil)
+	r.world.mu.Lock()
+	r.world.actionGone = true
+	r.world.mu.Unlock()
+	r.deliver(1000, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeActionGone {
+		t.Errorf("outcome %s, want %s", rec.Outcome, OutcomeActionGone)
+	}
+	if len(r.world.completes) != 0 {
+		t.Error("completed an action that was gone")
+	}
+}
+
+// Unregister refused while the runner still exits: retried with backoff, then it works.
+func TestUnregisterRetried(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.failDocs[DefaultUnregisterDocument] = 1
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if n := r.world.sent(DefaultUnregisterDocument); n != 2 {
+		t.Errorf("unregister sent %d times, want 2", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %s", rec.Outcome)
+	}
+}
+
+func TestUnregisterGivingUpStillCompletes(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.failDocs[DefaultUnregisterDocument] = -1
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeUnregisterFailed || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions", rec.Outcome, len(r.world.completes))
+	}
+}
+
+func TestCompleteRetriedOnError(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.completeErrs = 2
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions", rec.Outcome, len(r.world.completes))
+	}
+}
+
+// SSM answers Pending for a while (InvocationDoesNotExist right after send): the drain waits.
+func TestPendingCommandIsWaitedFor(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.pendingFor = 3
+	r.world.addInstance("i-1", 0)
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %s", rec.Outcome)
+	}
+}
+
+// A lost follow-up (and a worker killed after its lease write) are recovered by Sweep.
+func TestSweepRecoversOrphans(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.world.addInstance("i-2", 1)
+	r.queue.drop = 1 // i-1's first follow-up is lost
+	r.start("i-1", "tok-1")
+	// i-2: the worker dies after claiming (lease written, no step taken).
+	r.store.failSaves = 0
+	claim := record{Schema: recordSchema, Token: "tok-2", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+		InstanceID: "i-2", Phase: phaseStopIntake, StartedAt: t0, Deadline: t0.Add(time.Hour),
+		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: -1,
+		Lease: &lease{Owner: "dead", Until: t0.Add(15 * time.Second)}, Due: t0.Add(15 * time.Second)}
+	body, _ := jsonMarshal(claim)
+	if ok, _ := r.store.Save(context.Background(), partitionKey("tok-2"), sortKey, body, 0, claim.Due, time.Time{}); !ok {
+		t.Fatal("seeding the orphan")
+	}
+	if r.queue.len() != 0 {
+		t.Fatal("the dropped follow-up was scheduled")
+	}
+	// Not overdue yet: the sweep touches nothing.
+	n, err := r.h.Sweep(context.Background())
+	if err != nil || n != 0 {
+		t.Fatalf("early sweep advanced %d (%v), want 0", n, err)
+	}
+	if got := counterValue(r.m.InProgress); got != 2 {
+		t.Errorf("in_progress = %v, want 2", got)
+	}
+	r.world.advanceTo(t0.Add(20 * time.Second))
+	if got, _ := r.h.Sweep(context.Background()); got != 2 {
+		t.Fatalf("sweep advanced %d drains, want 2", got)
+	}
+	r.world.setJobs("i-1", 0)
+	r.world.setJobs("i-2", 0)
+	r.deliver(1000, nil)
+	for _, tok := range []string{"tok-1", "tok-2"} {
+		if rec := r.record(tok); rec.Outcome != OutcomeCompleted {
+			t.Errorf("%s: outcome %q, want completed", tok, rec.Outcome)
+		}
+	}
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 2 {
+		t.Errorf("stop-intake sent %d times, want 2", n)
+	}
+	if got := counterValue(r.m.Recovered); got != 2 {
+		t.Errorf("recovered_total = %v, want 2", got)
+	}
+	if _, _ = r.h.Sweep(context.Background()); counterValue(r.m.InProgress) != 0 {
+		t.Error("in_progress not back to 0 after every drain finished")
+	}
+}
+
+// A follow-up with a store failure is retried by the router (error returned) and, if lost,
+// the drain is still recovered.
+func TestStoreFailureIsTransient(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.store.failSaves = 1
+	err := r.h.Start(context.Background(), action("i-1", "tok-1"), t0)
+	if err == nil || messages.IsPermanent(err) {
+		t.Fatalf("Start with a failing store = %v, want a transient error", err)
+	}
+	r.start("i-1", "tok-1") // redelivery
+	r.deliver(100, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %s", rec.Outcome)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	r := newRig(t, nil)
+	cases := map[string]*messages.Message{
+		"other group": {Kind: messages.KindTerminateAction, Payload: func() *messages.LifecycleAction { a := action("i-1", "t"); a.AutoScalingGroupName = "other"; return a }()},
+		"launch transition": {Kind: messages.KindTerminateAction, Payload: func() *messages.LifecycleAction {
+			a := action("i-1", "t")
+			a.LifecycleTransition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+			return a
+		}()},
+		"no token":      {Kind: messages.KindTerminateAction, Payload: action("i-1", "")},
+		"launch kind":   {Kind: messages.KindLaunchAction, Payload: action("i-1", "t")},
+		"command":       {Kind: messages.KindCommand, Payload: &messages.Command{}},
+		"step no token": {Kind: messages.KindDrainStep, Payload: &messages.DrainStep{}},
+	}
+	for name, msg := range cases {
+		if err := r.h.Handle(context.Background(), msg); !messages.IsPermanent(err) {
+			t.Errorf("%s: Handle = %v, want a Reject", name, err)
+		}
+	}
+	if len(r.world.sends) != 0 {
+		t.Error("a rejected message sent a command")
+	}
+}
+
+func TestLogsCarryTokenHashNeverToken(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	const token = "c3ecr3t-token-0123456789"
+	r.start("i-1", token)
+	r.deliver(100, nil)
+	logs := r.logs.String()
+	if strings.Contains(logs, token) {
+		t.Error("the raw lifecycle action token appears in the logs")
+	}
+	for _, want := range []string{`"token_hash":"` + tokenHash(token) + `"`, `"fleet":"blue"`, `"instance_id":"i-1"`, `"jobs_remaining"`, `"elapsed_s"`, `"next_step"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("decision records lack %s", want)
+		}
+	}
+}
+
+func TestCheckHooks(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 3 * time.Second })
+	if err := r.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "exceeds a third") {
+		t.Errorf("CheckHooks with 3 s interval on a 6 s hook = %v, want an error", err)
+	}
+	ok := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 2 * time.Second })
+	if err := ok.h.CheckHooks(context.Background()); err != nil {
+		t.Errorf("CheckHooks with 2 s interval on a 6 s hook = %v", err)
+	}
+	none := newRig(t, nil)
+	none.world.hookNames = nil
+	if err := none.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "no terminate lifecycle hook") {
+		t.Errorf("CheckHooks without a hook = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := Config{Fleets: []fleet.Settings{
+		{Name: "a", GroupName: "g"},
+		{Name: "a", GroupName: "g", Drain: fleet.DrainSettings{PollInterval: time.Hour, MaxDrain: 49 * time.Hour}},
+	}, StepTimeout: 10 * time.Second, Lease: 5 * time.Second}
+	cfg.setDefaults()
+	err := cfg.Validate()
+	for _, want := range []string{"appears twice", "belongs to two fleets", "poll_interval", "max_drain", "lease"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, want)
+		}
+	}
+	if _, err := New(Config{Fleets: []fleet.Settings{testFleet()}}, Deps{}); err == nil || !strings.Contains(err.Error(), "nil Store") {
+		t.Errorf("New with no deps = %v", err)
+	}
+}

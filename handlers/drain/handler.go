@@ -1,0 +1,345 @@
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// terminating is the LifecycleTransition of a terminate hook.
+const terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+
+// Handler drains instances of the configured fleets. It is safe for concurrent use by any
+// number of goroutines and replicas.
+type Handler struct {
+	cfg     Config
+	byGroup map[string]fleet.Settings
+	byName  map[string]fleet.Settings
+	d       Deps
+	log     *slog.Logger
+	m       *Metrics
+
+	mu    sync.Mutex
+	hooks map[string]hookTimeouts
+}
+
+type hookTimeouts struct{ heartbeat, global time.Duration }
+
+// New returns a drain handler. It validates cfg (after defaults) and refuses nil dependencies.
+func New(cfg Config, deps Deps) (*Handler, error) {
+	cfg.setDefaults()
+	if err := errors.Join(cfg.Validate(), deps.validate()); err != nil {
+		return nil, err
+	}
+	if deps.Clock == nil {
+		deps.Clock = SystemClock{}
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(nil)
+	}
+	h := &Handler{
+		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
+		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
+		hooks: map[string]hookTimeouts{},
+	}
+	for _, f := range cfg.Fleets {
+		h.byGroup[f.GroupName] = f
+		h.byName[f.Name] = f
+	}
+	return h, nil
+}
+
+// Handle is the router's entry point for KindTerminateAction and KindDrainStep. It returns
+// nil when the message is done with (including duplicates, which do nothing), a
+// messages.Reject error for a message that can never succeed, and any other error for a
+// transient failure (the message is retried).
+func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
+	switch p := msg.Payload.(type) {
+	case *messages.LifecycleAction:
+		if msg.Kind != messages.KindTerminateAction {
+			return messages.Reject("drain: lifecycle action of kind %s is not a termination", msg.Kind)
+		}
+		return h.Start(ctx, p, msg.Time)
+	case *messages.DrainStep:
+		return h.Advance(ctx, p)
+	default:
+		return messages.Reject("drain: cannot handle a message of kind %s", msg.Kind)
+	}
+}
+
+// CheckHooks validates, at start-up, every fleet's terminate hooks against its drain settings:
+// the group has at least one terminate hook, and the heartbeat interval is at most a third of
+// each hook's heartbeat timeout. It returns every problem found.
+func (h *Handler) CheckHooks(ctx context.Context) error {
+	var errs []error
+	for _, f := range h.cfg.Fleets {
+		names, err := h.d.Lifecycle.TerminateHooks(ctx, f.GroupName)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("drain: fleet %q: listing terminate hooks of %s: %w", f.Name, f.GroupName, err))
+			continue
+		}
+		if len(names) == 0 {
+			errs = append(errs, fmt.Errorf("drain: fleet %q: group %s has no terminate lifecycle hook: instances would terminate without a drain", f.Name, f.GroupName))
+		}
+		for _, name := range names {
+			t, err := h.hookTimeouts(ctx, f.GroupName, name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
+				continue
+			}
+			if iv := f.Drain.HeartbeatInterval; iv > t.heartbeat/3 {
+				errs = append(errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, name, t.heartbeat))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTimeouts, error) {
+	key := group + "\x00" + hook
+	h.mu.Lock()
+	t, ok := h.hooks[key]
+	h.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	hb, global, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
+	if err != nil {
+		return hookTimeouts{}, fmt.Errorf("reading lifecycle hook %s of %s: %w", hook, group, err)
+	}
+	if hb <= 0 {
+		return hookTimeouts{}, fmt.Errorf("lifecycle hook %s of %s has no heartbeat timeout", hook, group)
+	}
+	if global <= 0 {
+		global = min(maxHookTimeout, 100*hb)
+	}
+	t = hookTimeouts{heartbeat: hb, global: global}
+	h.mu.Lock()
+	h.hooks[key] = t
+	h.mu.Unlock()
+	return t, nil
+}
+
+// Start claims the drain of a terminating instance and takes its first step. at is when the
+// instance entered Terminating:Wait (the event's time; zero: now), from which the hook's
+// heartbeat timeout runs. A second Start for the same token does nothing.
+func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at time.Time) error {
+	if la == nil {
+		return messages.Reject("drain: no lifecycle action")
+	}
+	switch {
+	case la.LifecycleTransition != terminating:
+		return messages.Reject("drain: lifecycle transition %q is not %s", la.LifecycleTransition, terminating)
+	case la.LifecycleActionToken == "", la.EC2InstanceId == "", la.AutoScalingGroupName == "", la.LifecycleHookName == "":
+		return messages.Reject("drain: lifecycle action without token, instance, group or hook")
+	}
+	f, ok := h.byGroup[la.AutoScalingGroupName]
+	if !ok {
+		return messages.Reject("drain: group %s is not a managed fleet's", la.AutoScalingGroupName)
+	}
+	t, err := h.hookTimeouts(ctx, la.AutoScalingGroupName, la.LifecycleHookName)
+	if err != nil {
+		return fmt.Errorf("drain: starting drain of %s: %w", la.EC2InstanceId, err)
+	}
+	now := h.d.Clock.Now()
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	every := f.Drain.HeartbeatInterval
+	if every <= 0 || every > t.heartbeat/3 {
+		every = t.heartbeat / 3
+	}
+	maxDrain := f.Drain.MaxDrain
+	if maxDrain <= 0 || maxDrain > t.global {
+		maxDrain = t.global
+	}
+	rec := record{
+		Schema: recordSchema, Token: la.LifecycleActionToken, Fleet: f.Name, Group: la.AutoScalingGroupName,
+		Hook: la.LifecycleHookName, InstanceID: la.EC2InstanceId,
+		Phase: phaseStopIntake, StartedAt: at, Deadline: at.Add(maxDrain),
+		HeartbeatEvery: every, LastHeartbeat: at, Jobs: -1,
+		Lease: &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)},
+	}
+	rec.Due = rec.Lease.Until
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("drain: encoding drain of %s: %w", la.EC2InstanceId, err)
+	}
+	claimed, err := h.d.Store.Save(ctx, partitionKey(rec.Token), sortKey, body, 0, rec.Due, time.Time{})
+	if err != nil {
+		return fmt.Errorf("drain: claiming drain of %s: %w", la.EC2InstanceId, err)
+	}
+	if !claimed {
+		h.decision(rec, now, "claim", "duplicate: drain already claimed; nothing to do")
+		return nil
+	}
+	return h.run(ctx, rec, 1)
+}
+
+// Advance takes the next step of a drain when it is due. Only the follow-up scheduled by the
+// latest step (its Attempt is the record's version) is acted on: a duplicate, a follow-up for a
+// step already taken, or one for a drain another replica is stepping, does nothing.
+func (h *Handler) Advance(ctx context.Context, s *messages.DrainStep) error {
+	if s == nil || s.ActionToken == "" {
+		return messages.Reject("drain: follow-up without an action token")
+	}
+	return h.advance(ctx, s.ActionToken, int64(s.Attempt), false)
+}
+
+func (h *Handler) advance(ctx context.Context, token string, attempt int64, sweeping bool) error {
+	body, version, found, err := h.d.Store.Load(ctx, partitionKey(token), sortKey)
+	if err != nil {
+		return fmt.Errorf("drain: loading drain %s: %w", tokenHash(token), err)
+	}
+	if !found {
+		h.log.Info("drain follow-up for no drain record", "token_hash", tokenHash(token))
+		return nil
+	}
+	var rec record
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return messages.Reject("drain: drain record %s unreadable: %v", tokenHash(token), err)
+	}
+	if rec.Phase == phaseDone {
+		return nil
+	}
+	now := h.d.Clock.Now()
+	switch {
+	case rec.Lease != nil && rec.Lease.Until.After(now):
+		return nil // another replica is taking a step; it schedules the next one
+	case !sweeping && attempt != version:
+		// A duplicate, or a follow-up overtaken by a step already taken: the writer of the
+		// latest step scheduled the next one. (A drain whose step died with its worker is
+		// picked up by Sweep once its lease and the grace have passed.)
+		return nil
+	case rec.Due.After(now.Add(clockSkew)):
+		if sweeping {
+			return nil
+		}
+		// Early (replicas' clocks differ): keep the chain alive.
+		return h.schedule(ctx, rec, version, rec.Due.Sub(now))
+	}
+	rec.Lease = &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)}
+	rec.Due = rec.Lease.Until
+	body, err = json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(token), err)
+	}
+	ok, err := h.d.Store.Save(ctx, partitionKey(token), sortKey, body, version, rec.Due, time.Time{})
+	if err != nil {
+		return fmt.Errorf("drain: leasing drain %s: %w", tokenHash(token), err)
+	}
+	if !ok {
+		return nil // another replica took this step
+	}
+	if sweeping {
+		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
+	}
+	return h.run(ctx, rec, version+1)
+}
+
+// run takes the step of a leased record at version, writes the result conditioned on that
+// version, and schedules the follow-up.
+func (h *Handler) run(ctx context.Context, rec record, version int64) error {
+	// The step's calls run on their own bounded context: a cancelled message context (worker
+	// shutting down) must not cut a step in half, and the deadline — before the lease ends —
+	// fences a replica that was paused mid-step.
+	stepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
+	defer cancel()
+	f := h.byName[rec.Fleet]
+	ran := rec.Phase
+	rec.Note = ""
+	now := h.d.Clock.Now()
+	for range maxPhasesPerStep {
+		before := rec.Phase
+		h.step(stepCtx, &rec, f, now)
+		h.m.Steps.WithLabelValues(rec.Fleet, string(before)).Inc()
+		if rec.Phase == phaseDone || rec.Phase == before || rec.Due.After(now) || stepCtx.Err() != nil {
+			break
+		}
+		now = h.d.Clock.Now()
+	}
+	rec.Lease = nil
+	rec.Steps++
+	var expires time.Time
+	if rec.Phase == phaseDone {
+		expires = now.Add(h.cfg.Retention)
+		rec.Due = time.Time{}
+	} else {
+		rec.Due = clampDue(rec.Due, now)
+	}
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
+	}
+	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancelSave()
+	ok, err := h.d.Store.Save(saveCtx, partitionKey(rec.Token), sortKey, body, version, rec.Due, expires)
+	if err != nil {
+		return fmt.Errorf("drain: saving drain %s after %s: %w", tokenHash(rec.Token), ran, err)
+	}
+	if !ok {
+		h.decision(rec, now, string(ran), "lost the drain to another replica; this step's result is dropped")
+		return nil
+	}
+	h.decision(rec, now, string(ran), "")
+	if rec.Phase == phaseDone {
+		h.m.Finished.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
+		h.m.Duration.WithLabelValues(rec.Fleet, rec.Outcome).Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
+		if rec.Outcome != OutcomeCompleted {
+			h.m.Errors.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
+		}
+		return nil
+	}
+	return h.schedule(ctx, rec, version+1, rec.Due.Sub(now))
+}
+
+// clampDue keeps a next step within what one delayed message can reach.
+func clampDue(due, now time.Time) time.Time {
+	switch {
+	case due.Before(now):
+		return now
+	case due.After(now.Add(MaxDelay)):
+		return now.Add(MaxDelay)
+	}
+	return due
+}
+
+func (h *Handler) schedule(ctx context.Context, rec record, version int64, delay time.Duration) error {
+	delay = min(max(delay, 0), MaxDelay)
+	step := messages.DrainStep{
+		Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: rec.Token, GroupName: rec.Group,
+		Attempt: int(version), Step: string(rec.Phase), IssuedAt: h.d.Clock.Now(),
+	}
+	if err := h.d.FollowUps.Schedule(ctx, step, delay); err != nil {
+		return fmt.Errorf("drain: scheduling the next step of drain %s: %w", tokenHash(rec.Token), err)
+	}
+	return nil
+}
+
+// decision writes the decision record of a step: one JSON log line.
+func (h *Handler) decision(rec record, now time.Time, ran, note string) {
+	if note == "" {
+		note = rec.Note
+	}
+	attrs := []any{
+		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
+		"step", ran, "jobs_remaining", rec.Jobs, "elapsed_s", now.Sub(rec.StartedAt).Seconds(),
+		"heartbeats", rec.Heartbeats,
+	}
+	if rec.Phase == phaseDone {
+		attrs = append(attrs, "next_step", "none", "outcome", rec.Outcome)
+	} else {
+		attrs = append(attrs, "next_step", string(rec.Phase), "next_in_s", max(rec.Due.Sub(now), 0).Seconds())
+	}
+	if note != "" {
+		attrs = append(attrs, "note", note)
+	}
+	h.log.Info("drain decision", attrs...)
+}

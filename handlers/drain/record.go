@@ -1,0 +1,108 @@
+package drain
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Table keys of a drain record (see the package doc).
+const (
+	keyPrefix = "drain#"
+	sortKey   = "drain"
+)
+
+func partitionKey(token string) string { return keyPrefix + token }
+
+// phase is where a drain stands; each names the step that runs next.
+type phase string
+
+const (
+	phaseStopIntake     phase = "stop-intake"
+	phaseStopIntakeWait phase = "stop-intake-wait"
+	phaseWatch          phase = "watch"
+	phaseStatusWait     phase = "status-wait"
+	phaseUnregister     phase = "unregister"
+	phaseUnregisterWait phase = "unregister-wait"
+	phaseComplete       phase = "complete"
+	phaseDone           phase = "done"
+)
+
+// Outcomes of a finished drain (the label of drains_finished_total).
+const (
+	// OutcomeCompleted: jobs ended, runner unregistered, action completed.
+	OutcomeCompleted = "completed"
+	// OutcomeInstanceGone: the group no longer knew the instance; completed at once.
+	OutcomeInstanceGone = "instance-gone"
+	// OutcomeNotManaged: SSM does not manage the instance; completed at once.
+	OutcomeNotManaged = "not-managed"
+	// OutcomeStopFailed: the stop-intake command kept failing; completed once the metrics
+	// showed no job running.
+	OutcomeStopFailed = "stop-failed"
+	// OutcomeUnregisterFailed: jobs ended but the unregister command kept failing; completed.
+	OutcomeUnregisterFailed = "unregister-failed"
+	// OutcomeActionGone: the lifecycle action ended without us (hook timeout, someone else).
+	OutcomeActionGone = "action-gone"
+	// OutcomeMaxDrain: the maximum drain passed with jobs still running; left to the hook's
+	// timeout, never completed by us.
+	OutcomeMaxDrain = "max-drain"
+)
+
+// record is a drain as stored in the state table (JSON body). Only this package reads it.
+type record struct {
+	Schema     int    `json:"schema"`
+	Token      string `json:"token"`
+	Fleet      string `json:"fleet"`
+	Group      string `json:"group"`
+	Hook       string `json:"hook"`
+	InstanceID string `json:"instance_id"`
+
+	Phase     phase     `json:"phase"`
+	StartedAt time.Time `json:"started_at"`
+	// Deadline is StartedAt + the maximum drain.
+	Deadline time.Time `json:"deadline"`
+	Due      time.Time `json:"due"`
+
+	HeartbeatEvery time.Duration `json:"heartbeat_every"`
+	LastHeartbeat  time.Time     `json:"last_heartbeat"`
+	Heartbeats     int           `json:"heartbeats"`
+
+	// Command is the SSM command in flight (stop-intake, status or unregister).
+	Command *command `json:"command,omitempty"`
+	// Failures counts consecutive failures of the current phase's command.
+	Failures int `json:"failures,omitempty"`
+	// StopFailed: stop intake gave up after its retries; the drain watches metrics only.
+	StopFailed bool `json:"stop_failed,omitempty"`
+	// UnregisterFailed: unregister gave up after its retries.
+	UnregisterFailed bool `json:"unregister_failed,omitempty"`
+	// Jobs is the last running-job count seen; -1 while unknown.
+	Jobs int `json:"jobs"`
+
+	Lease *lease `json:"lease,omitempty"`
+	Steps int    `json:"steps"`
+
+	Outcome    string    `json:"outcome,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// Note is the last thing that went wrong, for people reading the table.
+	Note string `json:"note,omitempty"`
+}
+
+type command struct {
+	Document string    `json:"document"`
+	ID       string    `json:"id"`
+	SentAt   time.Time `json:"sent_at"`
+}
+
+// lease marks a step in progress: until Until, only Owner may advance the record.
+type lease struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
+const recordSchema = 1
+
+// tokenHash is what logs and metrics carry instead of the lifecycle action token.
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}

@@ -1,0 +1,292 @@
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+)
+
+// Command roles, used in notes and as the kind label of errors_total.
+const (
+	roleStopIntake = "stop-intake"
+	roleStatus     = "status"
+	roleUnregister = "unregister"
+)
+
+// statusReport is what the status document prints (JSON on stdout); see
+// deploy/runner/documents/status.yaml.
+type statusReport struct {
+	// Process is running, stopping (SIGQUIT received, jobs finishing) or exited.
+	Process string `json:"process"`
+	// RunningJobs counts the jobs still running; nil when the document could not tell.
+	RunningJobs *int `json:"running_jobs"`
+}
+
+// step runs the record's current phase once and sets its next phase and due time.
+func (h *Handler) step(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	if !h.heartbeat(ctx, rec, now) {
+		return
+	}
+	switch rec.Phase {
+	case phaseStopIntake:
+		h.stopIntake(ctx, rec, f, now)
+	case phaseStopIntakeWait:
+		if ok, _ := h.commandDone(ctx, rec, f, now, roleStopIntake); ok {
+			rec.Phase, rec.Due = phaseWatch, now
+		}
+	case phaseWatch:
+		h.watch(ctx, rec, f, now)
+	case phaseStatusWait:
+		h.statusWait(ctx, rec, f, now)
+	case phaseUnregister:
+		h.send(ctx, rec, f, now, roleUnregister, f.Documents.Unregister, phaseUnregisterWait)
+	case phaseUnregisterWait:
+		if ok, _ := h.commandDone(ctx, rec, f, now, roleUnregister); ok {
+			rec.Phase, rec.Due = phaseComplete, now
+		}
+	case phaseComplete:
+		h.complete(ctx, rec, f, now)
+	default:
+		h.finish(rec, now, OutcomeActionGone, fmt.Sprintf("unknown phase %q", rec.Phase))
+	}
+	if rec.Phase != phaseDone && rec.heartbeating(now) {
+		rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(rec.HeartbeatEvery))
+	}
+}
+
+// heartbeating: heartbeats go on until the maximum drain passes.
+func (r *record) heartbeating(now time.Time) bool { return now.Before(r.Deadline) }
+
+// heartbeat records a lifecycle heartbeat when one is due. It returns false when the action
+// is no longer pending (the drain is then finished).
+func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) bool {
+	if !rec.heartbeating(now) || now.Before(rec.LastHeartbeat.Add(rec.HeartbeatEvery)) {
+		return true
+	}
+	active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
+	if err != nil {
+		// Try again soon, well within the hook's timeout (the interval is at most a third of it).
+		rec.Note = fmt.Sprintf("heartbeat failed: %v", err)
+		rec.LastHeartbeat = now.Add(-rec.HeartbeatEvery).Add(min(h.cfg.RetryBase, rec.HeartbeatEvery/2))
+		return true
+	}
+	if !active {
+		h.finish(rec, now, OutcomeActionGone, "the lifecycle action is no longer pending (heartbeat refused)")
+		return false
+	}
+	rec.LastHeartbeat = now
+	rec.Heartbeats++
+	h.m.Heartbeats.WithLabelValues(rec.Fleet).Inc()
+	return true
+}
+
+func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	state, found, err := h.d.Lifecycle.InstanceState(ctx, rec.InstanceID)
+	if err != nil {
+		h.retryCall(rec, now, "reading the instance's lifecycle state", err)
+		return
+	}
+	if !found {
+		rec.Outcome, rec.Note = OutcomeInstanceGone, "the group no longer knows the instance: completing at once"
+		rec.Phase, rec.Due = phaseComplete, now
+		return
+	}
+	if state == "Terminating:Proceed" || state == "Terminated" || state == "Terminating" {
+		h.finish(rec, now, OutcomeActionGone, "the instance is already "+state)
+		return
+	}
+	managed, err := h.d.Commands.Managed(ctx, rec.InstanceID)
+	if err != nil {
+		h.retryCall(rec, now, "asking SSM whether it manages the instance", err)
+		return
+	}
+	if !managed {
+		rec.Outcome, rec.Note = OutcomeNotManaged, "SSM does not manage the instance: no command can reach it; completing at once"
+		rec.Phase, rec.Due = phaseComplete, now
+		return
+	}
+	h.send(ctx, rec, f, now, roleStopIntake, f.Documents.StopIntake, phaseStopIntakeWait)
+}
+
+// send starts a document and moves to the phase that waits for it.
+func (h *Handler) send(ctx context.Context, rec *record, f fleet.Settings, now time.Time, role, document string, wait phase) {
+	id, err := h.d.Commands.Send(ctx, document, rec.InstanceID)
+	if err != nil {
+		h.commandFailed(rec, f, now, role, fmt.Sprintf("sending %s: %v", document, err))
+		return
+	}
+	rec.Command = &command{Document: role, ID: id, SentAt: now}
+	rec.Phase, rec.Due = wait, now.Add(h.cfg.CommandPoll)
+}
+
+// commandDone looks at the command in flight. It returns true with its output when it
+// succeeded; otherwise it sets the next phase itself (wait more, retry, give up).
+func (h *Handler) commandDone(ctx context.Context, rec *record, f fleet.Settings, now time.Time, role string) (bool, string) {
+	if rec.Command == nil {
+		h.commandFailed(rec, f, now, role, "no command in flight")
+		return false, ""
+	}
+	status, stdout, err := h.d.Commands.Status(ctx, rec.Command.ID, rec.InstanceID)
+	late := now.Sub(rec.Command.SentAt) > h.cfg.CommandTimeout
+	switch {
+	case err != nil && late:
+		h.commandFailed(rec, f, now, role, fmt.Sprintf("reading command %s: %v", rec.Command.ID, err))
+	case err != nil:
+		rec.Note = fmt.Sprintf("reading command %s: %v", rec.Command.ID, err)
+		rec.Due = now.Add(h.cfg.CommandPoll)
+	case status == CommandSuccess:
+		rec.Command, rec.Failures = nil, 0
+		return true, stdout
+	case status == CommandPending || status == CommandInProgress || status == CommandDelayed:
+		if late {
+			h.commandFailed(rec, f, now, role, fmt.Sprintf("command %s still %s after %s", rec.Command.ID, status, h.cfg.CommandTimeout))
+			return false, ""
+		}
+		rec.Due = now.Add(h.cfg.CommandPoll)
+	default:
+		h.commandFailed(rec, f, now, role, fmt.Sprintf("command %s %s", rec.Command.ID, status))
+	}
+	return false, ""
+}
+
+// commandFailed counts a failed command and decides: retry after a backoff, or give up.
+func (h *Handler) commandFailed(rec *record, f fleet.Settings, now time.Time, role, reason string) {
+	h.m.Errors.WithLabelValues(rec.Fleet, role+"-command").Inc()
+	rec.Command = nil
+	rec.Note = reason
+	if role == roleStatus {
+		// The status document only stands in for silent metrics; watch again next poll.
+		rec.Jobs = -1
+		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
+		return
+	}
+	rec.Failures++
+	if rec.Failures <= f.Drain.CommandRetries {
+		rec.Due = now.Add(h.backoff(rec.Failures))
+		if role == roleStopIntake {
+			rec.Phase = phaseStopIntake
+		} else {
+			rec.Phase = phaseUnregister
+		}
+		return
+	}
+	rec.Failures = 0
+	if role == roleStopIntake {
+		rec.StopFailed = true
+		rec.Note = reason + fmt.Sprintf("; gave up after %d retries: watching metrics only", f.Drain.CommandRetries)
+		rec.Phase, rec.Due = phaseWatch, now
+		return
+	}
+	rec.UnregisterFailed = true
+	rec.Outcome = OutcomeUnregisterFailed
+	rec.Note = reason + fmt.Sprintf("; gave up after %d retries: completing without unregistering (no job runs)", f.Drain.CommandRetries)
+	rec.Phase, rec.Due = phaseComplete, now
+}
+
+// retryCall schedules the same phase again after a failed call that is not an SSM command.
+func (h *Handler) retryCall(rec *record, now time.Time, what string, err error) {
+	rec.Note = fmt.Sprintf("%s: %v", what, err)
+	rec.Due = now.Add(h.cfg.RetryBase)
+}
+
+func (h *Handler) backoff(failures int) time.Duration {
+	d := h.cfg.RetryBase
+	for i := 1; i < failures && d < h.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, h.cfg.RetryMax)
+}
+
+func (h *Handler) watch(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	if !rec.heartbeating(now) {
+		h.finish(rec, now, OutcomeMaxDrain, fmt.Sprintf("maximum drain passed with %s: heartbeats stop, the hook's timeout ends the action", jobsText(rec.Jobs)))
+		return
+	}
+	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
+	if err == nil {
+		h.sawJobs(rec, f, now, n)
+		return
+	}
+	// The metrics do not answer (the runner exited, or hangs): ask the host.
+	rec.Note = fmt.Sprintf("metrics: %v", err)
+	h.send(ctx, rec, f, now, roleStatus, f.Documents.Status, phaseStatusWait)
+}
+
+func (h *Handler) statusWait(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	ok, stdout := h.commandDone(ctx, rec, f, now, roleStatus)
+	if !ok {
+		return
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &rep); err != nil || rep.RunningJobs == nil || *rep.RunningJobs < 0 {
+		h.commandFailed(rec, f, now, roleStatus, "status document printed no job count")
+		return
+	}
+	h.sawJobs(rec, f, now, *rep.RunningJobs)
+}
+
+// sawJobs moves on from a job count: keep watching while jobs run; at zero, unregister (or,
+// when stop intake failed, complete: the runner still runs and could not be unregistered).
+func (h *Handler) sawJobs(rec *record, f fleet.Settings, now time.Time, n int) {
+	rec.Jobs = n
+	switch {
+	case n > 0:
+		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
+	case rec.StopFailed:
+		rec.Outcome = OutcomeStopFailed
+		rec.Phase, rec.Due = phaseComplete, now
+	default:
+		rec.Phase, rec.Due = phaseUnregister, now
+	}
+}
+
+// complete completes the lifecycle action with CONTINUE on its own bounded context. It is
+// reached only after the jobs were seen at zero, or for an instance no command can reach.
+func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CompleteTimeout)
+	defer cancel()
+	// Keep the step's deadline (the lease fence): a fresh context never outlives it.
+	if dl, ok := ctx.Deadline(); ok {
+		var c2 context.CancelFunc
+		cctx, c2 = context.WithDeadline(cctx, dl)
+		defer c2()
+	}
+	active, err := h.d.Lifecycle.Complete(cctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID, "CONTINUE")
+	if err != nil {
+		rec.Failures++
+		rec.Note = fmt.Sprintf("completing the lifecycle action: %v", err)
+		rec.Due = now.Add(h.backoff(rec.Failures))
+		return
+	}
+	outcome := rec.Outcome
+	switch {
+	case !active && outcome == "":
+		outcome = OutcomeActionGone
+	case outcome == "":
+		outcome = OutcomeCompleted
+	}
+	h.finish(rec, now, outcome, rec.Note)
+}
+
+func (h *Handler) finish(rec *record, now time.Time, outcome, note string) {
+	rec.Phase, rec.Outcome, rec.FinishedAt, rec.Note = phaseDone, outcome, now, note
+	rec.Command, rec.Failures = nil, 0
+}
+
+func jobsText(n int) string {
+	if n < 0 {
+		return "an unknown number of jobs"
+	}
+	return fmt.Sprintf("%d job(s)", n)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,69 @@
+package drain
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Sweep looks at every unfinished drain in the table: it sets the in-progress and oldest-age
+// gauges, and advances each drain whose next step is overdue by more than SweepGrace — its
+// follow-up was lost, or the worker taking its step died. The worker calls it on an interval
+// (a fraction of the smallest poll interval is plenty); any replica may, at any time: a drain
+// advanced here is leased like any other step. It returns how many drains it advanced.
+func (h *Handler) Sweep(ctx context.Context) (int, error) {
+	bodies, err := h.d.Store.Unfinished(ctx, keyPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("drain: sweeping unfinished drains: %w", err)
+	}
+	now := h.d.Clock.Now()
+	count := map[string]int{}
+	oldest := map[string]time.Duration{}
+	for _, f := range h.cfg.Fleets {
+		count[f.Name], oldest[f.Name] = 0, 0
+	}
+	var overdue []string
+	var errs []error
+	for _, b := range bodies {
+		var rec record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			errs = append(errs, fmt.Errorf("drain: sweeping: unreadable drain record: %w", err))
+			continue
+		}
+		if rec.Phase == phaseDone {
+			continue
+		}
+		count[rec.Fleet]++
+		oldest[rec.Fleet] = max(oldest[rec.Fleet], now.Sub(rec.StartedAt))
+		if rec.Due.Add(h.cfg.SweepGrace).Before(now) {
+			overdue = append(overdue, rec.Token)
+		}
+	}
+	for f, n := range count {
+		h.m.InProgress.WithLabelValues(f).Set(float64(n))
+		h.m.OldestAge.WithLabelValues(f).Set(oldest[f].Seconds())
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, h.cfg.SweepConcurrency)
+	for _, token := range overdue {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := h.advance(ctx, token, 0, true); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(overdue) > 0 {
+		h.log.Info("drain sweep", "unfinished", len(bodies), "overdue", len(overdue))
+	}
+	return len(overdue), errors.Join(errs...)
+}

@@ -1,0 +1,121 @@
+// Package runcmd runs SSM documents on instances (SSM Run Command) for the drain: send a
+// document, read the invocation's status, and tell whether SSM manages an instance at all.
+// It satisfies handlers/drain.Commands.
+package runcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+)
+
+// API is the part of the SSM client Runner calls, with the SDK's signatures.
+type API interface {
+	SendCommand(ctx context.Context, in *ssm.SendCommandInput, optFns ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
+	GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, optFns ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
+	DescribeInstanceInformation(ctx context.Context, in *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
+}
+
+// Pending is the status Status reports while SSM does not know the invocation yet.
+const Pending = string(types.CommandInvocationStatusPending)
+
+// documentTimeout is the executionTimeout-independent delivery timeout of a sent command
+// (TimeoutSeconds): how long SSM tries to reach the agent. The drain documents never block,
+// so a command not delivered in 10 minutes will not be, and the drain's own retries take over.
+const documentTimeout = 600
+
+// Runner sends and follows SSM commands. It is safe for concurrent use.
+type Runner struct {
+	api API
+}
+
+// New returns a Runner; it refuses a nil client.
+func New(api API) (*Runner, error) {
+	if api == nil {
+		return nil, errors.New("runcmd: nil ssm client")
+	}
+	return &Runner{api: api}, nil
+}
+
+// Managed reports whether SSM manages the instance and its agent is online: only then can a
+// command reach it.
+func (r *Runner) Managed(ctx context.Context, instanceID string) (bool, error) {
+	out, err := r.api.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
+		Filters: []types.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{instanceID}}},
+	})
+	if err != nil {
+		if rfaws.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("describing ssm instance information of %s: %w", instanceID, err)
+	}
+	for _, info := range out.InstanceInformationList {
+		if aws.ToString(info.InstanceId) == instanceID {
+			return info.PingStatus == "" || info.PingStatus == types.PingStatusOnline, nil
+		}
+	}
+	return false, nil
+}
+
+// Send starts the named document on one instance and returns the command id.
+func (r *Runner) Send(ctx context.Context, document, instanceID string) (string, error) {
+	out, err := r.api.SendCommand(ctx, &ssm.SendCommandInput{
+		DocumentName:   aws.String(document),
+		InstanceIds:    []string{instanceID},
+		TimeoutSeconds: aws.Int32(documentTimeout),
+		Comment:        aws.String("runnerfleet drain"),
+	})
+	if err != nil {
+		return "", fmt.Errorf("sending ssm document %s to %s: %w", document, instanceID, err)
+	}
+	if out.Command == nil || aws.ToString(out.Command.CommandId) == "" {
+		return "", fmt.Errorf("sending ssm document %s to %s: no command id in the answer", document, instanceID)
+	}
+	return aws.ToString(out.Command.CommandId), nil
+}
+
+// Status returns the invocation's status (SSM's CommandInvocationStatus) and standard output.
+// Right after SendCommand, SSM answers InvocationDoesNotExist for a moment: that is reported
+// as Pending, not as an error.
+func (r *Runner) Status(ctx context.Context, commandID, instanceID string) (string, string, error) {
+	out, err := r.api.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{
+		CommandId:  aws.String(commandID),
+		InstanceId: aws.String(instanceID),
+	})
+	if err != nil {
+		var notYet *types.InvocationDoesNotExist
+		if errors.As(err, &notYet) || rfaws.IsNotFound(err) {
+			return Pending, "", nil
+		}
+		return "", "", fmt.Errorf("reading ssm command %s on %s: %w", commandID, instanceID, err)
+	}
+	return string(out.Status), aws.ToString(out.StandardOutputContent), nil
+}
+
+// Wait polls Status until the command leaves Pending/InProgress/Delayed or ctx ends; for
+// tools and tests (the drain itself never waits inside a step).
+func (r *Runner) Wait(ctx context.Context, commandID, instanceID string, every time.Duration) (string, string, error) {
+	for {
+		status, out, err := r.Status(ctx, commandID, instanceID)
+		if err != nil {
+			return "", "", err
+		}
+		switch types.CommandInvocationStatus(status) {
+		case types.CommandInvocationStatusPending, types.CommandInvocationStatusInProgress, types.CommandInvocationStatusDelayed:
+		default:
+			return status, out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return status, out, fmt.Errorf("waiting for ssm command %s on %s: %w", commandID, instanceID, ctx.Err())
+		case <-time.After(every):
+		}
+	}
+}
