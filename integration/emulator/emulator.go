@@ -1,5 +1,6 @@
-// Package emulator starts the local AWS world for tests: moto server (with RunnerFleet's
-// extension, see launcher.py) on a free loopback port, one per test package or test.
+// Package emulator starts the local AWS world for tests: moto server 5.2.1 with RunnerFleet's
+// extension (launcher.py and rfemu/, described in README.md) on a free loopback port, one per test
+// package or test, and reads its ordered transition log.
 //
 // It never skips: when the emulator cannot start, the test fails with what went wrong and the
 // line to run. Processes are started by this package and stopped by their PID at cleanup.
@@ -50,6 +51,12 @@ type Emulator struct {
 type Options struct {
 	// Port to listen on; 0 picks a free one (tests always use 0).
 	Port int
+	// RunnerSim is the runner simulator's base URL (loopback, e.g. http://127.0.0.1:9252); the
+	// emulator announces every launch and termination there. Empty: no simulator.
+	RunnerSim string
+	// TickPeriod, when set, makes every rule with a schedule fire this often instead of at its
+	// rate (tests use a few seconds so a rate(1 minute) tick arrives quickly). Zero: at the rate.
+	TickPeriod time.Duration
 }
 
 // Start starts an emulator and stops it when tb's test ends. It fails tb (never skips) when the
@@ -79,7 +86,7 @@ func Launch(opts Options) (*Emulator, error) {
 		}
 		port = p
 	}
-	bin, args, err := command(port)
+	bin, args, err := command(port, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -103,23 +110,61 @@ func Launch(opts Options) (*Emulator, error) {
 
 const installLine = "python3 -m venv .venv && .venv/bin/pip install 'moto[server]==5.2.1' 'cfn-lint>=1,<2'"
 
-// command finds moto_server: RUNNERFLEET_MOTO_SERVER, the repository's .venv, or PATH.
-func command(port int) (string, []string, error) {
-	args := []string{"-H", "127.0.0.1", "-p", fmt.Sprint(port)}
-	if p := os.Getenv("RUNNERFLEET_MOTO_SERVER"); p != "" {
-		return p, args, nil
-	}
-	if root, err := RepoRoot(); err == nil {
-		venv := filepath.Join(root, ".venv", "bin", "moto_server")
-		if _, err := os.Stat(venv); err == nil {
-			return venv, args, nil
-		}
-	}
-	p, err := exec.LookPath("moto_server")
+// motoVersion is the moto release launcher.py patches; it refuses any other.
+const motoVersion = "5.2.1"
+
+// command builds the launcher's command line: the Python whose moto is 5.2.1
+// (RUNNERFLEET_PYTHON, the repository's .venv, or python3 on PATH) running launcher.py.
+func command(port int, opts Options) (string, []string, error) {
+	root, err := RepoRoot()
 	if err != nil {
-		return "", nil, fmt.Errorf("moto_server is not on PATH and there is no .venv: run `make tools`, or: %s", installLine)
+		return "", nil, err
 	}
-	return p, args, nil
+	launcher := filepath.Join(root, "integration", "emulator", "launcher.py")
+	args := []string{launcher, "--port", fmt.Sprint(port)}
+	if opts.RunnerSim != "" {
+		args = append(args, "--runnersim", opts.RunnerSim)
+	}
+	if opts.TickPeriod > 0 {
+		args = append(args, "--tick-period", opts.TickPeriod.String())
+	}
+	py, err := findPython(root)
+	if err != nil {
+		return "", nil, err
+	}
+	return py, args, nil
+}
+
+var (
+	pythonOnce sync.Once
+	pythonPath string
+	pythonErr  error
+)
+
+// findPython returns the first interpreter whose moto is motoVersion.
+func findPython(root string) (string, error) {
+	pythonOnce.Do(func() {
+		var candidates, tried []string
+		if p := os.Getenv("RUNNERFLEET_PYTHON"); p != "" {
+			candidates = append(candidates, p)
+		}
+		candidates = append(candidates, filepath.Join(root, ".venv", "bin", "python"))
+		if p, err := exec.LookPath("python3"); err == nil {
+			candidates = append(candidates, p)
+		}
+		for _, c := range candidates {
+			out, err := exec.Command(c, "-c", "import moto; print(moto.__version__)").Output()
+			v := strings.TrimSpace(string(out))
+			if err == nil && v == motoVersion {
+				pythonPath = c
+				return
+			}
+			tried = append(tried, fmt.Sprintf("%s (moto %q, %v)", c, v, err))
+		}
+		pythonErr = fmt.Errorf("no Python with moto %s found (tried %s): run `make tools`, or: %s",
+			motoVersion, strings.Join(tried, "; "), installLine)
+	})
+	return pythonPath, pythonErr
 }
 
 func (e *Emulator) waitReady(exited <-chan error) error {
@@ -131,7 +176,7 @@ func (e *Emulator) waitReady(exited <-chan error) error {
 			return fmt.Errorf("the emulator exited before answering (%v); its output:\n%s", err, e.output.String())
 		default:
 		}
-		resp, err := client.Get(e.Endpoint + "/moto-api/data.json")
+		resp, err := client.Get(e.Endpoint + "/_runnerfleet/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -188,6 +233,10 @@ func (e *Emulator) AWSConfig(tb testing.TB) aws.Config {
 }
 
 var envOnce sync.Once
+
+// SetTestEnv sets what Start sets for a test process: dummy credentials, no instance metadata
+// lookups, the local region. For callers that share an emulator made with Launch.
+func SetTestEnv() { setTestEnv() }
 
 // setTestEnv sets the process environment that every test process uses: dummy credentials and no
 // instance metadata lookups (which would go to 169.254.169.254).

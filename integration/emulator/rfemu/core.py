@@ -1,0 +1,183 @@
+"""Shared pieces of the emulator extension: the ordered transition log, EventBridge emission,
+settings, the loopback-only runner simulator client, and the one lock that guards the state our
+background timers change.
+
+moto is not thread-safe and the server is threaded; our patches take LOCK around every change they
+make to AutoScaling/EC2 state (API calls we patch and background timers alike), so a timer never
+sees a group half-updated by a request we patched.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+
+# LOCK guards AutoScaling/EC2 state changed by our patches and timers (re-entrant: patched calls nest).
+LOCK = threading.RLock()
+
+
+class Settings:
+    """Launcher settings, filled in by launcher.py before install()."""
+
+    def __init__(self) -> None:
+        self.runnersim: str = ""  # base URL of the runner simulator, "" = none
+        self.tick_period: float = 0.0  # seconds; 0 = scheduled rules fire at their own rate
+        self.port: int = 0
+
+
+settings = Settings()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TransitionLog:
+    """The ordered log of state transitions: seq numbers from 1, thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+
+    def append(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            ev = {k: v for k, v in fields.items() if k not in ("seq", "time", "kind")}
+            ev["seq"] = len(self._events) + 1
+            ev["time"] = now_rfc3339()
+            ev["kind"] = kind
+            self._events.append(ev)
+            return ev
+
+    def since(self, seq: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events[max(seq, 0):])
+
+
+LOG = TransitionLog()
+
+
+def log_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """Append one event to the transition log and return it (with seq and time)."""
+    return LOG.append(kind, fields)
+
+
+def warn(msg: str) -> None:
+    print(f"rfemu: {msg}", file=sys.stderr, flush=True)
+
+
+def emit_event(source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None,
+               region: str = REGION, account_id: str = ACCOUNT_ID) -> str:
+    """Put one event onto the default EventBridge bus, as AWS services do: every enabled rule whose
+    pattern matches delivers it to its targets (SQS among them). Returns the event id.
+
+    Rules with only a schedule (no pattern) never receive service events (see events.py).
+    """
+    from moto.events.models import events_backends
+
+    backend = events_backends[account_id][region]
+    entries = backend.put_events([{
+        "Source": source,
+        "DetailType": detail_type,
+        "Detail": json.dumps(detail),
+        "Resources": list(resources or []),
+    }])
+    event_id = entries[0].get("EventId", "") if entries else ""
+    log_event("event.emitted", detail_type=detail_type, source=source, resources=list(resources or []),
+              event_id=event_id)
+    return event_id
+
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class RunnerSimError(Exception):
+    pass
+
+
+def check_loopback_url(url: str) -> None:
+    """Raise RunnerSimError unless url is http:// on a loopback host."""
+    parsed = urllib.parse.urlparse(url)
+    host = parsed.hostname or ""
+    if parsed.scheme != "http" or not (host in _LOOPBACK_HOSTS or host.startswith("127.")):
+        raise RunnerSimError(f"refusing non-loopback runner simulator URL {url!r}")
+
+
+def runnersim_call(method: str, path: str, body: Any = None, timeout: float = 5.0) -> Any:
+    """Call the runner simulator (loopback only; any other host is refused). Returns the decoded
+    JSON body, or None when no simulator is configured. Raises RunnerSimError on failure."""
+    base = settings.runnersim
+    if not base:
+        return None
+    url = base.rstrip("/") + path
+    check_loopback_url(url)
+    data = None
+    headers = {}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    # No proxies: nothing leaves loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as e:
+        raise RunnerSimError(f"{method} {path}: HTTP {e.code}: {e.read()[:200]!r}") from e
+    except Exception as e:  # connection refused, timeout
+        raise RunnerSimError(f"{method} {path}: {e}") from e
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise RunnerSimError(f"{method} {path}: not JSON: {raw[:200]!r}") from e
+
+
+def new_token() -> str:
+    return str(uuid.uuid4())
+
+
+class Ticker:
+    """One background thread that runs registered callbacks every `interval` seconds.
+
+    Callbacks take the current time (time.monotonic()) and must be quick; exceptions are printed
+    and do not stop the thread."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self._callbacks: list[Any] = []
+        self._started = False
+        self._lock = threading.Lock()
+
+    def register(self, fn: Any) -> None:
+        with self._lock:
+            self._callbacks.append(fn)
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self._run, name="rfemu-ticker", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            now = time.monotonic()
+            with self._lock:
+                callbacks = list(self._callbacks)
+            for fn in callbacks:
+                try:
+                    fn(now)
+                except Exception:
+                    warn("ticker callback failed:\n" + traceback.format_exc())
+
+
+TICKER = Ticker()
