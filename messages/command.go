@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -363,12 +367,43 @@ func decodeStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &InvalidError{Reason: jsonReason("", err)}
+		reason := jsonReason("", err)
+		if name, ok := strings.CutPrefix(reason, "unknown field "); ok {
+			reason = "unknown field " + strconv.Quote(unknownFieldPath(body, strings.Trim(name, `"`)))
+		}
+		return &InvalidError{Reason: reason}
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return invalidf("not valid JSON: data after the top-level object")
 	}
-	return nil
+	return exactKeys("", body, reflect.TypeOf(v))
+}
+
+// unknownFieldPath finds where an unknown field sits (encoding/json names it without its path):
+// at the top level, or inside one of the objects of the top level ("scale.min").
+func unknownFieldPath(body []byte, name string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return name
+	}
+	if _, ok := top[name]; ok {
+		return name
+	}
+	keys := make([]string, 0, len(top))
+	for k := range top {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(top[k], &inner) != nil {
+			continue
+		}
+		if _, ok := inner[name]; ok {
+			return k + "." + name
+		}
+	}
+	return name
 }
 
 func parseCommand(body []byte) (*Message, error) {

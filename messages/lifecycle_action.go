@@ -71,7 +71,12 @@ func parseLaunchAction(env *Envelope) (any, error) {
 
 func parseLifecycleAction(env *Envelope, transition string) (any, error) {
 	var a LifecycleAction
-	if err := decodeDetail(env, &a); err != nil {
+	if err := decodeStrings("detail", env.Detail, []stringField{
+		{"LifecycleActionToken", &a.LifecycleActionToken}, {"AutoScalingGroupName", &a.AutoScalingGroupName},
+		{"LifecycleHookName", &a.LifecycleHookName}, {"EC2InstanceId", &a.EC2InstanceId},
+		{"LifecycleTransition", &a.LifecycleTransition}, {"NotificationMetadata", &a.NotificationMetadata},
+		{"Origin", &a.Origin}, {"Destination", &a.Destination},
+	}, nil); err != nil {
 		return nil, err
 	}
 	var problems problemList

@@ -44,7 +44,9 @@ type ParameterChange struct {
 
 func parseParameterChange(env *Envelope) (any, error) {
 	var c ParameterChange
-	if err := decodeDetail(env, &c); err != nil {
+	if err := decodeStrings("detail", env.Detail, []stringField{
+		{"name", &c.Name}, {"operation", &c.Operation}, {"type", &c.Type}, {"description", &c.Description},
+	}, nil); err != nil {
 		return nil, err
 	}
 	var problems problemList

@@ -3,22 +3,42 @@ package messages
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"time"
 )
 
-// probe reads what every body may carry at its top level: the envelope of an EventBridge event,
-// or the "kind" of a RunnerFleet message. Events are read leniently (AWS adds envelope fields).
+// probe holds the raw top-level members every body may carry: the envelope of an EventBridge
+// event, or the "kind" of a RunnerFleet message. Nothing is decoded until Parse knows which it is.
 type probe struct {
-	Kind       string          `json:"kind"`
-	Version    string          `json:"version"`
-	ID         string          `json:"id"`
-	DetailType string          `json:"detail-type"`
-	Source     string          `json:"source"`
-	Account    string          `json:"account"`
-	Time       string          `json:"time"`
-	Region     string          `json:"region"`
-	Resources  []string        `json:"resources"`
-	Detail     json.RawMessage `json:"detail"`
+	kind, version, id, detailType, source, account, time, region, resources, detail []byte
+}
+
+func (p *probe) read(body []byte) {
+	_ = eachField(body, func(key, val []byte) error {
+		switch string(key) {
+		case "kind":
+			p.kind = val
+		case "version":
+			p.version = val
+		case "id":
+			p.id = val
+		case "detail-type":
+			p.detailType = val
+		case "source":
+			p.source = val
+		case "account":
+			p.account = val
+		case "time":
+			p.time = val
+		case "region":
+			p.region = val
+		case "resources":
+			p.resources = val
+		case "detail":
+			p.detail = val
+		}
+		return nil
+	})
 }
 
 // Parse reads one queue body and returns it typed.
@@ -40,35 +60,49 @@ func Parse(body []byte) (*Message, error) {
 	if len(body) > MaxEventSize {
 		return nil, invalidf("body of %d bytes exceeds %d bytes (256 KiB, EventBridge's event size limit)", len(body), MaxEventSize)
 	}
-	var p probe
-	if err := json.Unmarshal(body, &p); err != nil {
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		if err == nil { // cannot happen: json.Valid and json.Unmarshal agree
+			err = errors.New("not valid JSON")
+		}
 		return nil, &InvalidError{Reason: jsonReason("", err)}
 	}
+	start := skipSpace(body, 0)
+	if body[start] != '{' {
+		return nil, invalidf("want a JSON object, got %s", jsonType(body[start:]))
+	}
+	var p probe
+	p.read(body)
 	switch {
-	case p.Kind != "":
-		switch Kind(p.Kind) {
+	case p.kind != nil && jsonType(p.kind) != "null":
+		kind, err := stringValue("kind", p.kind)
+		if err != nil {
+			return nil, err
+		}
+		switch Kind(kind) {
 		case KindCommand:
 			return parseCommand(body)
 		case KindDrainStep:
 			return parseDrainStep(body)
 		default:
-			return nil, invalidf("field \"kind\": unknown kind %s (want %q or %q)", quote(p.Kind), KindCommand, KindDrainStep)
+			return nil, invalidf("field \"kind\": unknown kind %s (want %q or %q)", quote(kind), KindCommand, KindDrainStep)
 		}
-	case p.DetailType != "" || p.Source != "":
+	case p.detailType != nil || p.source != nil:
 		return parseEvent(&p)
 	default:
 		return nil, invalidf("neither an EventBridge event (no \"detail-type\" and \"source\") nor a RunnerFleet message (no \"kind\")")
 	}
 }
 
-// parseEvent checks the envelope and hands the detail to the parser registered for its
+// parseEvent checks the envelope and hands it to the parser registered for its
 // (source, detail-type).
 func parseEvent(p *probe) (*Message, error) {
 	env, err := envelopeOf(p)
 	if err != nil {
 		return nil, err
 	}
-	ep, ok := eventIndex[eventKey{p.Source, p.DetailType}]
+	ep, ok := eventIndex[eventKey{env.Source, env.DetailType}]
 	if !ok {
 		return &Message{Kind: KindUnknown, ID: env.ID, Time: env.Time, Event: env}, ErrUnknownKind
 	}
@@ -80,44 +114,59 @@ func parseEvent(p *probe) (*Message, error) {
 }
 
 func envelopeOf(p *probe) (*Envelope, error) {
+	env := &Envelope{}
 	var problems problemList
-	problems.required("detail-type", p.DetailType)
-	problems.required("source", p.Source)
-	problems.required("id", p.ID)
-	var t time.Time
-	if p.Time == "" {
-		problems.add("field \"time\" is missing")
-	} else if parsed, err := time.Parse(time.RFC3339, p.Time); err != nil {
-		problems.add("field \"time\": %s is not an RFC 3339 time", quote(p.Time))
-	} else {
-		t = parsed
+	var timeText string
+	for _, f := range []struct {
+		name string
+		raw  []byte
+		dst  *string
+	}{
+		{"version", p.version, &env.Version}, {"id", p.id, &env.ID}, {"detail-type", p.detailType, &env.DetailType},
+		{"source", p.source, &env.Source}, {"account", p.account, &env.Account}, {"time", p.time, &timeText},
+		{"region", p.region, &env.Region},
+	} {
+		if f.raw == nil {
+			continue
+		}
+		s, err := stringValue(f.name, f.raw)
+		if err != nil {
+			problems = append(problems, err.(*InvalidError).Reason)
+			continue
+		}
+		*f.dst = s
 	}
-	if len(p.Detail) == 0 {
+	if p.resources != nil {
+		r, err := stringsValue("resources", p.resources)
+		if err != nil {
+			problems = append(problems, err.(*InvalidError).Reason)
+		}
+		env.Resources = r
+	}
+	problems.required("detail-type", env.DetailType)
+	problems.required("source", env.Source)
+	problems.required("id", env.ID)
+	if p.time != nil && jsonType(p.time) == "string" {
+		if timeText == "" {
+			problems.add("field \"time\" is missing")
+		} else if t, err := time.Parse(time.RFC3339, timeText); err != nil {
+			problems.add("field \"time\": %s is not an RFC 3339 time", quote(timeText))
+		} else {
+			env.Time = t
+		}
+	} else if p.time == nil || jsonType(p.time) == "null" {
+		problems.add("field \"time\" is missing")
+	}
+	switch t := jsonType(p.detail); t {
+	case "object":
+		env.Detail = append(json.RawMessage(nil), p.detail...)
+	case "nothing":
 		problems.add("field \"detail\" is missing")
-	} else if p.Detail[0] != '{' {
-		problems.add("field \"detail\": want a JSON object, got %s", jsonKind(p.Detail))
+	default:
+		problems.add("field \"detail\": want a JSON object, got %s", t)
 	}
 	if err := problems.err(); err != nil {
 		return nil, err
 	}
-	return &Envelope{
-		Version:    p.Version,
-		ID:         p.ID,
-		DetailType: p.DetailType,
-		Source:     p.Source,
-		Account:    p.Account,
-		Time:       t,
-		Region:     p.Region,
-		Resources:  p.Resources,
-		Detail:     p.Detail,
-	}, nil
-}
-
-// decodeDetail decodes an event's detail object into v, leniently: fields AWS may add are
-// ignored, fields we model must have the right type.
-func decodeDetail(env *Envelope, v any) error {
-	if err := json.Unmarshal(env.Detail, v); err != nil {
-		return &InvalidError{Reason: jsonReason("detail", err)}
-	}
-	return nil
+	return env, nil
 }

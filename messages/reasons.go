@@ -83,26 +83,6 @@ func goTypeWords(t string) string {
 	return t
 }
 
-// jsonKind names the JSON type a raw value starts with.
-func jsonKind(raw []byte) string {
-	if len(raw) == 0 {
-		return "nothing"
-	}
-	switch raw[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	return "a number"
-}
-
 // quote quotes a value for a reason, cut to a readable length. Never call it on a value that may
 // be a secret.
 func quote(s string) string {

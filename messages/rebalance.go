@@ -28,7 +28,7 @@ type Rebalance struct {
 
 func parseRebalance(env *Envelope) (any, error) {
 	var r Rebalance
-	if err := decodeDetail(env, &r); err != nil {
+	if err := decodeStrings("detail", env.Detail, []stringField{{"instance-id", &r.InstanceID}}, nil); err != nil {
 		return nil, err
 	}
 	var problems problemList

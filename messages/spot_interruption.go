@@ -33,7 +33,9 @@ type SpotInterruption struct {
 
 func parseSpotInterruption(env *Envelope) (any, error) {
 	var s SpotInterruption
-	if err := decodeDetail(env, &s); err != nil {
+	if err := decodeStrings("detail", env.Detail, []stringField{
+		{"instance-id", &s.InstanceID}, {"instance-action", &s.InstanceAction},
+	}, nil); err != nil {
 		return nil, err
 	}
 	var problems problemList

@@ -21,10 +21,10 @@ const DetailTypeStackStatus = "CloudFormation Stack Status Change"
 //	  "time": "2017-12-22T18:43:48Z",
 //	  "region": "us-west-1",
 //	  "resources": [
-//	    "arn:aws:cloudformation:us-west-1:111122223333:stack/teststack/e1b2c3d4-5678-90ab-cdef-EXAMPLE11111"
+//	    "arn:aws:cloudformation:us-west-1:111122223333:stack/teststack"
 //	  ],
 //	  "detail": {
-//	    "stack-id": "arn:aws:cloudformation:us-west-1:111122223333:stack/teststack/e1b2c3d4-5678-90ab-cdef-EXAMPLE11111",
+//	    "stack-id": "arn:aws:cloudformation:us-west-1:111122223333:stack/teststack",
 //	    "status-details": {
 //	      "status": "CREATE_COMPLETE",
 //	      "status-reason": ""
@@ -35,7 +35,8 @@ const DetailTypeStackStatus = "CloudFormation Stack Status Change"
 type StackStatus struct {
 	// StackID is the stack's ARN.
 	StackID string
-	// StackName is taken from StackID (".../stack/NAME/UUID"); StackID itself when it is no ARN.
+	// StackName is taken from StackID (".../stack/NAME" or ".../stack/NAME/UUID"); StackID
+	// itself when it is no ARN.
 	StackName string
 	// Status is the stack status, e.g. UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE.
 	Status             string
@@ -43,33 +44,29 @@ type StackStatus struct {
 	ClientRequestToken string
 }
 
-type stackStatusWire struct {
-	StackID       string `json:"stack-id"`
-	StatusDetails struct {
-		Status       string `json:"status"`
-		StatusReason string `json:"status-reason"`
-	} `json:"status-details"`
-	ClientRequestToken string `json:"client-request-token"`
-}
-
 func parseStackStatus(env *Envelope) (any, error) {
-	var w stackStatusWire
-	if err := decodeDetail(env, &w); err != nil {
+	var s StackStatus
+	err := decodeStrings("detail", env.Detail, []stringField{
+		{"stack-id", &s.StackID}, {"client-request-token", &s.ClientRequestToken},
+	}, func(key, val []byte) error {
+		if !keyIs(key, "status-details") || jsonType(val) == "null" {
+			return nil
+		}
+		return decodeStrings("detail.status-details", val, []stringField{
+			{"status", &s.Status}, {"status-reason", &s.StatusReason},
+		}, nil)
+	})
+	if err != nil {
 		return nil, err
 	}
 	var problems problemList
-	problems.required("detail.stack-id", w.StackID)
-	problems.required("detail.status-details.status", w.StatusDetails.Status)
+	problems.required("detail.stack-id", s.StackID)
+	problems.required("detail.status-details.status", s.Status)
 	if err := problems.err(); err != nil {
 		return nil, err
 	}
-	return &StackStatus{
-		StackID:            w.StackID,
-		StackName:          stackName(w.StackID),
-		Status:             w.StatusDetails.Status,
-		StatusReason:       w.StatusDetails.StatusReason,
-		ClientRequestToken: w.ClientRequestToken,
-	}, nil
+	s.StackName = stackName(s.StackID)
+	return &s, nil
 }
 
 func stackName(id string) string {

@@ -52,7 +52,9 @@ func (s *StateChange) Leaving() bool {
 
 func parseStateChange(env *Envelope) (any, error) {
 	var s StateChange
-	if err := decodeDetail(env, &s); err != nil {
+	if err := decodeStrings("detail", env.Detail, []stringField{
+		{"instance-id", &s.InstanceID}, {"state", &s.State},
+	}, nil); err != nil {
 		return nil, err
 	}
 	var problems problemList
