@@ -1,0 +1,71 @@
+package cwmetrics_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+
+	"github.com/runnerfleet/runnerfleet/handlers/scale"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
+)
+
+// Publish against the emulator, read back with the same (awsQuery) client.
+func TestPublishAgainstEmulator(t *testing.T) {
+	e := emulator.Start(t, emulator.Options{})
+	ctx := context.Background()
+	client := cwmetrics.NewClient(e.AWSConfig(t))
+	ns := emulator.UniqueName(t, "runnerfleet-ns")
+	sink, err := cwmetrics.New(client, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	fleetA := emulator.UniqueName(t, "fleet-a")
+	if err := sink.Publish(ctx, scale.FleetMetrics{Fleet: fleetA, At: at, ActiveJobs: 7, Capacity: 12,
+		DesiredCapacity: 3, InServiceInstances: 3, UnknownInstances: 1, QueuedJobs: -1}); err != nil {
+		t.Fatalf("publishing: %v", err)
+	}
+
+	out, err := client.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(ns)})
+	if err != nil {
+		t.Fatalf("listing metrics: %v", err)
+	}
+	var names []string
+	for _, m := range out.Metrics {
+		names = append(names, aws.ToString(m.MetricName))
+		if len(m.Dimensions) != 1 || aws.ToString(m.Dimensions[0].Name) != "Fleet" || aws.ToString(m.Dimensions[0].Value) != fleetA {
+			t.Errorf("%s has dimensions %+v, want Fleet=%s", aws.ToString(m.MetricName), m.Dimensions, fleetA)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"ActiveJobs", "Capacity", "DesiredCapacity", "InServiceInstances", "UnknownInstances"}
+	if !slices.Equal(names, want) {
+		t.Errorf("metrics %v, want %v (QueuedJobs left out when unknown)", names, want)
+	}
+
+	stats, err := client.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
+		Namespace:  aws.String(ns),
+		MetricName: aws.String("ActiveJobs"),
+		Dimensions: []types.Dimension{{Name: aws.String("Fleet"), Value: aws.String(fleetA)}},
+		StartTime:  aws.Time(at.Add(-time.Minute)),
+		EndTime:    aws.Time(at.Add(time.Minute)),
+		Period:     aws.Int32(60),
+		Statistics: []types.Statistic{types.StatisticMaximum},
+	})
+	if err != nil {
+		t.Fatalf("reading statistics: %v", err)
+	}
+	if len(stats.Datapoints) == 0 || aws.ToFloat64(stats.Datapoints[0].Maximum) != 7 {
+		t.Errorf("ActiveJobs datapoints %+v, want a maximum of 7", stats.Datapoints)
+	}
+
+	if _, err := cwmetrics.New(nil, ""); err == nil {
+		t.Error("nil client accepted")
+	}
+}
