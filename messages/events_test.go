@@ -368,3 +368,20 @@ func TestParseGarbage(t *testing.T) {
 		t.Errorf("event of exactly 256 KiB: %v", err)
 	}
 }
+
+func TestSampleOfEveryKindParses(t *testing.T) {
+	t.Parallel()
+	kinds := []messages.Kind{messages.KindCommand, messages.KindDrainStep}
+	for _, k := range messages.EventKinds() {
+		kinds = append(kinds, k.Kind)
+	}
+	for _, k := range kinds {
+		msg, err := messages.Parse(messages.Sample(k))
+		if err != nil || msg.Kind != k {
+			t.Errorf("Parse(Sample(%s)) = %+v, %v", k, msg, err)
+		}
+	}
+	if b := messages.Sample(messages.KindUnknown); b != nil {
+		t.Errorf("Sample(KindUnknown) = %s, want nil", b)
+	}
+}
