@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/router"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// deps are what the handlers are built from. Later issues add their clients here.
+type deps struct {
+	cfg     *config.Config
+	logger  *slog.Logger
+	metrics *workerMetrics
+	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
+	// shutdown tests, which need a slow step. Zero in production.
+	tickDelay time.Duration
+}
+
+// handlers is THE handler registry: one line per message kind. Kinds absent here are acked and
+// counted as unknown (runnerfleet_messages_unknown_total). Each later issue adds its line:
+//
+//	messages.KindTerminateAction: drain.New(...).HandleAction,   // issue 5
+//	messages.KindDrainStep:       drain.New(...).HandleStep,     // issue 5
+func handlers(d deps) router.Registry {
+	return router.Registry{
+		messages.KindCommand:   commandHandler(d),
+		messages.KindScheduled: scheduledHandler(d),
+	}
+}
+
+// commandTypeHandlers dispatches publisher commands by type. Types without a handler yet are
+// rejected (dead-lettered with the reason): the publisher refuses them before sending, so one
+// arriving here was sent by something else.
+func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Context, c *messages.Command) error {
+	return map[messages.CommandType]func(ctx context.Context, c *messages.Command) error{
+		messages.CommandTick: func(ctx context.Context, c *messages.Command) error {
+			return tick(ctx, d, c.Fleet, "command")
+		},
+	}
+}
+
+// notYet names the issue that brings each command type still missing.
+var notYet = map[messages.CommandType]int{
+	messages.CommandScale:  6,
+	messages.CommandDrain:  5,
+	messages.CommandCycle:  10,
+	messages.CommandUpdate: 9,
+}
+
+func commandHandler(d deps) router.HandlerFunc {
+	byType := commandTypeHandlers(d)
+	return func(ctx context.Context, m *messages.Message) error {
+		c := m.Payload.(*messages.Command)
+		if _, ok := d.cfg.Fleet(c.Fleet); !ok {
+			return messages.Reject("command %s for unknown fleet %q", c.ID, c.Fleet)
+		}
+		h, ok := byType[c.Type]
+		if !ok {
+			if n, planned := notYet[c.Type]; planned {
+				return messages.Reject("command type %s is not yet available: issue %d", c.Type, n)
+			}
+			return messages.Reject("command type %s has no handler", c.Type)
+		}
+		return h(ctx, c)
+	}
+}
+
+// scheduledHandler ticks the fleet whose tick rule fired.
+func scheduledHandler(d deps) router.HandlerFunc {
+	return func(ctx context.Context, m *messages.Message) error {
+		s := m.Payload.(*messages.Scheduled)
+		name := fleetOfRule(d.cfg, s.RuleARN, s.RuleName)
+		if name == "" {
+			return messages.Reject("no fleet has tick rule %s", s.RuleARN)
+		}
+		return tick(ctx, d, name, "schedule")
+	}
+}
+
+// tick is one tick of a fleet. For now it logs and counts; the scaling, cycle and update issues
+// make it advance their state machines and decide.
+func tick(ctx context.Context, d deps, fleet, source string) error {
+	if d.tickDelay > 0 {
+		select {
+		case <-time.After(d.tickDelay):
+		case <-ctx.Done():
+			return fmt.Errorf("ticking fleet %s: %w", fleet, ctx.Err())
+		}
+	}
+	d.metrics.ticks.WithLabelValues(fleet, source).Inc()
+	d.logger.InfoContext(ctx, "tick", "tick_fleet", fleet, "source", source)
+	return nil
+}

@@ -1,0 +1,111 @@
+// Command worker is RunnerFleet's event-driven worker: it consumes the lifecycle and control
+// queues with a Watermill router and runs one short state-machine step per message. See
+// docs/README.worker.md and configs/worker.example.yaml.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/observe"
+	"github.com/runnerfleet/runnerfleet/infra/router"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	var tickDelay time.Duration
+	cmd := &cobra.Command{
+		Use:           "worker",
+		Short:         "Run RunnerFleet's worker: consume the lifecycle and control queues until SIGTERM",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := run(cmd.Context(), config.Source{Flags: cmd.Flags()}, tickDelay)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "worker:", err)
+			}
+			return err
+		},
+	}
+	config.AddFlags(cmd.Flags())
+	cmd.Flags().DurationVar(&tickDelay, "debug-tick-delay", 0, "make every tick take this long (shutdown tests)")
+	_ = cmd.Flags().MarkHidden("debug-tick-delay")
+	return cmd
+}
+
+func run(ctx context.Context, src config.Source, tickDelay time.Duration) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if src.NeedsSSM() {
+		awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{})
+		if err != nil {
+			return err
+		}
+		src.SSM = ssm.NewFromConfig(awsCfg)
+	}
+	cfg, err := config.Load(ctx, src)
+	if err != nil {
+		return err
+	}
+	level, _ := observe.ParseLevel(cfg.LogLevel) // validated by Load
+	logger := observe.NewLogger(os.Stderr, level)
+
+	awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: cfg.Region, BaseEndpoint: cfg.Endpoint, LoopbackOnly: cfg.LoopbackOnly})
+	if err != nil {
+		return err
+	}
+	sqsClient := awssqs.NewFromConfig(awsCfg)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := observe.NewMetrics(reg)
+
+	dlq, err := sqs.NewPublisher(sqs.PublisherConfig{}, sqsClient, logger)
+	if err != nil {
+		return fmt.Errorf("creating the dead-letter publisher: %w", err)
+	}
+	defer dlq.Close()
+	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), tickDelay: tickDelay}
+	r, err := router.New(router.Config{
+		HandlerTimeout: cfg.Handler.Timeout,
+		Retry:          router.Retry(cfg.Handler.Retry),
+		CloseTimeout:   cfg.DrainTimeout() + time.Second,
+	}, handlers(d), dlq, metrics, logger, fleetOf(cfg))
+	if err != nil {
+		return err
+	}
+	for role, q := range map[string]config.Queue{"lifecycle": cfg.Queues.Lifecycle, "control": cfg.Queues.Control} {
+		sub, err := sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger.With("queue", role))
+		if err != nil {
+			return fmt.Errorf("creating the %s subscriber: %w", role, err)
+		}
+		if err := r.AddQueue(router.Queue{Name: role, Topic: q.Name, DeadLetter: q.DeadLetter, Subscriber: sub}); err != nil {
+			return err
+		}
+	}
+
+	srv, err := observe.NewServer(cfg.Listen, reg, readiness(sqsClient, cfg.Queues), logger)
+	if err != nil {
+		return err
+	}
+	srv.Serve()
+	return serve(ctx, cfg, r, srv, logger)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/observe"
+	"github.com/runnerfleet/runnerfleet/infra/router"
+)
+
+// serve runs r until SIGTERM or SIGINT (or ctx ends), then shuts down within cfg.StopTimeout:
+//
+//  1. /readyz answers 503 and the router stops receiving (the transport stops its long polls);
+//  2. in-flight steps get cfg.DrainTimeout() (stop timeout − 3 s) to finish and be acked;
+//  3. then their contexts are cancelled: they return, their messages are nacked, and the
+//     transport releases every message still held (visible again at once): nothing is lost;
+//  4. the server stops; serve returns before the stop timeout whatever happens.
+func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *observe.Server, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, os.Interrupt)
+	defer stop()
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(context.Background()) }()
+	select {
+	case <-r.Running():
+		logger.Info("worker running", "listen", srv.Addr(), "fleets", len(cfg.Fleets))
+	case err := <-runErr:
+		return fmt.Errorf("starting the router: %w", err)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-runErr:
+		return fmt.Errorf("router stopped by itself: %w", err)
+	}
+	begun := time.Now()
+	logger.Info("stopping: no new messages; in-flight steps may finish", "stop_timeout", cfg.StopTimeout.String(), "drain_timeout", cfg.DrainTimeout().String())
+	srv.SetStopping()
+	cancelAt := time.AfterFunc(cfg.DrainTimeout(), func() {
+		logger.Warn("drain timeout: cancelling in-flight steps; their messages are released")
+		r.CancelInFlight()
+	})
+	defer cancelAt.Stop()
+	go func() {
+		if err := r.Close(); err != nil {
+			logger.Warn("closing the router", "error", err.Error())
+		}
+	}()
+
+	hard := time.NewTimer(cfg.StopTimeout - time.Second)
+	defer hard.Stop()
+	var err error
+	select {
+	case err = <-runErr:
+	case <-hard.C:
+		err = fmt.Errorf("handlers still running at the stop timeout %s", cfg.StopTimeout)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	logger.Info("worker stopped", "took", time.Since(begun).String())
+	return err
+}
