@@ -12,8 +12,9 @@
 //     We write them ourselves, so they are strict: unknown fields, wrong types, missing fields,
 //     unknown command types and arguments that do not match the type are all refused, as is
 //     anything that looks like a runner token.
-//   - Follow-ups of the drain state machine ([DrainStep], body "kind":"drain.step"), delayed
-//     messages on the lifecycle queue; strict like commands.
+//   - Follow-ups of the state machines, strict like commands: [DrainStep] (body
+//     "kind":"drain.step"), delayed messages on the lifecycle queue; [FleetStep] (body
+//     "kind":"fleet.step"), nudges of a cycle or update on the fleet's FIFO group.
 //
 // [Parse] is the single entry point. Its errors tell the router what to do:
 // [ErrUnknownKind] (a well-formed event we do not handle: ack and count), [*InvalidError]

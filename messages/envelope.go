@@ -40,6 +40,7 @@ type Envelope struct {
 //	KindStackStatus                        *StackStatus
 //	KindCommand                            *Command
 //	KindDrainStep                          *DrainStep
+//	KindFleetStep                          *FleetStep
 //	KindUnknown                            nil (returned with ErrUnknownKind)
 type Message struct {
 	Kind Kind

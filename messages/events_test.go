@@ -371,7 +371,7 @@ func TestParseGarbage(t *testing.T) {
 
 func TestSampleOfEveryKindParses(t *testing.T) {
 	t.Parallel()
-	kinds := []messages.Kind{messages.KindCommand, messages.KindDrainStep}
+	kinds := []messages.Kind{messages.KindCommand, messages.KindDrainStep, messages.KindFleetStep}
 	for _, k := range messages.EventKinds() {
 		kinds = append(kinds, k.Kind)
 	}

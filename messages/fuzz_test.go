@@ -28,7 +28,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	for _, s := range []string{"", "null", "{}", "[]", `{"kind":"command"}`, `{"kind":"drain.step"}`,
+	for _, s := range []string{"", "null", "{}", "[]", `{"kind":"command"}`, `{"kind":"drain.step"}`, `{"kind":"fleet.step","fleet":"f"}`,
 		`{"detail-type":"x","source":"y"}`, `{"detail-type":"Scheduled Event","source":"aws.events","id":"1","time":"2026-01-01T00:00:00Z","detail":{}}`} {
 		f.Add([]byte(s))
 	}
@@ -75,6 +75,14 @@ func FuzzParse(f *testing.F) {
 			b1, again := roundTrip(t, p.Marshal)
 			if b2 := mustMarshal(t, again.Payload.(*messages.DrainStep).Marshal); !bytes.Equal(b1, b2) {
 				t.Fatalf("drain step does not survive Marshal/Parse:\n%s\n%s", b1, b2)
+			}
+		case *messages.FleetStep:
+			if msg.Kind != messages.KindFleetStep {
+				t.Fatalf("FleetStep under kind %s", msg.Kind)
+			}
+			b1, again := roundTrip(t, p.Marshal)
+			if b2 := mustMarshal(t, again.Payload.(*messages.FleetStep).Marshal); !bytes.Equal(b1, b2) {
+				t.Fatalf("fleet step does not survive Marshal/Parse:\n%s\n%s", b1, b2)
 			}
 		default:
 			t.Fatalf("kind %s with payload %T", msg.Kind, msg.Payload)

@@ -26,6 +26,8 @@ const (
 	KindCommand Kind = "command"
 	// KindDrainStep is a drain follow-up (body "kind":"drain.step").
 	KindDrainStep Kind = "drain.step"
+	// KindFleetStep is a fleet follow-up (body "kind":"fleet.step").
+	KindFleetStep Kind = "fleet.step"
 	// KindUnknown is set on the Message returned with ErrUnknownKind: a well-formed EventBridge
 	// event whose (source, detail-type) has no parser. Its Envelope is set so the router can count
 	// the source and detail-type.

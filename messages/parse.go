@@ -47,7 +47,8 @@ func (p *probe) read(body []byte) {
 //     Message{Kind, ID: event id, Time: event time, Event, Payload: *Detail struct}.
 //   - A well-formed event of a kind with no parser gives Message{Kind: KindUnknown, Event} and
 //     ErrUnknownKind: ack it and count Event.Source and Event.DetailType.
-//   - A body with "kind":"command" gives a *Command, "kind":"drain.step" a *DrainStep.
+//   - A body with "kind":"command" gives a *Command, "kind":"drain.step" a *DrainStep,
+//     "kind":"fleet.step" a *FleetStep.
 //   - Anything else — not JSON, not an object, a missing or mistyped field, an unknown command
 //     field or type, an event over MaxEventSize or a command over MaxCommandSize, a runner
 //     token in a command — gives a nil Message and an *InvalidError naming the problem.
@@ -85,8 +86,10 @@ func Parse(body []byte) (*Message, error) {
 			return parseCommand(body)
 		case KindDrainStep:
 			return parseDrainStep(body)
+		case KindFleetStep:
+			return parseFleetStep(body)
 		default:
-			return nil, invalidf("field \"kind\": unknown kind %s (want %q or %q)", quote(kind), KindCommand, KindDrainStep)
+			return nil, invalidf("field \"kind\": unknown kind %s (want %q, %q or %q)", quote(kind), KindCommand, KindDrainStep, KindFleetStep)
 		}
 	case p.detailType != nil || p.source != nil:
 		return parseEvent(&p)
