@@ -25,8 +25,9 @@
 //     handled, so SQS redelivers the group from the nacked message on: never out of order.
 //   - Close (or cancelling the context given to Subscribe) stops receiving, gives handlers that
 //     hold a message up to CloseTimeout to ack or nack it, and releases (visibility 0) every
-//     message not acked by then; nothing is lost. A long poll cut short by Close may have had
-//     messages on its way: SQS makes those visible again after the visibility timeout.
+//     message not acked by then; nothing is lost. A long poll in progress is not cut short (SQS
+//     may already have taken messages for it): Close waits for it, at most WaitTime, and releases
+//     what it brings.
 //
 // # Messages
 //

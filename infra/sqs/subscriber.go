@@ -109,8 +109,8 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	return c.out, nil
 }
 
-// Close stops every subscription: no more receives, handlers get CloseTimeout to settle what they
-// hold, the rest is released. It returns once every output channel is closed. Close is
+// Close stops every subscription: a long poll in progress finishes (at most WaitTime) and what it
+// brings is released; handlers get CloseTimeout to settle what they hold; the rest is released. It returns once every output channel is closed. Close is
 // idempotent; Subscribe after Close fails with ErrClosed.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
@@ -145,16 +145,18 @@ func (c *consumer) run(ctx context.Context) {
 		}
 		msgs, err := c.receive(ctx, n)
 		receivedAt := time.Now()
+		if ctx.Err() != nil {
+			// Stopped while polling: what the poll brought is released, not handled.
+			c.releaseAll(msgs)
+			msgs = nil
+		}
 		for range n - len(msgs) {
 			<-c.slots
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				// Cut short by Close or the Subscribe context: whatever was on its way comes back
-				// after its visibility timeout.
-				c.releaseAll(msgs)
-				return
-			}
 			c.log.Error("receiving sqs messages", "error", err)
 			select {
 			case <-time.After(c.cfg.ReceiveErrorBackoff):
@@ -187,7 +189,13 @@ func (c *consumer) acquire(ctx context.Context) int {
 	return n
 }
 
+// receive runs one long poll. It is not cut short when the consumer stops: SQS may already have
+// taken messages for a poll whose client went away, and those would stay invisible for the
+// visibility timeout. Letting it finish (at most WaitTime) and releasing what it brings loses
+// nothing and delays nothing.
 func (c *consumer) receive(ctx context.Context, n int) ([]types.Message, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.WaitTime+settleTimeout)
+	defer cancel()
 	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(c.url),
 		MaxNumberOfMessages:         int32(n),
