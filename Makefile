@@ -46,5 +46,10 @@ lint: tools
 	$(GO) vet ./...
 	$(WITH_TOOLS) cfn-lint deploy/**/*.yaml
 
+## emulator: the local world in the foreground for people (AWS emulator on 127.0.0.1:4566, runner
+## simulator on 127.0.0.1:9252); prints a line starting with "ready"; Ctrl-C stops both.
+emulator: tools
+	$(WITH_TOOLS) $(GO) run ./integration/cmd/localworld
+
 clean:
 	rm -rf .venv bin
