@@ -1,0 +1,238 @@
+// Package worker runs the drain handler the way the worker binary will, for the drain
+// integration tests and benchmarks: a real infra/sqs subscriber and publisher on the lifecycle
+// queue, the infra/router dispatch, the real DynamoDB, SSM and Auto Scaling adapters against
+// the local emulator, runner metrics through infra/scrape, and a periodic Sweep.
+//
+// cmd/worker does not wire the drain handler yet; until it does, the tests use this package
+// in-process and through the drainworker binary (so a worker can be SIGKILLed or SIGSTOPped).
+// FollowUps and JobsFunc below are the two adapters cmd/worker needs besides infra/aws/*.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/handlers/drain"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
+	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
+	"github.com/runnerfleet/runnerfleet/infra/observe"
+	"github.com/runnerfleet/runnerfleet/infra/router"
+	"github.com/runnerfleet/runnerfleet/infra/scrape"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// Config is what a drain worker needs; JSON so the drainworker binary reads the same.
+type Config struct {
+	Endpoint string `json:"endpoint"`
+	Region   string `json:"region"`
+	QueueURL string `json:"queue_url"`
+	DLQURL   string `json:"dlq_url"`
+	Table    string `json:"table"`
+	// Fleets are the managed fleets (MetricsURL set to the simulator's template).
+	Fleets []fleet.Settings `json:"fleets"`
+	// Drain tunes the handler (Fleets is taken from above).
+	StepTimeout time.Duration `json:"step_timeout"`
+	CommandPoll time.Duration `json:"command_poll"`
+	RetryBase   time.Duration `json:"retry_base"`
+	RetryMax    time.Duration `json:"retry_max"`
+	SweepGrace  time.Duration `json:"sweep_grace"`
+	// SweepEvery is how often the worker sweeps; default 1 s.
+	SweepEvery time.Duration `json:"sweep_every"`
+	// Visibility is the lifecycle queue's visibility timeout for this worker; default 5 s.
+	Visibility time.Duration `json:"visibility"`
+	// Owner names the worker in leases and logs.
+	Owner string `json:"owner"`
+}
+
+// Worker is one running drain worker.
+type Worker struct {
+	Handler *drain.Handler
+	Metrics *drain.Metrics
+
+	router *router.Router
+	sub    *sqs.Subscriber
+	pub    *sqs.Publisher
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start builds and starts a worker; Stop ends it.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error) {
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = time.Second
+	}
+	if cfg.Visibility == 0 {
+		cfg.Visibility = 5 * time.Second
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: cfg.Region, BaseEndpoint: cfg.Endpoint, LoopbackOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	table, err := state.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	cmds, err := runcmd.New(ssm.NewFromConfig(awsCfg))
+	if err != nil {
+		return nil, err
+	}
+	lc, err := lifecycle.New(autoscaling.NewFromConfig(awsCfg))
+	if err != nil {
+		return nil, err
+	}
+	sqsClient := awssqs.NewFromConfig(awsCfg)
+	pub, err := sqs.NewPublisher(sqs.PublisherConfig{}, sqsClient, logger)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := scrape.New(scrape.Config{}, netguard.HTTPClient(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	m := drain.NewMetrics(prometheus.NewRegistry())
+	h, err := drain.New(drain.Config{
+		Fleets: cfg.Fleets, StepTimeout: cfg.StepTimeout, CommandPoll: cfg.CommandPoll,
+		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, SweepGrace: cfg.SweepGrace, Owner: cfg.Owner,
+	}, drain.Deps{
+		Store: table, Commands: cmds, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
+		FollowUps: FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.CheckHooks(ctx); err != nil {
+		return nil, err
+	}
+	sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
+		WaitTime: time.Second, VisibilityTimeout: cfg.Visibility, CloseTimeout: 5 * time.Second,
+		MaxInFlight: 20,
+	}, sqsClient, logger)
+	if err != nil {
+		return nil, err
+	}
+	r, err := router.New(router.Config{
+		HandlerTimeout: 30 * time.Second, CloseTimeout: 5 * time.Second,
+		Retry: router.Retry{MaxRetries: 2, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second},
+	}, router.Registry{
+		messages.KindTerminateAction: h.Handle,
+		messages.KindDrainStep:       h.Handle,
+	}, pub, observe.NewMetrics(prometheus.NewRegistry()), logger, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.AddQueue(router.Queue{Name: "lifecycle", Topic: cfg.QueueURL, DeadLetter: cfg.DLQURL, Subscriber: sub}); err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &Worker{Handler: h, Metrics: m, router: r, sub: sub, pub: pub, cancel: cancel}
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		if err := r.Run(runCtx); err != nil {
+			logger.Error("router stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		t := time.NewTicker(cfg.SweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				if _, err := h.Sweep(runCtx); err != nil && runCtx.Err() == nil {
+					logger.Warn("drain sweep", "error", err)
+				}
+			}
+		}
+	}()
+	select {
+	case <-r.Running():
+	case <-time.After(10 * time.Second):
+		w.Stop()
+		return nil, errors.New("drain worker: router did not start")
+	}
+	return w, nil
+}
+
+// Stop closes the router, the transport and the sweep loop.
+func (w *Worker) Stop() {
+	_ = w.router.Close()
+	w.cancel()
+	w.wg.Wait()
+	_ = w.sub.Close()
+	_ = w.pub.Close()
+}
+
+// FollowUps publishes drain follow-ups as delayed messages on the lifecycle queue (delay
+// rounded up to whole seconds, SQS's unit).
+func FollowUps(pub message.Publisher, queue string) drain.FollowUps {
+	return drain.FollowUpsFunc(func(_ context.Context, s messages.DrainStep, delay time.Duration) error {
+		body, err := s.Marshal()
+		if err != nil {
+			return fmt.Errorf("encoding drain follow-up: %w", err)
+		}
+		msg := message.NewMessage(s.ID, body)
+		if msg.UUID == "" {
+			msg.UUID = messages.NewID()
+		}
+		secs := int(math.Ceil(delay.Seconds()))
+		if secs > 0 {
+			msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
+		}
+		if err := pub.Publish(queue, msg); err != nil {
+			return fmt.Errorf("publishing drain follow-up: %w", err)
+		}
+		return nil
+	})
+}
+
+// jobsFunc adapts a function to drain.Jobs.
+type jobsFunc func(ctx context.Context, fleet, instanceID string) (int, error)
+
+func (f jobsFunc) RunningJobs(ctx context.Context, fleet, instanceID string) (int, error) {
+	return f(ctx, fleet, instanceID)
+}
+
+// JobsFunc counts an instance's busy jobs from its runner's metrics (infra/scrape). The local
+// world's template needs only the instance id; a real fleet's default template needs the
+// private IP, which cmd/worker must look up (EC2 DescribeInstances) before scraping.
+func JobsFunc(s *scrape.Scraper, fleets []fleet.Settings) drain.Jobs {
+	tmpl := map[string]string{}
+	for _, f := range fleets {
+		tmpl[f.Name] = f.MetricsURL
+	}
+	return jobsFunc(func(ctx context.Context, name, id string) (int, error) {
+		res, err := s.Scrape(ctx, tmpl[name], []scrape.Target{{InstanceID: id}})
+		if err != nil {
+			return 0, err
+		}
+		if len(res) != 1 || !res[0].Known {
+			reason := "no result"
+			if len(res) == 1 {
+				reason = string(res[0].Reason)
+			}
+			return 0, fmt.Errorf("runner metrics of %s: %s", id, reason)
+		}
+		return res[0].BusyJobs, nil
+	})
+}
