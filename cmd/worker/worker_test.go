@@ -28,7 +28,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
-var workerBin string
+var workerBin, publisherBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "runnerfleet-worker-test")
@@ -37,11 +37,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-race", "-o", workerBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the worker:", err)
-		os.Exit(1)
+	publisherBin = filepath.Join(dir, "publisher")
+	for bin, pkg := range map[string]string{workerBin: ".", publisherBin: "../publisher"} {
+		build := exec.Command("go", "build", "-race", "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", pkg, err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -114,6 +117,7 @@ type workerProc struct {
 	cmd    *exec.Cmd
 	out    *lockedBuf
 	listen string
+	config string
 	done   chan error
 }
 
@@ -159,7 +163,7 @@ func startWorker(t *testing.T, configPath string, extra ...string) *workerProc {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	w := &workerProc{out: &lockedBuf{}, listen: listen, done: make(chan error, 1)}
+	w := &workerProc{out: &lockedBuf{}, listen: listen, config: configPath, done: make(chan error, 1)}
 	w.cmd = exec.Command(workerBin, append([]string{"--config", configPath, "--listen", listen}, extra...)...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	w.cmd.Env = os.Environ()
@@ -294,12 +298,23 @@ func TestMixedBatch(t *testing.T) {
 		t.Errorf("/readyz = %d %s after the batch", code, body)
 	}
 
-	// The next valid message is handled.
-	body, _ := tickCommand(t, "blue")
-	q.send(t, q.control, body, "blue")
-	w.waitFor(t, "the next tick", func() bool {
+	// The next valid message is handled: a tick sent by the publisher, end to end.
+	pub := exec.Command(publisherBin, "tick", "--fleet", "blue", "--config", w.config)
+	out, err := pub.Output()
+	if err != nil {
+		t.Fatalf("publisher tick: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	if len(id) < 8 {
+		t.Fatalf("publisher printed %q, want the command id", out)
+	}
+	w.waitFor(t, "the published tick", func() bool {
 		return w.metric(`runnerfleet_ticks_total{fleet="blue",source="command"}`) == 1
 	})
+
+	if !strings.Contains(w.out.String(), `"event_id":"`+id+`"`) {
+		t.Errorf("no log line names the published command %s", id)
+	}
 
 	// Every log line of a message's handling names it.
 	for _, line := range strings.Split(w.out.String(), "\n") {

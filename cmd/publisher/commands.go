@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/spf13/cobra"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// sendOptions are the flags every fleet command takes.
+type sendOptions struct {
+	fleet    string
+	dryRun   bool
+	config   string
+	queue    string
+	region   string
+	endpoint string
+	issuer   string
+}
+
+func (o *sendOptions) addFlags(cmd *cobra.Command, fleetRequired bool) {
+	f := cmd.Flags()
+	f.StringVar(&o.fleet, "fleet", "", "the fleet (a name from the worker's config) (required)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the message instead of publishing it")
+	f.StringVar(&o.config, "config", "", "the worker's YAML config (default $"+config.EnvFile+", else the SSM parameter named by $"+config.EnvParameter+")")
+	f.StringVar(&o.queue, "queue", "", "control queue name or URL (default: queues.control.name of the config)")
+	f.StringVar(&o.region, "region", "", "AWS region (default: the config's, else $AWS_REGION)")
+	f.StringVar(&o.endpoint, "endpoint", "", "AWS endpoint URL (default: the config's, else $AWS_ENDPOINT_URL)")
+	f.StringVar(&o.issuer, "issuer", os.Getenv("USER"), "who sends the command (recorded in it; a claim: the worker audits the SQS sender)")
+	if fleetRequired {
+		_ = cmd.MarkFlagRequired("fleet")
+	}
+}
+
+// fleetCommands are the commands sent to the worker. Those whose handler has not landed yet
+// refuse with the issue that brings them.
+func fleetCommands() []*cobra.Command {
+	return []*cobra.Command{
+		newTickCmd(),
+		notYetCmd("scale", "Pin a fleet's desired capacity for a while, or resume policy-driven scaling", 6),
+		notYetCmd("drain", "Retire one instance through its terminate lifecycle hook, jobs finished first", 5),
+		notYetCmd("cycle", "Start or abort a drain-aware rolling replacement of a fleet's instances", 10),
+		notYetCmd("update", "Apply a CloudFormation change set to a fleet's stack from a properties file", 9),
+		notYetCmd("status", "Show a fleet's instances, jobs, and the drains, cycles and updates in progress", 10),
+	}
+}
+
+func newTickCmd() *cobra.Command {
+	o := &sendOptions{}
+	cmd := &cobra.Command{
+		Use:   "tick --fleet NAME [--dry-run]",
+		Short: "Ask for one tick of a fleet now, as its schedule rule would",
+		Long: `tick sends a tick command for the fleet: the worker handles it as one firing of the fleet's
+tick rule (today it logs and counts it; scaling, cycles and updates act on it as they land).
+It prints the command's id.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := messages.NewCommand(o.fleet, messages.CommandTick, time.Now())
+			c.Issuer = o.issuer
+			return send(cmd.Context(), cmd.OutOrStdout(), o, c)
+		},
+	}
+	o.addFlags(cmd, true)
+	return cmd
+}
+
+func notYetCmd(name, short string, issue int) *cobra.Command {
+	o := &sendOptions{}
+	cmd := &cobra.Command{
+		Use:   name + " --fleet NAME [--dry-run]",
+		Short: short + fmt.Sprintf(" (not yet available: issue %d)", issue),
+		Long:  short + fmt.Sprintf(".\n\nNot yet available: it lands with issue %d; until then it refuses and sends nothing.", issue),
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return fmt.Errorf("%s: not yet available: issue %d", name, issue)
+		},
+	}
+	o.addFlags(cmd, false)
+	return cmd
+}
+
+// send validates c, then prints it (--dry-run) or publishes it to the control queue and prints
+// its id.
+func send(ctx context.Context, stdout io.Writer, o *sendOptions, c messages.Command) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := loadConfig(ctx, o)
+	if err != nil {
+		return err
+	}
+	queue := o.queue
+	if cfg != nil {
+		if _, ok := cfg.Fleet(o.fleet); !ok {
+			return fmt.Errorf("fleet %q is not in the worker's configuration", o.fleet)
+		}
+		if queue == "" {
+			queue = cfg.Queues.Control.Name
+		}
+	}
+	if queue == "" {
+		return errors.New("no control queue: pass --queue or --config")
+	}
+	body, err := c.Marshal()
+	if err != nil {
+		return fmt.Errorf("building the %s command: %w", c.Type, err)
+	}
+	if o.dryRun {
+		var pretty map[string]any
+		_ = json.Unmarshal(body, &pretty)
+		out, _ := json.MarshalIndent(map[string]any{
+			"queue": queue, "message_group_id": c.Fleet, "message_deduplication_id": c.ID, "body": pretty,
+		}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return nil
+	}
+	pub, err := newPublisher(ctx, o, cfg)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	msg := message.NewMessage(c.ID, body)
+	msg.Metadata.Set(sqs.MetaGroupID, c.Fleet)
+	msg.Metadata.Set(sqs.MetaDedupID, c.ID)
+	if err := pub.Publish(queue, msg); err != nil {
+		return fmt.Errorf("publishing the %s command to %s: %w", c.Type, queue, err)
+	}
+	fmt.Fprintln(stdout, c.ID)
+	return nil
+}
+
+// loadConfig reads the worker's config when one is named (flag, env); nil when none is and
+// --queue is given.
+func loadConfig(ctx context.Context, o *sendOptions) (*config.Config, error) {
+	src := config.Source{File: o.config}
+	if src.Location() == "" {
+		if o.queue != "" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("no configuration: pass --config FILE or --queue, or set %s or %s", config.EnvFile, config.EnvParameter)
+	}
+	if src.NeedsSSM() {
+		awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: o.region, BaseEndpoint: o.endpoint})
+		if err != nil {
+			return nil, err
+		}
+		src.SSM = ssm.NewFromConfig(awsCfg)
+	}
+	return config.Load(ctx, src)
+}
+
+func newPublisher(ctx context.Context, o *sendOptions, cfg *config.Config) (*sqs.Publisher, error) {
+	opts := rfaws.ConfigOptions{Region: o.region, BaseEndpoint: o.endpoint}
+	if cfg != nil {
+		opts.LoopbackOnly = cfg.LoopbackOnly
+		if opts.Region == "" {
+			opts.Region = cfg.Region
+		}
+		if opts.BaseEndpoint == "" {
+			opts.BaseEndpoint = cfg.Endpoint
+		}
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pub, err := sqs.NewPublisher(sqs.PublisherConfig{}, awssqs.NewFromConfig(awsCfg), logger)
+	if err != nil {
+		return nil, fmt.Errorf("creating the publisher: %w", err)
+	}
+	return pub, nil
+}
