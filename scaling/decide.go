@@ -153,9 +153,13 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 			continue
 		}
 		obs.QueuingExceededRate += inst.QueuingExceededRate
-		if !inst.QueueStale && inst.QueueAge <= p.QueueMaxAge && inst.QueueAge < freshestAge {
-			freshestAge = inst.QueueAge
-			obs.Queued = max(inst.QueueSize, 0)
+		if inst.QueueStale || inst.QueueAge > p.QueueMaxAge {
+			continue
+		}
+		// The freshest signal wins; among equally fresh ones (pickups in the same instant) the
+		// smallest, taken after the others.
+		if size := max(inst.QueueSize, 0); inst.QueueAge < freshestAge || (inst.QueueAge == freshestAge && size < obs.Queued) {
+			freshestAge, obs.Queued = inst.QueueAge, size
 		}
 	}
 	missing := base - len(members) // launches the group has not listed yet

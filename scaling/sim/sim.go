@@ -35,9 +35,21 @@ type Config struct {
 	// AcceptableQueuing is the runners' acceptable queuing duration: a job picked up after
 	// waiting longer counts in the queuing-exceeded counter. Default 60s.
 	AcceptableQueuing time.Duration
+	// Placement says which free slot takes a job: PlacementInstance (default) or PlacementSlot.
+	Placement string
 	// Seed seeds the simulation's randomness (which free slot takes a job, which scrapes fail).
 	Seed uint64
 }
+
+// Job placements: how the simulated runners share the queue.
+const (
+	// PlacementInstance gives a job to an instance with a free slot, each equally likely: every
+	// gitlab-runner process keeps one job request in flight (request_concurrency 1) whatever its
+	// free slots, and the first request GitLab answers gets the job.
+	PlacementInstance = "instance"
+	// PlacementSlot gives a job to a free slot, each equally likely: emptier instances get more.
+	PlacementSlot = "slot"
+)
 
 // DefaultStart is the default wall-clock start of a trace: a Monday, midnight UTC.
 var DefaultStart = time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
@@ -69,6 +81,9 @@ func (c *Config) setDefaults() {
 	if c.Start.IsZero() {
 		c.Start = DefaultStart
 	}
+	if c.Placement == "" {
+		c.Placement = PlacementInstance
+	}
 	if c.AcceptableQueuing == 0 {
 		c.AcceptableQueuing = 60 * time.Second
 	}
@@ -94,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.ScrapeFailure < 0 || c.ScrapeFailure >= 1 {
 		errs = append(errs, fmt.Errorf("scrape failure share must be in [0, 1), got %g", c.ScrapeFailure))
+	}
+	if c.Placement != PlacementInstance && c.Placement != PlacementSlot {
+		errs = append(errs, fmt.Errorf("placement must be %q or %q, got %q", PlacementInstance, PlacementSlot, c.Placement))
 	}
 	return errors.Join(errs...)
 }
@@ -191,6 +209,8 @@ type Result struct {
 	Duration time.Duration `json:"-"`
 	// Timeline has one sample per tick.
 	Timeline []Sample `json:"-"`
+	// Waits are every job's queue wait, sorted.
+	Waits []time.Duration `json:"-"`
 }
 
 // Sample is the simulated world at one tick, after the decision was applied.
@@ -355,29 +375,33 @@ func (w *world) taking(in *instance, t time.Duration) bool {
 }
 
 // dispatch hands queued jobs, first come first served, to free slots of in-service instances
-// that take jobs; a job goes to a free slot chosen at random, as runners polling GitLab get them.
+// that take jobs, chosen at random as runners polling GitLab get them (see Placement).
 func (w *world) dispatch(t time.Duration) {
-	for len(w.queue) > 0 {
-		free := 0
-		for _, in := range w.active {
-			if w.taking(in, t) {
-				free += w.cfg.Concurrency - len(in.jobs)
-			}
+	weight := func(in *instance) int {
+		if !w.taking(in, t) {
+			return 0
 		}
-		if free == 0 {
+		if w.cfg.Placement == PlacementSlot {
+			return w.cfg.Concurrency - len(in.jobs)
+		}
+		return 1
+	}
+	for len(w.queue) > 0 {
+		total := 0
+		for _, in := range w.active {
+			total += weight(in)
+		}
+		if total == 0 {
 			return
 		}
-		k := w.rng.IntN(free)
+		k := w.rng.IntN(total)
 		var pick *instance
 		for _, in := range w.active {
-			if !w.taking(in, t) {
-				continue
-			}
-			if k < w.cfg.Concurrency-len(in.jobs) {
+			if k < weight(in) {
 				pick = in
 				break
 			}
-			k -= w.cfg.Concurrency - len(in.jobs)
+			k -= weight(in)
 		}
 		job := w.queue[0]
 		w.queue = w.queue[1:]
@@ -540,6 +564,7 @@ func (w *world) finish(end time.Duration) {
 	}
 	w.res.InstanceHours = hours
 	slices.Sort(w.waits)
+	w.res.Waits = w.waits
 	w.res.P50 = percentile(w.waits, 0.50).Seconds()
 	w.res.P95 = percentile(w.waits, 0.95).Seconds()
 	if len(w.waits) > 0 {
