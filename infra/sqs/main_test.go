@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/goleak"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
@@ -41,9 +42,14 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "starting the AWS emulator: %v\n", err)
 		return 1
 	}
-	defer func() {
+	stop := func() {
 		if err := e.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "stopping the AWS emulator: %v\n", err)
+		}
+	}
+	defer func() {
+		if world.emu == nil {
+			stop()
 		}
 	}()
 	cfg, err := rfaws.LoadConfig(context.Background(), rfaws.ConfigOptions{
@@ -54,7 +60,22 @@ func run(m *testing.M) int {
 		return 1
 	}
 	world.emu, world.cfg = e, cfg
-	return m.Run()
+	code := m.Run()
+	stop()
+	if code != 0 {
+		return code
+	}
+	// Every Subscribe loop, lease and handler goroutine must be gone once the tests closed their
+	// subscribers; idle keep-alive connections of the shared SDK client may stay.
+	if err := goleak.Find(
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutines left behind: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 func sqsClient() *sqs.Client { return sqs.NewFromConfig(world.cfg) }
