@@ -1,0 +1,181 @@
+package sqs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// fakeQueue is a race-safe queueAPI fake: it hands out the batches it was given, then empty
+// receives, and records deletes and visibility changes by receipt handle.
+type fakeQueue struct {
+	mu         sync.Mutex
+	batches    [][]types.Message
+	deleted    []string
+	visibility map[string][]int32
+}
+
+func (f *fakeQueue) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, _ ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
+	return &sqs.GetQueueUrlOutput{QueueUrl: aws.String("https://sqs.local/1/" + aws.ToString(in.QueueName))}, nil
+}
+
+func (f *fakeQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	f.mu.Lock()
+	if len(f.batches) > 0 {
+		b := f.batches[0]
+		f.batches = f.batches[1:]
+		f.mu.Unlock()
+		return &sqs.ReceiveMessageOutput{Messages: b}, nil
+	}
+	f.mu.Unlock()
+	select { // a short long poll
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(20 * time.Millisecond):
+	}
+	return &sqs.ReceiveMessageOutput{}, nil
+}
+
+func (f *fakeQueue) DeleteMessage(_ context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, aws.ToString(in.ReceiptHandle))
+	return &sqs.DeleteMessageOutput{}, nil
+}
+
+func (f *fakeQueue) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.visibility == nil {
+		f.visibility = map[string][]int32{}
+	}
+	r := aws.ToString(in.ReceiptHandle)
+	f.visibility[r] = append(f.visibility[r], in.VisibilityTimeout)
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func (f *fakeQueue) state() (deleted []string, visibility map[string][]int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := map[string][]int32{}
+	for k, s := range f.visibility {
+		v[k] = slices.Clone(s)
+	}
+	return slices.Clone(f.deleted), v
+}
+
+func fifoMessage(id, group string) types.Message {
+	return types.Message{
+		MessageId: aws.String(id), ReceiptHandle: aws.String("rh-" + id), Body: aws.String(id),
+		Attributes: map[string]string{"MessageGroupId": group, "ApproximateReceiveCount": "1"},
+	}
+}
+
+// One batch with three messages of group g and one of group h; the handler nacks g1. g2 and g3
+// are released at once (visibility 0) and never delivered; g1 gets the nack backoff; h1 is
+// handled independently and deleted.
+func TestFIFONackReleasesRestOfGroup(t *testing.T) {
+	q := &fakeQueue{batches: [][]types.Message{{
+		fifoMessage("g1", "g"), fifoMessage("h1", "h"), fifoMessage("g2", "g"), fifoMessage("g3", "g"),
+	}}}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, NackBackoff: 7 * time.Second, CloseTimeout: time.Second},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Subscribe(context.Background(), "control.fifo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivered []string
+	deadline := time.After(5 * time.Second)
+	for len(delivered) < 2 {
+		select {
+		case m := <-ch:
+			delivered = append(delivered, string(m.Payload))
+			if m.Metadata.Get(MetaGroupID) == "g" {
+				m.Nack()
+			} else {
+				m.Ack()
+			}
+		case <-deadline:
+			t.Fatalf("delivered only %v", delivered)
+		}
+	}
+	// Nothing else may come: g2 and g3 sit behind the nacked g1.
+	select {
+	case m := <-ch:
+		t.Fatalf("%s delivered after its group's earlier message was nacked", m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(delivered)
+	if !slices.Equal(delivered, []string{"g1", "h1"}) {
+		t.Errorf("delivered %v, want g1 and h1", delivered)
+	}
+	deleted, vis := q.state()
+	if !slices.Equal(deleted, []string{"rh-h1"}) {
+		t.Errorf("deleted %v, want only h1", deleted)
+	}
+	want := map[string][]int32{"rh-g1": {7}, "rh-g2": {0}, "rh-g3": {0}}
+	for r, v := range want {
+		if !slices.Equal(vis[r], v) {
+			t.Errorf("visibility changes of %s: %v, want %v", r, vis[r], v)
+		}
+	}
+	if len(vis["rh-h1"]) != 0 {
+		t.Errorf("acked h1 had its visibility changed: %v", vis["rh-h1"])
+	}
+}
+
+// Close gives a handler CloseTimeout, then releases what it still holds (visibility 0) and
+// cancels the message context; messages never delivered are released at once.
+func TestCloseReleasesHeldAndUndelivered(t *testing.T) {
+	q := &fakeQueue{batches: [][]types.Message{{fifoMessage("a", "ga"), fifoMessage("b", "gb")}}}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, CloseTimeout: 100 * time.Millisecond},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Subscribe(context.Background(), "https://sqs.local/1/lifecycle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held = <-ch // the other one stays undelivered: nobody reads the channel again
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Context().Done():
+	default:
+		t.Error("held message context not cancelled after Close")
+	}
+	if held.Ack() {
+		t.Error("Ack after the close timeout returned true")
+	}
+	if _, open := <-ch; open {
+		t.Error("channel open after Close")
+	}
+	deleted, vis := q.state()
+	if len(deleted) != 0 {
+		t.Errorf("deleted %v, want nothing", deleted)
+	}
+	for _, r := range []string{"rh-a", "rh-b"} {
+		if !slices.Equal(vis[r], []int32{0}) {
+			t.Errorf("visibility changes of %s: %v, want one release to 0", r, vis[r])
+		}
+	}
+	if _, err := s.Subscribe(context.Background(), "x"); err == nil {
+		t.Error("Subscribe after Close succeeded")
+	}
+}
