@@ -8,8 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
 )
 
 // simulateCLI runs `publisher simulate` with args and returns what it printed.
@@ -215,5 +219,19 @@ func TestSimulateRefusesBadInput(t *testing.T) {
 	trace := writeFile(t, "burst.csv", burstTrace)
 	if _, err := simulateCLI(t, "--trace", trace, "--concurrency", "-1"); err == nil || !strings.Contains(err.Error(), "concurrency") {
 		t.Errorf("concurrency 0: err = %v", err)
+	}
+}
+
+func TestSimulateShippedResponsivePolicyDecodes(t *testing.T) {
+	t.Parallel()
+	p, err := readPolicyFile(filepath.Join("..", "..", "configs", "policy-responsive.yaml"), 1, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// scaling/sim's shipped-trace test simulates these values as the responsive policy.
+	want := fleet.Policy{IdleSlots: 4, ScaleFactor: 1, ScaleInWindow: time.Minute, MaxScaleInStep: 10,
+		MinUptime: time.Minute, MaxUnknownShare: 0.2, QueueMaxAge: 3 * time.Minute}
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("configs/policy-responsive.yaml = %+v, want %+v", p, want)
 	}
 }
