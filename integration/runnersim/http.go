@@ -15,10 +15,11 @@ const maxControlBody = 4 << 20
 // Handler is the simulator's HTTP API:
 //
 //	POST   /instances                       Registration → 200 {"instance_id"}
+//	GET    /instances                       {"instances": [InstanceState...]} (State without the jobs)
 //	DELETE /instances/{id}                  → 200 {"killed": n}; 404 unknown
 //	GET    /instances/{id}/metrics          gitlab-runner's metrics (text format), or the fault's answer
 //	POST   /instances/{id}/actions/{action} stop-intake|status|unregister → 200 ActionResult; 404 unknown/terminated
-//	POST   /instances/{id}/fault            {"mode": "none|hang|500|garbage|huge|slow|reject-token"}
+//	POST   /instances/{id}/fault            {"mode": "none|hang|500|garbage|huge|slow|reject-token|hang-actions"}
 //	POST   /jobs                            {"jobs":[{"id","duration_ms"}]} → {"ids":[...]}
 //	GET    /state                           State
 //	POST   /config                          {"emulator_url": "http://127.0.0.1:P"}
@@ -26,6 +27,9 @@ const maxControlBody = 4 << 20
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /instances", s.handleRegister)
+	mux.HandleFunc("GET /instances", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"instances": s.Instances()})
+	})
 	mux.HandleFunc("DELETE /instances/{id}", s.handleTerminate)
 	mux.HandleFunc("GET /instances/{id}/metrics", s.handleMetrics)
 	mux.HandleFunc("POST /instances/{id}/actions/{action}", s.handleAction)
@@ -59,7 +63,7 @@ func (s *Sim) handleTerminate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) handleAction(w http.ResponseWriter, r *http.Request) {
-	res, err := s.Action(r.PathValue("id"), r.PathValue("action"))
+	res, err := s.Action(r.Context(), r.PathValue("id"), r.PathValue("action"))
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return

@@ -32,11 +32,14 @@ const (
 	FaultHuge        = "huge"         // metrics answer a body of Config.HugeBodyBytes
 	FaultSlow        = "slow"         // metrics answer a few bytes at a time
 	FaultRejectToken = "reject-token" // GitLab rejects the runner token: job requests get 403
+	// FaultHangActions makes the drain actions (the SSM documents' shell) never answer, so SSM
+	// commands time out; metrics stay normal. An extension beyond the contract's modes.
+	FaultHangActions = "hang-actions"
 )
 
 var faultModes = map[string]bool{
 	FaultNone: true, FaultHang: true, Fault500: true, FaultGarbage: true,
-	FaultHuge: true, FaultSlow: true, FaultRejectToken: true,
+	FaultHuge: true, FaultSlow: true, FaultRejectToken: true, FaultHangActions: true,
 }
 
 // Drain actions of POST /instances/{id}/actions/{action}.

@@ -241,7 +241,7 @@ func (s *Sim) AddJobs(jobs []Job) ([]string, error) {
 // SetFault sets an instance's fault mode (FaultNone clears it).
 func (s *Sim) SetFault(id, mode string) error {
 	if !faultModes[mode] {
-		return fmt.Errorf("setting a fault on %s: unknown mode %q (none|hang|500|garbage|huge|slow|reject-token)", id, mode)
+		return fmt.Errorf("setting a fault on %s: unknown mode %q (none|hang|500|garbage|huge|slow|reject-token|hang-actions)", id, mode)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -256,8 +256,9 @@ func (s *Sim) SetFault(id, mode string) error {
 
 // Action runs one drain action on an instance, as its SSM document would on the host, and waits
 // until the transitions it caused reached the emulator's log (so the log orders them before the
-// command's own completion).
-func (s *Sim) Action(id, action string) (ActionResult, error) {
+// command's own completion). Under FaultHangActions it blocks until ctx ends or the simulator
+// closes, and returns ctx's error.
+func (s *Sim) Action(ctx context.Context, id, action string) (ActionResult, error) {
 	if !validAction(action) {
 		return ActionResult{}, fmt.Errorf("running %q on %s: unknown action (stop-intake|status|unregister)", action, id)
 	}
@@ -266,6 +267,15 @@ func (s *Sim) Action(id, action string) (ActionResult, error) {
 	if !ok || in.process == ProcessTerminated {
 		s.mu.Unlock()
 		return ActionResult{}, fmt.Errorf("running %s on %s: %w", action, id, errNotFound)
+	}
+	if in.fault == FaultHangActions {
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ActionResult{}, fmt.Errorf("running %s on %s: %w", action, id, ctx.Err())
+		case <-s.done:
+			return ActionResult{}, fmt.Errorf("running %s on %s: the simulator closed", action, id)
+		}
 	}
 	var res ActionResult
 	var flush <-chan struct{}
@@ -473,6 +483,13 @@ func (st State) Instance(id string) (InstanceState, bool) {
 	return InstanceState{}, false
 }
 
+// Instances returns the state of every instance, without the jobs (GET /instances).
+func (s *Sim) Instances() []InstanceState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.instanceStatesLocked()
+}
+
 // State returns a snapshot of the simulator.
 func (s *Sim) State() State {
 	s.mu.Lock()
@@ -484,12 +501,26 @@ func (s *Sim) State() State {
 	for id, j := range s.jobs {
 		st.Jobs[id] = *j
 	}
+	st.Instances = s.instanceStatesLocked()
+	for _, in := range s.instances {
+		st.Totals.Running += len(in.running)
+		st.Totals.Started += in.started
+		st.Totals.Finished += in.finished
+		st.Totals.Killed += in.killed
+	}
+	st.Totals.Queued = len(s.queue)
+	return st
+}
+
+// instanceStatesLocked lists the instances by ID.
+func (s *Sim) instanceStatesLocked() []InstanceState {
+	out := make([]InstanceState, 0, len(s.instances))
 	for _, in := range s.instances {
 		req := map[string]int{}
 		for code, n := range in.requestStatuses {
 			req[fmt.Sprint(code)] = int(n)
 		}
-		st.Instances = append(st.Instances, InstanceState{
+		out = append(out, InstanceState{
 			InstanceID:            in.reg.InstanceID,
 			Group:                 in.reg.Group,
 			PrivateIP:             in.reg.PrivateIP,
@@ -505,12 +536,7 @@ func (s *Sim) State() State {
 			Killed:                in.killed,
 			Requests:              req,
 		})
-		st.Totals.Running += len(in.running)
-		st.Totals.Started += in.started
-		st.Totals.Finished += in.finished
-		st.Totals.Killed += in.killed
 	}
-	st.Totals.Queued = len(s.queue)
-	sort.Slice(st.Instances, func(a, b int) bool { return st.Instances[a].InstanceID < st.Instances[b].InstanceID })
-	return st
+	sort.Slice(out, func(a, b int) bool { return out[a].InstanceID < out[b].InstanceID })
+	return out
 }

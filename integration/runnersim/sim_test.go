@@ -564,3 +564,26 @@ func TestStartRefusesTakenPort(t *testing.T) {
 		t.Fatal("a second simulator started on a taken port")
 	}
 }
+
+func TestHangActionsBlocksUntilTheCallerGivesUp(t *testing.T) {
+	t.Parallel()
+	w := start(t, runnersim.Config{})
+	w.register(t, "i-hang")
+	if code := w.call(t, "POST", "/instances/i-hang/fault", map[string]string{"mode": "hang-actions"}, nil); code != 200 {
+		t.Fatalf("fault: %d", code)
+	}
+	c := netguard.HTTPClient(300 * time.Millisecond)
+	resp, err := c.Post(w.sim.URL()+"/instances/i-hang/actions/status", "application/json", nil)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a hung action answered %d", resp.StatusCode)
+	}
+	var body struct {
+		Instances []runnersim.InstanceState `json:"instances"`
+	}
+	if code := w.call(t, "GET", "/instances", nil, &body); code != 200 || len(body.Instances) != 1 || body.Instances[0].Fault != "hang-actions" {
+		t.Errorf("GET /instances: %d %+v", code, body)
+	}
+	// Metrics stay normal under hang-actions.
+	w.metrics(t, "i-hang")
+}

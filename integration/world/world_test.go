@@ -94,10 +94,16 @@ func groupRunners(st runnersim.State, group string) []runnersim.InstanceState {
 // send sends a document to one instance and returns the command id.
 func send(t *testing.T, c clients, doc, instance string) string {
 	t.Helper()
+	return sendWithTimeout(t, c, doc, instance, "60")
+}
+
+// sendWithTimeout sends a document with an executionTimeout (seconds).
+func sendWithTimeout(t *testing.T, c clients, doc, instance, timeout string) string {
+	t.Helper()
 	out, err := c.ssm.SendCommand(context.Background(), &ssm.SendCommandInput{
 		DocumentName: aws.String(doc),
 		InstanceIds:  []string{instance},
-		Parameters:   map[string][]string{"executionTimeout": {"60"}},
+		Parameters:   map[string][]string{"executionTimeout": {timeout}},
 	})
 	if err != nil {
 		t.Fatalf("SendCommand %s to %s: %v", doc, instance, err)
@@ -226,6 +232,19 @@ func TestDrainCommandsRunAgainstTheSimulator(t *testing.T) {
 	out, _ = result(t, c, send(t, c, "AWS-RunShellScript", a), a)
 	if out.Status != ssmtypes.CommandInvocationStatusFailed {
 		t.Errorf("AWS-RunShellScript: %s; want Failed (the local world runs only the drain documents)", out.Status)
+	}
+
+	// executionTimeout is honoured: an action that never answers times the command out.
+	if err := w.Sim.SetFault(a, runnersim.FaultHangActions); err != nil {
+		t.Fatal(err)
+	}
+	hungID := sendWithTimeout(t, c, "runnerfleet-fleet1-status", a, "2")
+	if out, _ = result(t, c, hungID, a); out.Status != ssmtypes.CommandInvocationStatusTimedOut {
+		t.Errorf("hung status command: %s; want TimedOut after executionTimeout 2", out.Status)
+	}
+	cmds, err := c.ssm.ListCommands(ctx, &ssm.ListCommandsInput{CommandId: aws.String(hungID)})
+	if err != nil || len(cmds.Commands) != 1 || cmds.Commands[0].Status != ssmtypes.CommandStatusTimedOut {
+		t.Errorf("ListCommands(%s) = %+v, %v; want one TimedOut command", hungID, cmds, err)
 	}
 
 	// A second instance takes job next; terminating it mid-job kills and counts it.

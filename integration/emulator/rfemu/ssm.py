@@ -3,7 +3,7 @@
 moto 5.2.1 makes every SendCommand an instant Success on any instance, answers 500 to
 ListCommandInvocations and has no DescribeInstanceInformation. Here:
 
-- Managed instances are the instances the runner simulator runs (GET {runnersim}/state, every
+- Managed instances are the instances the runner simulator runs (GET {runnersim}/instances, every
   instance not terminated). DescribeInstanceInformation lists them (Online); SendCommand to any
   other instance fails with InvalidInstanceId, as AWS's does for an instance that is not managed.
 - Documents named ``runnerfleet-*-stop-intake``, ``runnerfleet-*-status``,
@@ -279,7 +279,7 @@ class _Run:
 def managed_instances() -> dict[str, str]:
     """Instance id -> private IP of every instance the runner simulator runs (not terminated)."""
     try:
-        state = core.runnersim_call("GET", "/state")
+        state = core.runnersim_call("GET", "/instances")
     except core.RunnerSimError as e:
         core.warn(f"asking the runner simulator for its instances: {e}")
         return {}
