@@ -1,6 +1,7 @@
 package drain_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,6 +55,8 @@ type env struct {
 	table  string
 	fleet  fleet.Settings
 	events string // rule name
+	// stepTimeout is the workers' step timeout (lease: 3×); default 3 s.
+	stepTimeout time.Duration
 }
 
 type envSpec struct {
@@ -147,7 +150,7 @@ func (e *env) rule(url string) string {
 func (e *env) workerConfig(owner string) worker.Config {
 	return worker.Config{
 		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, DLQURL: e.dlq,
-		Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: 3 * time.Second,
+		Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
 		CommandPoll: 300 * time.Millisecond, RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
 		SweepGrace: time.Second, SweepEvery: time.Second, Owner: owner,
 	}
@@ -189,6 +192,12 @@ type proc struct {
 // startProcess runs the drainworker binary (built once per test binary) with this env's config.
 func (e *env) startProcess(owner string) *proc {
 	e.t.Helper()
+	return e.startProcessWith(owner, nil)
+}
+
+// startProcessWith is startProcess with a config tweak.
+func (e *env) startProcessWith(owner string, tweak func(*worker.Config)) *proc {
+	e.t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "drainworker")
 		if err != nil {
@@ -206,7 +215,11 @@ func (e *env) startProcess(owner string) *proc {
 	}
 	dir := e.t.TempDir()
 	cfgPath := filepath.Join(dir, owner+".json")
-	b, _ := json.Marshal(e.workerConfig(owner))
+	wc := e.workerConfig(owner)
+	if tweak != nil {
+		tweak(&wc)
+	}
+	b, _ := json.Marshal(wc)
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -246,6 +259,21 @@ func (e *env) startProcess(owner string) *proc {
 		return strings.Contains(string(b), "drain worker ready")
 	})
 	return p
+}
+
+// decisions counts the drain decision records in the process's log, and those whose step's
+// result was dropped because another replica had advanced the drain.
+func (p *proc) decisions() (all, lost int) {
+	b, _ := os.ReadFile(p.out.Name())
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"msg":"drain decision"`) {
+			all++
+			if strings.Contains(line, "lost the drain to another replica") {
+				lost++
+			}
+		}
+	}
+	return all, lost
 }
 
 func (p *proc) signal(sig syscall.Signal) error { return syscall.Kill(p.cmd.Process.Pid, sig) }

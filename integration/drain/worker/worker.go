@@ -60,6 +60,20 @@ type Config struct {
 	Visibility time.Duration `json:"visibility"`
 	// Owner names the worker in leases and logs.
 	Owner string `json:"owner"`
+	// DebugSendDelay makes every SSM Send wait this long first (uncancellable, like a stalled
+	// worker): tests pause a worker inside a step with it.
+	DebugSendDelay time.Duration `json:"debug_send_delay"`
+}
+
+// slowCommands delays Send to widen the window in which a worker is inside a step.
+type slowCommands struct {
+	drain.Commands
+	delay time.Duration
+}
+
+func (s slowCommands) Send(ctx context.Context, document, instanceID string) (string, error) {
+	time.Sleep(s.delay)
+	return s.Commands.Send(ctx, document, instanceID)
 }
 
 // Worker is one running drain worker.
@@ -107,12 +121,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err != nil {
 		return nil, err
 	}
+	var commands drain.Commands = cmds
+	if cfg.DebugSendDelay > 0 {
+		commands = slowCommands{Commands: cmds, delay: cfg.DebugSendDelay}
+	}
 	m := drain.NewMetrics(prometheus.NewRegistry())
 	h, err := drain.New(drain.Config{
 		Fleets: cfg.Fleets, StepTimeout: cfg.StepTimeout, CommandPoll: cfg.CommandPoll,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, SweepGrace: cfg.SweepGrace, Owner: cfg.Owner,
 	}, drain.Deps{
-		Store: table, Commands: cmds, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
+		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
 		FollowUps: FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
 	})
 	if err != nil {
