@@ -20,7 +20,7 @@ const maxControlBody = 4 << 20
 //	GET    /instances/{id}/metrics          gitlab-runner's metrics (text format), or the fault's answer
 //	POST   /instances/{id}/actions/{action} stop-intake|status|unregister → 200 ActionResult; 404 unknown/terminated
 //	POST   /instances/{id}/fault            {"mode": "none|hang|500|garbage|huge|slow|reject-token|hang-actions"}
-//	POST   /jobs                            {"jobs":[{"id","duration_ms"}]} → {"ids":[...]}
+//	POST   /jobs                            {"jobs":[{"id","duration_ms","arrive_after_ms"}]} → {"ids":[...]}
 //	GET    /state                           State
 //	POST   /config                          {"emulator_url": "http://127.0.0.1:P"}
 //	GET    /healthz                         204

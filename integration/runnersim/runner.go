@@ -51,10 +51,11 @@ const (
 
 // Job states in State.Jobs.
 const (
-	JobQueued   = "queued"
-	JobRunning  = "running"
-	JobFinished = "finished"
-	JobKilled   = "killed"
+	JobScheduled = "scheduled" // not arrived yet (Job.ArriveAfterMS)
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobFinished  = "finished"
+	JobKilled    = "killed"
 )
 
 // Registration is the body of POST /instances, sent by the emulator on each EC2 launch.
@@ -74,6 +75,8 @@ type Job struct {
 	ID string `json:"id"`
 	// DurationMS is how long the job runs once a runner picks it up.
 	DurationMS int64 `json:"duration_ms"`
+	// ArriveAfterMS delays the job's arrival in the queue (a trace fed at once); 0: now.
+	ArriveAfterMS int64 `json:"arrive_after_ms,omitempty"`
 }
 
 // ActionResult is the answer of a drain action: what the SSM document's shell would have

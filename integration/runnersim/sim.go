@@ -39,6 +39,7 @@ type Sim struct {
 	instances map[string]*instance
 	jobs      map[string]*JobState
 	nextJob   int
+	arrivals  map[string]*time.Timer // jobs not arrived yet
 	closed    bool
 
 	listener net.Listener
@@ -58,6 +59,7 @@ func New(cfg Config) (*Sim, error) {
 		logger:    cfg.Logger.With("component", "runnersim"),
 		instances: map[string]*instance{},
 		jobs:      map[string]*JobState{},
+		arrivals:  map[string]*time.Timer{},
 		done:      make(chan struct{}),
 	}
 	s.events = newEmitter(cfg.EmulatorURL, s.logger)
@@ -120,6 +122,9 @@ func (s *Sim) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	for _, t := range s.arrivals {
+		t.Stop()
+	}
 	for _, in := range s.instances {
 		stopInstance(in)
 		for _, j := range in.running {
@@ -207,12 +212,16 @@ func (s *Sim) Terminate(id string) (int, error) {
 	return killed, nil
 }
 
-// AddJobs appends jobs to the shared FIFO queue and returns their IDs (generated where empty).
+// AddJobs appends jobs to the shared FIFO queue (each after its ArriveAfterMS) and returns
+// their IDs (generated where empty).
 func (s *Sim) AddJobs(jobs []Job) ([]string, error) {
 	var errs []error
 	for i, j := range jobs {
 		if j.DurationMS < 0 {
 			errs = append(errs, fmt.Errorf("job %d (%q): duration_ms must not be negative", i, j.ID))
+		}
+		if j.ArriveAfterMS < 0 {
+			errs = append(errs, fmt.Errorf("job %d (%q): arrive_after_ms must not be negative", i, j.ID))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -231,11 +240,34 @@ func (s *Sim) AddJobs(jobs []Job) ([]string, error) {
 		if _, dup := s.jobs[id]; dup {
 			return ids, fmt.Errorf("queueing jobs: job %q is already known", id)
 		}
-		s.queue = append(s.queue, queuedJob{id: id, duration: time.Duration(j.DurationMS) * time.Millisecond, queuedAt: now})
-		s.jobs[id] = &JobState{ID: id, State: JobQueued, DurationMS: j.DurationMS, QueuedAt: now}
+		q := queuedJob{id: id, duration: time.Duration(j.DurationMS) * time.Millisecond, queuedAt: now}
+		js := &JobState{ID: id, State: JobQueued, DurationMS: j.DurationMS, QueuedAt: now}
+		s.jobs[id] = js
 		ids = append(ids, id)
+		if j.ArriveAfterMS > 0 {
+			js.State = JobScheduled
+			s.arrivals[id] = time.AfterFunc(time.Duration(j.ArriveAfterMS)*time.Millisecond, func() { s.arrive(q) })
+			continue
+		}
+		s.queue = append(s.queue, q)
 	}
 	return ids, nil
+}
+
+// arrive queues a scheduled job at its arrival time.
+func (s *Sim) arrive(q queuedJob) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	delete(s.arrivals, q.id)
+	q.queuedAt = time.Now()
+	s.queue = append(s.queue, q)
+	if js := s.jobs[q.id]; js != nil {
+		js.State = JobQueued
+		js.QueuedAt = q.queuedAt
+	}
 }
 
 // SetFault sets an instance's fault mode (FaultNone clears it).
@@ -466,11 +498,13 @@ type JobState struct {
 
 // Totals sums jobs over all instances.
 type Totals struct {
-	Queued   int `json:"queued"`
-	Running  int `json:"running"`
-	Started  int `json:"started"`
-	Finished int `json:"finished"`
-	Killed   int `json:"killed"`
+	// Scheduled counts jobs that have not arrived yet.
+	Scheduled int `json:"scheduled"`
+	Queued    int `json:"queued"`
+	Running   int `json:"running"`
+	Started   int `json:"started"`
+	Finished  int `json:"finished"`
+	Killed    int `json:"killed"`
 }
 
 // Instance returns one instance's state.
@@ -509,6 +543,7 @@ func (s *Sim) State() State {
 		st.Totals.Killed += in.killed
 	}
 	st.Totals.Queued = len(s.queue)
+	st.Totals.Scheduled = len(s.arrivals)
 	return st
 }
 

@@ -587,3 +587,19 @@ func TestHangActionsBlocksUntilTheCallerGivesUp(t *testing.T) {
 	// Metrics stay normal under hang-actions.
 	w.metrics(t, "i-hang")
 }
+
+func TestScheduledJobsArriveLater(t *testing.T) {
+	t.Parallel()
+	w := start(t, runnersim.Config{})
+	w.jobs(t, runnersim.Job{ID: "later", DurationMS: 1, ArriveAfterMS: 60_000}, runnersim.Job{ID: "soon", DurationMS: 1, ArriveAfterMS: 20})
+	st := w.state(t)
+	if st.Jobs["later"].State != runnersim.JobScheduled || len(st.Queued) != 0 {
+		t.Fatalf("right after queueing: %+v; want both scheduled, none queued", st)
+	}
+	w.waitFor(t, "soon queued", jobIs("soon", runnersim.JobQueued))
+	w.register(t, "i-late")
+	st = w.waitFor(t, "soon finished", jobIs("soon", runnersim.JobFinished))
+	if st.Jobs["later"].State != runnersim.JobScheduled || st.Totals.Scheduled != 1 {
+		t.Errorf("later = %+v, totals %+v; want still scheduled", st.Jobs["later"], st.Totals)
+	}
+}
