@@ -603,3 +603,15 @@ func TestScheduledJobsArriveLater(t *testing.T) {
 		t.Errorf("later = %+v, totals %+v; want still scheduled", st.Jobs["later"], st.Totals)
 	}
 }
+
+func TestQueuingBeyondThresholdIsCounted(t *testing.T) {
+	t.Parallel()
+	w := start(t, runnersim.Config{AcceptableQueuing: time.Millisecond})
+	w.jobs(t, runnersim.Job{ID: "waited", DurationMS: 60_000})
+	time.Sleep(20 * time.Millisecond) // the job waits at least this long before any runner exists
+	w.register(t, "i-queuing")
+	w.waitFor(t, "waited running", jobIs("waited", runnersim.JobRunning))
+	if v, ok := value(w.metrics(t, "i-queuing"), "gitlab_runner_acceptable_job_queuing_duration_exceeded_total", map[string]string{"runner_name": "i-queuing"}); !ok || v != 1 {
+		t.Errorf("queuing exceeded = %v (present %v), want 1", v, ok)
+	}
+}
