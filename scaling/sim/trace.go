@@ -76,10 +76,10 @@ func readJobs(r io.Reader) ([]Job, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			return nil, fmt.Errorf("reading trace: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) != 2 {
 			errs = append(errs, fmt.Errorf("line %d: want 2 fields, got %d", line, len(rec)))
 			continue
