@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,11 +50,24 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "stopping the AWS emulator: %v\n", err)
 		}
 	}
-	defer func() {
-		if world.emu == nil {
+	// A test binary killed (go test's timeout, ^C) still stops its emulator.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		if _, ok := <-sig; ok {
 			stop()
+			os.Exit(2)
 		}
 	}()
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			signal.Stop(sig)
+			close(sig)
+			stop()
+		})
+	}
+	defer cleanup()
 	cfg, err := rfaws.LoadConfig(context.Background(), rfaws.ConfigOptions{
 		Region: emulator.Region, BaseEndpoint: e.Endpoint, LoopbackOnly: true,
 	})
@@ -61,7 +77,7 @@ func run(m *testing.M) int {
 	}
 	world.emu, world.cfg = e, cfg
 	code := m.Run()
-	stop()
+	cleanup()
 	if code != 0 {
 		return code
 	}

@@ -110,8 +110,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 // Close stops every subscription: a long poll in progress finishes (at most WaitTime) and what it
-// brings is released; handlers get CloseTimeout to settle what they hold; the rest is released. It returns once every output channel is closed. Close is
-// idempotent; Subscribe after Close fails with ErrClosed.
+// brings is released; handlers get CloseTimeout to settle what they hold; the rest is released.
+// It returns once every output channel is closed, so it may take up to max(WaitTime,
+// CloseTimeout) plus a settle call. Close is idempotent; Subscribe after Close fails with
+// ErrClosed.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
 	s.closed = true
