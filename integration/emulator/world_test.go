@@ -269,36 +269,60 @@ type event struct {
 	Detail     json.RawMessage `json:"detail"`
 }
 
-// receiveEvent long-polls url until an event satisfying match arrives (deleting what it reads).
+// inbox keeps events read from a queue but not yet matched, so a batch holding several events
+// serves several receiveEvent calls.
+var inbox = struct {
+	sync.Mutex
+	byURL map[string][]event
+}{byURL: map[string][]event{}}
+
+// takeBuffered removes and returns the first buffered event of url that match accepts.
+func takeBuffered(url string, match func(event) bool) (event, bool) {
+	inbox.Lock()
+	defer inbox.Unlock()
+	evs := inbox.byURL[url]
+	for i, ev := range evs {
+		if match(ev) {
+			inbox.byURL[url] = append(evs[:i:i], evs[i+1:]...)
+			return ev, true
+		}
+	}
+	return event{}, false
+}
+
+// receiveEvent returns the first event on url that match accepts, long-polling until one arrives
+// (what it reads is deleted from the queue; events not matched stay buffered for later calls).
 func receiveEvent(t *testing.T, c clients, url string, match func(event) bool) event {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
-	var seen []string
 	for time.Now().Before(deadline) {
+		if ev, ok := takeBuffered(url, match); ok {
+			return ev
+		}
 		out, err := c.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(url), WaitTimeSeconds: 2, MaxNumberOfMessages: 10,
 		})
 		if err != nil {
 			t.Fatalf("ReceiveMessage: %v", err)
 		}
-		var found *event
 		for _, m := range out.Messages {
 			var ev event
 			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &ev); err != nil {
 				t.Fatalf("event body is not JSON: %v: %s", err, aws.ToString(m.Body))
 			}
 			_, _ = c.sqs.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle})
-			seen = append(seen, ev.DetailType+" "+string(ev.Detail))
-			if found == nil && match(ev) {
-				e := ev
-				found = &e
-			}
-		}
-		if found != nil {
-			return *found
+			inbox.Lock()
+			inbox.byURL[url] = append(inbox.byURL[url], ev)
+			inbox.Unlock()
 		}
 	}
-	t.Fatalf("no matching event within %s; saw %q", waitLimit, seen)
+	inbox.Lock()
+	var seen []string
+	for _, ev := range inbox.byURL[url] {
+		seen = append(seen, ev.DetailType+" "+string(ev.Detail))
+	}
+	inbox.Unlock()
+	t.Fatalf("no matching event within %s; unmatched: %q", waitLimit, seen)
 	return event{}
 }
 

@@ -121,6 +121,8 @@ def _group_update_from_cfn(cls: Any, original_resource: Any, new_resource_name: 
     """Update a group in place (AWS replaces a group only when its name changes)."""
     props = cloudformation_json.get("Properties", {})
     backend = asm.autoscaling_backends[account_id][region_name]
+    if not props.get("AutoScalingGroupName"):
+        new_resource_name = original_resource.name  # moto generates a fresh name on every update
     if new_resource_name != original_resource.name or original_resource.name not in backend.autoscaling_groups:
         cls.delete_from_cloudformation_json(original_resource.name, cloudformation_json, account_id, region_name)
         return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)

@@ -53,6 +53,7 @@ def fire(rule: Any) -> None:
         "region": rule.region_name,
         "resources": [rule.arn],
         "detail": {},
+        "ingestion-time": unix_time(),
     }
     _tls.scheduled = True
     try:
