@@ -1,6 +1,8 @@
 package scrape
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -68,11 +70,106 @@ type sample struct {
 	runners       map[string]*runnerSample
 }
 
-// parse reads gitlab-runner's text exposition into a sample. A body the text parser refuses is
-// an error; absent families are not (a runner that never ran a job has no queue gauges).
-func parse(r io.Reader) (*sample, error) {
-	// A zero TextParser has no validation scheme and panics; always build it with NewTextParser.
+// wanted are the families parse reads; every other line of the page is skipped before parsing.
+var wanted = map[string]bool{
+	metricConcurrent: true, metricLimit: true, metricJobs: true, metricJobsTotal: true,
+	metricQueueSize: true, metricQueueDepth: true, metricQueuingExceeded: true, metricAPIStatuses: true,
+}
+
+var (
+	runnerPrefix    = []byte("gitlab_runner_")
+	requestJobLabel = []byte(`endpoint="request_job"`)
+	idleStateLabel  = []byte(`state="idle"`)
+)
+
+// errGarbled reports a line that is neither a comment nor a sample of a legacy-named metric.
+var errGarbled = errors.New("line is not in the text exposition format")
+
+// filter copies into dst the sample lines of body that belong to the wanted families. A real gitlab-runner page is mostly Go runtime, process and latency
+// histogram series; parsing only the eight families the scraper reads is what keeps a tick over
+// 1,000 runners close to the cost of fetching them. A line whose metric name holds a character
+// outside [a-zA-Z0-9_:] (an HTML error page, binary noise) makes the whole body garbled; lines
+// starting with '{' (quoted UTF-8 names, which gitlab-runner does not use) are skipped.
+func filter(dst *bytes.Buffer, body []byte) error {
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i+1], body[i+1:]
+		} else {
+			body = nil
+		}
+		for len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
+			line = line[1:]
+		}
+		if len(line) == 0 {
+			continue
+		}
+		switch c := line[0]; {
+		case c == '#' || c == '\n' || c == '\r' || c == '{':
+			// Comments are skipped: HELP is for people, and without TYPE the wanted families
+			// parse as untyped samples with the same values (none is a histogram or summary).
+			continue
+		case !bytes.HasPrefix(line, runnerPrefix):
+			// Most of a page (go_*, process_*): only its first byte is checked, which is enough
+			// to tell an HTML page or binary noise from an exposition.
+			if !legacyName(line[:1]) {
+				return fmt.Errorf("%w: %.40q", errGarbled, line)
+			}
+			continue
+		}
+		i := bytes.IndexAny(line, "{ \t")
+		if i < 0 || !legacyName(line[:i]) {
+			return fmt.Errorf("%w: %.40q", errGarbled, line)
+		}
+		name := line[:i]
+		if !wanted[string(name)] {
+			continue
+		}
+		switch string(name) {
+		case metricAPIStatuses:
+			if !bytes.Contains(line, requestJobLabel) {
+				continue // only request_job statuses are read
+			}
+		case metricJobs:
+			if bytes.Contains(line, idleStateLabel) {
+				continue // the always-present idle series counts nothing
+			}
+		}
+		dst.Write(line)
+		if line[len(line)-1] != '\n' {
+			dst.WriteByte('\n')
+		}
+	}
+	return nil
+}
+
+func legacyName(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_', c == ':':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newParser returns a text parser. A zero TextParser has no validation scheme and panics; always
+// build it with NewTextParser. A parser is reused across calls (it keeps its read buffer) but must
+// not be used by two goroutines at once.
+func newParser() *expfmt.TextParser {
 	p := expfmt.NewTextParser(model.UTF8Validation)
+	return &p
+}
+
+// parse reads gitlab-runner's text exposition into a sample with p. A body the text parser
+// refuses is an error; absent families are not (a runner that never ran a job has no queue
+// gauges).
+func parse(p *expfmt.TextParser, r io.Reader) (*sample, error) {
 	families, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, fmt.Errorf("parsing metrics exposition: %w", err)

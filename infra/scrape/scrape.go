@@ -6,6 +6,13 @@
 // A scrape that fails, is slow, too large or unparseable makes that instance unknown, with the
 // reason; it never reads as zero jobs. (The AWS sample counted a failed scrape as an idle runner,
 // so a network blip shrank the fleet.)
+//
+// Cost. A real gitlab-runner page is ~14 KiB, mostly Go runtime, process and API-latency series.
+// Before expfmt's text parser sees it, a byte-level filter keeps only the sample lines of the
+// eight gitlab_runner_* families read here (and checks every line's first byte, so an HTML page or
+// binary noise is still refused as garbled); each worker goroutine reuses one parser. Targets that
+// timed out on the previous scrape are started first, so their wait overlaps everyone else's.
+// BenchmarkTickVsFanout, BenchmarkHungTargets and BenchmarkPeakRSS measure the result.
 package scrape
 
 import (
@@ -20,6 +27,8 @@ import (
 	"sync"
 	"text/template"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
 )
 
 // Defaults of Config.
@@ -189,6 +198,7 @@ type Scraper struct {
 
 	mu        sync.Mutex
 	prevs     map[string]*prev
+	timedOut  map[string]time.Time // targets whose last scrape timed out, and when
 	templates map[string]*template.Template
 	bufs      sync.Pool
 }
@@ -208,6 +218,7 @@ func New(cfg Config, client *http.Client) (*Scraper, error) {
 		client:    client,
 		now:       time.Now,
 		prevs:     map[string]*prev{},
+		timedOut:  map[string]time.Time{},
 		templates: map[string]*template.Template{},
 		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}, nil
@@ -251,24 +262,26 @@ func (s *Scraper) Scrape(ctx context.Context, urlTemplate string, targets []Targ
 		return nil, err
 	}
 	results := make([]Result, len(targets))
+	order := s.order(targets)
 	workers := min(s.cfg.Concurrency, len(targets))
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			var url strings.Builder
+			parser := newParser()
 			for i := range next {
 				url.Reset()
-				results[i] = s.one(ctx, tmpl, &url, targets[i])
+				results[i] = s.one(ctx, tmpl, parser, &url, targets[i])
 			}
 		})
 	}
 feed:
-	for i := range targets {
+	for k, i := range order {
 		select {
 		case next <- i:
 		case <-ctx.Done():
-			for j := i; j < len(targets); j++ {
+			for _, j := range order[k:] {
 				results[j] = Result{InstanceID: targets[j].InstanceID, Reason: ReasonCanceled, Err: ctx.Err(), At: s.now()}
 			}
 			break feed
@@ -276,11 +289,45 @@ feed:
 	}
 	close(next)
 	wg.Wait()
+	s.remember(results)
 	s.forget()
 	return results, nil
 }
 
-func (s *Scraper) one(ctx context.Context, tmpl *template.Template, url *strings.Builder, t Target) Result {
+// order returns the indices of targets with those that timed out last time first: a hung runner
+// usually stays hung, and starting its wait first lets it overlap the others' work, so a tick
+// with hung runners lasts about one Timeout rather than the rest's time plus a Timeout.
+func (s *Scraper) order(targets []Target) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	order := make([]int, 0, len(targets))
+	for i, t := range targets {
+		if _, slow := s.timedOut[t.InstanceID]; slow {
+			order = append(order, i)
+		}
+	}
+	for i, t := range targets {
+		if _, slow := s.timedOut[t.InstanceID]; !slow {
+			order = append(order, i)
+		}
+	}
+	return order
+}
+
+// remember notes which targets timed out this time.
+func (s *Scraper) remember(results []Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range results {
+		if r.Reason == ReasonTimeout {
+			s.timedOut[r.InstanceID] = r.At
+		} else if r.Reason != ReasonCanceled {
+			delete(s.timedOut, r.InstanceID)
+		}
+	}
+}
+
+func (s *Scraper) one(ctx context.Context, tmpl *template.Template, parser *expfmt.TextParser, url *strings.Builder, t Target) Result {
 	start := s.now()
 	r := Result{InstanceID: t.InstanceID}
 	fail := func(reason Reason, err error) Result {
@@ -319,7 +366,13 @@ func (s *Scraper) one(ctx context.Context, tmpl *template.Template, url *strings
 	if n > s.cfg.MaxBytes {
 		return fail(ReasonTooLarge, fmt.Errorf("body exceeds %d bytes", s.cfg.MaxBytes))
 	}
-	smp, err := parse(buf)
+	filtered := s.bufs.Get().(*bytes.Buffer)
+	filtered.Reset()
+	defer s.bufs.Put(filtered)
+	if err := filter(filtered, buf.Bytes()); err != nil {
+		return fail(ReasonGarbled, err)
+	}
+	smp, err := parse(parser, filtered)
 	if err != nil {
 		return fail(ReasonGarbled, err)
 	}
@@ -427,6 +480,11 @@ func (s *Scraper) forget() {
 	for id, p := range s.prevs {
 		if p.at.Before(cutoff) {
 			delete(s.prevs, id)
+		}
+	}
+	for id, at := range s.timedOut {
+		if at.Before(cutoff) {
+			delete(s.timedOut, id)
 		}
 	}
 }

@@ -416,3 +416,62 @@ func TestScrapeCanceledContextMarksRestUnknown(t *testing.T) {
 		}
 	}
 }
+
+// A target that timed out is started first on the next scrape, so its wait overlaps the others.
+func TestScrapeStartsLastTimedOutFirst(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var arrivals []string
+	hung := "i-0000000000000hung"
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/instances/"), "/metrics")
+		mu.Lock()
+		arrivals = append(arrivals, id)
+		mu.Unlock()
+		if id == hung {
+			<-r.Context().Done()
+			return
+		}
+		_, _ = rw.Write([]byte(concurrentOnly))
+	}))
+	t.Cleanup(srv.Close)
+	s := newTestScraper(t, Config{Concurrency: 1, Timeout: 100 * time.Millisecond})
+	targets := []Target{{InstanceID: "i-000000000000000a"}, {InstanceID: hung}, {InstanceID: "i-000000000000000c"}}
+	tmpl := srv.URL + "/instances/{{.InstanceID}}/metrics"
+	for round := range 2 {
+		mu.Lock()
+		arrivals = nil
+		mu.Unlock()
+		rs, err := s.Scrape(context.Background(), tmpl, targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[1].InstanceID != hung || rs[1].Reason != ReasonTimeout || !rs[0].Known || !rs[2].Known {
+			t.Fatalf("round %d: results out of order or wrong: %+v", round, rs)
+		}
+		mu.Lock()
+		first := arrivals[0]
+		mu.Unlock()
+		want := targets[0].InstanceID
+		if round == 1 {
+			want = hung
+		}
+		if first != want {
+			t.Errorf("round %d: first request for %s, want %s", round, first, want)
+		}
+	}
+}
+
+func TestResultInstance(t *testing.T) {
+	t.Parallel()
+	unknown := Result{InstanceID: "i-1", Reason: ReasonTimeout}.Instance()
+	if !unknown.Unknown || unknown.UnknownReason != "timeout" || unknown.ID != "i-1" || unknown.Healthy {
+		t.Errorf("unknown result: %+v", unknown)
+	}
+	known := Result{InstanceID: "i-2", Known: true, Capacity: 4, RunningJobs: 1, BusyJobs: 2, Rejected: true,
+		Queue: Queue{Present: true, Size: 5, Depth: 2, Age: time.Minute, AgeKnown: true, ExceededPerSecond: 0.5, HasRate: true}}.Instance()
+	if known.Unknown || known.Healthy || known.Capacity != 4 || known.RunningJobs != 2 || known.QueueSize != 5 ||
+		known.QueueDepth != 2 || known.QueueAge != time.Minute || known.QueueStale || known.QueuingExceededRate != 0.5 {
+		t.Errorf("known result: %+v (busy jobs must count as running; rejected is unhealthy)", known)
+	}
+}
