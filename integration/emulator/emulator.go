@@ -91,7 +91,9 @@ func Launch(opts Options) (*Emulator, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group (moto's server may fork); and on Linux the kernel ends the emulator when
+	// the test binary dies without cleanup (go test's timeout, ^C).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "PYTHONUNBUFFERED=1")

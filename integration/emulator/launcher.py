@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     installed = []
-    for name in ("autoscaling", "ec2", "events", "parameters", "cloudformation", "sqs", "ssm"):
+    for name in ("autoscaling", "refresh", "ec2", "events", "parameters", "cloudformation", "sqs", "ssm"):
         try:
             mod = importlib.import_module(f"rfemu.{name}")
         except ModuleNotFoundError as e:
