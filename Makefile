@@ -51,5 +51,13 @@ lint: tools
 emulator: tools
 	$(WITH_TOOLS) $(GO) run ./integration/cmd/localworld
 
+## demo: the worker end to end on the local world of `make emulator` (fixed ports 4566, 9252, 9090;
+## refuses when they are taken), configs/local.yaml: queues, rules, a fleet's group, a tick from the
+## publisher and an EventBridge event of every kind; exits 0 with a summary of what the worker did.
+demo: tools
+	$(GO) build -o bin/worker ./cmd/worker
+	$(GO) build -o bin/publisher ./cmd/publisher
+	$(WITH_TOOLS) $(GO) run ./cmd/worker/demo --bin bin --config configs/local.yaml
+
 clean:
 	rm -rf .venv bin
