@@ -88,8 +88,11 @@ type Observation struct {
 	// Capacity is the job slots offered now or coming (booting and unknown instances count as
 	// SlotsPerInstance each).
 	Capacity int `json:"capacity"`
-	// Wanted is the job slots the policy wants: running + queued + spare.
+	// Wanted is the job slots the policy wants: running + queued + spare (at least running × 1.5,
+	// and one instance more, when saturated without a fresh queue signal).
 	Wanted int `json:"wanted"`
+	// Saturated reports that every slot of the scraped, serving instances runs a job.
+	Saturated bool `json:"saturated"`
 	// Min and Max are the bounds in force (schedules and group bounds applied).
 	Min int `json:"min"`
 	Max int `json:"max"`
@@ -102,7 +105,8 @@ type Observation struct {
 // ValidatePolicy), but the bounds are kept sane.
 //
 // Scale-out happens at once, to cover the jobs running, the jobs queued (from queue signals no
-// older than QueueMaxAge) and the spare slots asked for. Scale-in removes only idle, scraped
+// older than QueueMaxAge) and the spare slots asked for; without a fresh queue signal, a
+// saturated fleet grows by half its running jobs per decision. Scale-in removes only idle, scraped
 // instances older than MinUptime, at most MaxScaleInStep per decision, once the fleet has had
 // spare capacity for ScaleInWindow, and never while more than MaxUnknownShare of the in-service
 // instances are unknown. Instances whose intake is stopped, unhealthy or spot-interrupted offer
@@ -131,6 +135,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	obs.Min, obs.Max = lo, hi
 
 	freshestAge := time.Duration(math.MaxInt64)
+	serving := 0 // slots of scraped, serving instances
 	inService := 0
 	for _, inst := range members {
 		switch {
@@ -148,6 +153,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		if inst.Serving() {
 			obs.RunningJobs += inst.RunningJobs
 			obs.Capacity += inst.Capacity
+			serving += inst.Capacity
 		}
 		if p.DisableQueueSignals {
 			continue
@@ -175,9 +181,13 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		spare = max(spare, f)
 	}
 	obs.Wanted = obs.RunningJobs + max(obs.Queued, 0) + spare
-	if obs.Queued < 0 && obs.QueuingExceededRate > 0 {
-		// Jobs wait too long but no fresh signal says how many: one more instance's worth.
-		obs.Wanted += obs.SlotsPerInstance
+	// No fresh queue signal (runners without queue metrics, or no pickup for a while): a fleet
+	// with every slot busy, or whose jobs wait too long, may have jobs waiting that nothing
+	// reports; ask for free slots for half the running jobs (at least one instance's worth), so
+	// it grows by half while that holds.
+	obs.Saturated = serving > 0 && obs.RunningJobs >= serving
+	if obs.Queued < 0 && (obs.Saturated || obs.QueuingExceededRate > 0) {
+		obs.Wanted = max(obs.Wanted, obs.RunningJobs+max(obs.SlotsPerInstance, ceilDiv(obs.RunningJobs, 2)))
 	}
 
 	d := Decision{Desired: in.Desired, Observation: obs}

@@ -72,9 +72,21 @@ func TestDecide(t *testing.T) {
 			desired: 3, protect: []string{"a", "b"},
 		},
 		{
-			name:    "idle slots zero: a full fleet with no queue is steady",
-			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4), inst("b", 4)}},
+			name: "idle slots zero: a full fleet with a fresh empty queue is steady",
+			in: Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4),
+				with(inst("b", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueAge = false, time.Minute })}},
 			desired: 2, protect: []string{"a", "b"}, reasonHas: "steady",
+		},
+		{
+			name:    "saturated without a queue signal: one instance's worth of free slots",
+			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4), inst("b", 4)}},
+			desired: 3, protect: []string{"a", "b"}, reasonHas: "queued unseen",
+		},
+		{
+			name:    "saturated with enough free slots asked for: nothing added",
+			policy:  func(p *fleet.Policy) { p.IdleSlots = 6 },
+			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4), inst("b", 4)}},
+			desired: 4, protect: []string{"a", "b"},
 		},
 		{
 			name:    "scale factor: 12 in use × 1.0 asks 12 spare slots",
@@ -83,10 +95,16 @@ func TestDecide(t *testing.T) {
 			desired: 6, protect: []string{"a", "b", "c"},
 		},
 		{
-			name:    "scale factor limit caps the spare slots",
-			policy:  func(p *fleet.Policy) { p.ScaleFactor, p.ScaleFactorLimit = 1, 4 },
-			in:      Input{Desired: 3, Instances: []fleet.Instance{inst("a", 4), inst("b", 4), inst("c", 4)}},
+			name:   "scale factor limit caps the spare slots",
+			policy: func(p *fleet.Policy) { p.ScaleFactor, p.ScaleFactorLimit = 1, 4 },
+			in: Input{Desired: 3, Instances: []fleet.Instance{inst("a", 4), inst("b", 4),
+				with(inst("c", 4), func(i *fleet.Instance) { i.QueueStale = false })}},
 			desired: 4, protect: []string{"a", "b", "c"},
+		},
+		{
+			name:    "saturated without a queue signal: free slots for half the running jobs",
+			in:      Input{Desired: 3, Instances: []fleet.Instance{inst("a", 4), inst("b", 4), inst("c", 4)}},
+			desired: 5, protect: []string{"a", "b", "c"}, reasonHas: "want 18 slots",
 		},
 		{
 			name:    "scale factor below idle slots: idle slots win",
@@ -109,19 +127,19 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:    "stale queue signal is ignored",
-			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = true, 9 })}},
+			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 3), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = true, 9 })}},
 			desired: 1, protect: []string{"a"}, reasonHas: "queued unseen",
 		},
 		{
 			name:    "queue signal older than queue_max_age is ignored",
 			policy:  func(p *fleet.Policy) { p.QueueMaxAge = time.Minute },
-			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueSize, i.QueueAge = false, 9, 2*time.Minute })}},
+			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 3), func(i *fleet.Instance) { i.QueueStale, i.QueueSize, i.QueueAge = false, 9, 2*time.Minute })}},
 			desired: 1, protect: []string{"a"},
 		},
 		{
 			name:    "disable_queue_signals ignores a fresh queue",
 			policy:  func(p *fleet.Policy) { p.DisableQueueSignals = true },
-			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = false, 9 })}},
+			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 3), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = false, 9 })}},
 			desired: 1, protect: []string{"a"},
 		},
 		{

@@ -184,9 +184,13 @@ func TestPolicyIsNotFedTheTrueQueue(t *testing.T) {
 	if slices.Equal(desiredChanges(rOn, 1), desiredChanges(rOff, 1)) {
 		t.Error("decisions are the same with and without queue signals: the policy does not use them")
 	}
+	// Without queue signals the fleet still grows when saturated, and serves the spike.
+	if rOff.ScaleActions == 0 || rOff.P95 > 2*rOn.P95+600 {
+		t.Errorf("without queue signals: %d scale actions, p95 %.0f s (with: %.0f s)", rOff.ScaleActions, rOff.P95, rOn.P95)
+	}
 	for _, in := range off.inputs {
 		for _, i := range in.Instances {
-			if !i.QueueStale || i.QueueSize != 0 || i.QueuingExceededRate != 0 {
+			if i.QueueSize != 0 || i.QueueDepth != 0 || i.QueuingExceededRate != 0 || (i.State.InService() && !i.QueueStale) {
 				t.Fatalf("queue signals off, yet instance %s reports %+v", i.ID, i)
 			}
 		}
