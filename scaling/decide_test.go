@@ -311,6 +311,32 @@ func TestDecide(t *testing.T) {
 			desired: 2, remove: []string{"sick", "b"},
 		},
 		{
+			name:    "instance_slots: a booting instance is assumed to bring 4 slots",
+			policy:  func(p *fleet.Policy) { p.IdleSlots, p.InstanceSlots = 6, 4 },
+			in:      Input{Desired: 1, Instances: []fleet.Instance{{ID: "a", State: fleet.StatePending, LaunchedAt: monday0900}}},
+			desired: 2,
+		},
+		{
+			name:    "instance_slots: a booting instance is assumed to bring 1 slot",
+			policy:  func(p *fleet.Policy) { p.IdleSlots, p.InstanceSlots = 6, 1 },
+			in:      Input{Desired: 1, Instances: []fleet.Instance{{ID: "a", State: fleet.StatePending, LaunchedAt: monday0900}}},
+			desired: 6,
+		},
+		{
+			name:    "reported capacity beats instance_slots",
+			policy:  func(p *fleet.Policy) { p.IdleSlots, p.InstanceSlots = 6, 1 },
+			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 0), {ID: "b", State: fleet.StatePending, LaunchedAt: monday0900}}},
+			desired: 2, reasonHas: "steady",
+		},
+		{
+			name:   "removal prefers a rebalance-marked idle instance to the longest idle",
+			policy: func(p *fleet.Policy) { p.MaxScaleInStep = 1 },
+			in: Input{Desired: 3, State: State{SpareSince: monday0900.Add(-time.Hour), IdleSince: map[string]time.Time{
+				"a": monday0900.Add(-30 * time.Minute), "b": monday0900.Add(-time.Minute),
+			}}, Instances: []fleet.Instance{inst("a", 0), with(inst("b", 0), func(i *fleet.Instance) { i.RebalanceRecommended = true }), inst("c", 1)}},
+			desired: 2, remove: []string{"b"}, protect: []string{"c"},
+		},
+		{
 			name: "schedule: working hours raise the floor",
 			policy: func(p *fleet.Policy) {
 				p.Schedules = []fleet.Schedule{{Periods: []string{"* 8-17 * * mon-fri"}, Timezone: "Europe/Berlin", Min: ptr(3)}}
