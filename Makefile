@@ -59,5 +59,10 @@ demo: tools
 	$(GO) build -o bin/publisher ./cmd/publisher
 	$(WITH_TOOLS) $(GO) run ./cmd/worker/demo --bin bin --config configs/local.yaml
 
+## image: the worker and publisher container image (Dockerfile). Needs a Docker engine (none runs on
+## our test machines; CI builds it). IMAGE=name:tag picks the tag (default runnerfleet:dev).
+image:
+	docker build -t $(or $(IMAGE),runnerfleet:dev) .
+
 clean:
 	rm -rf .venv bin
