@@ -57,6 +57,9 @@ type Options struct {
 	// TickPeriod, when set, makes every rule with a schedule fire this often instead of at its
 	// rate (tests use a few seconds so a rate(1 minute) tick arrives quickly). Zero: at the rate.
 	TickPeriod time.Duration
+	// Without names rfemu patch modules to leave out (e.g. "sqs" to measure moto's own FIFO long
+	// poll in a benchmark). Tests leave it empty.
+	Without []string
 }
 
 // Start starts an emulator and stops it when tb's test ends. It fails tb (never skips) when the
@@ -129,6 +132,9 @@ func command(port int, opts Options) (string, []string, error) {
 	}
 	if opts.TickPeriod > 0 {
 		args = append(args, "--tick-period", opts.TickPeriod.String())
+	}
+	for _, m := range opts.Without {
+		args = append(args, "--without", m)
 	}
 	py, err := findPython(root)
 	if err != nil {
@@ -215,6 +221,9 @@ func (e *Emulator) kill() error {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	return nil
 }
+
+// PID is the emulator process's id (benchmarks read its CPU time from /proc).
+func (e *Emulator) PID() int { return e.cmd.Process.Pid }
 
 // Output is what the emulator printed so far (for failure messages).
 func (e *Emulator) Output() string { return e.output.String() }

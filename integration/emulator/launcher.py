@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runnersim", default="", help="runner simulator base URL (loopback)")
     parser.add_argument("--tick-period", default="0",
                         help="fire every rate(...) scheduled rule this often (Go duration, e.g. 2s); 0 = at its rate")
+    parser.add_argument("--without", action="append", default=[],
+                        help="leave out one rfemu module (benchmarks measure moto's own behaviour)")
     args = parser.parse_args(argv)
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     installed = []
     for name in ("autoscaling", "refresh", "ec2", "events", "parameters", "cloudformation", "sqs", "ssm"):
+        if name in args.without:
+            continue
         try:
             mod = importlib.import_module(f"rfemu.{name}")
         except ModuleNotFoundError as e:
