@@ -135,12 +135,81 @@ func filter(dst *bytes.Buffer, body []byte) error {
 				continue // the always-present idle series counts nothing
 			}
 		}
-		dst.Write(line)
+		if !compact(dst, line, len(name), keptLabels[string(name)]) {
+			dst.Write(line)
+		}
 		if line[len(line)-1] != '\n' {
 			dst.WriteByte('\n')
 		}
 	}
 	return nil
+}
+
+// keptLabels are the labels parse reads, per family; the others (system_id, runner_name, stage,
+// executor_stage, method, …) are dropped before parsing, which halves the parser's allocations.
+// Series that become identical are summed by parse, as they would have been anyway.
+var keptLabels = map[string][]string{
+	metricLimit:       {labelRunner},
+	metricJobs:        {labelState},
+	metricAPIStatuses: {labelEndpoint, labelRunner, labelStatus},
+}
+
+// compact writes line (a sample whose metric name is line[:nameEnd]) with only the keep labels.
+// It returns false, having written nothing, when the label set is not plainly name="value" pairs;
+// the caller then passes the line on unchanged for the parser to judge.
+func compact(dst *bytes.Buffer, line []byte, nameEnd int, keep []string) bool {
+	rest := line[nameEnd:]
+	if len(rest) == 0 || rest[0] != '{' {
+		return false // no labels: nothing to drop
+	}
+	end := -1
+	var kept [][2][]byte
+	i := 1
+	for {
+		for i < len(rest) && (rest[i] == ' ' || rest[i] == ',') {
+			i++
+		}
+		if i < len(rest) && rest[i] == '}' {
+			end = i + 1
+			break
+		}
+		eq := bytes.IndexByte(rest[i:], '=')
+		if eq <= 0 || i+eq+1 >= len(rest) || rest[i+eq+1] != '"' {
+			return false
+		}
+		lname := bytes.TrimSpace(rest[i : i+eq])
+		j := i + eq + 2 // first byte of the value
+		k := j
+		for k < len(rest) && rest[k] != '"' {
+			if rest[k] == '\\' {
+				k++
+			}
+			k++
+		}
+		if k >= len(rest) {
+			return false
+		}
+		for _, want := range keep {
+			if string(lname) == want {
+				kept = append(kept, [2][]byte{lname, rest[i+eq : k+1]})
+			}
+		}
+		i = k + 1
+	}
+	dst.Write(line[:nameEnd])
+	if len(kept) > 0 {
+		dst.WriteByte('{')
+		for n, kv := range kept {
+			if n > 0 {
+				dst.WriteByte(',')
+			}
+			dst.Write(kv[0])
+			dst.Write(kv[1])
+		}
+		dst.WriteByte('}')
+	}
+	dst.Write(rest[end:])
+	return true
 }
 
 func legacyName(b []byte) bool {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,6 +30,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
 )
 
 // Defaults of Config.
@@ -487,4 +490,22 @@ func (s *Scraper) forget() {
 			delete(s.timedOut, id)
 		}
 	}
+}
+
+// HTTPClient returns the client a worker scrapes with: no proxy (runners are private addresses a
+// proxy cannot reach), enough idle connections to keep one per runner between ticks, and, when
+// loopbackOnly is set (tests, the demo, benchmarks), a dialer refusing everything outside
+// loopback. Per-target timeouts come from Config.Timeout, not from the client.
+func HTTPClient(loopbackOnly bool) *http.Client {
+	if loopbackOnly {
+		return netguard.HTTPClient(0)
+	}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: DefaultTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       2 * time.Minute, // longer than a tick, so connections are reused
+		ResponseHeaderTimeout: DefaultTimeout,
+	}}
 }

@@ -1,6 +1,7 @@
 package scrape
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -473,5 +474,31 @@ func TestResultInstance(t *testing.T) {
 	if known.Unknown || known.Healthy || known.Capacity != 4 || known.RunningJobs != 2 || known.QueueSize != 5 ||
 		known.QueueDepth != 2 || known.QueueAge != time.Minute || known.QueueStale || known.QueuingExceededRate != 0.5 {
 		t.Errorf("known result: %+v (busy jobs must count as running; rejected is unhealthy)", known)
+	}
+}
+
+func TestCompactKeepsReadLabelsOnly(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ line, want string }{
+		{`gitlab_runner_jobs{executor_stage="docker_run",runner="xRq7",runner_name="a, \"b\"",stage="step_script",state="running",system_id="s_1"} 2` + "\n",
+			`gitlab_runner_jobs{state="running"} 2` + "\n"},
+		{`gitlab_runner_job_queue_size{runner="r",runner_name="n",system_id="s"} 12 1700000000000` + "\n",
+			`gitlab_runner_job_queue_size 12 1700000000000` + "\n"},
+		{`gitlab_runner_concurrent 4` + "\n", ""}, // no labels: passed on unchanged
+		{`gitlab_runner_jobs{state="running"` + "\n", ""}, // unterminated: left for the parser to refuse
+	}
+	for _, tc := range tests {
+		var b bytes.Buffer
+		name := tc.line[:strings.IndexAny(tc.line, "{ ")]
+		ok := compact(&b, []byte(tc.line), len(name), keptLabels[name])
+		if tc.want == "" {
+			if ok || b.Len() != 0 {
+				t.Errorf("compact(%q) rewrote it to %q", tc.line, b.String())
+			}
+			continue
+		}
+		if !ok || b.String() != tc.want {
+			t.Errorf("compact(%q) = %q, %v; want %q", tc.line, b.String(), ok, tc.want)
+		}
 	}
 }
