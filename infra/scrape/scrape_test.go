@@ -484,7 +484,7 @@ func TestCompactKeepsReadLabelsOnly(t *testing.T) {
 			`gitlab_runner_jobs{state="running"} 2` + "\n"},
 		{`gitlab_runner_job_queue_size{runner="r",runner_name="n",system_id="s"} 12 1700000000000` + "\n",
 			`gitlab_runner_job_queue_size 12 1700000000000` + "\n"},
-		{`gitlab_runner_concurrent 4` + "\n", ""}, // no labels: passed on unchanged
+		{`gitlab_runner_concurrent 4` + "\n", ""},         // no labels: passed on unchanged
 		{`gitlab_runner_jobs{state="running"` + "\n", ""}, // unterminated: left for the parser to refuse
 	}
 	for _, tc := range tests {
