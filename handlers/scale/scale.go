@@ -240,7 +240,7 @@ func (h *Handler) scaleCommand(ctx context.Context, f fleet.Settings, c *message
 			return fmt.Errorf("loading scale state of fleet %s: %w", f.Name, err)
 		}
 		if rec.Pin != nil && pin != nil && rec.Pin.CommandID == c.ID {
-			break // redelivered: already pinned
+			return h.Tick(ctx, f.Name, c.ID) // redelivered: already pinned; the tick dedupes too
 		}
 		rec.Pin = pin
 		ok, err := h.deps.State.Save(ctx, f.Name, rec, ver)

@@ -336,6 +336,19 @@ func TestPinHoldsCapacityThenResumes(t *testing.T) {
 	if desired, _, _, _ := r.group.snapshot(); desired != 5 {
 		t.Fatalf("desired = %d after pinning 5", desired)
 	}
+	r.group.mu.Lock()
+	r.group.state.Desired = 4 // someone lowered it by hand; a redelivered pin must not re-decide
+	r.group.mu.Unlock()
+	pin5 := scaleCommand(t, r.clock(), &five, false, 0)
+	pin5.Payload.(*messages.Command).ID = "redelivered"
+	for range 2 {
+		if err := r.h.Handle(context.Background(), pin5); err != nil {
+			t.Fatalf("pin delivered twice: %v", err)
+		}
+	}
+	if _, _, _, calls := r.group.snapshot(); strings.Count(strings.Join(calls, ","), "set_desired") != 2 {
+		t.Errorf("set_desired calls %v: want one for each distinct pin command", calls)
+	}
 	// Idle for long: a pinned fleet keeps its capacity, and its ticks still scrape and report.
 	calls := r.scr.calls
 	for i := range 3 {
@@ -348,8 +361,8 @@ func TestPinHoldsCapacityThenResumes(t *testing.T) {
 	if r.scr.calls != calls+3 {
 		t.Errorf("pinned ticks scraped %d times, want 3", r.scr.calls-calls)
 	}
-	if _, n := r.sink.last(); n != 4 {
-		t.Errorf("published %d times, want 4 (pinned ticks still report)", n)
+	if _, n := r.sink.last(); n != 5 {
+		t.Errorf("published %d times, want 5: two pin ticks and three pinned ticks all report", n)
 	}
 
 	// Pin below the busy count: only idle ones go.
