@@ -236,6 +236,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 
 	limit := min(p.MaxScaleInStep, base-lo)
 	candidates := removable(now, p.MinUptime, members, d.State.IdleSince)
+	free := serving - obs.RunningJobs // free slots of scraped, serving instances
 	for _, c := range candidates {
 		if len(d.Remove) >= limit {
 			break
@@ -244,10 +245,18 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		if c.Serving() {
 			slots = c.Capacity
 		}
-		if len(d.Remove) >= over && surplus-slots < 0 {
-			continue
+		if len(d.Remove) >= over {
+			if surplus-slots < 0 {
+				continue
+			}
+			// Without a fresh queue signal, never leave the fleet saturated: that would only
+			// make it grow again next tick (long jobs would churn an instance every few minutes).
+			if obs.Queued < 0 && slots > 0 && free-slots <= 0 {
+				continue
+			}
 		}
 		surplus -= slots
+		free -= slots
 		d.Remove = append(d.Remove, c.ID)
 	}
 	if len(d.Remove) == 0 {

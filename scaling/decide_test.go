@@ -337,6 +337,17 @@ func TestDecide(t *testing.T) {
 			desired: 2, remove: []string{"b"}, protect: []string{"c"},
 		},
 		{
+			name:    "no scale-in that would leave the fleet saturated without a queue signal",
+			in:      Input{Desired: 2, State: spareFor(time.Hour), Instances: []fleet.Instance{inst("a", 4), inst("b", 0)}},
+			desired: 2, protect: []string{"a"}, reasonHas: "no scale-in",
+		},
+		{
+			name: "a fresh empty queue lets the same fleet scale in",
+			in: Input{Desired: 2, State: spareFor(time.Hour), Instances: []fleet.Instance{
+				with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueAge = false, time.Minute }), inst("b", 0)}},
+			desired: 1, remove: []string{"b"}, protect: []string{"a"},
+		},
+		{
 			name: "schedule: working hours raise the floor",
 			policy: func(p *fleet.Policy) {
 				p.Schedules = []fleet.Schedule{{Periods: []string{"* 8-17 * * mon-fri"}, Timezone: "Europe/Berlin", Min: ptr(3)}}

@@ -257,3 +257,20 @@ func TestRunRejects(t *testing.T) {
 		t.Error("unsorted jobs accepted")
 	}
 }
+
+// TestLongJobsDoNotChurn: a fleet saturated by hour-long jobs, with no queue signal fresh after
+// their pickup, grows once to find out whether jobs wait, and keeps that instance rather than
+// launching and removing one every few minutes.
+func TestLongJobsDoNotChurn(t *testing.T) {
+	t.Parallel()
+	r, err := Run(Config{}, OurPolicy(fleet.Policy{}), jobsOf(0, 3600, 0, 3600, 0, 3600, 0, 3600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ScaleActions > 2 {
+		t.Errorf("%d scale actions in an hour of four long jobs, want at most 2: %v", r.ScaleActions, desiredChanges(r, 1))
+	}
+	if r.Killed != 0 || r.Max != 0 {
+		t.Errorf("killed %d, max wait %g s; want 0 and 0", r.Killed, r.Max)
+	}
+}
