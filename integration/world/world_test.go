@@ -253,6 +253,16 @@ func TestDrainCommandsRunAgainstTheSimulator(t *testing.T) {
 	}
 	st = waitSim(t, w, "job next running", func(st runnersim.State) bool { return st.Jobs["next"].State == runnersim.JobRunning })
 	b := st.Jobs["next"].InstanceID
+
+	// A command names its instance only (moto would run it on every instance).
+	onB := send(t, c, "runnerfleet-fleet1-status", b)
+	if out, _ = result(t, c, onB, b); out.Status != ssmtypes.CommandInvocationStatusSuccess {
+		t.Errorf("status on %s: %s", b, out.Status)
+	}
+	list, err = c.ssm.ListCommandInvocations(ctx, &ssm.ListCommandInvocationsInput{CommandId: aws.String(onB)})
+	if err != nil || len(list.CommandInvocations) != 1 || aws.ToString(list.CommandInvocations[0].InstanceId) != b {
+		t.Errorf("ListCommandInvocations(%s) = %+v, %v; want one invocation, on %s", onB, list, err, b)
+	}
 	if _, err := c.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId: aws.String(b), ShouldDecrementDesiredCapacity: aws.Bool(true),
 	}); err != nil {

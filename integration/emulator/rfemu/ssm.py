@@ -24,6 +24,8 @@ ListCommandInvocations and has no DescribeInstanceInformation. Here:
 
 moto internals touched (moto 5.2.1, moto/ssm/models.py and responses.py):
 - SimpleSystemManagerBackend.send_command (wrapped: validation before, our run state after);
+- Command._get_instance_ids_from_targets (replaced: moto's sends a command without Targets to
+  every EC2 instance);
 - Command.status / status_details / completed_count / error_count / target_count (set by us);
   Command.invocations (replaced by our runs; Command.get_invocation patched to read them);
 - SimpleSystemManagerResponse gains list_command_invocations and describe_instance_information
@@ -321,7 +323,7 @@ def send_command(self: Any, **kwargs: Any) -> Any:
         raise InvalidInstanceId(f"Instances {unmanaged} not in a valid state for account {self.account_id}")
     kwargs["instance_ids"] = explicit
     command = _ORIG["send_command"](self, **kwargs)
-    # Targets resolve through EC2 in moto; AWS only targets managed instances.
+    # AWS only targets managed instances.
     targeted = {i: managed[i] for i in command.instance_ids if i in managed}
     run = _Run(command, action, timeout, targeted)
     with _LOCK:
@@ -443,6 +445,27 @@ def resp_describe_instance_information(self: Any) -> ActionResult:
     return ActionResult(result)
 
 
+def instance_ids_from_targets(self: Any) -> list[str]:
+    """Command._get_instance_ids_from_targets: moto turns no Targets into an empty EC2 filter,
+    which matches every instance, so a command sent to one instance ran on all of them. Here no
+    Targets means no targeted instance; the "InstanceIds" key lists instances as AWS defines it;
+    other keys (tag:Name, ...) filter EC2 instances as before."""
+    ids: list[str] = []
+    filters: dict[str, Any] = {}
+    for target in self.targets or []:
+        if target.get("Key") == "InstanceIds":
+            ids.extend(target.get("Values") or [])
+        else:
+            filters[target["Key"]] = target.get("Values") or []
+    if filters:
+        from moto.ec2 import ec2_backends
+
+        backend = ec2_backends[self.account_id][self.backend_region]
+        for reservation in backend.all_reservations(filters=filters):
+            ids.extend(instance.id for instance in reservation.instances)
+    return ids
+
+
 def install() -> None:
     B = ssmm.SimpleSystemManagerBackend
     C = ssmm.Command
@@ -451,5 +474,6 @@ def install() -> None:
     _ORIG["get_invocation"] = C.get_invocation
     B.send_command = send_command
     C.get_invocation = get_invocation
+    C._get_instance_ids_from_targets = instance_ids_from_targets
     R.list_command_invocations = resp_list_command_invocations
     R.describe_instance_information = resp_describe_instance_information
