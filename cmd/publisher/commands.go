@@ -154,7 +154,9 @@ func loadConfig(ctx context.Context, o *sendOptions) (*config.Config, error) {
 		return nil, fmt.Errorf("no configuration: pass --config FILE or --queue, or set %s or %s", config.EnvFile, config.EnvParameter)
 	}
 	if src.NeedsSSM() {
-		awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: o.region, BaseEndpoint: o.endpoint})
+		b := src.Bootstrap()
+		opts := rfaws.ConfigOptions{Region: firstOf(o.region, b.Region), BaseEndpoint: firstOf(o.endpoint, b.Endpoint), LoopbackOnly: b.LoopbackOnly}
+		awsCfg, err := rfaws.LoadConfig(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -184,4 +186,13 @@ func newPublisher(ctx context.Context, o *sendOptions, cfg *config.Config) (*sqs
 		return nil, fmt.Errorf("creating the publisher: %w", err)
 	}
 	return pub, nil
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -55,7 +55,8 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		ctx = context.Background()
 	}
 	if src.NeedsSSM() {
-		awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{})
+		b := src.Bootstrap()
+		awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: b.Region, BaseEndpoint: b.Endpoint, LoopbackOnly: b.LoopbackOnly})
 		if err != nil {
 			return err
 		}

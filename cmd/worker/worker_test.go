@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
@@ -158,15 +160,26 @@ fleets:
 
 func startWorker(t *testing.T, configPath string, extra ...string) *workerProc {
 	t.Helper()
+	return startWorkerEnv(t, nil, append([]string{"--config", configPath}, extra...)...)
+}
+
+// startWorkerEnv runs the worker with env added to this process's environment and args.
+func startWorkerEnv(t *testing.T, env []string, args ...string) *workerProc {
+	t.Helper()
 	port, err := emulator.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	w := &workerProc{out: &lockedBuf{}, listen: listen, config: configPath, done: make(chan error, 1)}
-	w.cmd = exec.Command(workerBin, append([]string{"--config", configPath, "--listen", listen}, extra...)...)
+	w := &workerProc{out: &lockedBuf{}, listen: listen, done: make(chan error, 1)}
+	for i, a := range args {
+		if a == "--config" && i+1 < len(args) {
+			w.config = args[i+1]
+		}
+	}
+	w.cmd = exec.Command(workerBin, append(args, "--listen", listen)...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
-	w.cmd.Env = os.Environ()
+	w.cmd.Env = append(os.Environ(), env...)
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -413,4 +426,31 @@ fleets:
 	if strings.Contains(string(out), "worker running") {
 		t.Error("the worker reports running")
 	}
+}
+
+// The ECS task's way: the config in an SSM parameter named by RUNNERFLEET_CONFIG_PARAMETER, the
+// endpoint and loopback guard from RUNNERFLEET_<KEY> variables.
+func TestConfigFromSSMParameter(t *testing.T) {
+	t.Parallel()
+	e := emulator.Start(t, emulator.Options{})
+	q := makeQueues(t, e)
+	yaml, err := os.ReadFile(writeConfig(t, e, q, "127.0.0.1:0", "10s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "/runnerfleet/" + emulator.UniqueName(t, "worker-config")
+	if _, err := ssm.NewFromConfig(e.AWSConfig(t)).PutParameter(context.Background(), &ssm.PutParameterInput{
+		Name: aws.String(name), Value: aws.String(string(yaml)), Type: ssmtypes.ParameterTypeString,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorkerEnv(t, []string{
+		"RUNNERFLEET_CONFIG=", "RUNNERFLEET_CONFIG_PARAMETER=" + name,
+		"RUNNERFLEET_ENDPOINT=" + e.Endpoint, "RUNNERFLEET_LOOPBACK_ONLY=true",
+	})
+	body, _ := tickCommand(t, "blue")
+	q.send(t, q.control, body, "blue")
+	w.waitFor(t, "the tick", func() bool {
+		return w.metric(`runnerfleet_ticks_total{fleet="blue",source="command"}`) == 1
+	})
 }

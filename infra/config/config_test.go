@@ -180,3 +180,17 @@ func TestRetryBudget(t *testing.T) {
 		t.Errorf("RetryBudget = %s, want %s", got, want)
 	}
 }
+
+func TestBootstrap(t *testing.T) {
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse([]string{"--endpoint=http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	b := Source{Flags: fs, Getenv: envOf(map[string]string{
+		"RUNNERFLEET_ENDPOINT": "http://127.0.0.1:2", "RUNNERFLEET_REGION": "eu-west-1", "RUNNERFLEET_LOOPBACK_ONLY": "true",
+	})}.Bootstrap()
+	if b != (Bootstrap{Region: "eu-west-1", Endpoint: "http://127.0.0.1:1", LoopbackOnly: true}) {
+		t.Errorf("Bootstrap = %+v", b)
+	}
+}

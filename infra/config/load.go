@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -206,4 +207,28 @@ func decodeProblems(err error) []error {
 		out = append(out, err)
 	}
 	return out
+}
+
+// Bootstrap are the settings needed before the configuration is read: how to reach SSM when the
+// configuration lives in a parameter. They come from the same flags and RUNNERFLEET_<KEY>
+// variables that override region, endpoint and loopback_only.
+type Bootstrap struct {
+	Region       string
+	Endpoint     string
+	LoopbackOnly bool
+}
+
+// Bootstrap returns the region, endpoint and loopback_only given by flags or the environment.
+func (s Source) Bootstrap() Bootstrap {
+	getenv := s.getenv()
+	value := func(flag, key string) string {
+		if s.Flags != nil {
+			if f := s.Flags.Lookup(flag); f != nil && f.Changed {
+				return f.Value.String()
+			}
+		}
+		return getenv(EnvPrefix + "_" + strings.ToUpper(key))
+	}
+	loopback, _ := strconv.ParseBool(value("loopback-only", "loopback_only"))
+	return Bootstrap{Region: value("region", "region"), Endpoint: value("endpoint", "endpoint"), LoopbackOnly: loopback}
 }
