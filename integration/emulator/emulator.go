@@ -143,6 +143,16 @@ func command(port int, opts Options) (string, []string, error) {
 	return py, args, nil
 }
 
+// Python returns the interpreter the harness runs launcher.py with: the first of
+// RUNNERFLEET_PYTHON, the repository's .venv/bin/python and python3 on PATH whose moto is 5.2.1.
+func Python() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return findPython(root)
+}
+
 var (
 	pythonOnce sync.Once
 	pythonPath string

@@ -158,4 +158,12 @@ def install() -> None:
     I.stop = stop
     I.start = start
     ec2i.InstanceBackend.run_instances = run_instances
+    # TerminateInstances (and our reclaims) change group membership: serialize with the timers.
+    orig_terminate_instances = ec2i.InstanceBackend.terminate_instances
+
+    def terminate_instances(self: Any, instance_ids: list[str]) -> Any:
+        with core.LOCK:
+            return orig_terminate_instances(self, instance_ids)
+
+    ec2i.InstanceBackend.terminate_instances = terminate_instances
     core.TICKER.register(_tick)
