@@ -154,7 +154,13 @@ func New(cfg Config, handlers Registry, dlq message.Publisher, metrics *observe.
 	if fleetOf == nil {
 		fleetOf = func(*messages.Message) string { return "" }
 	}
-	wm, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, watermill.NewSlogLogger(logger.With("component", "watermill")))
+	// Watermill's info lines (handlers added, started, closed) are plumbing: debug for us. Its
+	// "handler returned error" repeats what we log as a warning with the message's attributes, so
+	// its errors are warnings (kept visible: a subscriber failing to close is one of them).
+	wmLog := watermill.NewSlogLoggerWithLevelMapping(logger.With("component", "watermill"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug, slog.LevelError: slog.LevelWarn,
+	})
+	wm, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wmLog)
 	if err != nil {
 		return nil, fmt.Errorf("creating the watermill router: %w", err)
 	}

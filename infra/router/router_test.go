@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	smithy "github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -328,4 +329,30 @@ func value(c prometheus.Metric) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// apiError is an AWS API error as the SDK returns it.
+type apiError struct{ code string }
+
+func (e apiError) Error() string                 { return "api error " + e.code }
+func (e apiError) ErrorCode() string             { return e.code }
+func (e apiError) ErrorMessage() string          { return e.code }
+func (e apiError) ErrorFault() smithy.ErrorFault { return smithy.FaultServer }
+
+func TestAWSErrorsRetriedOnlyWhenTransient(t *testing.T) {
+	for code, wantCalls := range map[string]int32{"ThrottlingException": 3, "AccessDeniedException": 1} {
+		t.Run(code, func(t *testing.T) {
+			var calls atomic.Int32
+			w := start(t, Registry{messages.KindCommand: func(context.Context, *messages.Message) error {
+				calls.Add(1)
+				return fmt.Errorf("calling autoscaling: %w", apiError{code})
+			}}, Config{})
+			if w.send(t, tick(t)) {
+				t.Error("a failing message was acked")
+			}
+			if got := calls.Load(); got != wantCalls {
+				t.Errorf("attempts = %d, want %d", got, wantCalls)
+			}
+		})
+	}
 }
