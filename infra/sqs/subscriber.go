@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -198,14 +199,20 @@ func (c *consumer) acquire(ctx context.Context) int {
 func (c *consumer) receive(ctx context.Context, n int) ([]types.Message, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.WaitTime+settleTimeout)
 	defer cancel()
-	out, err := c.client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	in := &sqs.ReceiveMessageInput{
 		QueueUrl:                    aws.String(c.url),
 		MaxNumberOfMessages:         int32(n),
 		WaitTimeSeconds:             int32(c.cfg.WaitTime / time.Second),
 		VisibilityTimeout:           int32(c.cfg.VisibilityTimeout / time.Second),
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-	})
+	}
+	if c.fifo {
+		// The SDK's retries of this call then get the same messages back instead of leaving
+		// them (and their groups) in flight for the visibility timeout.
+		in.ReceiveRequestAttemptId = aws.String(watermill.NewUUID())
+	}
+	out, err := c.client.ReceiveMessage(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("receiving from %s: %w", c.url, err)
 	}
@@ -284,7 +291,7 @@ type heldMessage struct {
 }
 
 // process delivers one message and settles it; it stops the message's lease before settling.
-// It reports whether the message was acked.
+// It reports whether the message was acked and deleted.
 func (c *consumer) process(h heldMessage) bool {
 	receipt, log, l := h.receipt, h.log, h.lease
 	defer l.stop()
@@ -327,8 +334,9 @@ func (c *consumer) process(h heldMessage) bool {
 		select {
 		case <-msg.Acked():
 			l.stop()
-			c.delete(receipt, log)
-			return true
+			// A message whose delete failed comes back: on a FIFO queue the group's later
+			// messages must then wait for it, so it does not count as acked.
+			return c.delete(receipt, log)
 		case <-msg.Nacked():
 			l.stop()
 			c.release(receipt, c.cfg.NackBackoff, log)
@@ -358,14 +366,17 @@ func (c *consumer) process(h heldMessage) bool {
 	}
 }
 
-func (c *consumer) delete(receipt string, log *slog.Logger) {
+// delete removes an acked message; it reports whether SQS deleted it.
+func (c *consumer) delete(receipt string, log *slog.Logger) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	_, err := c.client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.url), ReceiptHandle: aws.String(receipt)})
 	if err != nil {
 		// The message comes back after its visibility timeout: at least once.
 		log.Error("deleting acked sqs message", "error", err)
+		return false
 	}
+	return true
 }
 
 // release makes a held message visible again after d.

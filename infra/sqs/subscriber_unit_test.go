@@ -2,6 +2,7 @@ package sqs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -21,6 +22,7 @@ type fakeQueue struct {
 	batches    [][]types.Message
 	deleted    []string
 	visibility map[string][]int32
+	failDelete map[string]bool // receipt handles whose DeleteMessage fails
 }
 
 func (f *fakeQueue) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, _ ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
@@ -47,6 +49,9 @@ func (f *fakeQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageIn
 func (f *fakeQueue) DeleteMessage(_ context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failDelete[aws.ToString(in.ReceiptHandle)] {
+		return nil, errors.New("ReceiptHandleIsInvalid")
+	}
 	f.deleted = append(f.deleted, aws.ToString(in.ReceiptHandle))
 	return &sqs.DeleteMessageOutput{}, nil
 }
@@ -177,5 +182,37 @@ func TestCloseReleasesHeldAndUndelivered(t *testing.T) {
 	}
 	if _, err := s.Subscribe(context.Background(), "x"); err == nil {
 		t.Error("Subscribe after Close succeeded")
+	}
+}
+
+// When the delete of an acked FIFO message fails, that message comes back, so the group's later
+// messages from the batch are released rather than handled ahead of it.
+func TestFIFOFailedDeleteReleasesRestOfGroup(t *testing.T) {
+	q := &fakeQueue{
+		batches:    [][]types.Message{{fifoMessage("g1", "g"), fifoMessage("g2", "g")}},
+		failDelete: map[string]bool{"rh-g1": true},
+	}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, CloseTimeout: time.Second},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Subscribe(context.Background(), "https://sqs.local/1/control.fifo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := <-ch
+	m.Ack()
+	select {
+	case m2 := <-ch:
+		t.Fatalf("%s handled although %s failed to delete", m2.Payload, m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, vis := q.state()
+	if !slices.Equal(vis["rh-g2"], []int32{0}) {
+		t.Errorf("visibility changes of g2: %v, want one release to 0", vis["rh-g2"])
 	}
 }
