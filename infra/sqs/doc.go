@@ -20,9 +20,10 @@
 //     SubscriberConfig.NackBackoff (ChangeMessageVisibility; 0 means at once). How often a message
 //     comes back is bounded by the queue's redrive policy (maxReceiveCount → DLQ), not here.
 //   - FIFO queues: the messages of one message group are handled one at a time, in order, even
-//     when one ReceiveMessage returns several of them. When one is nacked (or released), the
-//     group's later messages from the same batch are released at once (visibility 0) without being
-//     handled, so SQS redelivers the group from the nacked message on: never out of order.
+//     when one ReceiveMessage returns several of them. When one is nacked, released at MaxHold,
+//     or acked but not deleted (DeleteMessage failed), the group's later messages from the same
+//     batch are released at once (visibility 0) without being handled, so SQS redelivers the
+//     group from that message on: never out of order.
 //   - Close (or cancelling the context given to Subscribe) stops receiving, gives handlers that
 //     hold a message up to CloseTimeout to ack or nack it, and releases (visibility 0) every
 //     message not acked by then; nothing is lost. A long poll in progress is not cut short (SQS
