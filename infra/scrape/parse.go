@@ -91,7 +91,10 @@ var errGarbled = errors.New("line is not in the text exposition format")
 // outside [a-zA-Z0-9_:] (an HTML error page, binary noise) makes the whole body garbled; lines
 // starting with '{' (quoted UTF-8 names, which gitlab-runner does not use) are skipped.
 func filter(dst *bytes.Buffer, body []byte) error {
+	// Errors name the line by number only: a line may carry a runner's short token.
+	lineNo := 0
 	for len(body) > 0 {
+		lineNo++
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
 			line, body = body[:i+1], body[i+1:]
@@ -113,13 +116,13 @@ func filter(dst *bytes.Buffer, body []byte) error {
 			// Most of a page (go_*, process_*): only its first byte is checked, which is enough
 			// to tell an HTML page or binary noise from an exposition.
 			if !legacyName(line[:1]) {
-				return fmt.Errorf("%w: %.40q", errGarbled, line)
+				return fmt.Errorf("%w: line %d", errGarbled, lineNo)
 			}
 			continue
 		}
 		i := bytes.IndexAny(line, "{ \t")
 		if i < 0 || !legacyName(line[:i]) {
-			return fmt.Errorf("%w: %.40q", errGarbled, line)
+			return fmt.Errorf("%w: line %d", errGarbled, lineNo)
 		}
 		name := line[:i]
 		if !wanted[string(name)] {
@@ -241,7 +244,12 @@ func newParser() *expfmt.TextParser {
 func parse(p *expfmt.TextParser, r io.Reader) (*sample, error) {
 	families, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return nil, fmt.Errorf("parsing metrics exposition: %w", err)
+		// expfmt's message may quote label values (a runner's short token): keep the line only.
+		var pe expfmt.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("parsing metrics exposition: %w at filtered line %d", errGarbled, pe.Line)
+		}
+		return nil, fmt.Errorf("parsing metrics exposition: %w", errGarbled)
 	}
 	s := &sample{runners: map[string]*runnerSample{}}
 	runner := func(m *dto.Metric) *runnerSample {

@@ -502,3 +502,28 @@ func TestCompactKeepsReadLabelsOnly(t *testing.T) {
 		}
 	}
 }
+
+// A garbled page's error names lines, never their content (a line may carry a short token).
+func TestGarbledErrorQuotesNoContent(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{})
+	bodies := []string{
+		"gitlab_runner_concurrent 4\ngitlab_runner_limit{runner=\"glrtSECRET\",system_id=\"s\"} x1\n",
+		"gitlab_runner_concurrent 4\n<glrtSECRET>\n",
+	}
+	for i, body := range bodies {
+		id := "i-" + itoa(i)
+		w.set(id, body)
+		rs, err := s.Scrape(context.Background(), w.template(), []Target{{InstanceID: id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Reason != ReasonGarbled {
+			t.Errorf("body %d: reason %q, want garbled", i, rs[0].Reason)
+		}
+		if strings.Contains(rs[0].Err.Error(), "SECRET") {
+			t.Errorf("body %d: error quotes the page: %v", i, rs[0].Err)
+		}
+	}
+}
