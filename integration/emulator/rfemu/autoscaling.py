@@ -410,6 +410,10 @@ def _all_backends() -> list[Any]:
 def put_hook(backend: Any, group_name: str, spec: dict[str, Any]) -> Any:
     """Create or replace a hook from an API/template specification (heartbeat timeouts below AWS's
     30 s minimum are accepted so tests run in short real time)."""
+    if not spec.get("LifecycleHookName") or not spec.get("LifecycleTransition"):
+        raise ValidationError("A lifecycle hook needs a LifecycleHookName and a LifecycleTransition")
+    if spec["LifecycleTransition"] not in (LAUNCHING, TERMINATING):
+        raise ValidationError(f"Invalid LifecycleTransition: {spec['LifecycleTransition']}")
     timeout = spec.get("HeartbeatTimeout")
     hook = backend.create_lifecycle_hook(
         name=spec.get("LifecycleHookName"),
@@ -433,7 +437,8 @@ def create_auto_scaling_group(self: Any, *args: Any, lifecycle_hook_specs: list[
     """CreateAutoScalingGroup; hooks of LifecycleHookSpecificationList exist before the first launch."""
     with core.LOCK:
         name = kwargs.get("name") if "name" in kwargs else args[0]
-        for spec in lifecycle_hook_specs or []:
+        lifecycle_hook_specs = [s for s in lifecycle_hook_specs or [] if isinstance(s, dict)]
+        for spec in lifecycle_hook_specs:
             put_hook(self, name, spec)
         try:
             return _ORIG["create_group"](self, *args, **kwargs)

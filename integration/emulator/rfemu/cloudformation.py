@@ -128,7 +128,8 @@ def _group_update_from_cfn(cls: Any, original_resource: Any, new_resource_name: 
         return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
     with core.LOCK:
         for spec in props.get("LifecycleHookSpecificationList") or []:
-            autoscaling.put_hook(backend, original_resource.name, spec)
+            if isinstance(spec, dict):
+                autoscaling.put_hook(backend, original_resource.name, spec)
         desired = props.get("DesiredCapacity")
         backend.update_auto_scaling_group(
             name=original_resource.name,
