@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,11 @@ func (c Config) Validate() error {
 		seen[f.Name] = true
 		if f.GroupName == "" {
 			errs = append(errs, fmt.Errorf("scale: fleet %q: empty group", f.Name))
+		}
+		if f.MetricsURL != "" {
+			if _, err := template.New("metrics_url").Parse(f.MetricsURL); err != nil {
+				errs = append(errs, fmt.Errorf("scale: fleet %q: metrics_url: %w", f.Name, err))
+			}
 		}
 		if err := f.Policy.WithDefaults().Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("scale: fleet %q: %w", f.Name, err))

@@ -450,12 +450,12 @@ func TestHandleRoutesAndRejects(t *testing.T) {
 
 func TestNewRefusesNilDepsAndBadConfig(t *testing.T) {
 	t.Parallel()
-	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a"}, {Name: "a", GroupName: "g", Policy: fleet.Policy{MinInstances: 3, MaxInstances: 2}}}},
+	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a", MetricsURL: "http://{{.PrivateIP"}, {Name: "a", GroupName: "g", Policy: fleet.Policy{MinInstances: 3, MaxInstances: 2}}}},
 		Deps{}, nil)
 	if err == nil {
 		t.Fatal("accepted nil deps")
 	}
-	for _, want := range []string{"nil Group", "nil Scraper", "nil MetricsSink", "nil StateStore", "nil prometheus", "nil logger", "duplicate name", "empty group", "max (2)"} {
+	for _, want := range []string{"nil Group", "nil Scraper", "nil MetricsSink", "nil StateStore", "nil prometheus", "nil logger", "duplicate name", "empty group", "max (2)", "metrics_url"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
