@@ -35,13 +35,13 @@ type clients struct {
 	ssm *ssm.Client
 }
 
-func newClients(t *testing.T, w *world.World) clients {
+func newClients(t testing.TB, w *world.World) clients {
 	cfg := w.Emulator.AWSConfig(t)
 	return clients{ec2: ec2.NewFromConfig(cfg), asg: autoscaling.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg)}
 }
 
 // newGroup creates a launch template and a group of desired instances; returns the group name.
-func newGroup(t *testing.T, c clients, desired int32) string {
+func newGroup(t testing.TB, c clients, desired int32) string {
 	t.Helper()
 	ctx := context.Background()
 	lt := emulator.UniqueName(t, "runnerfleet-lt")
@@ -65,7 +65,7 @@ func newGroup(t *testing.T, c clients, desired int32) string {
 	return name
 }
 
-func waitSim(t *testing.T, w *world.World, what string, cond func(runnersim.State) bool) runnersim.State {
+func waitSim(t testing.TB, w *world.World, what string, cond func(runnersim.State) bool) runnersim.State {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {
