@@ -199,19 +199,26 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 		}
 		return h.Tick(ctx, name, msg.ID)
 	case *messages.Command:
-		f, ok := h.fleets[p.Fleet]
-		if !ok {
-			return messages.Reject("%s command %s: unknown fleet %q", p.Type, p.ID, p.Fleet)
-		}
-		switch p.Type {
-		case messages.CommandTick:
-			return h.Tick(ctx, f.Name, p.ID)
-		case messages.CommandScale:
-			return h.scaleCommand(ctx, f, p)
-		}
-		return messages.Reject("command %s: type %q is not the scale handler's", p.ID, p.Type)
+		return h.Command(ctx, p)
 	}
 	return messages.Reject("message %s of kind %s is not the scale handler's", msg.ID, msg.Kind)
+}
+
+// Command follows a tick command (one tick now, deduped by the command's ID) or a scale command
+// (pin or resume, then a tick). Other types, unknown fleets, stale or malformed scale commands are
+// rejected (permanent).
+func (h *Handler) Command(ctx context.Context, c *messages.Command) error {
+	f, ok := h.fleets[c.Fleet]
+	if !ok {
+		return messages.Reject("%s command %s: unknown fleet %q", c.Type, c.ID, c.Fleet)
+	}
+	switch c.Type {
+	case messages.CommandTick:
+		return h.Tick(ctx, f.Name, c.ID)
+	case messages.CommandScale:
+		return h.scaleCommand(ctx, f, c)
+	}
+	return messages.Reject("command %s: type %q is not the scale handler's", c.ID, c.Type)
 }
 
 func (h *Handler) fleetOfRule(s *messages.Scheduled) (string, bool) {
