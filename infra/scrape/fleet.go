@@ -12,8 +12,8 @@ import (
 //
 // RunningJobs is BusyJobs (every job occupying a slot, running or being prepared or finished), so
 // an instance preparing a job is never taken for idle. Healthy is false when GitLab refuses the
-// runner's job requests. QueueAge is the upper bound on the gauges' age (zero when unknown, and
-// then QueueStale is set).
+// runner's job requests. QueueAge is the upper bound on the gauges' age; QueueStale is set when
+// the gauges are absent or their age unknown, and the policy judges the age itself (QueueMaxAge).
 func (s *Scraper) ScrapeRunners(ctx context.Context, urlTemplate string, targets []scale.Target) ([]fleet.Instance, error) {
 	ts := make([]Target, len(targets))
 	for i, t := range targets {
@@ -41,7 +41,9 @@ func (r Result) Instance() fleet.Instance {
 	inst.Capacity = r.Capacity
 	inst.RunningJobs = r.BusyJobs
 	inst.QueueSize, inst.QueueDepth = int(r.Queue.Size), int(r.Queue.Depth)
-	inst.QueueAge, inst.QueueStale = r.Queue.Age, r.Queue.Stale
+	// Staleness by age is the policy's call (fleet.Policy.QueueMaxAge); here stale means absent
+	// or of unknown age.
+	inst.QueueAge, inst.QueueStale = r.Queue.Age, !r.Queue.Present || !r.Queue.AgeKnown
 	inst.QueuingExceededRate = r.Queue.ExceededPerSecond
 	return inst
 }

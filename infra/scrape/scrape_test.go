@@ -470,10 +470,13 @@ func TestResultInstance(t *testing.T) {
 		t.Errorf("unknown result: %+v", unknown)
 	}
 	known := Result{InstanceID: "i-2", Known: true, Capacity: 4, RunningJobs: 1, BusyJobs: 2, Rejected: true,
-		Queue: Queue{Present: true, Size: 5, Depth: 2, Age: time.Minute, AgeKnown: true, ExceededPerSecond: 0.5, HasRate: true}}.Instance()
+		Queue: Queue{Present: true, Size: 5, Depth: 2, Age: time.Minute, AgeKnown: true, Stale: true, ExceededPerSecond: 0.5, HasRate: true}}.Instance()
 	if known.Unknown || known.Healthy || known.Capacity != 4 || known.RunningJobs != 2 || known.QueueSize != 5 ||
 		known.QueueDepth != 2 || known.QueueAge != time.Minute || known.QueueStale || known.QueuingExceededRate != 0.5 {
-		t.Errorf("known result: %+v (busy jobs must count as running; rejected is unhealthy)", known)
+		t.Errorf("known result: %+v (busy jobs must count as running; rejected is unhealthy; age is the policy's call)", known)
+	}
+	if absent := (Result{Known: true, Queue: Queue{AgeKnown: true}}).Instance(); !absent.QueueStale {
+		t.Error("absent queue gauges are not stale")
 	}
 }
 
