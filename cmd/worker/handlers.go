@@ -96,3 +96,12 @@ func tick(ctx context.Context, d deps, fleet, source string) error {
 	d.logger.InfoContext(ctx, "tick", "tick_fleet", fleet, "source", source)
 	return nil
 }
+
+// kindTimeouts converts handler.timeouts (validated kinds) for the router.
+func kindTimeouts(in map[string]time.Duration) map[messages.Kind]time.Duration {
+	out := make(map[messages.Kind]time.Duration, len(in))
+	for k, t := range in {
+		out[messages.Kind(k)] = t
+	}
+	return out
+}

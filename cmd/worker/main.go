@@ -87,6 +87,7 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), tickDelay: tickDelay}
 	r, err := router.New(router.Config{
 		HandlerTimeout: cfg.Handler.Timeout,
+		Timeouts:       kindTimeouts(cfg.Handler.Timeouts),
 		Retry:          router.Retry(cfg.Handler.Retry),
 		CloseTimeout:   cfg.DrainTimeout() + time.Second,
 	}, handlers(d), dlq, metrics, logger, fleetOf(cfg))

@@ -15,6 +15,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
 )
 
 // Limits and defaults, with why.
@@ -91,6 +92,8 @@ type Config struct {
 type Handler struct {
 	// Timeout bounds one attempt of a handler.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// Timeouts override Timeout for some message kinds (keys: messages.Kind, e.g. "drain.step").
+	Timeouts map[string]time.Duration `mapstructure:"timeouts"`
 	// Retry retries transient failures in process before the message is nacked.
 	Retry Retry `mapstructure:"retry"`
 }
@@ -208,10 +211,14 @@ func setFleetDefaults(f *fleet.Settings) {
 }
 
 // RetryBudget is the longest one message's handling may take with every in-process retry:
-// (MaxRetries+1) attempts of Handler.Timeout plus the waits between them.
+// (MaxRetries+1) attempts of the longest handler timeout plus the waits between them.
 func (c *Config) RetryBudget() time.Duration {
 	r := c.Handler.Retry
-	budget := time.Duration(r.MaxRetries+1) * c.Handler.Timeout
+	longest := c.Handler.Timeout
+	for _, t := range c.Handler.Timeouts {
+		longest = max(longest, t)
+	}
+	budget := time.Duration(r.MaxRetries+1) * longest
 	wait := float64(r.InitialInterval)
 	for i := 0; i < r.MaxRetries; i++ {
 		budget += time.Duration(math.Min(wait, float64(r.MaxInterval)))
@@ -268,6 +275,18 @@ func (c *Config) Validate() error {
 	if c.Handler.Timeout <= 0 {
 		add("handler.timeout %s: want more than 0", c.Handler.Timeout)
 	}
+	known := map[string]bool{}
+	for _, k := range kinds() {
+		known[string(k)] = true
+	}
+	for k, t := range c.Handler.Timeouts {
+		if !known[k] {
+			add("handler.timeouts.%s: not a message kind (want one of %s)", k, kindList())
+		}
+		if t <= 0 {
+			add("handler.timeouts.%s %s: want more than 0", k, t)
+		}
+	}
 	r := c.Handler.Retry
 	if r.MaxRetries < 0 || r.MaxRetries > 20 {
 		add("handler.retry.max_retries %d: want 0..20", r.MaxRetries)
@@ -305,7 +324,7 @@ func (c *Config) Validate() error {
 		// Cross-field: the transport releases a message held past max_hold, so every retry of a
 		// step must fit inside it, or a second worker handles the message while we still retry.
 		if q.q.MaxHold > 0 && budget > q.q.MaxHold {
-			add("%s.max_hold %s is shorter than the retry budget %s ((handler.retry.max_retries+1) × handler.timeout + backoffs): the message would be released and redelivered while it is still being retried",
+			add("%s.max_hold %s is shorter than the retry budget %s ((handler.retry.max_retries+1) × the longest handler timeout + backoffs): the message would be released and redelivered while it is still being retried",
 				q.key, q.q.MaxHold, budget)
 		}
 		if q.q.MaxHold > 0 && q.q.VisibilityTimeout > q.q.MaxHold {
@@ -373,4 +392,21 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// kinds are the message kinds Parse produces (what handler.timeouts may name).
+func kinds() []messages.Kind {
+	out := []messages.Kind{messages.KindCommand, messages.KindDrainStep, messages.KindFleetStep}
+	for _, e := range messages.EventKinds() {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func kindList() string {
+	var out []string
+	for _, k := range kinds() {
+		out = append(out, string(k))
+	}
+	return strings.Join(out, ", ")
 }

@@ -97,6 +97,8 @@ func TestValidationRules(t *testing.T) {
 		{"bad level", minimal + "log_level: loud\n", "log_level"},
 		{"wrong type", minimal + "stop_timeout: soon\n", "stop_timeout"},
 		{"policy", "fleets: [{name: x, group: g, policy: {min: 3, max: 2}}]\n", "max (2) must be at least min (3)"},
+		{"timeout of unknown kind", minimal + "handler: {timeouts: {lifecycle.termnate: 1m}}\n", "handler.timeouts.lifecycle.termnate: not a message kind"},
+		{"per-kind timeout in the budget", minimal + "handler: {timeouts: {drain.step: 2m}}\n", "shorter than the retry budget"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,26 +155,26 @@ func read(ctx context.Context, src Source, loc string) ([]byte, error) {
 // Parse decodes YAML data with the environment and flags of src applied, then defaults and
 // validates it. The error joins every problem found.
 func Parse(data []byte, src Source) (*Config, error) {
-	v := viper.New()
+	// Message kinds contain dots ("drain.step") and are map keys (handler.timeouts), so viper's
+	// key paths use "::" instead of its default ".".
+	v := viper.NewWithOptions(viper.KeyDelimiter(keyDelimiter))
 	v.SetConfigType("yaml")
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 		return nil, fmt.Errorf("not valid YAML: %w", err)
 	}
 	// Zero is a valid max_retries, so its default cannot come from setDefaults.
-	v.SetDefault("handler.retry.max_retries", DefaultRetryMax)
+	v.SetDefault(path("handler.retry.max_retries"), DefaultRetryMax)
 	getenv := src.getenv()
 	for _, k := range envKeys {
 		env := EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
 		if val := getenv(env); val != "" {
-			v.Set(k, val)
+			v.Set(path(k), val)
 		}
 	}
 	if src.Flags != nil {
 		for name, key := range flagKeys {
 			if f := src.Flags.Lookup(name); f != nil && f.Changed {
-				v.Set(key, f.Value.String())
+				v.Set(path(key), f.Value.String())
 			}
 		}
 	}
@@ -232,3 +232,8 @@ func (s Source) Bootstrap() Bootstrap {
 	loopback, _ := strconv.ParseBool(value("loopback-only", "loopback_only"))
 	return Bootstrap{Region: value("region", "region"), Endpoint: value("endpoint", "endpoint"), LoopbackOnly: loopback}
 }
+
+const keyDelimiter = "::"
+
+// path turns a dotted key of this package ("handler.retry.max_retries") into a viper key path.
+func path(key string) string { return strings.ReplaceAll(key, ".", keyDelimiter) }

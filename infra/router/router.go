@@ -64,6 +64,8 @@ const maxReasonLen = 1024
 type Config struct {
 	// HandlerTimeout bounds one attempt of a handler.
 	HandlerTimeout time.Duration
+	// Timeouts override HandlerTimeout for some kinds.
+	Timeouts map[messages.Kind]time.Duration
 	// Retry is the in-process backoff for transient errors.
 	Retry Retry
 	// CloseTimeout is how long Close waits for in-flight handlers (default 30s). Cancel in-flight
@@ -93,6 +95,11 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("handler timeout %s: want more than 0", c.HandlerTimeout))
+	}
+	for k, t := range c.Timeouts {
+		if t <= 0 {
+			errs = append(errs, fmt.Errorf("handler timeout of %s %s: want more than 0", k, t))
+		}
 	}
 	if c.Retry.MaxRetries < 0 {
 		errs = append(errs, fmt.Errorf("max retries %d: want at least 0", c.Retry.MaxRetries))
@@ -301,7 +308,11 @@ func (r *Router) run(ctx context.Context, q Queue, kind string, h HandlerFunc, m
 		},
 	}
 	// Recoverer outside Retry: a panic is permanent and never retried.
-	chain := middleware.Recoverer(retry.Middleware(middleware.Timeout(r.cfg.HandlerTimeout)(attempt)))
+	timeout := r.cfg.HandlerTimeout
+	if t, ok := r.cfg.Timeouts[m.Kind]; ok {
+		timeout = t
+	}
+	chain := middleware.Recoverer(retry.Middleware(middleware.Timeout(timeout)(attempt)))
 	carrier := message.NewMessage(m.ID, nil)
 	carrier.SetContext(ctx)
 	_, err := chain(carrier)

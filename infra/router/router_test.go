@@ -356,3 +356,22 @@ func TestAWSErrorsRetriedOnlyWhenTransient(t *testing.T) {
 		})
 	}
 }
+
+func TestPerKindTimeout(t *testing.T) {
+	var calls atomic.Int32
+	w := start(t, Registry{messages.KindCommand: func(ctx context.Context, _ *messages.Message) error {
+		calls.Add(1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+			return nil
+		}
+	}}, Config{HandlerTimeout: 10 * time.Millisecond, Timeouts: map[messages.Kind]time.Duration{messages.KindCommand: 10 * time.Second}})
+	if !w.send(t, tick(t)) {
+		t.Error("a command within its own (longer) timeout was not acked")
+	}
+	if calls.Load() != 1 {
+		t.Errorf("attempts = %d, want 1", calls.Load())
+	}
+}
