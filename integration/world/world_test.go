@@ -178,9 +178,11 @@ func TestDrainCommandsRunAgainstTheSimulator(t *testing.T) {
 	waitSim(t, w, "job long running", func(st runnersim.State) bool { return st.Jobs["long"].State == runnersim.JobRunning })
 
 	// status reports the running job; right after SendCommand the invocation does not exist yet.
+	sent := time.Now()
 	statusID := send(t, c, "runnerfleet-fleet1-status", a)
+	promptly := time.Since(sent) < 300*time.Millisecond // else a loaded machine ate the window
 	out, sawMissing := result(t, c, statusID, a)
-	if !sawMissing {
+	if !sawMissing && promptly {
 		t.Error("GetCommandInvocation right after SendCommand found the invocation; AWS answers InvocationDoesNotExist for a moment")
 	}
 	var rep runnersim.StatusReport
