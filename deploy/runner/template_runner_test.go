@@ -143,7 +143,7 @@ func TestDropInMatchesStopIntake(t *testing.T) {
 func TestBootScript(t *testing.T) {
 	ud := userData(t, loadTemplate(t, runnerPath))
 	for _, c := range []struct{ what, re string }{
-		{"pinned version in the download URL", `gitlab-runner-downloads\.s3\.amazonaws\.com/\$\{RunnerVersion\}/binaries/gitlab-runner-linux-\$arch`},
+		{"pinned version in the download URL", `gitlab-runner-downloads\.s3\.amazonaws\.com/\$\{GitlabRunnerVersion\}/binaries/gitlab-runner-linux-\$arch`},
 		{"amd64 checksum", `x86_64\) arch=amd64; sum=\$\{RunnerSha256Amd64\}`},
 		{"arm64 checksum", `aarch64\) arch=arm64; sum=\$\{RunnerSha256Arm64\}`},
 		{"checksum verified before install", `(?s)sha256sum -c -\n\s*install -m 0755 /tmp/gitlab-runner`},
@@ -186,21 +186,24 @@ func TestRunnerStackShape(t *testing.T) {
 	if path(g, "AutoScalingGroupName", "Fn::Sub") != "runnerfleet-${AWS::StackName}" {
 		t.Errorf("Group name %v", g["AutoScalingGroupName"])
 	}
-	hooks := list(g["LifecycleHookSpecificationList"])
-	if len(hooks) != 2 {
+	// Fn::If [HasLaunchHook, [terminate, launch], [terminate]].
+	hooks := path(g, "LifecycleHookSpecificationList", "Fn::If")
+	if path(hooks, "0") != "HasLaunchHook" || len(list(path(hooks, "1"))) != 2 || len(list(path(hooks, "2"))) != 1 {
 		t.Fatalf("want the terminate hook and the optional launch hook, got %v", hooks)
 	}
-	term := hooks[0].(map[string]any)
-	if term["LifecycleHookName"] != TerminateHookName || term["LifecycleTransition"] != "autoscaling:EC2_INSTANCE_TERMINATING" ||
-		term["DefaultResult"] != "CONTINUE" || path(term, "HeartbeatTimeout", "Ref") != "HeartbeatTimeout" {
-		t.Errorf("terminate hook %v", term)
+	for _, branch := range []string{"1", "2"} {
+		term := path(hooks, branch, "0")
+		if path(term, "LifecycleHookName") != TerminateHookName || path(term, "LifecycleTransition") != "autoscaling:EC2_INSTANCE_TERMINATING" ||
+			path(term, "DefaultResult") != "CONTINUE" || path(term, "HeartbeatTimeout", "Ref") != "HeartbeatTimeout" {
+			t.Errorf("terminate hook %v", term)
+		}
 	}
 	if d, _ := path(m, "Parameters", "HeartbeatTimeout", "Default").(int64); d < 1728 {
 		t.Errorf("HeartbeatTimeout default %d < 1728: the hook's global timeout would fall short of 48 h", d)
 	}
-	launch := path(hooks[1], "Fn::If")
-	if path(launch, "0") != "HasLaunchHook" || path(launch, "1", "LifecycleHookName") != LaunchHookName ||
-		path(launch, "1", "LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING" {
+	launch := path(hooks, "1", "1")
+	if path(launch, "LifecycleHookName") != LaunchHookName || path(launch, "LifecycleTransition") != "autoscaling:EC2_INSTANCE_LAUNCHING" ||
+		path(launch, "DefaultResult") != "ABANDON" {
 		t.Errorf("launch hook %v", launch)
 	}
 	mixed := path(g, "MixedInstancesPolicy", "Fn::If")
