@@ -342,10 +342,18 @@ type lockedBuffer struct {
 	buf bytes.Buffer
 }
 
+// maxOutput bounds the emulator output kept for failure messages (the newest part is kept).
+const maxOutput = 1 << 20
+
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	n, err := b.buf.Write(p)
+	if b.buf.Len() > maxOutput {
+		keep := b.buf.Bytes()[b.buf.Len()-maxOutput/2:]
+		b.buf = *bytes.NewBuffer(append([]byte("[earlier output dropped]\n"), keep...))
+	}
+	return n, err
 }
 
 func (b *lockedBuffer) String() string {

@@ -11,6 +11,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -213,4 +214,26 @@ func describeHooks(t *testing.T, c clients, group string) map[string]hookView {
 		}
 	}
 	return m
+}
+
+func TestARuleWithAMissingQueueFailsNeitherTheCallNorOtherRules(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	name := "/runnerfleet/" + emulator.UniqueName(t, "p")
+	pattern := fmt.Sprintf(`{"source":["aws.ssm"],"detail":{"name":[%q]}}`, name)
+	gone := eventQueue(t, c, pattern)
+	if _, err := c.sqs.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(gone)}); err != nil {
+		t.Fatalf("DeleteQueue: %v", err)
+	}
+	url := eventQueue(t, c, pattern)
+	ssmc := ssm.NewFromConfig(e.AWSConfig(t))
+	if _, err := ssmc.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String("v"), Type: ssmtypes.ParameterTypeString}); err != nil {
+		t.Fatalf("PutParameter with a rule whose queue is gone: %v", err)
+	}
+	receiveEvent(t, c, url, func(ev event) bool { return ev.DetailType == "Parameter Store Change" })
+	if n := len(logOf(t, e, "event.undelivered", "")); n == 0 {
+		t.Fatal("no event.undelivered in the log for the rule whose queue is gone")
+	}
 }

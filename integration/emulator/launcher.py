@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runnersim", default="", help="runner simulator base URL (loopback)")
     parser.add_argument("--tick-period", default="0",
                         help="fire every rate(...) scheduled rule this often (Go duration, e.g. 2s); 0 = at its rate")
+    parser.add_argument("--access-log", action="store_true",
+                        help="print a line per request (werkzeug's access log; off: only warnings and errors)")
     parser.add_argument("--without", action="append", default=[],
                         help="leave out one rfemu module (benchmarks measure moto's own behaviour)")
     args = parser.parse_args(argv)
@@ -99,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     from rfemu import control
+
+    if not args.access_log:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     app = control.wrap(moto_app)

@@ -81,20 +81,34 @@ def emit_event(source: str, detail_type: str, detail: dict[str, Any], resources:
     """Put one event onto the default EventBridge bus, as AWS services do: every enabled rule whose
     pattern matches delivers it to its targets (SQS among them). Returns the event id.
 
-    Rules with only a schedule (no pattern) never receive service events (see events.py).
+    Built as moto's put_events builds each rule's copy of an event, but a rule whose target fails
+    (say its queue was deleted) neither fails the API call that caused the event nor keeps it from
+    the other rules. Rules with only a schedule (no pattern) never receive service events (events.py).
     """
+    import copy
+
+    from moto.core.utils import unix_time
     from moto.events.models import events_backends
+    from moto.events.utils import _BASE_EVENT_MESSAGE
 
     backend = events_backends[account_id][region]
-    entries = backend.put_events([{
-        "Source": source,
-        "DetailType": detail_type,
-        "Detail": json.dumps(detail),
-        "Resources": list(resources or []),
-    }])
-    event_id = entries[0].get("EventId", "") if entries else ""
+    event_id = new_token()
+    bus = backend.event_buses.get("default")
+    failures = []
+    for rule in list(bus.rules.values()) if bus else []:
+        msg = copy.deepcopy(_BASE_EVENT_MESSAGE)
+        msg.update({"id": event_id, "detail-type": detail_type, "source": source, "account": account_id,
+                    "time": unix_time(), "region": region, "resources": list(resources or []),
+                    "detail": json.loads(json.dumps(detail)), "ingestion-time": unix_time()})
+        try:
+            rule.send_to_targets(msg)
+        except Exception as e:  # a target that cannot take it: AWS retries and drops; we log
+            failures.append(f"{rule.name}: {e}")
     log_event("event.emitted", detail_type=detail_type, source=source, resources=list(resources or []),
               event_id=event_id)
+    for failure in failures:
+        warn(f"delivering {detail_type} to rule {failure}")
+        log_event("event.undelivered", detail_type=detail_type, event_id=event_id, error=failure)
     return event_id
 
 
