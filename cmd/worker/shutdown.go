@@ -21,6 +21,8 @@ import (
 //  3. then their contexts are cancelled: they return, their messages are nacked, and the
 //     transport releases every message still held (visible again at once): nothing is lost;
 //  4. the server stops; serve returns before the stop timeout whatever happens.
+//
+// A second signal during shutdown ends the process at once.
 func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *observe.Server, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, os.Interrupt)
 	defer stop()
@@ -39,6 +41,7 @@ func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *obser
 	case err := <-runErr:
 		return fmt.Errorf("router stopped by itself: %w", err)
 	}
+	stop() // a second SIGINT or SIGTERM ends the process at once (the default action)
 	begun := time.Now()
 	logger.Info("stopping: no new messages; in-flight steps may finish", "stop_timeout", cfg.StopTimeout.String(), "drain_timeout", cfg.DrainTimeout().String())
 	srv.SetStopping()
