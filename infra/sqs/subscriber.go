@@ -268,7 +268,7 @@ func (c *consumer) dispatch(msgs []types.Message, receivedAt time.Time) {
 				}
 				rest := group[i+1:]
 				if len(rest) > 0 {
-					c.log.Info("releasing the rest of a fifo group after a nack", "group", g, "released", len(rest))
+					c.log.Info("releasing the rest of a fifo group behind a message not acked", "group", g, "released", len(rest))
 				}
 				for _, r := range rest {
 					r.lease.stop()
