@@ -324,9 +324,12 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 
 	fm := fleetMetrics(f.Name, now, instances, d)
 	h.m.observe(fm)
+	// Publishing runs beside the claim and the apply, on its own deadline. A worker that lost the
+	// claim leaves it to the winner (one datapoint per tick); one whose claim failed publishes,
+	// since nobody else will.
 	var published sync.WaitGroup
-	published.Go(func() { h.publish(ctx, log, fm) })
 	defer published.Wait()
+	publish := func() { published.Go(func() { h.publish(ctx, log, fm) }) }
 
 	next := rec
 	next.Scaling = d.State
@@ -338,6 +341,7 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 	next.LastReason = d.Reason
 	claimed, err := h.deps.State.Save(ctx, f.Name, next, ver)
 	if err != nil {
+		publish()
 		return fmt.Errorf("saving scale state of fleet %s: %w", f.Name, err)
 	}
 	if !claimed {
@@ -345,6 +349,7 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		log.InfoContext(ctx, "scale tick decided by another worker; not applying")
 		return nil
 	}
+	publish()
 
 	action := "steady"
 	switch {

@@ -283,10 +283,14 @@ func TestTickDecidedOnce(t *testing.T) {
 	r.group.mu.Lock()
 	r.group.state.Desired = 1 // the group shrank: the policy would scale out again
 	r.group.mu.Unlock()
+	_, publishedBefore := r.sink.last()
 	r.tick(t, "tick-2")
 	_, _, _, calls = r.group.snapshot()
 	if n := strings.Count(strings.Join(calls, ","), "set_desired"); n != 1 {
 		t.Errorf("the losing worker applied its decision (%d set_desired calls)", n)
+	}
+	if _, n := r.sink.last(); n != publishedBefore {
+		t.Errorf("the losing worker published the tick's metrics too (%d publishes, was %d)", n, publishedBefore)
 	}
 	if got := value(t, r.reg, "runnerfleet_scale_skipped_ticks_total", "concurrent", fleetName); got != 1 {
 		t.Errorf("skipped_ticks_total{cause=concurrent} = %v, want 1", got)
