@@ -95,7 +95,7 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return err
 	}
 	for role, q := range map[string]config.Queue{"lifecycle": cfg.Queues.Lifecycle, "control": cfg.Queues.Control} {
-		sub, err := sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger.With("queue", role))
+		sub, err := sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger)
 		if err != nil {
 			return fmt.Errorf("creating the %s subscriber: %w", role, err)
 		}
