@@ -424,10 +424,9 @@ def put_hook(backend: Any, group_name: str, spec: dict[str, Any]) -> Any:
     )
     if spec.get("NotificationMetadata") is not None:
         hook.notification_metadata = spec.get("NotificationMetadata")
-    if spec.get("NotificationTargetARN"):
-        hook.notification_target_arn = spec["NotificationTargetARN"]
-    if spec.get("RoleARN"):
-        hook.role_arn = spec["RoleARN"]
+    # moto fills in a made-up queue and role; AWS shows them only when they were given.
+    hook.notification_target_arn = spec.get("NotificationTargetARN") or None
+    hook.role_arn = spec.get("RoleARN") or None
     hook.global_timeout = min(MAX_GLOBAL_TIMEOUT, GLOBAL_TIMEOUT_FACTOR * int(hook.heartbeat_timeout))
     return hook
 
