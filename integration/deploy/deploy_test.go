@@ -1,13 +1,12 @@
-// Package deploy deploys the worker stack (deploy/ecs/worker.yaml) and a runner fleet stack
-// (deploy/runner/runner.yaml) into the AWS emulator through CloudFormation and asserts the
-// resources that result. The emulator (moto) silently skips some resource types; skippedTypes
-// lists them and docs/deploy.md says so.
 package deploy
+
+// The worker stack and runner fleet stacks deployed into the AWS emulator through CloudFormation,
+// asserting the resources that result. The emulator (moto) silently skips some resource types;
+// skippedTypes lists them and docs/deploy.md says so.
 
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -71,21 +69,26 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 		}
 	})
 
-	vpc, subnets, image := network(ctx, t, c.ec2)
-	workerBody, err := os.ReadFile("../../deploy/ecs/worker.yaml")
+	net, err := Discover(ctx, c.ec2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wout := createStack(ctx, t, c.cfn, workerStack, string(workerBody), map[string]string{
-		"VpcId": vpc, "SubnetIds": strings.Join(subnets, ","), "Image": "registry.example/runnerfleet:dev",
-		"WorkerConfig": "fleets:\n  - name: " + fleetName + "\n    group: runnerfleet-" + fleetStack + "\n",
-	})
-	fout := createStack(ctx, t, c.cfn, fleetStack, string(runner.Template), map[string]string{
-		"FleetName": fleetName, "ControlQueueArn": wout["ControlQueueArn"], "WorkerSecurityGroupId": wout["TaskSecurityGroupId"],
-		"VpcID": vpc, "SubnetIds": strings.Join(subnets, ","), "ImageId": image, "TokenParameterName": tokenParam,
-		"RunnerSha256Amd64": strings.Repeat("a", 64), "RunnerSha256Arm64": strings.Repeat("b", 64),
-		"DesiredCapacity": "1", "LaunchHook": "true",
-	})
+	workerBody, err := WorkerTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wout, err := CreateStack(ctx, c.cfn, workerStack, workerBody, WorkerParameters(net,
+		"fleets:\n  - name: "+fleetName+"\n    group: runnerfleet-"+fleetStack+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fout, err := CreateStack(ctx, c.cfn, fleetStack, string(runner.Template), Fleet{
+		Stack: fleetStack, Name: fleetName, ControlQueueArn: wout["ControlQueueArn"],
+		WorkerSecurityGroupID: wout["TaskSecurityGroupId"], TokenParameter: tokenParam, Desired: 1, LaunchHook: true,
+	}.Parameters(net))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	t.Run("skipped types are the known ones", func(t *testing.T) {
 		for _, stack := range []string{workerStack, fleetStack} {
@@ -97,56 +100,77 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 	t.Run("table", func(t *testing.T) { checkTable(ctx, t, c.ddb) })
 	t.Run("group and hooks", func(t *testing.T) { checkGroup(ctx, t, c.asg, c.ec2, fout) })
 	t.Run("documents and config", func(t *testing.T) { checkSSM(ctx, t, c.ssm, fout, wout) })
+	t.Run("short hooks and an update", func(t *testing.T) { checkSecondFleet(ctx, t, c, net, wout) })
 }
 
-// network returns the emulator's default VPC, its subnets and an image.
-func network(ctx context.Context, t *testing.T, api *ec2.Client) (string, []string, string) {
-	t.Helper()
-	vpcs, err := api.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{
-		Filters: []ec2types.Filter{{Name: aws.String("is-default"), Values: []string{"true"}}},
-	})
-	if err != nil || len(vpcs.Vpcs) == 0 {
-		t.Fatalf("default vpc: %v %v", vpcs, err)
+// A second fleet as tests and the demo make them: a terminate hook below AWS's 30 s minimum, no
+// launch hook; then a stack update that changes the instance type only.
+func checkSecondFleet(ctx context.Context, t *testing.T, c clients, net Network, wout map[string]string) {
+	f := Fleet{Stack: "fleet2", Name: "arm", ControlQueueArn: wout["ControlQueueArn"], TokenParameter: "/runnerfleet/fleet2/token",
+		Min: 1, Max: 3, Desired: 2, HeartbeatTimeout: 5 * time.Second}
+	params := f.Parameters(net)
+	if _, err := CreateStack(ctx, c.cfn, f.Stack, string(runner.Template), params); err != nil {
+		t.Fatal(err)
 	}
-	vpc := aws.ToString(vpcs.Vpcs[0].VpcId)
-	sn, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{
-		Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpc}}},
-	})
-	if err != nil || len(sn.Subnets) < 2 {
-		t.Fatalf("subnets of %s: %v", vpc, err)
-	}
-	images, err := api.DescribeImages(ctx, &ec2.DescribeImagesInput{})
-	if err != nil || len(images.Images) == 0 {
-		t.Fatalf("images: %v", err)
-	}
-	return vpc, []string{aws.ToString(sn.Subnets[0].SubnetId), aws.ToString(sn.Subnets[1].SubnetId)}, aws.ToString(images.Images[0].ImageId)
-}
-
-// createStack creates a stack, waits for CREATE_COMPLETE and returns its outputs.
-func createStack(ctx context.Context, t *testing.T, api *cloudformation.Client, name, body string, params map[string]string) map[string]string {
-	t.Helper()
-	var ps []cfntypes.Parameter
-	for k, v := range params {
-		ps = append(ps, cfntypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(v)})
-	}
-	if _, err := api.CreateStack(ctx, &cloudformation.CreateStackInput{
-		StackName: aws.String(name), TemplateBody: aws.String(body), Parameters: ps,
-		Capabilities: []cfntypes.Capability{cfntypes.CapabilityCapabilityIam},
-	}); err != nil {
-		t.Fatalf("creating stack %s: %v", name, err)
-	}
-	w := cloudformation.NewStackCreateCompleteWaiter(api, func(o *cloudformation.StackCreateCompleteWaiterOptions) {
-		o.MinDelay, o.MaxDelay = 200*time.Millisecond, 2*time.Second
-	})
-	out, err := w.WaitForOutput(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)}, 2*time.Minute)
+	n := runner.NamesFor(f.Stack)
+	hooks, err := c.asg.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(n.Group)})
 	if err != nil {
-		t.Fatalf("stack %s: %v", name, err)
+		t.Fatal(err)
 	}
-	outputs := map[string]string{}
-	for _, o := range out.Stacks[0].Outputs {
-		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+	if len(hooks.LifecycleHooks) != 1 || aws.ToString(hooks.LifecycleHooks[0].LifecycleHookName) != runner.TerminateHookName ||
+		aws.ToInt32(hooks.LifecycleHooks[0].HeartbeatTimeout) != 5 {
+		t.Errorf("hooks %+v, want only the terminate hook with 5 s", hooks.LifecycleHooks)
 	}
-	return outputs
+	if got := inService(ctx, t, c.asg, n.Group); got != 2 {
+		t.Errorf("%d instances, want 2", got)
+	}
+
+	var keep []string
+	for k := range params {
+		keep = append(keep, k)
+	}
+	keep = append(keep, "InstanceType")
+	if _, err := UpdateStack(ctx, c.cfn, f.Stack, map[string]string{"InstanceType": "m7g.large"}, keep); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.ec2.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{
+		LaunchTemplateName: aws.String(n.LaunchTemplate), Versions: []string{"$Latest"},
+	})
+	if err != nil || len(v.LaunchTemplateVersions) == 0 {
+		t.Fatalf("launch template: %v", err)
+	}
+	latest := v.LaunchTemplateVersions[0]
+	if latest.LaunchTemplateData.InstanceType != "m7g.large" || aws.ToInt64(latest.VersionNumber) < 2 {
+		t.Errorf("latest launch template version %d has %s, want a new version with m7g.large",
+			aws.ToInt64(latest.VersionNumber), latest.LaunchTemplateData.InstanceType)
+	}
+	g, err := c.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{n.Group}})
+	if err != nil || len(g.AutoScalingGroups) != 1 {
+		t.Fatalf("group after the update: %v", err)
+	}
+	if lt := g.AutoScalingGroups[0].LaunchTemplate; lt == nil || aws.ToString(lt.Version) != itoa(int32(aws.ToInt64(latest.VersionNumber))) {
+		t.Errorf("group's launch template %+v, want version %d", lt, aws.ToInt64(latest.VersionNumber))
+	}
+	// Updated in place: same instances, still protected from scale-in.
+	if got := inService(ctx, t, c.asg, n.Group); got != 2 {
+		t.Errorf("%d instances after the update, want the same 2", got)
+	}
+}
+
+func inService(ctx context.Context, t *testing.T, api *autoscaling.Client, group string) int {
+	t.Helper()
+	g, err := api.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil || len(g.AutoScalingGroups) != 1 {
+		t.Fatalf("group %s: %v", group, err)
+	}
+	n := 0
+	for _, i := range g.AutoScalingGroups[0].Instances {
+		if !aws.ToBool(i.ProtectedFromScaleIn) {
+			t.Errorf("instance %s not protected from scale-in", aws.ToString(i.InstanceId))
+		}
+		n++
+	}
+	return n
 }
 
 func checkSkipped(ctx context.Context, t *testing.T, api *cloudformation.Client, stack string) {
