@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"strings"
@@ -261,5 +262,29 @@ func TestRunnerStackShape(t *testing.T) {
 	}
 	if path(props(resource(t, m, "StackRule")), "EventPattern", "detail", "stack-id", "0", "Ref") != "AWS::StackId" {
 		t.Error("StackRule: must match this stack")
+	}
+}
+
+// The boot script parses as bash once CloudFormation has substituted its parameters.
+func TestBootScriptParses(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	ud := userData(t, loadTemplate(t, runnerPath))
+	if strings.Contains(ud, "${!") {
+		t.Fatal("the script escapes ${ with ${! : check it by hand, this test does not model it")
+	}
+	script := regexp.MustCompile(`\$\{[A-Za-z0-9:]+\}`).ReplaceAllString(ud, "X")
+	cmd := exec.Command(bash, "-n")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bash -n: %v\n%s", err, out)
+	}
+	// A broken script is caught.
+	cmd = exec.Command(bash, "-n")
+	cmd.Stdin = strings.NewReader(script + "\nif then\n")
+	if err := cmd.Run(); err == nil {
+		t.Fatal("bash -n accepted a broken script")
 	}
 }
