@@ -224,6 +224,11 @@ func TestScaleInSkipsProtectedInstances(t *testing.T) {
 		t.Fatalf("SetInstanceProtection: %v", err)
 	}
 	if _, err := c.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
+		AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(11),
+	}); apiCode(err) != "ValidationError" {
+		t.Fatalf("SetDesiredCapacity above MaxSize: err = %v, want ValidationError", err)
+	}
+	if _, err := c.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
 		AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(1),
 	}); err != nil {
 		t.Fatalf("SetDesiredCapacity: %v", err)

@@ -509,6 +509,42 @@ def _backend_create_group_from_api(self: Any, *args: Any, **kwargs: Any) -> Any:
     return create_auto_scaling_group(self, *args, lifecycle_hook_specs=specs, **kwargs)
 
 
+def backend_set_desired_capacity(self: Any, group_name: str, desired_capacity: int | None) -> None:
+    """SetDesiredCapacity, refused outside [MinSize, MaxSize] as AWS does."""
+    with core.LOCK:
+        group = self.autoscaling_groups.get(group_name)
+        if group is None:
+            raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{group_name}' not found")
+        if desired_capacity is not None and getattr(_tls, "clamp", False):
+            # Scaling policies (ExecutePolicy) clamp to the group's bounds instead of failing.
+            if group.max_size is not None:
+                desired_capacity = min(desired_capacity, group.max_size)
+            if group.min_size is not None:
+                desired_capacity = max(desired_capacity, group.min_size)
+        if desired_capacity is not None:
+            if group.max_size is not None and desired_capacity > group.max_size:
+                raise ValidationError(f"New SetDesiredCapacity value {desired_capacity} is above max value "
+                                      f"{group.max_size} for the AutoScalingGroup.")
+            if group.min_size is not None and desired_capacity < group.min_size:
+                raise ValidationError(f"New SetDesiredCapacity value {desired_capacity} is below min value "
+                                      f"{group.min_size} for the AutoScalingGroup.")
+        group.set_desired_capacity(desired_capacity)
+        self.update_attached_elbs(group_name)
+
+
+def _clamped(fn: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with core.LOCK:
+            _tls.clamp = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _tls.clamp = False
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
 def _locked(fn: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with core.LOCK:
@@ -535,7 +571,10 @@ def install() -> None:
     B.delete_auto_scaling_group = delete_auto_scaling_group
     B.create_auto_scaling_group = _backend_create_group_from_api
     # Every other backend call that changes instance states runs under the same lock as our timers.
-    for name in ("update_auto_scaling_group", "set_desired_capacity", "detach_instances", "attach_instances",
+    B.set_desired_capacity = backend_set_desired_capacity
+    B.change_capacity = _clamped(B.change_capacity)
+    B.change_capacity_percent = _clamped(B.change_capacity_percent)
+    for name in ("update_auto_scaling_group", "detach_instances", "attach_instances",
                  "enter_standby_instances", "exit_standby_instances", "set_instance_protection",
                  "describe_auto_scaling_groups", "describe_auto_scaling_instances"):
         setattr(B, name, _locked(getattr(B, name)))
