@@ -38,7 +38,7 @@ const (
 	DefaultCloseTimeout = 25 * time.Second
 	// DefaultReceiveErrorBackoff is the pause after a failed ReceiveMessage.
 	DefaultReceiveErrorBackoff = time.Second
-	// DefaultPublishTimeout bounds one Publish call.
+	// DefaultPublishTimeout bounds each SQS call of a Publish.
 	DefaultPublishTimeout = 30 * time.Second
 )
 
@@ -124,7 +124,8 @@ func (c SubscriberConfig) Validate() error {
 
 // PublisherConfig tunes a Publisher.
 type PublisherConfig struct {
-	// Timeout bounds one Publish call, every SendMessage/SendMessageBatch included (default 30s).
+	// Timeout bounds each SQS call a Publish makes (GetQueueUrl, SendMessage, each
+	// SendMessageBatch of at most 10 messages; default 30s).
 	Timeout time.Duration
 }
 

@@ -68,9 +68,10 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(msgs[0].Context()), p.cfg.Timeout)
-	defer cancel()
+	base := context.WithoutCancel(msgs[0].Context())
+	ctx, cancel := context.WithTimeout(base, p.cfg.Timeout)
 	url, err := p.urls.resolve(ctx, topic)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("publishing to %s: %w", topic, err)
 	}
@@ -90,6 +91,8 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	}
 	if len(entries) == 1 {
 		e := entries[0]
+		ctx, cancel := context.WithTimeout(base, p.cfg.Timeout)
+		defer cancel()
 		_, err := p.client.SendMessage(ctx, &sqs.SendMessageInput{
 			QueueUrl:               aws.String(url),
 			MessageBody:            aws.String(e.body),
@@ -104,14 +107,16 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		return nil
 	}
 	for _, batch := range batches(entries) {
-		if err := p.sendBatch(ctx, url, batch); err != nil {
+		if err := p.sendBatch(base, url, batch); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p *Publisher) sendBatch(ctx context.Context, url string, batch []outgoing) error {
+func (p *Publisher) sendBatch(base context.Context, url string, batch []outgoing) error {
+	ctx, cancel := context.WithTimeout(base, p.cfg.Timeout)
+	defer cancel()
 	in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(url)}
 	for i, e := range batch {
 		in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{
