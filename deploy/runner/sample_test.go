@@ -2,8 +2,11 @@ package runner
 
 import (
 	"bufio"
+	"fmt"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,6 +52,51 @@ func TestEverySampleKeyIsAccountedFor(t *testing.T) {
 	}
 }
 
+// leftEmpty are the keys our sample leaves empty on purpose: the operator must paste them.
+var leftEmpty = map[string]bool{"RunnerSha256Amd64": true, "RunnerSha256Arm64": true}
+
+// fits checks a value against a parameter's type and constraints (the patterns of our template
+// are plain enough for Go's regexp).
+func fits(p map[string]any, v string) error {
+	if av := list(p["AllowedValues"]); len(av) > 0 {
+		ok := false
+		for _, a := range av {
+			ok = ok || fmt.Sprint(a) == v
+		}
+		if !ok {
+			return fmt.Errorf("not one of %v", av)
+		}
+	}
+	if pat, ok := p["AllowedPattern"].(string); ok && !regexp.MustCompile(pat).MatchString(v) {
+		return fmt.Errorf("does not match %s", pat)
+	}
+	if p["Type"] == "Number" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+		if lo, ok := p["MinValue"].(int64); ok && f < float64(lo) {
+			return fmt.Errorf("below %d", lo)
+		}
+		if hi, ok := p["MaxValue"].(int64); ok && f > float64(hi) {
+			return fmt.Errorf("above %d", hi)
+		}
+	}
+	return nil
+}
+
+func TestFitsCatchesBadValues(t *testing.T) {
+	params, _ := loadTemplate(t, runnerPath)["Parameters"].(map[string]any)
+	for k, v := range map[string]string{
+		"VolumeType": "gp2", "Concurrent": "two", "OnDemandPercentage": "150", "MinSize": "0",
+		"GitlabRunnerVersion": "v15.11.0", "TokenParameterName": "runner-token", "ControlQueueArn": "arn:aws:sqs:eu-west-1:123456789012:other.fifo",
+	} {
+		if fits(params[k].(map[string]any), v) == nil {
+			t.Errorf("%s=%s accepted", k, v)
+		}
+	}
+}
+
 func TestOurSamplePropertiesFitTheTemplate(t *testing.T) {
 	params, _ := loadTemplate(t, runnerPath)["Parameters"].(map[string]any)
 	f, err := os.Open("../../configs/sample-runner.properties")
@@ -75,6 +123,15 @@ func TestOurSamplePropertiesFitTheTemplate(t *testing.T) {
 			t.Errorf("line %d: %s repeated", n, k)
 		}
 		seen[k] = true
+		_, v, _ := strings.Cut(line, "=")
+		if leftEmpty[k] && v == "" {
+			continue
+		}
+		if p, ok := params[k].(map[string]any); ok {
+			if err := fits(p, v); err != nil {
+				t.Errorf("line %d: %s=%s: %v", n, k, v, err)
+			}
+		}
 	}
 	var missing []string
 	for name, p := range params {
