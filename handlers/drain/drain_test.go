@@ -511,3 +511,24 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("New with no deps = %v", err)
 	}
 }
+
+// SendCommand refused for a managed instance (e.g. throttled, a bad document): a command
+// failure, retried, not a reason to complete at once.
+func TestStopIntakeSendErrorOnManagedInstanceIsRetried(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.world.sendErr[DefaultStopIntakeDocument] = errors.New("InvalidDocument")
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 15*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeStopFailed {
+		t.Errorf("outcome %s, want %s", rec.Outcome, OutcomeStopFailed)
+	}
+	if got := counterValue(r.m.Errors); got < 3 {
+		t.Errorf("errors_total = %v, want ≥ 3 failed sends", got)
+	}
+}

@@ -189,6 +189,9 @@ func (w *fakeWorld) Send(ctx context.Context, document, id string) (string, erro
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.managed[id] {
+		return "", errors.New("fake: InvalidInstanceId")
+	}
 	if err := w.sendErr[document]; err != nil {
 		return "", err
 	}

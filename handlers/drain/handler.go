@@ -260,6 +260,9 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 		before := rec.Phase
 		h.step(stepCtx, &rec, f, now)
 		h.m.Steps.WithLabelValues(rec.Fleet, string(before)).Inc()
+		if rec.Phase != before {
+			rec.CallFailures = 0
+		}
 		if rec.Phase == phaseDone || rec.Phase == before || rec.Due.After(now) || stepCtx.Err() != nil {
 			break
 		}

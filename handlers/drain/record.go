@@ -71,6 +71,8 @@ type record struct {
 	Command *command `json:"command,omitempty"`
 	// Failures counts consecutive failures of the current phase's command.
 	Failures int `json:"failures,omitempty"`
+	// CallFailures counts consecutive failed AWS calls of the current phase (backoff).
+	CallFailures int `json:"call_failures,omitempty"`
 	// StopFailed: stop intake gave up after its retries; the drain watches metrics only.
 	StopFailed bool `json:"stop_failed,omitempty"`
 	// UnregisterFailed: unregister gave up after its retries.

@@ -84,19 +84,14 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 	return true
 }
 
+// stopIntake sends the stop-intake document. When the send fails, DescribeInstanceInformation
+// tells an instance no command can reach (complete at once) from a failing command (retry):
+// the common case costs one call.
 func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
-	state, found, err := h.d.Lifecycle.InstanceState(ctx, rec.InstanceID)
-	if err != nil {
-		h.retryCall(rec, now, "reading the instance's lifecycle state", err)
-		return
-	}
-	if !found {
-		rec.Outcome, rec.Note = OutcomeInstanceGone, "the group no longer knows the instance: completing at once"
-		rec.Phase, rec.Due = phaseComplete, now
-		return
-	}
-	if state == "Terminating:Proceed" || state == "Terminated" || state == "Terminating" {
-		h.finish(rec, now, OutcomeActionGone, "the instance is already "+state)
+	id, sendErr := h.d.Commands.Send(ctx, f.Documents.StopIntake, rec.InstanceID)
+	if sendErr == nil {
+		rec.Command = &command{Document: roleStopIntake, ID: id, SentAt: now}
+		rec.Phase, rec.Due = phaseStopIntakeWait, now.Add(h.cfg.CommandPoll)
 		return
 	}
 	managed, err := h.d.Commands.Managed(ctx, rec.InstanceID)
@@ -104,12 +99,26 @@ func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings,
 		h.retryCall(rec, now, "asking SSM whether it manages the instance", err)
 		return
 	}
-	if !managed {
-		rec.Outcome, rec.Note = OutcomeNotManaged, "SSM does not manage the instance: no command can reach it; completing at once"
-		rec.Phase, rec.Due = phaseComplete, now
+	if managed {
+		h.commandFailed(rec, f, now, roleStopIntake, fmt.Sprintf("sending %s: %v", f.Documents.StopIntake, sendErr))
 		return
 	}
-	h.send(ctx, rec, f, now, roleStopIntake, f.Documents.StopIntake, phaseStopIntakeWait)
+	// No command can reach it. Gone from its group, or there but unmanaged: either way complete
+	// at once (the group is waiting on an instance nobody can drain).
+	state, found, err := h.d.Lifecycle.InstanceState(ctx, rec.InstanceID)
+	switch {
+	case err != nil:
+		h.retryCall(rec, now, "reading the instance's lifecycle state", err)
+		return
+	case !found:
+		rec.Outcome, rec.Note = OutcomeInstanceGone, "the group no longer knows the instance: completing at once"
+	case state == "Terminating:Proceed" || state == "Terminated":
+		h.finish(rec, now, OutcomeActionGone, "the instance is already "+state)
+		return
+	default:
+		rec.Outcome, rec.Note = OutcomeNotManaged, "SSM does not manage the instance: no command can reach it; completing at once"
+	}
+	rec.Phase, rec.Due = phaseComplete, now
 }
 
 // send starts a document and moves to the phase that waits for it.
@@ -187,10 +196,12 @@ func (h *Handler) commandFailed(rec *record, f fleet.Settings, now time.Time, ro
 	rec.Phase, rec.Due = phaseComplete, now
 }
 
-// retryCall schedules the same phase again after a failed call that is not an SSM command.
+// retryCall schedules the same phase again, with backoff, after a failed call that is not an
+// SSM command (throttling, an AWS hiccup): it is retried for as long as the drain lasts.
 func (h *Handler) retryCall(rec *record, now time.Time, what string, err error) {
+	rec.CallFailures++
 	rec.Note = fmt.Sprintf("%s: %v", what, err)
-	rec.Due = now.Add(h.cfg.RetryBase)
+	rec.Due = now.Add(h.backoff(rec.CallFailures))
 }
 
 func (h *Handler) backoff(failures int) time.Duration {

@@ -57,6 +57,10 @@ type env struct {
 	events string // rule name
 	// stepTimeout is the workers' step timeout (lease: 3×); default 3 s.
 	stepTimeout time.Duration
+	// commandPoll, sweepGrace and sweepEvery tune the workers; defaults 300 ms, 1 s, 1 s.
+	commandPoll, sweepGrace, sweepEvery time.Duration
+	// maxInFlight bounds each worker's messages in flight; default 20.
+	maxInFlight int
 }
 
 type envSpec struct {
@@ -151,8 +155,9 @@ func (e *env) workerConfig(owner string) worker.Config {
 	return worker.Config{
 		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, DLQURL: e.dlq,
 		Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
-		CommandPoll: 300 * time.Millisecond, RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
-		SweepGrace: time.Second, SweepEvery: time.Second, Owner: owner,
+		CommandPoll: cmp.Or(e.commandPoll, 300*time.Millisecond), RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
+		SweepGrace: cmp.Or(e.sweepGrace, time.Second), SweepEvery: cmp.Or(e.sweepEvery, time.Second), Owner: owner,
+		MaxInFlight: e.maxInFlight,
 	}
 }
 

@@ -9,6 +9,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type Config struct {
 	SweepEvery time.Duration `json:"sweep_every"`
 	// Visibility is the lifecycle queue's visibility timeout for this worker; default 5 s.
 	Visibility time.Duration `json:"visibility"`
+	// MaxInFlight bounds the lifecycle messages handled at once; default 20.
+	MaxInFlight int `json:"max_in_flight"`
 	// Owner names the worker in leases and logs.
 	Owner string `json:"owner"`
 	// DebugSendDelay makes every SSM Send wait this long first (uncancellable, like a stalled
@@ -141,7 +144,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	}
 	sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
 		WaitTime: time.Second, VisibilityTimeout: cfg.Visibility, CloseTimeout: 5 * time.Second,
-		MaxInFlight: 20,
+		MaxInFlight: cmp.Or(cfg.MaxInFlight, 20),
 	}, sqsClient, logger)
 	if err != nil {
 		return nil, err
