@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // 100 instances, each running one job of 2–20 s, terminated at once: drains run side by side
