@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runnerfleet/runnerfleet/deploy/runner"
@@ -54,7 +55,8 @@ type clients struct {
 }
 
 func TestStacksDeployIntoTheEmulator(t *testing.T) {
-	e := emulator.Start(t, emulator.Options{})
+	// Scheduled rules fire every second, so a tick arrives while the test looks.
+	e := emulator.Start(t, emulator.Options{TickPeriod: time.Second})
 	cfg := e.AWSConfig(t)
 	c := clients{
 		cfn: cloudformation.NewFromConfig(cfg), sqs: sqs.NewFromConfig(cfg), evb: eventbridge.NewFromConfig(cfg),
@@ -100,6 +102,7 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 	t.Run("table", func(t *testing.T) { checkTable(ctx, t, c.ddb) })
 	t.Run("group and hooks", func(t *testing.T) { checkGroup(ctx, t, c.asg, c.ec2, fout) })
 	t.Run("documents and config", func(t *testing.T) { checkSSM(ctx, t, c.ssm, fout, wout) })
+	t.Run("events reach the queues", func(t *testing.T) { checkDelivery(ctx, t, c, wout, fout) })
 	t.Run("short hooks and an update", func(t *testing.T) { checkSecondFleet(ctx, t, c, net, wout) })
 }
 
@@ -449,4 +452,86 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// checkDelivery follows events through the deployed rules: the fleet's tick, a change of its token
+// parameter and its stack's status reach the control queue in the fleet's message group; a
+// terminate lifecycle action of its group reaches the lifecycle queue.
+func checkDelivery(ctx context.Context, t *testing.T, c clients, wout, fout map[string]string) {
+	if _, err := c.ssm.PutParameter(ctx, &ssm.PutParameterInput{
+		Name: aws.String(tokenParam), Value: aws.String("glrt-canary"), Type: ssmtypes.ParameterTypeSecureString,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{fout["GroupName"]}})
+	if err != nil || len(g.AutoScalingGroups) != 1 || len(g.AutoScalingGroups[0].Instances) == 0 {
+		t.Fatalf("group %s: %v", fout["GroupName"], err)
+	}
+	victim := aws.ToString(g.AutoScalingGroups[0].Instances[0].InstanceId)
+	if _, err := c.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(victim), ShouldDecrementDesiredCapacity: aws.Bool(false),
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	type event struct {
+		DetailType string          `json:"detail-type"`
+		Resources  []string        `json:"resources"`
+		Detail     json.RawMessage `json:"detail"`
+	}
+	want := map[string]func(e event, group string) bool{
+		"tick": func(e event, group string) bool {
+			return e.DetailType == "Scheduled Event" && len(e.Resources) > 0 && e.Resources[0] == fout["TickRuleArn"] && group == fleetName
+		},
+		"token": func(e event, group string) bool {
+			return e.DetailType == "Parameter Store Change" && strings.Contains(string(e.Detail), tokenParam) && group == fleetName
+		},
+		"stack": func(e event, group string) bool {
+			return e.DetailType == "CloudFormation Stack Status Change" && strings.Contains(string(e.Detail), "stack/"+fleetStack+"/") && group == fleetName
+		},
+		"lifecycle": func(e event, group string) bool {
+			return e.DetailType == "EC2 Instance-terminate Lifecycle Action" && strings.Contains(string(e.Detail), victim) && group == ""
+		},
+	}
+	seen := map[string]bool{}
+	deadline := time.Now().Add(45 * time.Second)
+	for len(seen) < len(want) && time.Now().Before(deadline) {
+		for _, q := range []string{wout["ControlQueueUrl"], wout["LifecycleQueueUrl"]} {
+			// The outputs hold AWS's URL form (see checkQueues): ask the emulator for its own.
+			u, err := c.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q[strings.LastIndex(q, "/")+1:])})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := c.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+				QueueUrl: u.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+				MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameMessageGroupId},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range out.Messages {
+				var e event
+				if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &e); err != nil {
+					t.Errorf("message %q: %v", aws.ToString(m.Body), err)
+					continue
+				}
+				if strings.Contains(aws.ToString(m.Body), "glrt-canary") {
+					t.Errorf("a message carries the token: %s", aws.ToString(m.Body))
+				}
+				for name, ok := range want {
+					if ok(e, m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]) {
+						seen[name] = true
+					}
+				}
+				if _, err := c.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: u.QueueUrl, ReceiptHandle: m.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for name := range want {
+		if !seen[name] {
+			t.Errorf("no %s event arrived on its queue", name)
+		}
+	}
 }
