@@ -191,3 +191,36 @@ func TestLaunchHookHoldsPendingWaitUntilContinueAndAbandonReplaces(t *testing.T)
 		t.Fatalf("abandoned instance is %q, want terminated", got)
 	}
 }
+
+func TestStopAndTerminateOutsideAGroupEmitStateChanges(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	url := eventQueue(t, c, `{"source":["aws.ec2"],"detail-type":["EC2 Instance State-change Notification"]}`)
+	run, err := c.ec2.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String("ami-12c6146b"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+	if err != nil {
+		t.Fatalf("RunInstances: %v", err)
+	}
+	id := aws.ToString(run.Instances[0].InstanceId)
+	if body, ok := sim.launch(id); !ok || body["group"] != "" {
+		t.Fatalf("runner simulator launch call for %s = %v, want one with no group", id, body)
+	}
+	if _, err := c.ec2.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatalf("StopInstances: %v", err)
+	}
+	if _, err := c.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatalf("TerminateInstances: %v", err)
+	}
+	for _, want := range []string{"stopping", "stopped", "shutting-down", "terminated"} {
+		ev := receiveEvent(t, c, url, func(ev event) bool {
+			var d instanceDetail
+			return json.Unmarshal(ev.Detail, &d) == nil && d.InstanceID == id
+		})
+		var d instanceDetail
+		_ = json.Unmarshal(ev.Detail, &d)
+		if d.State != want {
+			t.Fatalf("state-change event %+v, want state %s next", d, want)
+		}
+	}
+}

@@ -143,3 +143,40 @@ func TestCancelInstanceRefreshStopsReplacing(t *testing.T) {
 		t.Fatal("no refresh.replace in the log")
 	}
 }
+
+func TestInstanceRefreshWaitsForProtectedInstancesWhenAskedTo(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	group, _ := newGroup(t, c, groupSpec{desired: 1, protectNew: true})
+	old := anyInstance(t, groupInstances(t, c, group))
+	out, err := c.asg.StartInstanceRefresh(ctx, &autoscaling.StartInstanceRefreshInput{
+		AutoScalingGroupName: aws.String(group),
+		Preferences:          &astypes.RefreshPreferences{ScaleInProtectedInstances: astypes.ScaleInProtectedInstancesWait},
+	})
+	if err != nil {
+		t.Fatalf("StartInstanceRefresh: %v", err)
+	}
+	id := aws.ToString(out.InstanceRefreshId)
+	// StartInstanceRefresh takes its first step before it answers: with the only instance
+	// protected and ScaleInProtectedInstances=Wait, that step must leave it alone.
+	if st := refreshStatus(t, c, group, id); st != astypes.InstanceRefreshStatusInProgress {
+		t.Fatalf("refresh status with its only instance protected = %q, want InProgress", st)
+	}
+	if _, ok := groupInstances(t, c, group)[old]; !ok || len(logOf(t, e, "refresh.replace", old)) != 0 {
+		t.Fatalf("the refresh replaced protected instance %s instead of waiting", old)
+	}
+	if _, err := c.asg.SetInstanceProtection(ctx, &autoscaling.SetInstanceProtectionInput{
+		AutoScalingGroupName: aws.String(group), InstanceIds: []string{old}, ProtectedFromScaleIn: aws.Bool(false),
+	}); err != nil {
+		t.Fatalf("SetInstanceProtection: %v", err)
+	}
+	eventually(t, "the refresh to succeed once unprotected", func() bool {
+		return refreshStatus(t, c, group, id) == astypes.InstanceRefreshStatusSuccessful
+	})
+	after := groupInstances(t, c, group)
+	if _, ok := after[old]; ok || len(after) != 1 {
+		t.Fatalf("after the refresh the group holds %v, want one new instance", after)
+	}
+}
