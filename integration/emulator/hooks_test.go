@@ -243,3 +243,31 @@ func TestScaleInSkipsProtectedInstances(t *testing.T) {
 		t.Fatalf("group has %d instances, want the 2 protected ones", len(after))
 	}
 }
+
+func TestDeletingAHookCompletesItsWaitingActions(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	group, _ := newGroup(t, c, groupSpec{desired: 1, hooks: []astypes.LifecycleHookSpecification{
+		terminateHook("drain", 300, "ABANDON", ""),
+	}})
+	id := anyInstance(t, groupInstances(t, c, group))
+	if _, err := c.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true),
+	}); err != nil {
+		t.Fatalf("TerminateInstanceInAutoScalingGroup: %v", err)
+	}
+	if _, err := c.asg.DeleteLifecycleHook(ctx, &autoscaling.DeleteLifecycleHookInput{
+		AutoScalingGroupName: aws.String(group), LifecycleHookName: aws.String("drain"),
+	}); err != nil {
+		t.Fatalf("DeleteLifecycleHook: %v", err)
+	}
+	if _, ok := groupInstances(t, c, group)[id]; ok {
+		t.Fatal("the instance still waits after its hook was deleted")
+	}
+	completes := logOf(t, e, "hook.complete", id)
+	if len(completes) != 1 || completes[0].String("result") != "CONTINUE" || completes[0].String("by") != "hook_deleted" {
+		t.Fatalf("hook.complete = %+v, want one CONTINUE by hook_deleted", completes)
+	}
+}

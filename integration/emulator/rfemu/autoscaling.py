@@ -447,6 +447,19 @@ def create_auto_scaling_group(self: Any, *args: Any, lifecycle_hook_specs: list[
             raise
 
 
+def delete_lifecycle_hook(self: Any, as_name: str, name: str) -> None:
+    """DeleteLifecycleHook completes the hook's outstanding actions first, as AWS does (ABANDON for
+    launching instances, CONTINUE for terminating ones)."""
+    with core.LOCK:
+        _ORIG["delete_hook"](self, as_name, name)
+        for action in [a for a in ACTIONS.values() if not a.done and a.group_name == as_name and a.hook_name == name]:
+            action.done = True
+            action.result = "ABANDON" if action.transition == LAUNCHING else "CONTINUE"
+            core.log_event("hook.complete", instance_id=action.instance_id, token=action.token, result=action.result,
+                           by="hook_deleted", hook=name, group=as_name)
+            _resolve(self, action)
+
+
 # --- responses ----------------------------------------------------------------------------------
 
 def _resp_put_lifecycle_hook(self: Any) -> Any:
@@ -561,6 +574,8 @@ def install() -> None:
     R = asr.AutoScalingResponse
     _ORIG["replace"] = G.replace_autoscaling_group_instances
     _ORIG["create_group"] = B.create_auto_scaling_group
+    _ORIG["delete_hook"] = B.delete_lifecycle_hook
+    B.delete_lifecycle_hook = delete_lifecycle_hook
     _ORIG["resp_create_group"] = R.create_auto_scaling_group
 
     G.replace_autoscaling_group_instances = replace_autoscaling_group_instances
