@@ -15,8 +15,10 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 )
 
-// fullConformance runs Watermill's suite at full size (make bench sets it); otherwise it runs in
-// its short mode.
+// fullConformance runs Watermill's suite at full size (RUNNERFLEET_FULL_CONFORMANCE=1, with
+// -run Conformance); otherwise it runs in its short mode. At full size, three of the suite's
+// tests push 5,000-10,000 messages, which moto (linear scans per delete and per FIFO dedup)
+// handles at tens of messages per second: expect the full run to take very long on the emulator.
 var fullConformance = os.Getenv("RUNNERFLEET_FULL_CONFORMANCE") == "1"
 
 // conformanceSubscriberConfig: short close timeout, because the suite waits at most 15 s for the
