@@ -70,7 +70,7 @@ func TestRefusals(t *testing.T) {
 		{[]string{"scale", "--fleet", "blue"}, "not yet available: issue 6"},
 		{[]string{"drain", "--fleet", "blue"}, "not yet available: issue 5"},
 		{[]string{"cycle", "--fleet", "blue"}, "not yet available: issue 10"},
-		{[]string{"update", "--fleet", "blue"}, "not yet available: issue 9"},
+		{[]string{"update", "--fleet", "blue"}, `required flag(s) "properties" not set`},
 	} {
 		t.Setenv("RUNNERFLEET_CONFIG", "")
 		t.Setenv("RUNNERFLEET_CONFIG_PARAMETER", "")

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+func writeUpdateFile(t *testing.T, name, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestUpdateListsEveryMistakeWithItsLineAndSendsNothing(t *testing.T) {
+	file := writeUpdateFile(t, "fleet.properties", strings.Join([]string{
+		"# three mistakes",
+		"Colour=blue",
+		"VolumeSize=big",
+		"this line is not a property",
+		"InstanceType=t3.large",
+	}, "\n"))
+	// The queue URL is unreachable: had anything been sent, the error would say so.
+	out, err := execute(t, "update", "--fleet", "blue", "--queue", "http://127.0.0.1:1/q.fifo", "--properties", file)
+	if err == nil {
+		t.Fatalf("no error; output:\n%s", out)
+	}
+	msg := err.Error()
+	for _, want := range []string{"line 2: unknown key Colour", "line 3: VolumeSize: \"big\" is not a number", "line 4: not a Key=Value line"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "publishing") || strings.Count(msg, "line ") != 3 {
+		t.Errorf("want exactly the three problems and nothing sent:\n%s", msg)
+	}
+}
+
+func TestUpdateAnswersDroppedSampleKeysWithoutTheirValues(t *testing.T) {
+	file := writeUpdateFile(t, "sample.properties", "RunnersToken=glrt-canary-0123456789\nLambdaS3Bucket=my-bucket\nMaxBatchSize=2\n")
+	_, err := execute(t, "update", "--fleet", "blue", "--queue", "q.fifo", "--properties", file, "--dry-run")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, want := range []string{"line 1: RunnersToken is no longer used", "SecureString", "line 2: LambdaS3Bucket", "line 3: MaxBatchSize", "publisher cycle"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "glrt-canary") {
+		t.Errorf("the token is quoted back:\n%s", msg)
+	}
+}
+
+func TestUpdateDryRunCarriesTheParametersOnly(t *testing.T) {
+	file := writeUpdateFile(t, "ok.properties", "VolumeSize=200\nInstanceType=t3.large\n")
+	out, err := execute(t, "update", "--fleet", "blue", "--config", writeConfig(t), "--properties", file, "--dry-run")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	// Notes about sample keys come first (stderr), the message after.
+	if !strings.Contains(out, "note: line 2: InstanceType: ExtraInstanceTypes") {
+		t.Errorf("no note for the sample key InstanceType:\n%s", out)
+	}
+	var got struct {
+		Body json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "\n{")+1:]), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	m, err := messages.Parse(got.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Payload.(*messages.Command)
+	if c.Type != messages.CommandUpdate || c.Update.Parameters["VolumeSize"] != "200" || len(c.Update.Parameters) != 2 ||
+		c.Update.TemplateBody != "" || c.Update.Plan {
+		t.Errorf("command = %+v / %+v", c, c.Update)
+	}
+}
+
+func TestUpdateWithItsOwnTemplate(t *testing.T) {
+	tmpl := writeUpdateFile(t, "t.yaml", "Parameters:\n  Size: {Type: Number, MaxValue: 5}\nResources: {}\n")
+	file := writeUpdateFile(t, "p.properties", "Size=9\n")
+	_, err := execute(t, "update", "--fleet", "blue", "--queue", "q.fifo", "--properties", file, "--template", tmpl, "--dry-run")
+	if err == nil || !strings.Contains(err.Error(), "line 1: Size: \"9\" is above MaxValue 5") {
+		t.Errorf("err = %v", err)
+	}
+	big := writeUpdateFile(t, "big.yaml", "Parameters: {}\n#"+strings.Repeat("x", messages.MaxTemplateBody))
+	if _, err := execute(t, "update", "--fleet", "blue", "--queue", "q.fifo", "--properties", file, "--template", big, "--dry-run"); err == nil ||
+		!strings.Contains(err.Error(), "51200") {
+		t.Errorf("a too large template: %v", err)
+	}
+}
