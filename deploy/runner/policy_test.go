@@ -14,7 +14,27 @@ import (
 // noResourceLevel lists mutating actions that support no resource-level permissions, so "*" is
 // the only possible Resource; each with the condition or reason that bounds it.
 var noResourceLevel = map[string]string{
-	"cloudwatch:PutMetricData": "no resource type; bounded by the cloudwatch:namespace condition",
+	"cloudwatch:PutMetricData":         "no resource type; bounded by the cloudwatch:namespace condition",
+	"ec2messages:AcknowledgeMessage":   "the SSM agent's Run Command channel has no resource types",
+	"ec2messages:DeleteMessage":        "the SSM agent's Run Command channel has no resource types",
+	"ec2messages:FailMessage":          "the SSM agent's Run Command channel has no resource types",
+	"ec2messages:SendReply":            "the SSM agent's Run Command channel has no resource types",
+	"ssmmessages:CreateControlChannel": "Session Manager's channels have no resource types",
+	"ssmmessages:CreateDataChannel":    "Session Manager's channels have no resource types",
+	"ssmmessages:OpenControlChannel":   "Session Manager's channels have no resource types",
+	"ssmmessages:OpenDataChannel":      "Session Manager's channels have no resource types",
+}
+
+// broadManagedPolicies are AWS managed policies that grant what our roles must not hold.
+var broadManagedPolicies = map[string]string{
+	"AmazonSSMManagedInstanceCore": "grants ssm:GetParameter(s) on every parameter: every fleet's token",
+	"AmazonSSMFullAccess":          "grants every SSM action on every resource",
+	"AmazonSSMReadOnlyAccess":      "grants reading every parameter",
+	"AdministratorAccess":          "grants everything",
+	"PowerUserAccess":              "grants everything but IAM",
+	"CloudWatchAgentAdminPolicy":   "grants ssm:PutParameter on AmazonCloudWatch-*",
+	"AmazonEC2FullAccess":          "grants every EC2 action",
+	"AutoScalingFullAccess":        "grants every Auto Scaling action",
 }
 
 // readVerbs are the action verbs that only read. (Reading SSM parameters is handled apart: a
@@ -36,6 +56,7 @@ func checkPolicies(m tmpl) []problem {
 	var ps []problem
 	ps = append(ps, checkIAM(m)...)
 	ps = append(ps, checkTokens(m)...)
+	ps = append(ps, checkBoundary(m)...)
 	ps = append(ps, checkIMDS(m)...)
 	ps = append(ps, checkQueueTLS(m)...)
 	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })
@@ -107,9 +128,22 @@ func hasReadPrefix(verb string) bool {
 }
 
 // Rule iam: no mutating action (nor a read of SSM parameters) on Resource "*" where AWS supports
-// resource-level permissions.
+// resource-level permissions, and no managed policy that grants such.
 func checkIAM(m tmpl) []problem {
 	var ps []problem
+	for id, r := range resources(m, "AWS::IAM::Role") {
+		for _, arn := range list(props(r)["ManagedPolicyArns"]) {
+			s, _ := arn.(string)
+			if sub, ok := path(arn, "Fn::Sub").(string); ok {
+				s = sub
+			}
+			for name, why := range broadManagedPolicies {
+				if strings.HasSuffix(s, "/"+name) {
+					ps = append(ps, problem{"iam", id, fmt.Sprintf("managed policy %s %s", name, why)})
+				}
+			}
+		}
+	}
 	for where, doc := range policyDocuments(m) {
 		for i, st := range statements(doc) {
 			if st["Effect"] != "Allow" {
@@ -181,7 +215,7 @@ func refs(v any) []string {
 
 // carriesName reports whether a parameter named like a secret only carries its name or ARN.
 func carriesName(param string) bool {
-	for _, s := range []string{"ParameterName", "ParameterArn", "SecretArn", "SecretName", "KmsKeyArn"} {
+	for _, s := range []string{"ParameterName", "ParameterPrefix", "ParameterArn", "SecretArn", "SecretName", "KmsKeyArn"} {
 		if strings.HasSuffix(param, s) {
 			return true
 		}
@@ -211,6 +245,36 @@ func checkTokens(m tmpl) []problem {
 		for _, ref := range refs(p["Value"]) {
 			if secretParam[ref] || (tokenish.MatchString(ref) && !carriesName(ref)) {
 				ps = append(ps, problem{"token", id, fmt.Sprintf("Value takes %s, a secret value", ref)})
+			}
+		}
+	}
+	return ps
+}
+
+// roleWrites are the IAM actions that give a role permissions.
+var roleWrites = map[string]bool{
+	"iam:CreateRole": true, "iam:PutRolePolicy": true, "iam:AttachRolePolicy": true,
+	"iam:DetachRolePolicy": true, "iam:DeleteRolePolicy": true,
+	"iam:PutRolePermissionsBoundary": true, "iam:DeleteRolePermissionsBoundary": true,
+}
+
+// Rule boundary: whoever may create a role or change its policies may do so only for roles that
+// carry our permissions boundary (iam:PermissionsBoundary condition), so no template applied
+// through the worker can make a role stronger than the boundary.
+func checkBoundary(m tmpl) []problem {
+	var ps []problem
+	for where, doc := range policyDocuments(m) {
+		for i, st := range statements(doc) {
+			if st["Effect"] != "Allow" {
+				continue
+			}
+			bounded := path(st, "Condition", "StringEquals", "iam:PermissionsBoundary") != nil
+			for _, a := range list(st["Action"]) {
+				action, _ := a.(string)
+				if (roleWrites[action] || action == "iam:*" || action == "*") && !bounded {
+					ps = append(ps, problem{"boundary", fmt.Sprintf("%s statement %d (%v)", where, i, st["Sid"]),
+						fmt.Sprintf("%s without an iam:PermissionsBoundary condition", action)})
+				}
 			}
 		}
 	}
@@ -330,6 +394,18 @@ func TestPolicyRulesCatchBrokenTemplates(t *testing.T) {
 		}},
 		{"instance role reads every parameter", runnerPath, "iam", func(t *testing.T, m tmpl) {
 			statementBySid(t, m, "InstanceRole", "ReadOwnTokenOnly")["Resource"] = "*"
+		}},
+		{"instance role with AmazonSSMManagedInstanceCore", runnerPath, "iam", func(t *testing.T, m tmpl) {
+			props(resource(t, m, "InstanceRole"))["ManagedPolicyArns"] = []any{
+				map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"},
+			}
+		}},
+		{"role creation without the boundary", workerPath, "boundary", func(t *testing.T, m tmpl) {
+			delete(statementBySid(t, m, "StackRole", "InstanceRolesWithinTheBoundary"), "Condition")
+		}},
+		{"policy attachment outside the bounded statement", workerPath, "boundary", func(t *testing.T, m tmpl) {
+			st := statementBySid(t, m, "StackRole", "InstanceRoles")
+			st["Action"] = append(list(st["Action"]), "iam:AttachRolePolicy")
 		}},
 		{"token value as a template parameter", runnerPath, "token", func(t *testing.T, m tmpl) {
 			path(m, "Parameters").(map[string]any)["RunnersToken"] = map[string]any{"Type": "String"}

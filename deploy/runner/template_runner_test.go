@@ -236,10 +236,30 @@ func TestRunnerStackShape(t *testing.T) {
 		t.Error("SecurityGroup: inline ingress rules")
 	}
 
-	// Instance role: its one token parameter, and SSM's managed core policy for Run Command.
+	// Instance role: the SSM agent's channels for Run Command, and its one token parameter; no
+	// other SSM parameter read anywhere in it.
 	role := props(resource(t, m, "InstanceRole"))
-	if !strings.Contains(path(role, "ManagedPolicyArns", "0", "Fn::Sub").(string), "AmazonSSMManagedInstanceCore") {
-		t.Error("InstanceRole: no AmazonSSMManagedInstanceCore")
+	if b := path(role, "PermissionsBoundary", "Fn::If"); path(b, "0") != "HasBoundary" || path(b, "1", "Ref") != "InstanceRoleBoundaryArn" {
+		t.Errorf("InstanceRole: permissions boundary %v", role["PermissionsBoundary"])
+	}
+	if role["ManagedPolicyArns"] != nil {
+		t.Errorf("InstanceRole: managed policies %v", role["ManagedPolicyArns"])
+	}
+	if a := list(statementBySid(t, m, "InstanceRole", "RunCommandChannel")["Action"]); len(a) == 0 {
+		t.Error("InstanceRole: no Run Command channel")
+	}
+	reads := 0
+	for _, p := range list(role["Policies"]) {
+		for _, st := range statements(path(p, "PolicyDocument")) {
+			for _, a := range list(st["Action"]) {
+				if secretParameterReads.MatchString(a.(string)) {
+					reads++
+				}
+			}
+		}
+	}
+	if reads != 1 {
+		t.Errorf("InstanceRole: %d statements read SSM parameters, want 1 (its token)", reads)
 	}
 	st := statementBySid(t, m, "InstanceRole", "ReadOwnTokenOnly")
 	if path(st, "Resource", "Fn::Sub") != "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${TokenParameterName}" {

@@ -106,6 +106,19 @@ func TestWorkerStackShape(t *testing.T) {
 		}
 	}
 
+	// Runner instance roles stay within the boundary: it reads token parameters under the prefix only.
+	b := statements(path(props(resource(t, m, "RunnerInstanceBoundary")), "PolicyDocument"))
+	for _, st := range b {
+		for _, a := range list(st["Action"]) {
+			if secretParameterReads.MatchString(a.(string)) && !strings.HasSuffix(path(st, "Resource", "Fn::Sub").(string), ":parameter${TokenParameterPrefix}*") {
+				t.Errorf("boundary reads parameters %v", st["Resource"])
+			}
+		}
+	}
+	if path(statementBySid(t, m, "StackRole", "InstanceRolesWithinTheBoundary"), "Condition", "StringEquals", "iam:PermissionsBoundary", "Ref") != "RunnerInstanceBoundary" {
+		t.Error("StackRole: role writes not bound to RunnerInstanceBoundary")
+	}
+
 	// Alarms named in the issue.
 	alarms := resources(m, "AWS::CloudWatch::Alarm")
 	for _, id := range []string{"LifecycleDeadLetterAlarm", "ControlDeadLetterAlarm", "OldestDrainAlarm", "ScrapeFailuresAlarm", "WorkerDownAlarm"} {

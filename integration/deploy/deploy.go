@@ -99,6 +99,8 @@ type Fleet struct {
 	ControlQueueArn string
 	// WorkerSecurityGroupID defaults to the network's default security group.
 	WorkerSecurityGroupID string
+	// InstanceRoleBoundaryArn is the worker stack's output of that name (empty: no boundary).
+	InstanceRoleBoundaryArn string
 	// TokenParameter is the SecureString's name (the template never takes the value).
 	TokenParameter string
 	// Min, Max and Desired size the group (Min defaults to 1, Max to 10; Desired 0 leaves it to Min).
@@ -123,7 +125,7 @@ func (f Fleet) Parameters(n Network) map[string]string {
 		"TokenParameterName": f.TokenParameter,
 		// The boot script never runs here; the template requires well-formed checksums.
 		"RunnerSha256Amd64": strings.Repeat("0", 64), "RunnerSha256Arm64": strings.Repeat("0", 64),
-		"LaunchHook": strconv.FormatBool(f.LaunchHook),
+		"LaunchHook": strconv.FormatBool(f.LaunchHook), "InstanceRoleBoundaryArn": f.InstanceRoleBoundaryArn,
 	}
 	if f.Min > 0 {
 		p["MinSize"] = strconv.Itoa(f.Min)

@@ -86,7 +86,8 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 	}
 	fout, err := CreateStack(ctx, c.cfn, fleetStack, string(runner.Template), Fleet{
 		Stack: fleetStack, Name: fleetName, ControlQueueArn: wout["ControlQueueArn"],
-		WorkerSecurityGroupID: wout["TaskSecurityGroupId"], TokenParameter: tokenParam, Desired: 1, LaunchHook: true,
+		WorkerSecurityGroupID: wout["TaskSecurityGroupId"], InstanceRoleBoundaryArn: wout["InstanceRoleBoundaryArn"],
+		TokenParameter: tokenParam, Desired: 1, LaunchHook: true,
 	}.Parameters(net))
 	if err != nil {
 		t.Fatal(err)
