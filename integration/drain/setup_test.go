@@ -43,7 +43,7 @@ const terminatePattern = `{"source":["aws.autoscaling"],"detail-type":["EC2 Inst
 // env is one test's local world with a fleet (group + terminate hook), its lifecycle queue
 // (and DLQ) fed by a rule, and the state table.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	w      *world.World
 	asg    *autoscaling.Client
 	ec2    *ec2.Client
@@ -72,7 +72,7 @@ type envSpec struct {
 	poll        time.Duration
 }
 
-func newEnv(t *testing.T, spec envSpec) *env {
+func newEnv(t testing.TB, spec envSpec) *env {
 	t.Helper()
 	if spec.concurrent == 0 {
 		spec.concurrent = 4
@@ -164,8 +164,18 @@ func (e *env) workerConfig(owner string) worker.Config {
 // startWorker runs a drain worker in this process, stopped at cleanup.
 func (e *env) startWorker(owner string) *worker.Worker {
 	e.t.Helper()
+	return e.startWorkerWith(owner, nil)
+}
+
+// startWorkerWith is startWorker with a config tweak.
+func (e *env) startWorkerWith(owner string, tweak func(*worker.Config)) *worker.Worker {
+	e.t.Helper()
+	wc := e.workerConfig(owner)
+	if tweak != nil {
+		tweak(&wc)
+	}
 	logger := slog.New(slog.NewJSONHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", owner)
-	wk, err := worker.Start(context.Background(), e.workerConfig(owner), logger)
+	wk, err := worker.Start(context.Background(), wc, logger)
 	if err != nil {
 		e.t.Fatalf("starting drain worker %s: %v", owner, err)
 	}
@@ -173,7 +183,7 @@ func (e *env) startWorker(owner string) *worker.Worker {
 	return wk
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	if testing.Verbose() {

@@ -66,6 +66,8 @@ type Config struct {
 	// DebugSendDelay makes every SSM Send wait this long first (uncancellable, like a stalled
 	// worker): tests pause a worker inside a step with it.
 	DebugSendDelay time.Duration `json:"debug_send_delay"`
+	// WrapCommands, when set, wraps the SSM adapter (benchmarks time the stop command with it).
+	WrapCommands func(drain.Commands) drain.Commands `json:"-"`
 }
 
 // slowCommands delays Send to widen the window in which a worker is inside a step.
@@ -127,6 +129,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	var commands drain.Commands = cmds
 	if cfg.DebugSendDelay > 0 {
 		commands = slowCommands{Commands: cmds, delay: cfg.DebugSendDelay}
+	}
+	if cfg.WrapCommands != nil {
+		commands = cfg.WrapCommands(commands)
 	}
 	m := drain.NewMetrics(prometheus.NewRegistry())
 	h, err := drain.New(drain.Config{
