@@ -308,3 +308,41 @@ func TestBootScriptParses(t *testing.T) {
 		t.Fatal("bash -n accepted a broken script")
 	}
 }
+
+// Every string parameter the boot script substitutes is constrained (AllowedPattern or
+// AllowedValues), so no parameter value can inject shell; Number parameters are numbers.
+func TestBootScriptParametersAreConstrained(t *testing.T) {
+	m := loadTemplate(t, runnerPath)
+	params, _ := m["Parameters"].(map[string]any)
+	used := 0
+	for _, mm := range regexp.MustCompile(`\$\{([A-Za-z0-9]+)\}`).FindAllStringSubmatch(userData(t, m), -1) {
+		p, ok := params[mm[1]].(map[string]any)
+		if !ok {
+			continue // a resource or pseudo parameter
+		}
+		used++
+		if p["Type"] == "Number" {
+			continue
+		}
+		if p["AllowedPattern"] == nil && p["AllowedValues"] == nil {
+			t.Errorf("%s goes into the boot script unconstrained", mm[1])
+		}
+	}
+	if used < 8 {
+		t.Fatalf("found only %d parameters in the boot script", used)
+	}
+}
+
+func TestGroupAndLaunchTemplateNames(t *testing.T) {
+	m := loadTemplate(t, runnerPath)
+	n := NamesFor("STACK")
+	for id, c := range map[string]struct{ prop, want string }{
+		"Group":          {"AutoScalingGroupName", n.Group},
+		"LaunchTemplate": {"LaunchTemplateName", n.LaunchTemplate},
+	} {
+		got := path(props(resource(t, m, id)), c.prop, "Fn::Sub")
+		if strings.ReplaceAll(c.want, "STACK", "${AWS::StackName}") != got {
+			t.Errorf("%s: %s %v, want %s with the stack name", id, c.prop, got, c.want)
+		}
+	}
+}
