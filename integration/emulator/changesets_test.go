@@ -99,3 +99,89 @@ func TestChangeSetShowsReplacementAndMovesTheGroupToTheNewVersion(t *testing.T) 
 		}
 	}
 }
+
+const rollbackStack = `
+Resources:
+  LT:
+    Type: AWS::EC2::LaunchTemplate
+    Properties:
+      LaunchTemplateData:
+        ImageId: ami-12c6146b
+  Group:
+    Type: AWS::AutoScaling::AutoScalingGroup
+    Properties:
+      AutoScalingGroupName: %s
+      MinSize: "0"
+      MaxSize: "4"
+      DesiredCapacity: "%d"
+      %s
+      LaunchTemplate:
+        LaunchTemplateId: !Ref LT
+        Version: !GetAtt LT.LatestVersionNumber
+`
+
+func TestAFailedUpdateRollsTheStackBack(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	cfn := cloudformation.NewFromConfig(e.AWSConfig(t))
+	stack := emulator.UniqueName(t, "runnerfleet-rb")
+	group := emulator.UniqueName(t, "runnerfleet-asg")
+	good := "AvailabilityZones: [us-east-1a]"
+	bad := "VPCZoneIdentifier: [subnet-00000000doesnotexist]"
+	if _, err := cfn.CreateStack(ctx, &cloudformation.CreateStackInput{
+		StackName: aws.String(stack), TemplateBody: aws.String(fmt.Sprintf(rollbackStack, group, 1, good)),
+	}); err != nil {
+		t.Fatalf("CreateStack: %v", err)
+	}
+	status := func() (cfntypes.StackStatus, string) {
+		out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(stack)})
+		if err != nil || len(out.Stacks) != 1 {
+			t.Fatalf("DescribeStacks: %v", err)
+		}
+		return out.Stacks[0].StackStatus, aws.ToString(out.Stacks[0].StackStatusReason)
+	}
+
+	// UpdateStack: the call succeeds (AWS updates asynchronously); the stack rolls back.
+	if _, err := cfn.UpdateStack(ctx, &cloudformation.UpdateStackInput{
+		StackName: aws.String(stack), TemplateBody: aws.String(fmt.Sprintf(rollbackStack, group, 2, bad)),
+	}); err != nil {
+		t.Fatalf("UpdateStack: %v", err)
+	}
+	if st, reason := status(); st != cfntypes.StackStatusUpdateRollbackComplete || reason == "" {
+		t.Fatalf("after a failing update the stack is %s (%q), want UPDATE_ROLLBACK_COMPLETE with a reason", st, reason)
+	}
+	if n := len(groupInstances(t, c, group)); n != 1 {
+		t.Fatalf("after the rollback the group has %d instances, want 1", n)
+	}
+
+	// The same through a change set, which ends EXECUTE_FAILED.
+	if _, err := cfn.CreateChangeSet(ctx, &cloudformation.CreateChangeSetInput{
+		StackName: aws.String(stack), ChangeSetName: aws.String(emulator.UniqueName(t, "bad")),
+		TemplateBody: aws.String(fmt.Sprintf(rollbackStack, group, 3, bad)),
+	}); err != nil {
+		t.Fatalf("CreateChangeSet: %v", err)
+	}
+	list, err := cfn.ListChangeSets(ctx, &cloudformation.ListChangeSetsInput{StackName: aws.String(stack)})
+	if err != nil || len(list.Summaries) == 0 {
+		t.Fatalf("ListChangeSets: %v", err)
+	}
+	id := list.Summaries[len(list.Summaries)-1].ChangeSetId
+	if _, err := cfn.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(stack), ChangeSetName: id}); err != nil {
+		t.Fatalf("ExecuteChangeSet: %v", err)
+	}
+	cs, err := cfn.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: id})
+	if err != nil {
+		t.Fatalf("DescribeChangeSet: %v", err)
+	}
+	if cs.ExecutionStatus != cfntypes.ExecutionStatusExecuteFailed {
+		t.Fatalf("failed change set execution status = %s, want EXECUTE_FAILED", cs.ExecutionStatus)
+	}
+	if st, _ := status(); st != cfntypes.StackStatusUpdateRollbackComplete {
+		t.Fatalf("after a failing change set the stack is %s, want UPDATE_ROLLBACK_COMPLETE", st)
+	}
+	if n := len(groupInstances(t, c, group)); n != 1 {
+		t.Fatalf("after the rollback the group has %d instances, want 1", n)
+	}
+}

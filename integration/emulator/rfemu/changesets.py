@@ -7,6 +7,11 @@
   `!GetAtt LaunchTemplate.LatestVersionNumber` moves to the template's new version on an update
   (moto left it on the old one). This applies to UpdateStack and ExecuteChangeSet alike.
 - Parameter-only changes show up in change sets (moto's change-set diff ignored parameters).
+- A resource that fails during UpdateStack or ExecuteChangeSet no longer fails the call (AWS
+  applies updates asynchronously): the stack rolls back to its previous template and parameters,
+  UPDATE_IN_PROGRESS → UPDATE_ROLLBACK_IN_PROGRESS → UPDATE_ROLLBACK_COMPLETE (or
+  UPDATE_ROLLBACK_FAILED), with the failure as the status reason; an executed change set ends
+  EXECUTE_FAILED.
 - Each Modify carries Replacement ("True" / "False"), Scope ["Properties"] and Details naming the
   changed properties with RequiresRecreation ("Always" / "Never") from a table of the
   replacement-requiring properties of the resource types our stacks use; a type missing from the
@@ -170,6 +175,83 @@ def diff(self: Any) -> list[Any]:
     return changes
 
 
+def _rollback(stack: Any, old_template: Any, old_params: dict[str, Any], error: Exception) -> None:
+    from . import core
+
+    reason = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
+    core.warn(f"stack {stack.name}: update failed ({reason}); rolling back")
+    stack.status_reason = reason
+    stack.stack_status_reason = reason
+    stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
+    try:
+        stack.template = old_template
+        stack._parse_template()
+        stack.resource_map.update(stack.template_dict, old_params)
+        stack.output_map = stack._create_output_map()
+    except Exception as e:  # noqa: BLE001
+        stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=str(e))
+        return
+    stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+
+
+def stack_update(self: Any, template: str, role_arn: str | None = None, parameters: dict[str, Any] | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+    """Stack.update as moto does it, rolled back when a resource fails."""
+    old_template = self.template
+    old_params = dict(self.resource_map.input_parameters or {})
+    self._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
+    self.template = template
+    self._parse_template()
+    try:
+        self.resource_map.update(self.template_dict, parameters)
+    except Exception as e:  # noqa: BLE001 - any resource failure rolls the stack back
+        _rollback(self, old_template, old_params, e)
+        return
+    self.output_map = self._create_output_map()
+    self._add_stack_event("UPDATE_COMPLETE")
+    self.status = "UPDATE_COMPLETE"
+    self.role_arn = role_arn
+    if parameters:
+        self.parameters = parameters
+    if tags is not None:
+        self.tags = tags
+
+
+def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+    """ExecuteChangeSet as moto does it, except that a failed UPDATE rolls the stack back (the
+    change set ends EXECUTE_FAILED) and a change set is looked up within the named stack."""
+    from moto.cloudformation.exceptions import ValidationError
+
+    change_set = self.change_sets.get(change_set_name)
+    if change_set is None:
+        candidates = [cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name]
+        if stack_name:
+            candidates = [cs for cs in candidates if stack_name in (cs.stack_name, cs.stack_id)] or candidates
+        change_set = candidates[-1] if candidates else None
+    if change_set is None:
+        raise ValidationError(stack_name)
+    stack = self.stacks[change_set.stack_id]
+    if change_set.change_set_type == "CREATE":
+        stack._add_stack_event("CREATE_IN_PROGRESS", resource_status_reason="User Initiated")
+        change_set.apply()
+        stack._add_stack_event("CREATE_COMPLETE")
+    else:
+        old_template = stack.template
+        old_params = dict(stack.resource_map.input_parameters or {})
+        stack._add_stack_event("UPDATE_IN_PROGRESS")
+        try:
+            change_set.apply()
+        except Exception as e:  # noqa: BLE001 - any resource failure rolls the stack back
+            _rollback(stack, old_template, old_params, e)
+            change_set.execution_status = "EXECUTE_FAILED"
+            change_set.status_reason = str(e)
+            return
+        stack._add_stack_event("UPDATE_COMPLETE")
+    change_set.execution_status = "EXECUTE_COMPLETE"
+    stack.status = f"{change_set.change_set_type}_COMPLETE"
+    stack.template = change_set.template
+
+
 def create_change_set(self: Any) -> Any:
     """CreateChangeSet with AWS's default ChangeSetType (UPDATE)."""
     orig_get_param = self._get_param
@@ -190,5 +272,7 @@ def install() -> None:
     _ORIG["build_resource_diff"] = cfp.ResourceMap.build_resource_diff
     cfp.ResourceMap.build_resource_diff = build_resource_diff
     cfm.ChangeSet.diff = diff
+    cfm.CloudFormationBackend.execute_change_set = execute_change_set
+    cfm.Stack.update = stack_update
     _ORIG["create_change_set"] = cfr.CloudFormationResponse.create_change_set
     cfr.CloudFormationResponse.create_change_set = create_change_set
