@@ -191,6 +191,15 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 		return err
 	}
 	started := time.Now()
+	// Events from before this update are history: only new ones are shown.
+	seen := map[string]bool{}
+	if o.wait && cf != nil {
+		if evs, err := cf.Events(ctx, stack, started.Add(-time.Hour)); err == nil {
+			for _, ev := range evs {
+				seen[ev.ID] = true
+			}
+		}
+	}
 	if err := send(ctx, stdout, &o.send, c); err != nil {
 		return err
 	}
@@ -204,7 +213,7 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return follow(fctx, stdout, followOptions{table: table, cf: cf, fleet: o.send.fleet, stack: stack, commandID: c.ID,
-		since: started.Add(-2 * time.Second), events: o.wait, interval: o.interval})
+		since: started.Add(-time.Minute), seen: seen, events: o.wait, interval: o.interval})
 }
 
 func lineOrder(l int) int {
@@ -232,6 +241,7 @@ type followOptions struct {
 	stack     string
 	commandID string
 	since     time.Time
+	seen      map[string]bool
 	events    bool
 	interval  time.Duration
 }
@@ -241,7 +251,10 @@ type followOptions struct {
 // outcome. A failed update is an error (non-zero exit).
 func follow(ctx context.Context, w io.Writer, o followOptions) error {
 	pk, sk := update.Key(o.fleet)
-	seen := map[string]bool{}
+	seen := o.seen
+	if seen == nil {
+		seen = map[string]bool{}
+	}
 	phase := ""
 	for {
 		body, _, found, err := o.table.Load(ctx, pk, sk)

@@ -15,6 +15,10 @@ var ErrNoChanges = errors.New("the change set contains no changes")
 // exists already (a redelivered command created it before): the handler describes it instead.
 var ErrChangeSetExists = errors.New("change set exists already")
 
+// ErrRefused is wrapped by Stacks.CreateChangeSet's error when the service refuses the change
+// set for good (a template or parameter error): the update fails with the service's message.
+var ErrRefused = errors.New("the service refused the change set")
+
 // Stacks is CloudFormation as the handler uses it. infra/aws/stacks implements it.
 type Stacks interface {
 	// Describe returns the stack; found is false when it does not exist (or was deleted).

@@ -46,6 +46,8 @@ const (
 	// eventSlack widens the window of stack events read after execution, for clock skew between
 	// the worker and CloudFormation.
 	eventSlack = 5 * time.Second
+	// noEchoMask is what DescribeStacks shows for a NoEcho parameter's value.
+	noEchoMask = "****"
 )
 
 // Fleet is what the handler needs to know of one fleet.
@@ -234,14 +236,25 @@ func (h *Handler) HandleCommand(ctx context.Context, c *messages.Command) error 
 		set = append(set, k)
 	}
 	sort.Strings(set)
+	// Parameters absent from the command keep their previous values; so do those given with the
+	// value the stack has already (the same request to AWS, and the emulator then recognises a
+	// repeated update as "no changes": it compares numbers as numbers).
 	var previous []string
+	send := map[string]string{}
+	for k, v := range c.Update.Parameters {
+		send[k] = v
+	}
 	if csType == "UPDATE" {
 		for _, n := range names {
-			if _, given := c.Update.Parameters[n]; given {
-				continue
-			}
-			if _, had := st.Parameters[n]; had {
+			cur, had := st.Parameters[n]
+			v, given := c.Update.Parameters[n]
+			switch {
+			case !had:
+			case !given:
 				previous = append(previous, n)
+			case v == cur && cur != noEchoMask:
+				previous = append(previous, n)
+				delete(send, n)
 			}
 		}
 		sort.Strings(previous)
@@ -254,7 +267,7 @@ func (h *Handler) HandleCommand(ctx context.Context, c *messages.Command) error 
 	}
 	id, err := h.stacks.CreateChangeSet(ctx, ChangeSetInput{
 		Stack: f.Stack, Name: rec.ChangeSetName, Type: csType, TemplateBody: string(template),
-		Parameters: c.Update.Parameters, Previous: previous, RoleARN: f.RoleARN,
+		Parameters: send, Previous: previous, RoleARN: f.RoleARN,
 		Description: "RunnerFleet update " + c.ID,
 	})
 	switch {
@@ -263,10 +276,10 @@ func (h *Handler) HandleCommand(ctx context.Context, c *messages.Command) error 
 		return h.finish(ctx, f, rec, version, OutcomeNoChanges, "", "", log)
 	case errors.Is(err, ErrChangeSetExists):
 		id = rec.ChangeSetName
+	case errors.Is(err, ErrRefused):
+		log.WarnContext(ctx, "update: change set refused", "type", csType, "error", err.Error())
+		return h.finish(ctx, f, rec, version, OutcomeFailed, err.Error(), "", log)
 	case err != nil:
-		if messages.IsPermanent(err) {
-			return err
-		}
 		return fmt.Errorf("creating change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
 	}
 	rec.ChangeSetID = id

@@ -3,6 +3,7 @@ package update
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -99,7 +100,7 @@ func TestUpdateKeepsAbsentParametersAndUsesTheServiceRole(t *testing.T) {
 		{Action: "Modify", LogicalID: "Group", ResourceType: "AWS::AutoScaling::AutoScalingGroup", Replacement: "Conditional"}}
 	e.stacks.inProgress = 2
 
-	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "200"}, false)); err != nil {
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "200", "ImageId": "ami-1"}, false)); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.stacks.createCalls) != 1 {
@@ -387,4 +388,26 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 		}
 	}
 	return 0
+}
+
+type refusingStacks struct{ *fakeStacks }
+
+func (r refusingStacks) CreateChangeSet(context.Context, ChangeSetInput) (string, error) {
+	return "", fmt.Errorf("ValidationError: Parameter 'VolumeSize' must be a number: %w", ErrRefused)
+}
+
+func TestARefusedChangeSetFailsTheUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	h, err := New(e.h.cfg, refusingStacks{e.stacks}, e.store, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "x"}, false)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "must be a number") {
+		t.Errorf("record = %+v", r)
+	}
 }
