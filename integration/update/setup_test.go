@@ -67,6 +67,7 @@ type env struct {
 	seen     *lockedBuffer // every body the worker received
 	outs     *lockedBuffer // every publisher output
 	tmpl     string
+	override string // a template the publisher sends instead of tmpl
 	fleetDir string
 }
 
@@ -311,7 +312,11 @@ func (e *env) update(lines []string, extra ...string) (string, int) {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	args := append([]string{"update", "--fleet", e.fleet, "--config", e.config, "--properties", path, "--template", e.tmpl,
+	tmpl := e.tmpl
+	if e.override != "" {
+		tmpl = e.override
+	}
+	args := append([]string{"update", "--fleet", e.fleet, "--config", e.config, "--properties", path, "--template", tmpl,
 		"--table", e.table, "--follow-interval", "300ms", "--timeout", "2m"}, extra...)
 	return e.publisher(args...)
 }

@@ -162,3 +162,31 @@ func eventually(t *testing.T, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestAFailedUpdateIsReportedWithItsReason: an update the stack rolls back ends --wait with a
+// non-zero exit and the failure's reason; the stack keeps its previous parameters.
+func TestAFailedUpdateIsReportedWithItsReason(t *testing.T) {
+	e := newEnv(t)
+	e.override = "testdata/group.yaml"
+	out, code := e.update([]string{"Desired=1"}, "--wait")
+	if code != 0 || !strings.Contains(out, "succeeded (CREATE_COMPLETE") {
+		t.Fatalf("create: exit %d\n%s", code, out)
+	}
+	out, code = e.update([]string{"Desired=2", "Subnet=subnet-00000000doesnotexist"}, "--wait")
+	if code == 0 {
+		t.Fatalf("a failing update exited 0:\n%s", out)
+	}
+	if !strings.Contains(out, "failed (UPDATE_ROLLBACK_COMPLETE)") || !strings.Contains(out, "subnet-00000000doesnotexist") {
+		t.Errorf("no outcome line with the reason:\n%s", out)
+	}
+	if !strings.Contains(out, "UPDATE_ROLLBACK_IN_PROGRESS") {
+		t.Errorf("--wait did not show the rollback as it happened:\n%s", out)
+	}
+	r := e.record()
+	if r.Outcome != update.OutcomeFailed || r.Reason == "" || r.StackStatus != "UPDATE_ROLLBACK_COMPLETE" {
+		t.Errorf("record = %+v", r)
+	}
+	if status, ps := e.stackParameters(); status != "UPDATE_ROLLBACK_COMPLETE" || ps["Desired"] != "1" {
+		t.Errorf("after the rollback: %s %v", status, ps)
+	}
+}
