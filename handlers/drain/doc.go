@@ -39,14 +39,24 @@
 //   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is
-//     overdue (a lost follow-up, a worker killed mid-step) and advances them.
+//     overdue by more than SweepGrace (a lost follow-up, a worker killed mid-step) and advances
+//     them; it also sets the in-progress and oldest-age gauges from the table. CheckHooks warns
+//     when heartbeat interval + lease + grace reaches the hook's heartbeat timeout.
+//
+// Wiring (cmd/worker): infra/aws/state.Table is the Store, infra/aws/runcmd.Runner the
+// Commands, infra/aws/lifecycle.Client the Lifecycle; Jobs and FollowUps are small adapters over
+// infra/scrape and infra/sqs (see integration/drain/worker for both). Register Handle for
+// messages.KindTerminateAction and messages.KindDrainStep, call CheckHooks at start-up and
+// Sweep on an interval.
 //
 // # Never complete while jobs run
 //
 // The action is completed (CONTINUE, on a fresh bounded context) only after the runner's
 // running jobs were seen at zero — from its metrics, or from the status document when the
 // metrics stop answering — and the unregister document ran. An unknown job count never
-// completes. An instance already gone or not managed by SSM is completed at once. A failing
+// completes. An instance already gone or not managed by SSM is completed at once (the first
+// step sends stop intake and, only when SendCommand fails, asks DescribeInstanceInformation
+// whether any command can reach the instance: one call in the common case). A failing
 // SSM command is retried with backoff (CommandRetries); after that the drain keeps
 // heartbeating and watching the metrics until the jobs end, then completes with outcome
 // "stop-failed". When the maximum drain passes with jobs still running, the drain stops

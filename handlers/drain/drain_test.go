@@ -488,6 +488,14 @@ func TestCheckHooks(t *testing.T) {
 	if err := ok.h.CheckHooks(context.Background()); err != nil {
 		t.Errorf("CheckHooks with 2 s interval on a 6 s hook = %v", err)
 	}
+	if !strings.Contains(ok.logs.String(), "may be recovered only after its hook timed out") {
+		t.Error("no warning that a 6 s hook times out before a dead worker's drain is recovered")
+	}
+	long := newRig(t, nil)
+	long.world.hookHeartbeat = 30 * time.Minute
+	if err := long.h.CheckHooks(context.Background()); err != nil || strings.Contains(long.logs.String(), "hook timed out") {
+		t.Errorf("CheckHooks on a 30 min hook = %v, or warned: %s", err, long.logs.String())
+	}
 	none := newRig(t, nil)
 	none.world.hookNames = nil
 	if err := none.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "no terminate lifecycle hook") {

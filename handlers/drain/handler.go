@@ -94,8 +94,19 @@ func (h *Handler) CheckHooks(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
 				continue
 			}
-			if iv := f.Drain.HeartbeatInterval; iv > t.heartbeat/3 {
+			iv := f.Drain.HeartbeatInterval
+			if iv > t.heartbeat/3 {
 				errs = append(errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, name, t.heartbeat))
+			}
+			if iv <= 0 {
+				iv = t.heartbeat / 3
+			}
+			// A drain whose worker died mid-step is recovered by Sweep after its lease and the
+			// grace: if that outlasts the hook's timeout, the instance may go with its jobs.
+			if worst := iv + h.cfg.Lease + h.cfg.SweepGrace; worst >= t.heartbeat {
+				h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
+					"fleet", f.Name, "hook", name, "heartbeat_timeout", t.heartbeat.String(),
+					"worst_gap", worst.String(), "hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s) or lower lease and sweep_grace")
 			}
 		}
 	}

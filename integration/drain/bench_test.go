@@ -61,6 +61,10 @@ func BenchmarkEventToStopCommand(b *testing.B) {
 		wk := e.startWorkerWith("bench", func(c *worker.Config) {
 			c.QueueURL = q
 			c.MaxInFlight = 100
+			// The production defaults of the drain's pace (StepTimeout, CommandPoll, PollInterval),
+			// so the drains started by earlier events load the emulator as they would in use.
+			c.StepTimeout, c.CommandPoll = drain.DefaultStepTimeout, drain.DefaultCommandPoll
+			c.Fleets[0].Drain.PollInterval = drain.DefaultPollInterval
 			c.WrapCommands = func(cmds drain.Commands) drain.Commands { return stopTimer{Commands: cmds, stops: stops} }
 		})
 		lat := make([]time.Duration, 0, benchEvents)
