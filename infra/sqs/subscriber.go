@@ -171,16 +171,24 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
-// acquire blocks until at least one in-flight slot is free and takes as many as it can, up to the
-// batch size. It returns 0 when ctx is done.
+// acquire takes in-flight slots for the next receive: it blocks until at least half a batch of
+// slots is free (so that a busy consumer does not degrade into receives of one message each),
+// then takes as many more as are free, up to the batch size. It returns 0 when ctx is done.
 func (c *consumer) acquire(ctx context.Context) int {
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return 0
+	want := min(c.cfg.BatchSize, c.cfg.MaxInFlight)
+	n := 0
+	for n < (want+1)/2 {
+		select {
+		case c.slots <- struct{}{}:
+			n++
+		case <-ctx.Done():
+			for range n {
+				<-c.slots
+			}
+			return 0
+		}
 	}
-	n := 1
-	for n < c.cfg.BatchSize {
+	for n < want {
 		select {
 		case c.slots <- struct{}{}:
 			n++
