@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     installed = []
-    for name in ("autoscaling", "refresh", "ec2", "events", "parameters", "cloudformation", "changesets", "sqs", "ssm"):
+    for name in ("autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
         if name in args.without:
             continue
         try:
