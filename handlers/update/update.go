@@ -65,7 +65,8 @@ type Config struct {
 	Template []byte
 	// TemplateParameters returns the parameter names of a template (infra/properties does it).
 	TemplateParameters func(template []byte) ([]string, error)
-	// Fleets are the managed fleets.
+	// Fleets are the managed fleets. A fleet without a Stack cannot be updated (its update
+	// commands are rejected).
 	Fleets []Fleet
 	// ChangeSetWait and PollInterval: see the defaults.
 	ChangeSetWait time.Duration
@@ -110,8 +111,8 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, f := range c.Fleets {
-		if f.Name == "" || f.Stack == "" {
-			errs = append(errs, fmt.Errorf("update: fleet %d (%q) needs a name and a stack", i, f.Name))
+		if f.Name == "" {
+			errs = append(errs, fmt.Errorf("update: fleet %d has no name", i))
 		}
 		if seen[f.Name] {
 			errs = append(errs, fmt.Errorf("update: fleet %q is listed twice", f.Name))
@@ -176,6 +177,9 @@ func (h *Handler) HandleCommand(ctx context.Context, c *messages.Command) error 
 	f, ok := h.fleets[c.Fleet]
 	if !ok {
 		return messages.Reject("update: unknown fleet %q", c.Fleet)
+	}
+	if f.Stack == "" {
+		return messages.Reject("update: fleet %q has no stack in the worker's config (fleets[].stack)", c.Fleet)
 	}
 	log := h.log.With("fleet", f.Name, "stack", f.Stack, "command_id", c.ID)
 	pk, sk := Key(f.Name)
@@ -316,7 +320,7 @@ func (h *Handler) waitChangeSet(ctx context.Context, f Fleet, rec Record, versio
 // Advance takes one step of the fleet's unfinished update, if any: the fleet's tick calls it.
 func (h *Handler) Advance(ctx context.Context, fleetName string) error {
 	f, ok := h.fleets[fleetName]
-	if !ok {
+	if !ok || f.Stack == "" {
 		return nil
 	}
 	pk, sk := Key(f.Name)
@@ -335,10 +339,8 @@ func (h *Handler) HandleStackStatus(ctx context.Context, m *messages.Message) er
 	if !ok {
 		return messages.Reject("update: not a stack status event")
 	}
-	for _, f := range h.cfg.Fleets {
-		if f.Stack == s.StackName {
-			return h.Advance(ctx, f.Name)
-		}
+	if name := h.FleetOfStack(s.StackName); name != "" {
+		return h.Advance(ctx, name)
 	}
 	return nil
 }
@@ -346,7 +348,7 @@ func (h *Handler) HandleStackStatus(ctx context.Context, m *messages.Message) er
 // FleetOfStack names the fleet whose stack is stack ("" none).
 func (h *Handler) FleetOfStack(stack string) string {
 	for _, f := range h.cfg.Fleets {
-		if f.Stack == stack {
+		if f.Stack != "" && f.Stack == stack {
 			return f.Name
 		}
 	}

@@ -46,7 +46,7 @@ func newEnv(t *testing.T) *env {
 	h, err := New(Config{
 		Template:           []byte("InstanceType,VolumeSize,ImageId"),
 		TemplateParameters: paramsOf,
-		Fleets:             []Fleet{{Name: "docker", Stack: "runner-docker", RoleARN: role}, {Name: "plain", Stack: "runner-plain"}},
+		Fleets:             []Fleet{{Name: "docker", Stack: "runner-docker", RoleARN: role}, {Name: "plain", Stack: "runner-plain"}, {Name: "stackless"}},
 		Now:                c.now,
 		Sleep:              func(context.Context, time.Duration) error { return nil },
 	}, e.stacks, e.store, e.reg, logger)
@@ -299,8 +299,9 @@ func TestRefusals(t *testing.T) {
 	e := newEnv(t)
 	e.stacks.addStack("runner-docker", nil)
 	for name, c := range map[string]*messages.Command{
-		"unknown fleet":     updateCmd("nope", nil, false),
-		"unknown parameter": updateCmd("docker", map[string]string{"Colour": "blue"}, false),
+		"unknown fleet":         updateCmd("nope", nil, false),
+		"fleet without a stack": updateCmd("stackless", nil, false),
+		"unknown parameter":     updateCmd("docker", map[string]string{"Colour": "blue"}, false),
 		"bad template": func() *messages.Command {
 			c := updateCmd("docker", nil, false)
 			c.Update.TemplateBody = "bad"

@@ -121,6 +121,10 @@ func TestTheRunnerTemplateAndOurSampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	names, err := ParameterNames(tmpl)
+	if err != nil || len(names) != len(params) || names[0] > names[1] {
+		t.Errorf("names %v, err %v", names, err)
+	}
 	if p := params["VolumeSize"]; p == nil || p.Type != "Number" || p.MinValue == nil || *p.MinValue != 8 {
 		t.Fatalf("VolumeSize = %+v", p)
 	}

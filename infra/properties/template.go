@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -143,6 +144,21 @@ func parameterOf(name string, body *yaml.Node) (*Parameter, error) {
 		p.pattern = re
 	}
 	return p, errors.Join(errs...)
+}
+
+// ParameterNames returns the names of a template's parameters, sorted (the update handler's
+// TemplateParameters).
+func ParameterNames(template []byte) ([]string, error) {
+	ps, err := ParseTemplate(template)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(ps))
+	for n := range ps {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // awsIDPrefixes are the id prefixes of the AWS-specific parameter types CloudFormation checks

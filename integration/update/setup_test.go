@@ -165,7 +165,7 @@ func (e *env) startWorker() {
 	}
 	h, err := update.New(update.Config{
 		Template:           mustRead(t, e.tmpl),
-		TemplateParameters: templateParameters,
+		TemplateParameters: properties.ParameterNames,
 		Fleets:             []update.Fleet{{Name: e.fleet, Stack: e.stack}},
 		PollInterval:       200 * time.Millisecond,
 		ChangeSetWait:      5 * time.Second,
@@ -231,18 +231,6 @@ func (e *env) startWorker() {
 		<-done
 		_ = dlqPub.Close()
 	})
-}
-
-func templateParameters(b []byte) ([]string, error) {
-	ps, err := properties.ParseTemplate(b)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(ps))
-	for n := range ps {
-		names = append(names, n)
-	}
-	return names, nil
 }
 
 func mustRead(t *testing.T, path string) []byte {
