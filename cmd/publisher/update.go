@@ -150,11 +150,12 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 			return err
 		}
 		cf, _ = stacks.New(cloudformation.NewFromConfig(awsCfg))
-		_, exists, err := cf.Describe(ctx, stack)
+		st, exists, err := cf.Describe(ctx, stack)
 		if err != nil {
 			return fmt.Errorf("checking whether stack %s exists: %w", stack, err)
 		}
-		if !exists {
+		// A stack only planned (REVIEW_IN_PROGRESS) is still to be created.
+		if !exists || st.Status == "REVIEW_IN_PROGRESS" {
 			// A new stack: parameters without a default must be in the file.
 			if res, err = check(true); err != nil {
 				return err
