@@ -199,6 +199,8 @@ type Deps struct {
 	Logger *slog.Logger
 	// Metrics defaults to NewMetrics(nil).
 	Metrics *Metrics
+	// Sink, when set, receives each fleet's figures at every Sweep (CloudWatch).
+	Sink MetricsSink
 }
 
 func (d *Deps) validate() error {

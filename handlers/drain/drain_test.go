@@ -540,3 +540,68 @@ func TestStopIntakeSendErrorOnManagedInstanceIsRetried(t *testing.T) {
 		t.Errorf("errors_total = %v, want ≥ 3 failed sends", got)
 	}
 }
+
+type fakeSink struct {
+	mu       sync.Mutex
+	figs     []Figures
+	fail     bool
+	attempts int
+}
+
+func (s *fakeSink) PublishDrains(_ context.Context, f Figures) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts++
+	if s.fail {
+		return errors.New("fake sink: throttled")
+	}
+	s.figs = append(s.figs, f)
+	return nil
+}
+
+// Sweep publishes each fleet's figures; what a failed publish carried goes with the next one.
+func TestSweepPublishesFigures(t *testing.T) {
+	r := newRig(t, nil)
+	sink := &fakeSink{fail: true}
+	r.h.d.Sink = sink
+	r.world.addInstance("i-1", 1)
+	r.world.addInstance("i-2", 1)
+	r.start("i-1", "tok-1")
+	r.start("i-2", "tok-2")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 10*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+		if now.Sub(t0) > 20*time.Second && len(r.world.completes) == 1 {
+			// i-2 still draining when the first publish fails
+			sink.mu.Lock()
+			if sink.fail {
+				sink.mu.Unlock()
+				if _, err := r.h.Sweep(context.Background()); err != nil {
+					t.Error(err)
+				}
+				sink.mu.Lock()
+				sink.fail = false
+			}
+			sink.mu.Unlock()
+		}
+		if now.Sub(t0) > 25*time.Second {
+			r.world.setJobs("i-2", 0)
+		}
+	})
+	if _, err := r.h.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.figs) != 1 || sink.attempts != 2 {
+		t.Fatalf("%d of %d publishes succeeded, want 1 of 2: %+v", len(sink.figs), sink.attempts, sink.figs)
+	}
+	f := sink.figs[0]
+	if f.Fleet != "blue" || f.InProgress != 0 || f.Finished[OutcomeCompleted] != 2 {
+		t.Errorf("figures %+v, want fleet blue, 0 in progress, 2 completed (one carried over a failed publish)", f)
+	}
+	if f.Heartbeats != len(r.world.heartbeats) || f.Heartbeats == 0 {
+		t.Errorf("figures carry %d heartbeats, the hook got %d", f.Heartbeats, len(r.world.heartbeats))
+	}
+}

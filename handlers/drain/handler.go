@@ -28,6 +28,27 @@ type Handler struct {
 
 	mu    sync.Mutex
 	hooks map[string]hookTimeouts
+	// unpublished counts, per fleet, what the Sink has not been told yet.
+	unpublished map[string]*tally
+}
+
+type tally struct {
+	finished   map[string]int
+	heartbeats int
+}
+
+func (h *Handler) count(fleet, outcome string, heartbeats int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.unpublished[fleet]
+	if t == nil {
+		t = &tally{finished: map[string]int{}}
+		h.unpublished[fleet] = t
+	}
+	if outcome != "" {
+		t.finished[outcome]++
+	}
+	t.heartbeats += heartbeats
 }
 
 type hookTimeouts struct{ heartbeat, global time.Duration }
@@ -47,7 +68,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	h := &Handler{
 		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
 		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
-		hooks: map[string]hookTimeouts{},
+		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{},
 	}
 	for _, f := range cfg.Fleets {
 		h.byGroup[f.GroupName] = f
@@ -265,6 +286,7 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 	defer cancel()
 	f := h.byName[rec.Fleet]
 	ran := rec.Phase
+	heartbeatsBefore := rec.Heartbeats
 	rec.Note = ""
 	now := h.d.Clock.Now()
 	for range maxPhasesPerStep {
@@ -303,6 +325,11 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 		return nil
 	}
 	h.decision(rec, now, string(ran), "")
+	outcome := ""
+	if rec.Phase == phaseDone {
+		outcome = rec.Outcome
+	}
+	h.count(rec.Fleet, outcome, rec.Heartbeats-heartbeatsBefore)
 	if rec.Phase == phaseDone {
 		h.m.Finished.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
 		h.m.Duration.WithLabelValues(rec.Fleet, rec.Outcome).Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())

@@ -88,3 +88,23 @@ type SystemClock struct{}
 
 // Now returns time.Now().
 func (SystemClock) Now() time.Time { return time.Now() }
+
+// Figures are one fleet's drain figures as of a Sweep, for CloudWatch (dimension Fleet), where
+// the worker stack's alarms (oldest drain past its limit) and dashboard read them.
+type Figures struct {
+	Fleet string
+	At    time.Time
+	// InProgress and OldestAge are read from the state table (the same for every replica).
+	InProgress int
+	OldestAge  time.Duration
+	// Finished counts the drains this replica finished since its last publish, by outcome;
+	// Heartbeats the heartbeats it sent. CloudWatch sums them across replicas.
+	Finished   map[string]int
+	Heartbeats int
+}
+
+// MetricsSink publishes drain figures (an adapter over CloudWatch PutMetricData). A failed
+// publish is logged and retried with the next Sweep's figures; it never fails a drain.
+type MetricsSink interface {
+	PublishDrains(ctx context.Context, f Figures) error
+}

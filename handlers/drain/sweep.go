@@ -46,6 +46,7 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 		h.m.InProgress.WithLabelValues(f).Set(float64(n))
 		h.m.OldestAge.WithLabelValues(f).Set(oldest[f].Seconds())
 	}
+	h.publish(ctx, now, count, oldest)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, h.cfg.SweepConcurrency)
@@ -66,4 +67,31 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 		h.log.Info("drain sweep", "unfinished", len(bodies), "overdue", len(overdue))
 	}
 	return len(overdue), errors.Join(errs...)
+}
+
+// publish hands every fleet's figures to the Sink, if any; what a failed publish carried is
+// kept for the next one.
+func (h *Handler) publish(ctx context.Context, now time.Time, count map[string]int, oldest map[string]time.Duration) {
+	if h.d.Sink == nil {
+		return
+	}
+	for fleet, n := range count {
+		h.mu.Lock()
+		t := h.unpublished[fleet]
+		delete(h.unpublished, fleet)
+		h.mu.Unlock()
+		fig := Figures{Fleet: fleet, At: now, InProgress: n, OldestAge: oldest[fleet], Finished: map[string]int{}}
+		if t != nil {
+			fig.Finished, fig.Heartbeats = t.finished, t.heartbeats
+		}
+		if err := h.d.Sink.PublishDrains(ctx, fig); err != nil {
+			h.log.Warn("drain: publishing figures", "fleet", fleet, "error", err)
+			for outcome, k := range fig.Finished {
+				for range k {
+					h.count(fleet, outcome, 0)
+				}
+			}
+			h.count(fleet, "", fig.Heartbeats)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
+	"github.com/runnerfleet/runnerfleet/integration/drain/worker"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
@@ -78,6 +81,24 @@ func TestDrainWaitsForLongJobs(t *testing.T) {
 	if got := value(wk.Metrics.Finished.WithLabelValues("blue", drain.OutcomeCompleted)); got != 1 {
 		t.Errorf("drains finished completed = %v, want 1", got)
 	}
+	// The sweep publishes the fleet's drain figures to CloudWatch (dimension Fleet).
+	cw := cwmetrics.NewClient(e.w.Emulator.AWSConfig(t))
+	e.eventually("drain metrics in CloudWatch", func() bool {
+		out, err := cw.ListMetrics(context.Background(), &cloudwatch.ListMetricsInput{
+			Namespace: aws.String(cwmetrics.DefaultNamespace), MetricName: aws.String(worker.MetricDrainsFinished),
+		})
+		if err != nil {
+			t.Fatalf("ListMetrics: %v", err)
+		}
+		for _, m := range out.Metrics {
+			for _, d := range m.Dimensions {
+				if aws.ToString(d.Name) == cwmetrics.DimensionFleet && aws.ToString(d.Value) == "blue" {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // value reads one counter or gauge.

@@ -29,6 +29,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
 	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
@@ -140,6 +141,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	}, drain.Deps{
 		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
 		FollowUps: FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
+		Sink: CloudWatchSink{API: cwmetrics.NewClient(awsCfg)},
 	})
 	if err != nil {
 		return nil, err
