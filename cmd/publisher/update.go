@@ -257,6 +257,7 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		seen = map[string]bool{}
 	}
 	phase := ""
+	printed := false
 	for {
 		body, _, found, err := o.table.Load(ctx, pk, sk)
 		if err != nil {
@@ -271,8 +272,12 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		mine := found && rec.CommandID == o.commandID
 		if mine && rec.Phase != phase {
 			phase = rec.Phase
-			if rec.Phase == update.PhaseExecuting {
+			// The change set once it is known (executing, or finished before we looked).
+			if !printed && rec.ChangeSetID != "" && rec.Phase != update.PhaseChangeSet &&
+				(rec.Outcome == "" || rec.Outcome == update.OutcomeSucceeded || rec.Outcome == update.OutcomePlanned ||
+					rec.Outcome == update.OutcomeFailed && !rec.ExecutedAt.IsZero()) {
 				printChanges(w, rec)
+				printed = true
 			}
 		}
 		if o.events && o.cf != nil && (!mine || rec.Phase != update.PhaseChangeSet) {
@@ -291,9 +296,6 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 			}
 		}
 		if mine && rec.Finished() {
-			if rec.Outcome == update.OutcomePlanned {
-				printChanges(w, rec)
-			}
 			fmt.Fprintln(w, outcomeLine(rec))
 			if rec.Outcome == update.OutcomeFailed {
 				return fmt.Errorf("update %s of fleet %s failed", rec.CommandID, rec.Fleet)
