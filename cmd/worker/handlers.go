@@ -16,9 +16,19 @@ type deps struct {
 	cfg     *config.Config
 	logger  *slog.Logger
 	metrics *workerMetrics
+	// scaler decides each tick of a fleet and follows scale commands (handlers/scale).
+	scaler scaler
 	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
 	// shutdown tests, which need a slow step. Zero in production.
 	tickDelay time.Duration
+}
+
+// scaler is what the worker asks of handlers/scale.
+type scaler interface {
+	// Tick decides one tick of the fleet; messageID dedupes a redelivered tick.
+	Tick(ctx context.Context, fleet, messageID string) error
+	// Command follows a tick or scale command.
+	Command(ctx context.Context, c *messages.Command) error
 }
 
 // handlers is THE handler registry: one line per message kind. Kinds absent here are acked and
@@ -39,14 +49,14 @@ func handlers(d deps) router.Registry {
 func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Context, c *messages.Command) error {
 	return map[messages.CommandType]func(ctx context.Context, c *messages.Command) error{
 		messages.CommandTick: func(ctx context.Context, c *messages.Command) error {
-			return tick(ctx, d, c.Fleet, "command")
+			return tick(ctx, d, c.Fleet, "command", c.ID)
 		},
+		messages.CommandScale: d.scaler.Command,
 	}
 }
 
 // notYet names the issue that brings each command type still missing.
 var notYet = map[messages.CommandType]int{
-	messages.CommandScale:  6,
 	messages.CommandDrain:  5,
 	messages.CommandCycle:  10,
 	messages.CommandUpdate: 9,
@@ -78,13 +88,14 @@ func scheduledHandler(d deps) router.HandlerFunc {
 		if name == "" {
 			return messages.Reject("no fleet has tick rule %s", s.RuleARN)
 		}
-		return tick(ctx, d, name, "schedule")
+		return tick(ctx, d, name, "schedule", m.ID)
 	}
 }
 
-// tick is one tick of a fleet. For now it logs and counts; the scaling, cycle and update issues
-// make it advance their state machines and decide.
-func tick(ctx context.Context, d deps, fleet, source string) error {
+// tick is one tick of a fleet: it counts and logs it, advances the fleet's cycle or update in
+// progress by one step (issues 9, 10), then decides on scaling. messageID (the event's or the
+// command's id) dedupes a redelivered tick.
+func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 	if d.tickDelay > 0 {
 		select {
 		case <-time.After(d.tickDelay):
@@ -94,7 +105,8 @@ func tick(ctx context.Context, d deps, fleet, source string) error {
 	}
 	d.metrics.ticks.WithLabelValues(fleet, source).Inc()
 	d.logger.InfoContext(ctx, "tick", "tick_fleet", fleet, "source", source)
-	return nil
+	// Cycle and update steps go here, before the scaling decision.
+	return d.scaler.Tick(ctx, fleet, messageID)
 }
 
 // kindTimeouts converts handler.timeouts (validated kinds) for the router.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +17,34 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
+// fakeScaler records the ticks and commands it is given (race-safe).
+type fakeScaler struct {
+	mu       sync.Mutex
+	ticks    []string // fleet/messageID
+	commands []messages.CommandType
+}
+
+func (f *fakeScaler) Tick(_ context.Context, fleet, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ticks = append(f.ticks, fleet+"/"+id)
+	return nil
+}
+
+func (f *fakeScaler) Command(_ context.Context, c *messages.Command) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commands = append(f.commands, c.Type)
+	return nil
+}
+
 func testDeps(t *testing.T) deps {
 	t.Helper()
 	cfg := &config.Config{Fleets: []fleet.Settings{
 		{Name: "blue", GroupName: "blue-asg", StackName: "blue-stack", TickRule: "blue-tick", TokenParameter: "/runnerfleet/blue/token"},
 		{Name: "green", GroupName: "green-asg", TickRule: "arn:aws:events:us-east-1:1:rule/green-tick"},
 	}}
-	return deps{cfg: cfg, logger: observe.NewLogger(io.Discard, nil), metrics: newWorkerMetrics(prometheus.NewRegistry())}
+	return deps{cfg: cfg, logger: observe.NewLogger(io.Discard, nil), metrics: newWorkerMetrics(prometheus.NewRegistry()), scaler: &fakeScaler{}}
 }
 
 func ticks(t *testing.T, d deps, fleet, source string) float64 {
@@ -43,11 +65,22 @@ func command(t *testing.T, fleet string, typ messages.CommandType) *messages.Mes
 func TestCommandHandler(t *testing.T) {
 	d := testDeps(t)
 	h := handlers(d)[messages.KindCommand]
-	if err := h(context.Background(), command(t, "blue", messages.CommandTick)); err != nil {
+	tickCmd := command(t, "blue", messages.CommandTick)
+	if err := h(context.Background(), tickCmd); err != nil {
 		t.Fatalf("tick: %v", err)
 	}
 	if got := ticks(t, d, "blue", "command"); got != 1 {
 		t.Errorf("ticks = %v, want 1", got)
+	}
+	if err := h(context.Background(), command(t, "blue", messages.CommandScale)); err != nil {
+		t.Fatalf("scale: %v", err)
+	}
+	fs := d.scaler.(*fakeScaler)
+	if want := "blue/" + tickCmd.ID; len(fs.ticks) != 1 || fs.ticks[0] != want {
+		t.Errorf("scaler ticks %v, want [%s] (the command id dedupes a redelivery)", fs.ticks, want)
+	}
+	if len(fs.commands) != 1 || fs.commands[0] != messages.CommandScale {
+		t.Errorf("scaler commands %v, want the scale command", fs.commands)
 	}
 	for _, tc := range []struct {
 		fleet string
@@ -55,7 +88,6 @@ func TestCommandHandler(t *testing.T) {
 		want  string
 	}{
 		{"red", messages.CommandTick, `unknown fleet "red"`},
-		{"blue", messages.CommandScale, "not yet available: issue 6"},
 		{"blue", messages.CommandDrain, "not yet available: issue 5"},
 		{"blue", messages.CommandCycle, "not yet available: issue 10"},
 		{"blue", messages.CommandUpdate, "not yet available: issue 9"},
@@ -74,12 +106,15 @@ func TestScheduledHandler(t *testing.T) {
 		{RuleARN: "arn:aws:events:us-east-1:1:rule/blue-tick", RuleName: "blue-tick"},
 		{RuleARN: "arn:aws:events:us-east-1:1:rule/green-tick", RuleName: "green-tick"},
 	} {
-		if err := h(context.Background(), &messages.Message{Kind: messages.KindScheduled, Payload: s}); err != nil {
+		if err := h(context.Background(), &messages.Message{Kind: messages.KindScheduled, ID: "ev-" + s.RuleName, Payload: s}); err != nil {
 			t.Errorf("%s: %v", s.RuleName, err)
 		}
 	}
 	if ticks(t, d, "blue", "schedule") != 1 || ticks(t, d, "green", "schedule") != 1 {
 		t.Error("a tick per fleet expected (rule by name for blue, by ARN for green)")
+	}
+	if got := d.scaler.(*fakeScaler).ticks; len(got) != 2 || got[0] != "blue/ev-blue-tick" || got[1] != "green/ev-green-tick" {
+		t.Errorf("scaler ticks %v, want each fleet once with its event id", got)
 	}
 	err := h(context.Background(), &messages.Message{Kind: messages.KindScheduled, Payload: &messages.Scheduled{RuleARN: "arn:x:rule/other", RuleName: "other"}})
 	if !messages.IsPermanent(err) {

@@ -84,7 +84,15 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return fmt.Errorf("creating the dead-letter publisher: %w", err)
 	}
 	defer dlq.Close()
-	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), tickDelay: tickDelay}
+	c, err := newClients(awsCfg, cfg)
+	if err != nil {
+		return err
+	}
+	scaler, err := newScaler(awsCfg, cfg, c, reg, logger)
+	if err != nil {
+		return err
+	}
+	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, tickDelay: tickDelay}
 	r, err := router.New(router.Config{
 		HandlerTimeout: cfg.Handler.Timeout,
 		Timeouts:       kindTimeouts(cfg.Handler.Timeouts),

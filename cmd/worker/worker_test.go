@@ -19,11 +19,17 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
@@ -115,6 +121,58 @@ func (q *queues) receive(t *testing.T, url string, wait time.Duration) []types.M
 	return out.Messages
 }
 
+// testFleet is the fleet "blue" of one test: its Auto Scaling group (a terminate hook, no
+// instances unless asked) and the state table.
+type testFleet struct {
+	group, table string
+	// metricsURL is the fleet's metrics URL template (loopback).
+	metricsURL string
+	// extra is appended to the fleet's YAML entry (indented keys such as drain settings).
+	extra string
+}
+
+// makeFleet creates the group, with a terminate hook of hookTimeout seconds, and the state table.
+func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout int32) *testFleet {
+	t.Helper()
+	ctx := context.Background()
+	cfg := e.AWSConfig(t)
+	f := &testFleet{group: emulator.UniqueName(t, "runnerfleet-asg"), table: emulator.UniqueName(t, "runnerfleet-state"),
+		metricsURL: "http://127.0.0.1:1/instances/{{.InstanceID}}/metrics"}
+	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(cfg), f.table); err != nil {
+		t.Fatal(err)
+	}
+	lt := emulator.UniqueName(t, "runnerfleet-lt")
+	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(lt),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
+	}); err != nil {
+		t.Fatalf("CreateLaunchTemplate: %v", err)
+	}
+	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(f.group),
+		LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
+		MinSize:              aws.Int32(0), MaxSize: aws.Int32(int32(max(instances, 1))), DesiredCapacity: aws.Int32(int32(instances)),
+		AvailabilityZones: []string{emulator.Region + "a"},
+		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
+			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			HeartbeatTimeout: aws.Int32(hookTimeout), DefaultResult: aws.String("CONTINUE"),
+		}},
+	}); err != nil {
+		t.Fatalf("CreateAutoScalingGroup: %v", err)
+	}
+	return f
+}
+
+func desiredCapacity(t *testing.T, e *emulator.Emulator, group string) int {
+	t.Helper()
+	out, err := autoscaling.NewFromConfig(e.AWSConfig(t)).DescribeAutoScalingGroups(context.Background(),
+		&autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil || len(out.AutoScalingGroups) != 1 {
+		t.Fatalf("describing group %s: %v", group, err)
+	}
+	return int(aws.ToInt32(out.AutoScalingGroups[0].DesiredCapacity))
+}
+
 type workerProc struct {
 	cmd    *exec.Cmd
 	out    *lockedBuf
@@ -135,7 +193,7 @@ func (l *lockedBuf) Write(p []byte) (int, error) {
 }
 func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-func writeConfig(t *testing.T, e *emulator.Emulator, q *queues, listen, stopTimeout string) string {
+func writeConfig(t *testing.T, e *emulator.Emulator, q *queues, f *testFleet, listen, stopTimeout string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`
 region: us-east-1
@@ -144,13 +202,19 @@ loopback_only: true
 listen: %s
 log_level: debug
 stop_timeout: %s
+state_table: %s
+sweep_interval: 1s
 handler: {timeout: 30s, retry: {max_retries: 1, initial_interval: 100ms, max_interval: 200ms}}
 queues:
   lifecycle: {name: %s, dead_letter: %s, visibility_timeout: 10s}
   control: {name: %s, dead_letter: %s, visibility_timeout: 10s}
 fleets:
-  - {name: blue, group: blue-asg, tick_rule: blue-tick}
-`, e.Endpoint, listen, stopTimeout, q.lifecycle, q.lifecycleDLQ, q.control, q.controlDLQ)
+  - name: blue
+    group: %s
+    tick_rule: blue-tick
+    metrics_url: %q
+    policy: {min: 1, max: 1}
+%s`, e.Endpoint, listen, stopTimeout, f.table, q.lifecycle, q.lifecycleDLQ, q.control, q.controlDLQ, f.group, f.metricsURL, f.extra)
 	path := filepath.Join(t.TempDir(), "worker.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -260,7 +324,8 @@ func TestMixedBatch(t *testing.T) {
 	t.Parallel()
 	e := emulator.Start(t, emulator.Options{})
 	q := makeQueues(t, e)
-	w := startWorker(t, writeConfig(t, e, q, "127.0.0.1:0", "10s"))
+	f := makeFleet(t, e, 0, 5)
+	w := startWorker(t, writeConfig(t, e, q, f, "127.0.0.1:0", "10s"))
 
 	malformed := `{"kind":"command","schema":1,` // cut short
 	oversizeCmd := messages.NewCommand("blue", messages.CommandTick, time.Now())
@@ -278,6 +343,14 @@ func TestMixedBatch(t *testing.T) {
 			w.metric(`runnerfleet_messages_dead_lettered_total{cause="invalid",kind="invalid",queue="control"}`) == 2 &&
 			w.metric(`runnerfleet_messages_unknown_total{queue="lifecycle"}`) == 1
 	})
+
+	// The tick reached the scaling handler: the empty group was grown to the policy's minimum.
+	w.waitFor(t, "the tick's scale-out decision", func() bool {
+		return w.metric(`runnerfleet_scale_decisions_total{action="scale_out",fleet="blue"}`) == 1
+	})
+	if d := desiredCapacity(t, e, f.group); d != 1 {
+		t.Errorf("group desired capacity %d after the tick, want 1 (policy min)", d)
+	}
 
 	dead := q.receive(t, q.controlDLQ, 2*time.Second)
 	for len(dead) < 2 {
@@ -347,6 +420,7 @@ func TestMixedBatch(t *testing.T) {
 func TestSIGTERMDuringSlowStep(t *testing.T) {
 	t.Parallel()
 	e := emulator.Start(t, emulator.Options{})
+	f := makeFleet(t, e, 0, 5)
 	for _, tc := range []struct {
 		name     string
 		delay    string
@@ -358,7 +432,7 @@ func TestSIGTERMDuringSlowStep(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := makeQueues(t, e)
 			const stopTimeout = 5 * time.Second
-			w := startWorker(t, writeConfig(t, e, q, "127.0.0.1:0", stopTimeout.String()), "--debug-tick-delay", tc.delay)
+			w := startWorker(t, writeConfig(t, e, q, f, "127.0.0.1:0", stopTimeout.String()), "--debug-tick-delay", tc.delay)
 			body, id := tickCommand(t, "blue")
 			q.send(t, q.control, body, "blue")
 			w.waitFor(t, "the tick in flight", func() bool {
@@ -434,7 +508,7 @@ func TestConfigFromSSMParameter(t *testing.T) {
 	t.Parallel()
 	e := emulator.Start(t, emulator.Options{})
 	q := makeQueues(t, e)
-	yaml, err := os.ReadFile(writeConfig(t, e, q, "127.0.0.1:0", "10s"))
+	yaml, err := os.ReadFile(writeConfig(t, e, q, makeFleet(t, e, 0, 5), "127.0.0.1:0", "10s"))
 	if err != nil {
 		t.Fatal(err)
 	}

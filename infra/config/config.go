@@ -34,9 +34,9 @@ const (
 	DefaultListen = ":9090"
 	// DefaultPollInterval is how often a drain looks at an instance's jobs.
 	DefaultPollInterval = time.Minute
-	// DefaultHeartbeatInterval: a third of a 15-minute hook timeout, so two heartbeats may fail
-	// before the hook times out.
-	DefaultHeartbeatInterval = 5 * time.Minute
+	// DefaultSweepInterval is how often the worker sweeps the state table for drains whose
+	// follow-up was lost: far below a hook's heartbeat timeout, so a lost follow-up costs no hook.
+	DefaultSweepInterval = 30 * time.Second
 	// DefaultCommandRetries: an SSM command that failed three times will not do better.
 	DefaultCommandRetries = 3
 	// MaxFollowUpDelay is SQS's largest DelaySeconds: a drain follow-up cannot wait longer.
@@ -52,6 +52,7 @@ const (
 	DefaultStopIntakeDoc     = "runnerfleet-stop-intake"
 	DefaultStatusDoc         = "runnerfleet-status"
 	DefaultUnregisterDoc     = "runnerfleet-unregister"
+	DefaultStateTable        = "runnerfleet-state"
 	DefaultRetryMax          = 3
 	DefaultRetryInitial      = 500 * time.Millisecond
 	DefaultRetryMaxInterval  = 10 * time.Second
@@ -84,6 +85,12 @@ type Config struct {
 	Handler Handler `mapstructure:"handler"`
 	// Queues names the two queues the worker consumes and their dead-letter queues.
 	Queues Queues `mapstructure:"queues"`
+	// StateTable is the DynamoDB table (name or ARN) holding drain, scaling, cycle and update
+	// state (the worker stack's StateTable; infra/aws/state.CreateTable makes one locally).
+	StateTable string `mapstructure:"state_table"`
+	// SweepInterval is how often the worker looks for unfinished drains whose next step is
+	// overdue (a lost follow-up, a worker killed mid-step) and advances them.
+	SweepInterval time.Duration `mapstructure:"sweep_interval"`
 	// Fleets are the runner fleets this worker manages.
 	Fleets []fleet.Settings `mapstructure:"fleets"`
 }
@@ -150,6 +157,12 @@ func (c *Config) setDefaults() {
 	if c.Handler.Timeout == 0 {
 		c.Handler.Timeout = DefaultHandlerTimeout
 	}
+	if c.StateTable == "" {
+		c.StateTable = DefaultStateTable
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = DefaultSweepInterval
+	}
 	r := &c.Handler.Retry
 	if r.InitialInterval == 0 {
 		r.InitialInterval = DefaultRetryInitial
@@ -200,9 +213,6 @@ func setFleetDefaults(f *fleet.Settings) {
 	}
 	if f.Drain.PollInterval == 0 {
 		f.Drain.PollInterval = DefaultPollInterval
-	}
-	if f.Drain.HeartbeatInterval == 0 {
-		f.Drain.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if f.Drain.CommandRetries == 0 {
 		f.Drain.CommandRetries = DefaultCommandRetries
@@ -274,6 +284,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Handler.Timeout <= 0 {
 		add("handler.timeout %s: want more than 0", c.Handler.Timeout)
+	}
+	if !validTable(c.StateTable) {
+		add("state_table %q: want a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .) or its ARN", c.StateTable)
+	}
+	if c.SweepInterval <= 0 || c.SweepInterval > MaxFollowUpDelay {
+		add("sweep_interval %s: want more than 0 and at most %s", c.SweepInterval, MaxFollowUpDelay)
 	}
 	known := map[string]bool{}
 	for _, k := range kinds() {
@@ -370,8 +386,8 @@ func (c *Config) Validate() error {
 		if d.PollInterval <= 0 || d.PollInterval > MaxFollowUpDelay {
 			add("%s.drain.poll_interval %s: want more than 0 and at most %s (SQS's largest message delay)", key, d.PollInterval, MaxFollowUpDelay)
 		}
-		if d.HeartbeatInterval <= 0 {
-			add("%s.drain.heartbeat_interval %s: want more than 0", key, d.HeartbeatInterval)
+		if d.HeartbeatInterval < 0 {
+			add("%s.drain.heartbeat_interval %s: want at least 0 (0: a third of the hook's heartbeat timeout)", key, d.HeartbeatInterval)
 		}
 		// Cross-field: a heartbeat every third of the hook's timeout survives two lost heartbeats.
 		if d.HookTimeout > 0 && d.HeartbeatInterval > d.HookTimeout/3 {
@@ -392,6 +408,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validTable accepts a DynamoDB table name or a table ARN.
+func validTable(s string) bool {
+	if strings.HasPrefix(s, "arn:") {
+		_, name, ok := strings.Cut(s, ":table/")
+		return ok && validTable(name)
+	}
+	if len(s) < 3 || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // kinds are the message kinds Parse produces (what handler.timeouts may name).

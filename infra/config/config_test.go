@@ -52,6 +52,10 @@ func TestDefaults(t *testing.T) {
 	if !ok || f.MetricsURL != DefaultMetricsURLPattern || f.Documents.StopIntake != DefaultStopIntakeDoc || f.Policy.MinInstances != 1 {
 		t.Errorf("fleet defaults not applied: %+v", f)
 	}
+	if cfg.StateTable != DefaultStateTable || cfg.SweepInterval != DefaultSweepInterval || f.Drain.HeartbeatInterval != 0 {
+		t.Errorf("state_table %q, sweep_interval %s, heartbeat_interval %s: want the defaults (0: a third of the hook's)",
+			cfg.StateTable, cfg.SweepInterval, f.Drain.HeartbeatInterval)
+	}
 	if got := cfg.DrainTimeout(); got != DefaultStopTimeout-ShutdownMargin {
 		t.Errorf("DrainTimeout = %s", got)
 	}
@@ -98,6 +102,10 @@ func TestValidationRules(t *testing.T) {
 		{"wrong type", minimal + "stop_timeout: soon\n", "stop_timeout"},
 		{"policy", "fleets: [{name: x, group: g, policy: {min: 3, max: 2}}]\n", "max (2) must be at least min (3)"},
 		{"timeout of unknown kind", minimal + "handler: {timeouts: {lifecycle.termnate: 1m}}\n", "handler.timeouts.lifecycle.termnate: not a message kind"},
+		{"bad state table", minimal + "state_table: 'no spaces'\n", `state_table "no spaces"`},
+		{"bad state table arn", minimal + "state_table: 'arn:aws:dynamodb:eu-west-1:1:stream/x'\n", "state_table"},
+		{"sweep interval", minimal + "sweep_interval: 20m\n", "sweep_interval 20m0s"},
+		{"negative heartbeat", "fleets: [{name: x, group: g, drain: {heartbeat_interval: -1s}}]\n", "heartbeat_interval -1s"},
 		{"per-kind timeout in the budget", minimal + "handler: {timeouts: {drain.step: 2m}}\n", "shorter than the retry budget"},
 	}
 	for _, tc := range tests {
@@ -122,6 +130,7 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 		"RUNNERFLEET_STOP_TIMEOUT":              "40s",
 		"RUNNERFLEET_QUEUES_CONTROL_NAME":       "http://127.0.0.1:1/000/other.fifo",
 		"RUNNERFLEET_HANDLER_RETRY_MAX_RETRIES": "1",
+		"RUNNERFLEET_STATE_TABLE":               "arn:aws:dynamodb:eu-west-1:123456789012:table/runnerfleet-prod-state",
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +144,8 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 	if cfg.StopTimeout != 45*time.Second {
 		t.Errorf("flag did not win over env: stop_timeout %s", cfg.StopTimeout)
 	}
-	if cfg.Queues.Control.Name != "http://127.0.0.1:1/000/other.fifo" || cfg.Handler.Retry.MaxRetries != 1 {
+	if cfg.Queues.Control.Name != "http://127.0.0.1:1/000/other.fifo" || cfg.Handler.Retry.MaxRetries != 1 ||
+		cfg.StateTable != "arn:aws:dynamodb:eu-west-1:123456789012:table/runnerfleet-prod-state" {
 		t.Errorf("nested env overrides not applied: %+v", cfg)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -34,6 +35,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
@@ -184,7 +186,23 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	say("created queues %s, %s (+ DLQs) and rules for lifecycle, spot, state-change, parameter and stack events and the tick of fleet %s",
 		cfg.Queues.Lifecycle.Name, cfg.Queues.Control.Name, fl.Name)
 
-	// 3. The worker.
+	// 3. The state table and the fleet's group (the worker checks its hooks at start-up).
+	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(awsCfg), cfg.StateTable); err != nil {
+		return nil, fmt.Errorf("creating the state table: %w", err)
+	}
+	if err := c.createGroup(ctx, fl.GroupName); err != nil {
+		return nil, err
+	}
+	var ids []string
+	if err := waitFor(ctx, readyTimeout, func() bool {
+		ids = c.inService(ctx, fl.GroupName)
+		return len(ids) >= 2
+	}); err != nil {
+		return nil, fmt.Errorf("the group's instances did not come in service: %w", err)
+	}
+	say("state table %s; group %s: instances %s in service (their launch hooks timed out: no handler yet)", cfg.StateTable, fl.GroupName, strings.Join(ids, ", "))
+
+	// 4. The worker.
 	w, err := startWorker(ctx, filepath.Join(o.Bin, "worker"), cfgPath, filepath.Join(tmp, "worker.log"))
 	if err != nil {
 		return nil, err
@@ -196,7 +214,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	}
 	say("worker ready on %s (pid %d)", metricsURL, w.cmd.Process.Pid)
 
-	// 4. A tick from the publisher, and an event of every kind from the emulator.
+	// 5. A tick from the publisher, and an event of every kind from the emulator.
 	pub := exec.CommandContext(ctx, filepath.Join(o.Bin, "publisher"), "tick", "--fleet", fl.Name, "--config", cfgPath)
 	idOut, err := pub.Output()
 	if err != nil {
@@ -205,17 +223,6 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	sum := &Summary{CommandID: strings.TrimSpace(string(idOut))}
 	say("publisher tick --fleet %s: command %s", fl.Name, sum.CommandID)
 
-	if err := c.createGroup(ctx, fl.GroupName); err != nil {
-		return nil, err
-	}
-	var ids []string
-	if err := waitFor(ctx, readyTimeout, func() bool {
-		ids = c.inService(ctx, fl.GroupName)
-		return len(ids) >= 2
-	}); err != nil {
-		return nil, fmt.Errorf("the group's instances did not come in service: %w", err)
-	}
-	say("group %s: instances %s in service (their launch hooks timed out: no handler yet)", fl.GroupName, strings.Join(ids, ", "))
 	if err := emu.Rebalance(ctx, ids[0]); err != nil {
 		return nil, err
 	}
@@ -244,7 +251,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	}
 	say("sent a malformed body and an event of a kind nobody handles straight to %s", cfg.Queues.Lifecycle.Name)
 
-	// 5. Wait for the worker to have seen everything, then summarize.
+	// 6. Wait for the worker to have seen everything, then summarize.
 	var missing []string
 	err = waitFor(ctx, eventsTimeout, func() bool {
 		m, err := scrape(metricsURL + "/metrics")
