@@ -88,7 +88,14 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func newEnv(t *testing.T) *env {
+// envOptions tune newEnv.
+type envOptions struct {
+	// noStackRule leaves out the EventBridge rule of the stack's status changes: only ticks
+	// advance an update.
+	noStackRule bool
+}
+
+func newEnv(t *testing.T, opts ...envOptions) *env {
 	t.Helper()
 	emu := emulator.Start(t, emulator.Options{})
 	e := &env{t: t, emu: emu, awsCfg: emu.AWSConfig(t), reg: prometheus.NewRegistry(),
@@ -116,7 +123,27 @@ func newEnv(t *testing.T) *env {
 	if err := state.CreateTable(ctx, e.ddb, e.table); err != nil {
 		t.Fatal(err)
 	}
-	// The fleet stack's rule: its status changes go to the control queue, group = fleet.
+	var o envOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if !o.noStackRule {
+		e.stackRule()
+	}
+	e.config = filepath.Join(t.TempDir(), "worker.yaml")
+	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s}\n",
+		emulator.Region, emu.Endpoint, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.startWorker()
+	return e
+}
+
+// stackRule is the fleet stack's rule: its status changes go to the control queue, group = fleet.
+func (e *env) stackRule() {
+	t := e.t
+	ctx := context.Background()
 	eb := eventbridge.NewFromConfig(e.awsCfg)
 	rule := emulator.UniqueName(t, "runnerfleet-stack")
 	pattern := `{"source":["aws.cloudformation"],"detail-type":["CloudFormation Stack Status Change"]}`
@@ -130,14 +157,6 @@ func newEnv(t *testing.T) *env {
 	}}}); err != nil {
 		t.Fatalf("PutTargets: %v", err)
 	}
-	e.config = filepath.Join(t.TempDir(), "worker.yaml")
-	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s}\n",
-		emulator.Region, emu.Endpoint, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.startWorker()
-	return e
 }
 
 func (e *env) fifo(name string) string {
@@ -324,17 +343,29 @@ func (e *env) stackParameters() (string, map[string]string) {
 
 func (e *env) record() update.Record {
 	e.t.Helper()
+	r, ok := e.tryRecord()
+	if !ok {
+		e.t.Fatal("no update record")
+	}
+	return r
+}
+
+func (e *env) tryRecord() (update.Record, bool) {
+	e.t.Helper()
 	table, _ := state.New(e.ddb, e.table)
 	pk, sk := update.Key(e.fleet)
 	body, _, found, err := table.Load(context.Background(), pk, sk)
-	if err != nil || !found {
-		e.t.Fatalf("no update record: %v", err)
+	if err != nil {
+		e.t.Fatalf("reading the update record: %v", err)
+	}
+	if !found {
+		return update.Record{}, false
 	}
 	r, err := update.DecodeRecord(body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return r
+	return r, true
 }
 
 // deadLetters drains the DLQ: each body with its reason.

@@ -190,3 +190,29 @@ func TestAFailedUpdateIsReportedWithItsReason(t *testing.T) {
 		t.Errorf("after the rollback: %s %v", status, ps)
 	}
 }
+
+// TestTicksFollowTheStack: without the stack's status events, each tick of the fleet takes one
+// step; the update finishes on a tick.
+func TestTicksFollowTheStack(t *testing.T) {
+	e := newEnv(t, envOptions{noStackRule: true})
+	out, code := e.update([]string{"TokenParameterName=" + e.tokenPar})
+	if code != 0 {
+		t.Fatalf("update: exit %d\n%s", code, out)
+	}
+	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	eventually(t, "the change set executes", func() bool {
+		r, ok := e.tryRecord()
+		return ok && r.CommandID == id && r.Phase == update.PhaseExecuting
+	})
+	if r := e.record(); r.Finished() {
+		t.Fatalf("finished without a tick: %+v", r)
+	}
+	steps := e.record().Steps
+	if out, code := e.publisher("tick", "--fleet", e.fleet, "--config", e.config); code != 0 {
+		t.Fatalf("tick: %s", out)
+	}
+	eventually(t, "a tick finishes the update", func() bool { return e.record().Finished() })
+	if r := e.record(); r.Outcome != update.OutcomeSucceeded || r.Steps != steps+1 {
+		t.Errorf("after one tick: %+v (steps before %d)", r, steps)
+	}
+}
