@@ -1,0 +1,361 @@
+package cycle
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type rig struct {
+	h     *Handler
+	g     *fakeGroup
+	hl    *fakeHealth
+	st    *fakeStore
+	clk   *clock
+	fleet FleetConfig
+}
+
+func newRig(t *testing.T, g *fakeGroup, tweak func(*FleetConfig)) *rig {
+	t.Helper()
+	hl := &fakeHealth{unknown: map[string]bool{}, rejected: map[string]bool{}}
+	g.health = hl
+	f := FleetConfig{Settings: fleet.Settings{Name: "blue", GroupName: "grp", TokenParameter: "/runnerfleet/blue/token"},
+		HealthTimeout: 5 * time.Minute}
+	if tweak != nil {
+		tweak(&f)
+	}
+	clk := &clock{t: time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)}
+	st := newFakeStore()
+	h, err := New(Config{Fleets: []FleetConfig{f}, Now: clk.now},
+		Deps{Group: g, Health: hl, State: st, Registerer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{h: h, g: g, hl: hl, st: st, clk: clk, fleet: f}
+}
+
+func (r *rig) command(t *testing.T, args messages.CycleArgs) error {
+	t.Helper()
+	c := messages.NewCommand("blue", messages.CommandCycle, r.clk.now())
+	c.Issuer = "alice"
+	*c.Cycle = args
+	return r.h.Command(context.Background(), &c)
+}
+
+// tickUntilDone advances the cycle once a minute until it ends (or n ticks).
+func (r *rig) tickUntilDone(t *testing.T, n int) Record {
+	t.Helper()
+	for i := range n {
+		r.clk.add(time.Minute)
+		active, err := r.h.Advance(context.Background(), "blue", "tick-"+string(rune('a'+i%26))+r.clk.now().Format("150405"))
+		if err != nil {
+			t.Fatalf("tick %d: %v", i, err)
+		}
+		if !active {
+			break
+		}
+	}
+	return r.st.get("blue")
+}
+
+func TestCycleReplacesEveryOldInstanceKeepingTheFloor(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 50)
+	if rec.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s); events %v", rec.Status, rec.Reason, rec.Events)
+	}
+	st, terminated := g.snapshot()
+	slices.Sort(terminated)
+	if want := []string{"i-a", "i-b", "i-c"}; !slices.Equal(terminated, want) {
+		t.Fatalf("terminated %v, want %v", terminated, want)
+	}
+	for _, m := range st.Members {
+		if m.Version != "2" {
+			t.Fatalf("member %s still on version %s", m.ID, m.Version)
+		}
+	}
+	if len(st.Members) != 3 || st.Desired != 3 || st.Max != 3 || g.restored != 1 {
+		t.Fatalf("group ends with %d members, desired %d, max %d (restored %d times); want 3/3/3/1", len(st.Members), st.Desired, st.Max, g.restored)
+	}
+	if g.minServing < 2 {
+		t.Fatalf("serving dropped to %d, below desired − max-unavailable = 2", g.minServing)
+	}
+	if rec.Progress.Replaced != 3 || rec.Progress.Total != 3 {
+		t.Fatalf("progress %+v", rec.Progress)
+	}
+}
+
+func TestCycleWithSurgeNeverRetiresBeforeAReplacementIsHealthy(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	// Max-unavailable 2 would allow retiring at once; with a surge, replacements come first.
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 2, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("first step retired %v before any replacement was healthy", terminated)
+	}
+	rec := r.tickUntilDone(t, 50)
+	if rec.Status != StatusSucceeded || g.minServing < 3 {
+		t.Fatalf("status %s, min serving %d (want succeeded, never below 3 with a surge)", rec.Status, g.minServing)
+	}
+}
+
+func TestCycleWithoutSurgeSpendsTheBudget(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err == nil {
+		// MaxUnavailable 1 with Surge 0 from the command: zero means "fleet default" only when both are 0.
+	} else {
+		t.Fatal(err)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 1 {
+		t.Fatalf("no surge, max-unavailable 1: the first step retires one; got %v", terminated)
+	}
+	rec := r.tickUntilDone(t, 50)
+	if rec.Status != StatusSucceeded || g.minServing < 2 {
+		t.Fatalf("status %s, min serving %d", rec.Status, g.minServing)
+	}
+}
+
+func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	r.hl.unknownNew = true // replacements' runners never answer
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 30)
+	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "not healthy within 5m0s") || !strings.Contains(rec.Reason, "timeout") {
+		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("retired %v although no replacement became healthy", terminated)
+	}
+	// Later ticks do nothing.
+	active, err := r.h.Advance(context.Background(), "blue", "later")
+	if err != nil || active {
+		t.Fatalf("advance after failure: active %v err %v", active, err)
+	}
+}
+
+func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.tickUntilDone(t, 2) // a replacement healthy, one retired
+	_, before := g.snapshot()
+	if err := r.command(t, messages.CycleArgs{Abort: true}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 10)
+	_, after := g.snapshot()
+	if rec.Status != StatusAborted || !strings.Contains(rec.Reason, "alice") {
+		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("retired %v after the abort (before: %v)", after, before)
+	}
+}
+
+func TestSecondCycleWhileOneRunsIsRefused(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	err := r.command(t, messages.CycleArgs{All: true})
+	if !messages.IsPermanent(err) || !strings.Contains(messages.Reason(err), "in progress") {
+		t.Fatalf("second cycle: %v", err)
+	}
+}
+
+func TestNothingToReplaceSucceedsAtOnce(t *testing.T) {
+	g := newFakeGroup("1", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.st.get("blue")
+	if rec.Status != StatusSucceeded || !strings.Contains(rec.Reason, "nothing to replace") || g.setCalls != 0 {
+		t.Fatalf("status %s reason %q set calls %d", rec.Status, rec.Reason, g.setCalls)
+	}
+	// --all replaces even current instances.
+	if err := r.command(t, messages.CycleArgs{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.tickUntilDone(t, 40); rec.Status != StatusSucceeded || rec.Progress.Replaced != 2 {
+		t.Fatalf("--all: %s %+v", rec.Status, rec.Progress)
+	}
+}
+
+func TestDuplicateTickAndLostRaceApplyNothing(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r.clk.add(time.Minute)
+	if _, err := r.h.Advance(ctx, "blue", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	_, t1 := g.snapshot()
+	steps := r.st.get("blue").Steps
+	if _, err := r.h.Advance(ctx, "blue", "m1"); err != nil { // redelivered
+		t.Fatal(err)
+	}
+	r.st.loseNext = true // another replica wins this step
+	if _, err := r.h.Advance(ctx, "blue", "m2"); err != nil {
+		t.Fatal(err)
+	}
+	_, t2 := g.snapshot()
+	if got := r.st.get("blue").Steps; got != steps || len(t2) != len(t1) {
+		t.Fatalf("duplicate or lost step acted: steps %d→%d, terminated %v→%v", steps, got, t1, t2)
+	}
+}
+
+func TestRestartResumesFromTheRecord(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.tickUntilDone(t, 3)
+	// A new handler (a restarted worker) over the same store and group carries on.
+	h2, err := New(Config{Fleets: []FleetConfig{r.fleet}, Now: r.clk.now},
+		Deps{Group: g, Health: r.hl, State: r.st, Registerer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.h = h2
+	if rec := r.tickUntilDone(t, 50); rec.Status != StatusSucceeded {
+		t.Fatalf("after restart: %s %s", rec.Status, rec.Reason)
+	}
+}
+
+func TestFailedTerminateIsRetried(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	g.terminateErr = errTest
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r.tickUntilDone(t, 3)
+	g.mu.Lock()
+	g.terminateErr = nil
+	g.mu.Unlock()
+	if rec := r.tickUntilDone(t, 50); rec.Status != StatusSucceeded {
+		t.Fatalf("%s %s %v", rec.Status, rec.Reason, rec.Events)
+	}
+}
+
+type testErr string
+
+func (e testErr) Error() string { return string(e) }
+
+const errTest = testErr("throttled")
+
+func TestTokenChangeCyclesAndRetiresRejectedFirst(t *testing.T) {
+	g := newFakeGroup("1", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	r.hl.rejected["i-c"] = true
+	ctx := context.Background()
+	pc := &messages.ParameterChange{Name: "runnerfleet/blue/token", Operation: messages.ParameterUpdate}
+	if err := r.h.ParameterChange(ctx, pc, "ev-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.h.ParameterChange(ctx, pc, "ev-1"); err != nil { // redelivered
+		t.Fatal(err)
+	}
+	rec := r.st.get("blue")
+	if rec.Trigger != TriggerToken || !rec.All || len(rec.Old) != 3 {
+		t.Fatalf("token cycle: %+v", rec)
+	}
+	if len(rec.Retired) != 1 || rec.Retired[0] != "i-c" {
+		t.Fatalf("first step retired %v, want the rejected i-c first without waiting", rec.Retired)
+	}
+	if rec := r.tickUntilDone(t, 50); rec.Status != StatusSucceeded {
+		t.Fatalf("%s %s", rec.Status, rec.Reason)
+	}
+}
+
+func TestTokenChangeReportOnly(t *testing.T) {
+	g := newFakeGroup("1", "i-a")
+	r := newRig(t, g, func(f *FleetConfig) { f.OnTokenChange = OnTokenReport })
+	err := r.h.ParameterChange(context.Background(), &messages.ParameterChange{Name: "/runnerfleet/blue/token", Operation: messages.ParameterUpdate}, "ev")
+	if err != nil || r.st.get("blue").ID != "" {
+		t.Fatalf("report-only fleet started a cycle: %v %+v", err, r.st.get("blue"))
+	}
+	if r.h.Handles(&messages.Message{Payload: &messages.ParameterChange{Name: "other"}}) {
+		t.Fatal("handles another parameter")
+	}
+}
+
+func TestTokenChangeDuringACycleFollowsIt(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.h.ParameterChange(context.Background(), &messages.ParameterChange{Name: "/runnerfleet/blue/token", Operation: messages.ParameterUpdate}, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	r.tickUntilDone(t, 50)
+	rec := r.tickUntilDone(t, 50)
+	if rec.Trigger != TriggerToken || rec.Status != StatusSucceeded || len(rec.Old) != 2 {
+		t.Fatalf("no token cycle followed: %+v", rec)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{Fleets: []FleetConfig{
+		{Settings: fleet.Settings{Name: "a"}, OnTokenChange: "maybe", MaxUnavailable: -1, Surge: 0},
+		{Settings: fleet.Settings{Name: "a", GroupName: "g"}},
+	}}
+	err := c.Validate()
+	for _, want := range []string{"empty group", "maybe", "negative", "duplicate"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want %q", err, want)
+		}
+	}
+	if _, err := New(Config{}, Deps{}, nil); err == nil {
+		t.Fatal("New accepted nil deps")
+	}
+}
+
+func TestStaleAndUnknownCommandsAreRejected(t *testing.T) {
+	g := newFakeGroup("2", "i-a")
+	r := newRig(t, g, nil)
+	c := messages.NewCommand("blue", messages.CommandCycle, r.clk.now().Add(-time.Hour))
+	if err := r.h.Command(context.Background(), &c); !messages.IsPermanent(err) {
+		t.Fatalf("stale: %v", err)
+	}
+	c = messages.NewCommand("green", messages.CommandCycle, r.clk.now())
+	if err := r.h.Command(context.Background(), &c); !messages.IsPermanent(err) {
+		t.Fatalf("unknown fleet: %v", err)
+	}
+}

@@ -1,0 +1,225 @@
+package cycle
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+)
+
+// fakeGroup is a race-safe Auto Scaling group in memory that behaves enough like one: raising
+// desired launches members (InService at the next Describe), TerminateInstance moves a member to
+// Terminating:Wait and decrements desired, and a "drain" removes it drainSteps Describes later.
+type fakeGroup struct {
+	mu         sync.Mutex
+	state      GroupState
+	next       int
+	drainSteps int
+	leaving    map[string]int // id → Describes left before it is gone
+	terminated []string
+	setCalls   int
+	restored   int
+	// minServing is the least number of serving instances any Describe saw (health decides).
+	health     *fakeHealth
+	minServing int
+	terminateErr error
+}
+
+func newFakeGroup(version string, ids ...string) *fakeGroup {
+	g := &fakeGroup{state: GroupState{Name: "grp", Desired: len(ids), Max: len(ids), CurrentVersion: version}, leaving: map[string]int{}, minServing: 1 << 30, drainSteps: 2}
+	for _, id := range ids {
+		g.state.Members = append(g.state.Members, Member{ID: id, State: fleet.StateInService, Version: "1", PrivateIP: "10.0.0.1"})
+	}
+	return g
+}
+
+func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// Drains progress; launches come into service.
+	var members []Member
+	for _, m := range g.state.Members {
+		if m.State == fleet.StateTerminatingWait {
+			g.leaving[m.ID]--
+			if g.leaving[m.ID] <= 0 {
+				continue
+			}
+		}
+		if m.State == fleet.StatePending {
+			m.State = fleet.StateInService
+		}
+		members = append(members, m)
+	}
+	live := 0
+	for _, m := range members {
+		if !m.State.Leaving() {
+			live++
+		}
+	}
+	for ; live < g.state.Desired; live++ {
+		g.next++
+		members = append(members, Member{ID: fmt.Sprintf("i-new%02d", g.next), State: fleet.StatePending, Version: g.state.CurrentVersion, LaunchedAt: time.Unix(int64(1000+g.next), 0)})
+	}
+	g.state.Members = members
+	if g.health != nil {
+		serving := 0
+		for _, m := range members {
+			if m.State.InService() && g.health.healthy(m.ID) {
+				serving++
+			}
+		}
+		g.minServing = min(g.minServing, serving)
+	}
+	s := g.state
+	s.Name = name
+	s.Members = slices.Clone(members)
+	return s, nil
+}
+
+func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.setCalls++
+	if max > g.state.Max {
+		g.state.Max = max
+	}
+	if desired > g.state.Max {
+		return fmt.Errorf("desired %d above max %d", desired, g.state.Max)
+	}
+	g.state.Desired = desired
+	return nil
+}
+
+func (g *fakeGroup) RestoreMax(_ context.Context, _ string, max int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.restored++
+	g.state.Max = max
+	return nil
+}
+
+func (g *fakeGroup) TerminateInstance(_ context.Context, id string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.terminateErr != nil {
+		return g.terminateErr
+	}
+	for i, m := range g.state.Members {
+		if m.ID == id && m.State.InService() {
+			g.state.Members[i].State = fleet.StateTerminatingWait
+			g.leaving[id] = g.drainSteps
+			g.state.Desired--
+			g.terminated = append(g.terminated, id)
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not InService", id)
+}
+
+func (g *fakeGroup) snapshot() (GroupState, []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.state
+	s.Members = slices.Clone(s.Members)
+	return s, slices.Clone(g.terminated)
+}
+
+// fakeHealth answers per instance: healthy unless listed as unknown or rejected.
+type fakeHealth struct {
+	mu       sync.Mutex
+	unknown  map[string]bool
+	rejected map[string]bool
+	// unknownNew makes every instance whose ID starts with "i-new" unknown.
+	unknownNew bool
+}
+
+func (h *fakeHealth) runner(id string) Runner {
+	switch {
+	case h.unknown[id] || (h.unknownNew && len(id) > 5 && id[:5] == "i-new"):
+		return Runner{InstanceID: id, Reason: "timeout"}
+	case h.rejected[id]:
+		return Runner{InstanceID: id, Known: true, Rejected: true, Capacity: 0}
+	}
+	return Runner{InstanceID: id, Known: true, Healthy: true, Capacity: 4}
+}
+
+func (h *fakeHealth) healthy(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.runner(id).Healthy
+}
+
+func (h *fakeHealth) Check(_ context.Context, _ string, targets []Target) ([]Runner, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]Runner, len(targets))
+	for i, t := range targets {
+		out[i] = h.runner(t.InstanceID)
+	}
+	return out, nil
+}
+
+// fakeStore is a versioned record store; loseNext makes the next Save lose its race.
+type fakeStore struct {
+	mu       sync.Mutex
+	rec      map[string]Record
+	ver      map[string]int64
+	loseNext bool
+	saves    int
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{rec: map[string]Record{}, ver: map[string]int64{}}
+}
+
+func (s *fakeStore) Load(_ context.Context, f string) (Record, int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return clone(s.rec[f]), s.ver[f], nil
+}
+
+func (s *fakeStore) Save(_ context.Context, f string, rec Record, version int64) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loseNext {
+		s.loseNext = false
+		s.ver[f]++ // another writer
+		return false, nil
+	}
+	if s.ver[f] != version {
+		return false, nil
+	}
+	s.saves++
+	s.rec[f] = clone(rec)
+	s.ver[f] = version + 1
+	return true, nil
+}
+
+func (s *fakeStore) get(f string) Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return clone(s.rec[f])
+}
+
+// clone deep-copies a record the way a JSON round trip would.
+func clone(r Record) Record {
+	r.Old, r.Kept, r.Retired, r.Healthy, r.Events = slices.Clone(r.Old), slices.Clone(r.Kept), slices.Clone(r.Retired), slices.Clone(r.Healthy), slices.Clone(r.Events)
+	if r.Seen != nil {
+		m := make(map[string]time.Time, len(r.Seen))
+		for k, v := range r.Seen {
+			m[k] = v
+		}
+		r.Seen = m
+	}
+	if r.RetiredAt != nil {
+		m := make(map[string]time.Time, len(r.RetiredAt))
+		for k, v := range r.RetiredAt {
+			m[k] = v
+		}
+		r.RetiredAt = m
+	}
+	return r
+}

@@ -1,0 +1,41 @@
+package cycle
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the handler's Prometheus series; labels are fleet names and small fixed sets.
+type metrics struct {
+	started   *prometheus.CounterVec
+	finished  *prometheus.CounterVec
+	retired   *prometheus.CounterVec
+	active    *prometheus.GaugeVec
+	steps     *prometheus.CounterVec
+	tokens    *prometheus.CounterVec
+	applyErrs *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "cycle", Name: name, Help: help}, append([]string{"fleet"}, labels...))
+	}
+	m := &metrics{
+		started:   counter("started_total", "Cycles started, by fleet and trigger (command, token).", "trigger"),
+		finished:  counter("finished_total", "Cycles ended, by fleet and outcome (succeeded, failed, aborted).", "outcome"),
+		retired:   counter("retired_instances_total", "Old instances a cycle terminated through the group (each then drained)."),
+		steps:     counter("steps_total", "Cycle steps taken, by fleet and result (advanced, duplicate, lost_race).", "result"),
+		tokens:    counter("token_changes_total", "Changes of a fleet's token parameter, by what was done (cycle, report, deferred).", "action"),
+		applyErrs: counter("apply_errors_total", "Auto Scaling calls of a cycle step that failed, by operation.", "op"),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "runnerfleet", Subsystem: "cycle", Name: "in_progress",
+			Help: "1 while a cycle of the fleet is in progress."}, []string{"fleet"}),
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.retired, m.active, m.steps, m.tokens, m.applyErrs} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return m, errors.Join(errs...)
+}

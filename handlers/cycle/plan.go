@@ -1,0 +1,218 @@
+package cycle
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// retireRetryAfter is how long an instance the cycle retired may stay InService before a step
+// asks the group to terminate it again: a TerminateInstanceInAutoScalingGroup that failed, or a
+// worker that died between claiming a step and applying it, must not stall the cycle. A minute is
+// a tick: long enough for the hook to have moved a terminated instance out of InService.
+const retireRetryAfter = time.Minute
+
+// plan is what one step does, decided from the record and what the group and runners look like.
+type plan struct {
+	// desired, when above the group's, is the desired capacity to set (with max as MaxSize).
+	desired, max int
+	// retire are old instances to terminate through the group (their drains run).
+	retire []string
+	// finish, when set, ends the cycle with reason.
+	finish Status
+	reason string
+}
+
+// decide advances rec by one step from the group g and the runners' health, and returns the
+// actions. It is pure: the same inputs give the same plan, so a duplicate step decides alike.
+//
+// The rules (D = rec.Desired, S = rec.Surge, U = rec.MaxUnavailable):
+//   - the desired capacity is raised to min(D+S, oldLeft+D): replacements launch before anything
+//     is retired, and the fleet ends at D;
+//   - a healthy old instance is retired only while, after it, the instances serving (InService,
+//     intake open, job requests succeeding) stay ≥ D−U, and the healthy instances (new ones and
+//     old ones not yet retired) stay ≥ D — or ≥ D−U when S is 0 (no surge: the budget is spent
+//     instead);
+//   - an old instance whose job requests are rejected (a revoked token) serves nothing: it is
+//     retired first, up to S per step (at least 1), without charging the budget;
+//   - an old instance whose runner cannot be read is retired only when enough others serve
+//     without it;
+//   - a replacement not healthy within rec.HealthTimeout of being first seen fails the cycle,
+//     and that step retires nothing;
+//   - the cycle succeeds when no old instance is left in the group (every drain finished).
+func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner) plan {
+	old, kept, retired := set(rec.Old), set(rec.Kept), set(rec.Retired)
+	if rec.Seen == nil {
+		rec.Seen = map[string]time.Time{}
+	}
+	var p plan
+	var oldLive []Member
+	var retryRetire []string
+	pr := Progress{Total: len(rec.Old), Floor: max(rec.Desired-rec.MaxUnavailable, 0)}
+	inGroup := map[string]bool{}
+	healthyNew := 0
+	var late []string
+	for _, m := range g.Members {
+		inGroup[m.ID] = true
+		r := runners[m.ID]
+		serving := m.State.InService() && r.Healthy && !retired[m.ID]
+		if serving {
+			pr.Serving++
+		}
+		if m.State.InService() && r.Known && r.Rejected && !retired[m.ID] {
+			pr.Rejected++
+		}
+		if old[m.ID] {
+			switch {
+			case retired[m.ID] || m.State.Leaving():
+				pr.Draining++
+				if retired[m.ID] && m.State.InService() && now.Sub(rec.retiredAt(m.ID)) > retireRetryAfter {
+					retryRetire = append(retryRetire, m.ID)
+				}
+			default:
+				oldLive = append(oldLive, m)
+			}
+			continue
+		}
+		if m.State.Leaving() {
+			continue
+		}
+		if serving {
+			healthyNew++
+		}
+		if kept[m.ID] {
+			continue
+		}
+		if _, ok := rec.Seen[m.ID]; !ok {
+			rec.Seen[m.ID] = now
+			rec.event(now, fmt.Sprintf("replacement %s launched", m.ID))
+		}
+		if slices.Contains(rec.Healthy, m.ID) {
+			continue
+		}
+		if serving {
+			rec.Healthy = append(rec.Healthy, m.ID)
+			rec.event(now, fmt.Sprintf("replacement %s healthy", m.ID))
+			continue
+		}
+		pr.WaitingForHealth++
+		if now.Sub(rec.Seen[m.ID]) > rec.HealthTimeout {
+			late = append(late, fmt.Sprintf("%s (%s)", m.ID, unhealthyWhy(m, r)))
+		}
+	}
+	for _, id := range rec.Old {
+		if !inGroup[id] {
+			pr.Replaced++
+		}
+	}
+	rec.Progress = pr
+
+	if len(late) > 0 {
+		slices.Sort(late)
+		p.finish, p.reason = StatusFailed, fmt.Sprintf("replacement not healthy within %s: %v; nothing more is retired",
+			rec.HealthTimeout, late)
+		return p
+	}
+	if len(oldLive) == 0 && pr.Draining == 0 {
+		p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
+		return p
+	}
+
+	if target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired); target > g.Desired {
+		p.desired, p.max = target, max(g.Max, target)
+	}
+
+	// Rejected first, then unreadable, then healthy; fewest jobs first (their drains end
+	// sooner); then oldest.
+	rank := func(m Member) int {
+		r := runners[m.ID]
+		switch {
+		case m.State.InService() && r.Known && r.Rejected:
+			return 0
+		case !m.State.InService() || !r.Healthy:
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(oldLive, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)),
+			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
+			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
+	})
+	healthyOld := 0
+	for _, m := range oldLive {
+		if rank(m) == 2 {
+			healthyOld++
+		}
+	}
+	covered := healthyNew + healthyOld
+	need := rec.Desired
+	if rec.Surge == 0 {
+		need -= rec.MaxUnavailable
+	}
+	serving := pr.Serving
+	rejectedBudget := max(rec.Surge, 1)
+	for _, m := range oldLive {
+		switch rank(m) {
+		case 0:
+			if rejectedBudget == 0 {
+				continue
+			}
+			rejectedBudget--
+		case 1:
+			if covered < need || serving < pr.Floor {
+				continue
+			}
+		case 2:
+			if covered-1 < need || serving-1 < pr.Floor {
+				continue
+			}
+			covered--
+			serving--
+		}
+		p.retire = append(p.retire, m.ID)
+		rec.Retired = append(rec.Retired, m.ID)
+		rec.event(now, fmt.Sprintf("retiring %s (%s): its drain runs", m.ID, unhealthyWhyOrServing(m, runners[m.ID])))
+	}
+	for _, id := range retryRetire {
+		p.retire = append(p.retire, id)
+		rec.event(now, fmt.Sprintf("retiring %s again: still InService %s after it was retired", id, retireRetryAfter))
+	}
+	if rec.RetiredAt == nil {
+		rec.RetiredAt = map[string]time.Time{}
+	}
+	for _, id := range p.retire {
+		rec.RetiredAt[id] = now
+	}
+	return p
+}
+
+func unhealthyWhyOrServing(m Member, r Runner) string {
+	if m.State.InService() && r.Healthy {
+		return "serving"
+	}
+	return unhealthyWhy(m, r)
+}
+
+func unhealthyWhy(m Member, r Runner) string {
+	switch {
+	case !m.State.InService():
+		return "still " + string(m.State)
+	case !r.Known && r.Reason != "":
+		return "runner metrics: " + r.Reason
+	case !r.Known:
+		return "runner metrics not read"
+	case r.Rejected:
+		return "job requests rejected"
+	}
+	return "job requests not succeeding"
+}
+
+func set(ids []string) map[string]bool {
+	s := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		s[id] = true
+	}
+	return s
+}

@@ -1,0 +1,125 @@
+package cycle
+
+import (
+	"slices"
+	"time"
+)
+
+// Status is where a cycle stands.
+type Status string
+
+// Statuses of a cycle. Only StatusRunning is advanced by ticks; the others are final.
+const (
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusAborted   Status = "aborted"
+)
+
+// Final reports whether the status is final (nothing more happens).
+func (s Status) Final() bool { return s != StatusRunning && s != "" }
+
+// Triggers of a cycle.
+const (
+	TriggerCommand = "command"
+	TriggerToken   = "token"
+)
+
+// maxEvents bounds Record.Events: the record is one DynamoDB item (400 KB).
+const maxEvents = 50
+
+// Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
+// state machine: a worker restart, a duplicate tick or another replica reads it and carries on.
+type Record struct {
+	// ID names the cycle: the id of the command that started it, or of the token change event.
+	ID      string `json:"id"`
+	Trigger string `json:"trigger"`
+	Issuer  string `json:"issuer,omitempty"`
+	Status  Status `json:"status"`
+	// Reason says why the cycle failed or was aborted, or how it ended.
+	Reason string `json:"reason,omitempty"`
+
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+
+	MaxUnavailable int           `json:"max_unavailable"`
+	Surge          int           `json:"surge"`
+	All            bool          `json:"all,omitempty"`
+	HealthTimeout  time.Duration `json:"health_timeout"`
+
+	// TargetVersion is the launch template version the group launched from at the start.
+	TargetVersion string `json:"target_version,omitempty"`
+	// Desired is the group's desired capacity at the start: the fleet's size during and after
+	// the cycle. OriginalMax is its MaxSize, restored at the end when the surge raised it.
+	Desired     int `json:"desired"`
+	OriginalMax int `json:"original_max"`
+
+	// Old are the instances to replace, fixed at the start.
+	Old []string `json:"old"`
+	// Kept are the instances that were already current at the start (not replaced).
+	Kept []string `json:"kept,omitempty"`
+	// Retired are the old instances this cycle terminated through the group (their drains run).
+	// A retired instance never counts as serving again, even while the group still says
+	// InService: so a step of a stale replica can never retire beyond the budget.
+	Retired []string `json:"retired,omitempty"`
+	// RetiredAt is when each was (last) asked to terminate.
+	RetiredAt map[string]time.Time `json:"retired_at,omitempty"`
+	// Seen maps each replacement (an instance neither old nor kept) to when a step first saw it:
+	// its health deadline is Seen + HealthTimeout.
+	Seen map[string]time.Time `json:"seen,omitempty"`
+	// Healthy lists the replacements whose runner was seen healthy.
+	Healthy []string `json:"healthy,omitempty"`
+
+	// Progress is what the last step saw.
+	Progress Progress `json:"progress"`
+	// Steps counts steps taken; LastMessageID is the message of the last one (a redelivered tick
+	// is not a second step).
+	Steps         int    `json:"steps"`
+	LastMessageID string `json:"last_message_id,omitempty"`
+	// Events are the last progress lines, oldest first (for publisher status and --wait).
+	Events []Event `json:"events,omitempty"`
+	// TokenChangedAt is set when the fleet's token parameter changed while this cycle ran: a
+	// token cycle starts when this one ends.
+	TokenChangedAt time.Time `json:"token_changed_at,omitzero"`
+}
+
+// Progress is a cycle's progress as counts.
+type Progress struct {
+	// Total old instances; Replaced of them are gone from the group (their drains finished).
+	Total    int `json:"total"`
+	Replaced int `json:"replaced"`
+	// Draining old instances are retired and still in the group (their drain runs).
+	Draining int `json:"draining"`
+	// WaitingForHealth replacements are launched but not yet seen healthy.
+	WaitingForHealth int `json:"waiting_for_health"`
+	// Serving counts InService instances whose runner takes jobs (intake open, requests succeed);
+	// Floor is the least the cycle keeps (desired − max-unavailable).
+	Serving int `json:"serving"`
+	Floor   int `json:"floor"`
+	// Rejected counts in-service instances whose job requests GitLab rejects.
+	Rejected int `json:"rejected"`
+}
+
+// Event is one progress line of a cycle.
+type Event struct {
+	At   time.Time `json:"at"`
+	Text string    `json:"text"`
+}
+
+// Active reports whether a cycle is in progress: scaling decisions must then hold still.
+func (r Record) Active() bool { return r.ID != "" && r.Status == StatusRunning }
+
+func (r Record) retiredAt(id string) time.Time { return r.RetiredAt[id] }
+
+func (r *Record) event(at time.Time, text string) {
+	r.Events = append(r.Events, Event{At: at, Text: text})
+	if n := len(r.Events); n > maxEvents {
+		r.Events = slices.Clone(r.Events[n-maxEvents:])
+	}
+}
+
+func (r *Record) finish(at time.Time, s Status, reason string) {
+	r.Status, r.Reason, r.FinishedAt, r.UpdatedAt = s, reason, at, at
+	r.event(at, string(s)+": "+reason)
+}
