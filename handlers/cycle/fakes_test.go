@@ -23,8 +23,8 @@ type fakeGroup struct {
 	setCalls   int
 	restored   int
 	// minServing is the least number of serving instances any Describe saw (health decides).
-	health     *fakeHealth
-	minServing int
+	health       *fakeHealth
+	minServing   int
 	terminateErr error
 }
 
