@@ -1,0 +1,33 @@
+// Package interrupt handles the ways an instance leaves a fleet outside a scale-in: EC2 Spot
+// Instance Interruption Warnings, EC2 Instance Rebalance Recommendations, EC2 Instance
+// State-change Notifications for instances being drained or reclaimed, and the operator's
+// `publisher drain` command (retire one instance through its group).
+//
+// # Marks, not decisions
+//
+// The lifecycle queue is a standard queue shared by every fleet: fleet-level decisions do not
+// belong there. A spot or rebalance notice therefore only stops the runner's job intake (the
+// fleet's stop-intake SSM document, which never blocks) and records a Mark in the state table:
+//
+//	pk = "instance#<instance id>", sk = "mark"   one instance's marks (this package's Mark, JSON)
+//
+// The fleet's next tick, on its FIFO message group, reads the marks: the scale handler sees a
+// marked instance as offering no capacity (infra/aws/marks.Group decorates its Group) and scales
+// out for it, and Replacer, run just before the tick, replaces rebalance-marked instances of fleets
+// whose rebalance mode is "act" (TerminateInstanceInAutoScalingGroup without decrement: the group
+// launches the replacement, the terminate hook drains the old one).
+//
+// # Lost jobs
+//
+// Spot capacity is reclaimed two minutes after the warning whatever runs there: when the
+// instance shuts down, the jobs still running (a last scrape, else the count seen at the notice)
+// are reported lost in a decision record and runnerfleet_interrupt_jobs_lost_total. An instance
+// that stops or terminates while its drain is in progress finishes that drain as "lost" with
+// the count of jobs that were running (Drains).
+//
+// # Safe twice
+//
+// Every step is idempotent: marks are merged with conditional writes, a stop-intake already
+// recorded is not sent again, a lost report is written once (the mark remembers it), a retire of
+// an instance already leaving its group does nothing.
+package interrupt

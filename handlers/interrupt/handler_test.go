@@ -1,0 +1,241 @@
+package interrupt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+func spotMsg(id string) *messages.Message {
+	return &messages.Message{Kind: messages.KindSpotInterruption, Time: t0, Payload: &messages.SpotInterruption{InstanceID: id, InstanceAction: "terminate"}}
+}
+
+func rebalanceMsg(id string) *messages.Message {
+	return &messages.Message{Kind: messages.KindRebalance, Time: t0, Payload: &messages.Rebalance{InstanceID: id}}
+}
+
+func stateMsg(id, state string) *messages.Message {
+	return &messages.Message{Kind: messages.KindStateChange, Payload: &messages.StateChange{InstanceID: id, State: state}}
+}
+
+func TestSpotStopsIntakeOnceAndMarks(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-1"] = member{"blue-asg", "InService"}
+	w.jobs["i-1"] = 2
+	h := newTestHandler(t, w, nil)
+	for range 2 { // the same notice twice
+		if err := h.Handle(context.Background(), spotMsg("i-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.sent) != 1 || w.sent[0] != "runnerfleet-stop-intake i-1" {
+		t.Fatalf("sent = %v, want one stop-intake", w.sent)
+	}
+	m := w.marks["i-1"]
+	if !m.SpotInterrupted || !m.IntakeStopped || m.JobsAtNotice != 2 || m.Fleet != "blue" || m.StopCommandID != "cmd-1" {
+		t.Fatalf("mark = %+v", m)
+	}
+}
+
+func TestNoticeForUnmanagedInstanceDoesNothing(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-2"] = member{"other-asg", "InService"}
+	h := newTestHandler(t, w, nil)
+	for _, id := range []string{"i-2", "i-unknown"} {
+		if err := h.Handle(context.Background(), spotMsg(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.sent) != 0 || len(w.marks) != 0 {
+		t.Fatalf("sent %v, marks %v for unmanaged instances", w.sent, w.marks)
+	}
+	if got := count(h.m.Notices.WithLabelValues("", "spot", "unmanaged")); got != 2 {
+		t.Fatalf("unmanaged notices = %v", got)
+	}
+}
+
+func TestStopIntakeFailureIsRetried(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-1"] = member{"green-asg", "InService"}
+	w.sendErr = errors.New("throttled")
+	h := newTestHandler(t, w, nil)
+	err := h.Handle(context.Background(), spotMsg("i-1"))
+	if err == nil || messages.IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	w.sendErr = nil
+	if err := h.Handle(context.Background(), spotMsg("i-1")); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.sent) != 1 || w.sent[0] != "green-stop i-1" || !w.marks["i-1"].IntakeStopped {
+		t.Fatalf("sent %v mark %+v", w.sent, w.marks["i-1"])
+	}
+}
+
+func TestRebalanceModes(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-b"] = member{"blue-asg", "InService"}
+	w.members["i-g"] = member{"green-asg", "InService"}
+	h := newTestHandler(t, w, map[string]RebalanceMode{"green": RebalanceReport})
+	for _, id := range []string{"i-b", "i-g"} {
+		if err := h.Handle(context.Background(), rebalanceMsg(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.sent) != 1 || w.sent[0] != "runnerfleet-stop-intake i-b" {
+		t.Fatalf("sent = %v: only the acting fleet stops intake", w.sent)
+	}
+	if !w.marks["i-g"].RebalanceRecommended || w.marks["i-g"].IntakeStopped {
+		t.Fatalf("report-only mark = %+v", w.marks["i-g"])
+	}
+	// The next ticks: blue replaces its instance (no decrement) once; green does nothing.
+	for range 2 {
+		if _, err := h.ReplaceMarked(context.Background(), "blue"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.ReplaceMarked(context.Background(), "green"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec, ok := w.terminated["i-b"]
+	if !ok || dec || len(w.terminated) != 1 || !w.marks["i-b"].Replaced {
+		t.Fatalf("terminated = %v, mark %+v", w.terminated, w.marks["i-b"])
+	}
+}
+
+func TestBeforeTickReplacesThenTicks(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-b"] = member{"blue-asg", "InService"}
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), rebalanceMsg("i-b")); err != nil {
+		t.Fatal(err)
+	}
+	var sawState string
+	next := func(ctx context.Context, m *messages.Message) error {
+		_, sawState, _, _ = w.GroupOf(ctx, "i-b")
+		return nil
+	}
+	tick := &messages.Message{Kind: messages.KindScheduled, Payload: &messages.Scheduled{RuleARN: "arn:aws:events:us-east-1:1:rule/runnerfleet-blue-tick"}}
+	if err := h.BeforeTick(next)(context.Background(), tick); err != nil {
+		t.Fatal(err)
+	}
+	if sawState != "Terminating:Wait" {
+		t.Fatalf("the tick saw the marked instance %q, want it already leaving", sawState)
+	}
+}
+
+func TestReclaimReportsLostJobsOnce(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-1"] = member{"blue-asg", "InService"}
+	w.jobs["i-1"] = 3
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), spotMsg("i-1")); err != nil {
+		t.Fatal(err)
+	}
+	delete(w.jobs, "i-1") // reclaimed: metrics gone; the count at the notice stands
+	for _, st := range []string{"running", "shutting-down", "terminated", "shutting-down"} {
+		if err := h.Handle(context.Background(), stateMsg("i-1", st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := w.marks["i-1"]
+	if !m.Gone || m.Lost != 3 || m.State != "shutting-down" {
+		t.Fatalf("mark = %+v", m)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("blue", "spot")); got != 3 {
+		t.Fatalf("jobs lost = %v, want 3 counted once", got)
+	}
+}
+
+func TestStateChangeFinishesDrainAsLost(t *testing.T) {
+	w := newFakeWorld()
+	w.drains["i-1"] = 2
+	h := newTestHandler(t, w, nil)
+	w.busy = true
+	if err := h.Handle(context.Background(), stateMsg("i-1", "stopping")); err == nil || messages.IsPermanent(err) {
+		t.Fatalf("busy drain: err = %v, want transient", err)
+	}
+	w.busy = false
+	for range 2 {
+		if err := h.Handle(context.Background(), stateMsg("i-1", "stopping")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.lostDrains["i-1"] != 2 {
+		t.Fatalf("lost drains = %v", w.lostDrains)
+	}
+	if got := count(h.m.DrainsLost.WithLabelValues("blue")); got != 1 {
+		t.Fatalf("drains lost = %v, want 1", got)
+	}
+}
+
+func drainCmd(fleetName, id string, replace bool) *messages.Message {
+	c := messages.NewCommand(fleetName, messages.CommandDrain, t0)
+	c.Drain.InstanceID, c.Drain.Replace = id, replace
+	return &messages.Message{Kind: messages.KindCommand, ID: c.ID, Payload: &c}
+}
+
+func TestRetire(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-0000000000000000a"] = member{"blue-asg", "InService"}
+	w.members["i-0000000000000000b"] = member{"blue-asg", "InService"}
+	w.members["i-0000000000000000c"] = member{"other-asg", "InService"}
+	h := newTestHandler(t, w, nil)
+	ctx := context.Background()
+	if err := h.Handle(ctx, drainCmd("blue", "i-0000000000000000a", false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Handle(ctx, drainCmd("blue", "i-0000000000000000b", true)); err != nil {
+		t.Fatal(err)
+	}
+	if dec := w.terminated["i-0000000000000000a"]; !dec {
+		t.Error("drain without --replace must decrement")
+	}
+	if dec, ok := w.terminated["i-0000000000000000b"]; !ok || dec {
+		t.Error("drain --replace must terminate without decrement")
+	}
+	// Again: already leaving, nothing more.
+	delete(w.terminated, "i-0000000000000000a")
+	if err := h.Handle(ctx, drainCmd("blue", "i-0000000000000000a", false)); err != nil || len(w.terminated) != 1 {
+		t.Fatalf("second drain: %v, terminated %v", err, w.terminated)
+	}
+	for id, want := range map[string]string{
+		"i-0000000000000000c": "belongs to Auto Scaling group other-asg, not to fleet \"blue\"",
+		"i-0000000000000000d": "is not in any Auto Scaling group",
+	} {
+		err := h.Handle(ctx, drainCmd("blue", id, false))
+		if !messages.IsPermanent(err) || !strings.Contains(messages.Reason(err), want) {
+			t.Errorf("%s: err %v, want refusal %q", id, err, want)
+		}
+	}
+	w.termErr = fmt.Errorf("below min size: %w", ErrRefused)
+	w.members["i-0000000000000000e"] = member{"blue-asg", "InService"}
+	if err := h.Handle(ctx, drainCmd("blue", "i-0000000000000000e", false)); !messages.IsPermanent(err) {
+		t.Errorf("refused terminate: err %v, want permanent", err)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a"}}, Rebalance: map[string]RebalanceMode{"a": "maybe", "b": RebalanceAct}}, Deps{})
+	for _, want := range []string{"no group", "rebalance mode \"maybe\"", "unknown fleet \"b\"", "nil Groups", "nil Marks"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want %q", err, want)
+		}
+	}
+}
+
+func count(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
+}
