@@ -171,23 +171,24 @@ func (c *consumer) run(ctx context.Context) {
 	}
 }
 
-// acquire takes in-flight slots for the next receive: it blocks until at least half a batch of
-// slots is free (so that a busy consumer does not degrade into receives of one message each),
-// then takes as many more as are free, up to the batch size. It returns 0 when ctx is done.
+// acquireLinger is how long acquire waits for more free slots once it has one but less than half
+// a batch: long enough for the acks of a batch in progress to free their slots (settle calls take
+// tens of milliseconds, more on a loaded emulator), short next to the wait of a message behind
+// long handlers, which this adds to at most once per receive.
+const acquireLinger = time.Second
+
+// acquire takes in-flight slots for the next receive: it blocks until one is free, takes every
+// free one up to the batch size and, with less than half a batch, lingers up to acquireLinger for
+// more, so that a busy consumer does not degrade into receives of one message each. It returns 0
+// when ctx is done.
 func (c *consumer) acquire(ctx context.Context) int {
 	want := min(c.cfg.BatchSize, c.cfg.MaxInFlight)
-	n := 0
-	for n < (want+1)/2 {
-		select {
-		case c.slots <- struct{}{}:
-			n++
-		case <-ctx.Done():
-			for range n {
-				<-c.slots
-			}
-			return 0
-		}
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0
 	}
+	n := 1
 	for n < want {
 		select {
 		case c.slots <- struct{}{}:
@@ -196,6 +197,24 @@ func (c *consumer) acquire(ctx context.Context) int {
 		default:
 		}
 		break
+	}
+	if n >= (want+1)/2 {
+		return n
+	}
+	linger := time.NewTimer(acquireLinger)
+	defer linger.Stop()
+	for n < (want+1)/2 {
+		select {
+		case c.slots <- struct{}{}:
+			n++
+		case <-linger.C:
+			return n
+		case <-ctx.Done():
+			for range n {
+				<-c.slots
+			}
+			return 0
+		}
 	}
 	return n
 }

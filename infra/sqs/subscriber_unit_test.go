@@ -23,6 +23,7 @@ type fakeQueue struct {
 	deleted    []string
 	visibility map[string][]int32
 	failDelete map[string]bool // receipt handles whose DeleteMessage fails
+	asked      []int32         // MaxNumberOfMessages of each receive that returned messages
 }
 
 func (f *fakeQueue) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, _ ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
@@ -32,6 +33,7 @@ func (f *fakeQueue) GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, _
 func (f *fakeQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
 	f.mu.Lock()
 	if len(f.batches) > 0 {
+		f.asked = append(f.asked, in.MaxNumberOfMessages)
 		b := f.batches[0]
 		f.batches = f.batches[1:]
 		f.mu.Unlock()
@@ -214,5 +216,42 @@ func TestFIFOFailedDeleteReleasesRestOfGroup(t *testing.T) {
 	_, vis := q.state()
 	if !slices.Equal(vis["rh-g2"], []int32{0}) {
 		t.Errorf("visibility changes of g2: %v, want one release to 0", vis["rh-g2"])
+	}
+}
+
+// Slots left free beside long handlers are used: with 6 of 10 messages held by handlers that do
+// not finish, a new message is still received (asking for the 4 free slots) and delivered.
+func TestFreeSlotsUsedBesideLongHandlers(t *testing.T) {
+	var first []types.Message
+	for _, id := range []string{"a", "b", "c", "d", "e", "f"} {
+		first = append(first, fifoMessage(id, id))
+	}
+	q := &fakeQueue{batches: [][]types.Message{first, {fifoMessage("late", "late")}}}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, MaxInFlight: 10, CloseTimeout: 100 * time.Millisecond},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ch, err := s.Subscribe(context.Background(), "https://sqs.local/1/lifecycle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for got := 0; got < 7; got++ {
+		select {
+		case m := <-ch: // never acked: long handlers
+			if got == 6 && string(m.Payload) != "late" {
+				t.Errorf("seventh delivery %s, want late", m.Payload)
+			}
+		case <-deadline:
+			t.Fatalf("only %d of 7 messages delivered while 4 slots were free", got)
+		}
+	}
+	q.mu.Lock()
+	asked := slices.Clone(q.asked)
+	q.mu.Unlock()
+	if !slices.Equal(asked, []int32{10, 4}) {
+		t.Errorf("receives asked for %v messages, want [10 4]", asked)
 	}
 }
