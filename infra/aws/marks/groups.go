@@ -1,0 +1,64 @@
+package marks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+)
+
+// AutoScalingAPI is the part of the Auto Scaling client Groups calls.
+type AutoScalingAPI interface {
+	DescribeAutoScalingInstances(ctx context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error)
+	TerminateInstanceInAutoScalingGroup(ctx context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, optFns ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error)
+}
+
+// Groups implements interrupt.Groups. It is safe for concurrent use.
+type Groups struct{ api AutoScalingAPI }
+
+var _ interrupt.Groups = (*Groups)(nil)
+
+// NewGroups returns Groups; it refuses a nil client.
+func NewGroups(api AutoScalingAPI) (*Groups, error) {
+	if api == nil {
+		return nil, errors.New("marks: nil autoscaling client")
+	}
+	return &Groups{api: api}, nil
+}
+
+// GroupOf returns the instance's group and lifecycle state; found is false when no group knows it.
+func (g *Groups) GroupOf(ctx context.Context, id string) (string, string, bool, error) {
+	out, err := g.api.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		if rfaws.IsNotFound(err) {
+			return "", "", false, nil
+		}
+		return "", "", false, fmt.Errorf("describing auto scaling instance %s: %w", id, err)
+	}
+	for _, in := range out.AutoScalingInstances {
+		if aws.ToString(in.InstanceId) == id {
+			return aws.ToString(in.AutoScalingGroupName), aws.ToString(in.LifecycleState), true, nil
+		}
+	}
+	return "", "", false, nil
+}
+
+// Terminate calls TerminateInstanceInAutoScalingGroup. A refusal that retrying cannot change
+// (a validation error such as falling below the group's minimum size) wraps interrupt.ErrRefused.
+func (g *Groups) Terminate(ctx context.Context, id string, decrement bool) error {
+	_, err := g.api.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(decrement),
+	})
+	if err == nil {
+		return nil
+	}
+	if rfaws.Classify(err) == rfaws.ClassPermanent {
+		return fmt.Errorf("terminating %s through its auto scaling group (decrement %v): %w: %w", id, decrement, interrupt.ErrRefused, err)
+	}
+	return fmt.Errorf("terminating %s through its auto scaling group (decrement %v): %w", id, decrement, err)
+}
