@@ -8,8 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 
-	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 )
 
 // AutoScalingAPI is the part of the Auto Scaling client Groups calls.
