@@ -417,14 +417,14 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		return true, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
 	}
 	now := h.cfg.Now()
-	before := len(rec.Events)
+	before, prev := len(rec.Events), rec.Progress
 	p := decide(now, &rec, g, runners)
 	rec.Steps++
 	rec.LastMessageID = messageID
 	rec.UpdatedAt = now
 	if p.finish != "" {
 		rec.finish(now, p.finish, p.reason)
-	} else {
+	} else if rec.Progress != prev || rec.Steps == 1 {
 		rec.event(now, progressLine(rec.Progress))
 	}
 	claimed, err := h.deps.State.Save(ctx, f.Name, rec, ver)
