@@ -1,0 +1,162 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+)
+
+// Defaults, with why.
+const (
+	// DefaultTimeout: a runner AMI boots and registers in one to three minutes; ten is ample,
+	// and short enough that a broken launch template costs little.
+	DefaultTimeout = 10 * time.Minute
+	// DefaultPoll: gitlab-runner asks for jobs every check_interval (3 s); 15 s sees several.
+	DefaultPoll = 15 * time.Second
+	// DefaultStepTimeout bounds one step's calls: a scrape, a conditional write or two, maybe a
+	// CompleteLifecycleAction.
+	DefaultStepTimeout = 20 * time.Second
+	// DefaultSweepGrace is how overdue a gate must be before Sweep advances it.
+	DefaultSweepGrace = 30 * time.Second
+	// DefaultRetention keeps finished gate records a week (TTL).
+	DefaultRetention = 7 * 24 * time.Hour
+	// clockSkew is how early a follow-up may arrive and still count as due.
+	clockSkew = time.Second
+)
+
+// Gate tunes one fleet's launch gate. Its hook's heartbeat timeout must exceed Timeout unless
+// HeartbeatEvery keeps the action alive.
+type Gate struct {
+	// Timeout is how long a new instance may take to become healthy before ABANDON.
+	Timeout time.Duration
+	// Poll is how often the runner is looked at (≤ 900 s).
+	Poll time.Duration
+	// HeartbeatEvery, when set, records a lifecycle heartbeat that often while waiting.
+	HeartbeatEvery time.Duration
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Fleets are the managed fleets; launch actions of other groups are rejected.
+	Fleets []fleet.Settings
+	// Gates maps fleet names to their gate. A fleet without one has its launch actions completed
+	// with CONTINUE at once (a hook with nothing to wait for).
+	Gates map[string]Gate
+	// StepTimeout bounds one step; default DefaultStepTimeout.
+	StepTimeout time.Duration
+	// SweepGrace: default DefaultSweepGrace. Retention: default DefaultRetention.
+	SweepGrace, Retention time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.StepTimeout, DefaultStepTimeout)
+	def(&c.SweepGrace, DefaultSweepGrace)
+	def(&c.Retention, DefaultRetention)
+	gates := make(map[string]Gate, len(c.Gates))
+	for name, g := range c.Gates {
+		def(&g.Timeout, DefaultTimeout)
+		def(&g.Poll, DefaultPoll)
+		gates[name] = g
+	}
+	c.Gates = gates
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Fleets) == 0 {
+		errs = append(errs, errors.New("launch: no fleets"))
+	}
+	names, groups := map[string]bool{}, map[string]bool{}
+	for i, f := range c.Fleets {
+		if f.Name == "" || names[f.Name] {
+			errs = append(errs, fmt.Errorf("launch: fleet %d: empty or duplicate name %q", i, f.Name))
+		}
+		if f.GroupName == "" || groups[f.GroupName] {
+			errs = append(errs, fmt.Errorf("launch: fleet %q: empty or duplicate group %q", f.Name, f.GroupName))
+		}
+		names[f.Name], groups[f.GroupName] = true, true
+	}
+	for name, g := range c.Gates {
+		if !names[name] {
+			errs = append(errs, fmt.Errorf("launch: gate for unknown fleet %q", name))
+		}
+		if g.Timeout <= 0 {
+			errs = append(errs, fmt.Errorf("launch: fleet %q: timeout must be positive", name))
+		}
+		if g.Poll <= 0 || g.Poll > MaxDelay {
+			errs = append(errs, fmt.Errorf("launch: fleet %q: poll %s outside (0, %s]", name, g.Poll, MaxDelay))
+		}
+		if g.HeartbeatEvery < 0 {
+			errs = append(errs, fmt.Errorf("launch: fleet %q: negative heartbeat interval", name))
+		}
+	}
+	for name, d := range map[string]time.Duration{"step_timeout": c.StepTimeout, "sweep_grace": c.SweepGrace, "retention": c.Retention} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("launch: %s must be positive", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the handler's collaborators; New refuses a nil one (Clock and Metrics default).
+type Deps struct {
+	Store     Store
+	Lifecycle Lifecycle
+	Health    Health
+	FollowUps FollowUps
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	Clock     Clock
+}
+
+func (d Deps) validate() error {
+	var errs []error
+	for name, isNil := range map[string]bool{"Store": d.Store == nil, "Lifecycle": d.Lifecycle == nil,
+		"Health": d.Health == nil, "FollowUps": d.FollowUps == nil, "Logger": d.Logger == nil} {
+		if isNil {
+			errs = append(errs, fmt.Errorf("launch: nil %s", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Metrics are the gate's Prometheus series (labels: fleet, result, reason, outcome).
+type Metrics struct {
+	// Finished counts gates finished by result (CONTINUE, ABANDON, none) and reason.
+	Finished *prometheus.CounterVec
+	// Checks counts looks at a runner by what they found.
+	Checks *prometheus.CounterVec
+	// Duration observes how long instances waited in Pending:Wait, by result.
+	Duration *prometheus.HistogramVec
+	// Recovered counts gates Sweep advanced because their follow-up was overdue.
+	Recovered *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Finished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "finished_total",
+			Help: "Launch gates finished, by result and reason."}, []string{"fleet", "result", "reason"}),
+		Checks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "checks_total",
+			Help: "Looks at a new runner, by what they found."}, []string{"fleet", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "wait_seconds",
+			Help: "Time from the launch event to the gate's decision.", Buckets: prometheus.ExponentialBuckets(5, 2, 10)}, []string{"fleet", "result"}),
+		Recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "recovered_total",
+			Help: "Launch gates the sweep advanced because their follow-up was overdue."}, []string{"fleet"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Finished, m.Checks, m.Duration, m.Recovered)
+	}
+	return m
+}

@@ -1,0 +1,28 @@
+// Package launch is the launch gate: an optional per-fleet check that keeps a new instance in
+// Pending:Wait (the group's launch lifecycle hook) until its runner is healthy, then completes
+// the action with CONTINUE — or with ABANDON after the fleet's timeout, recording why (no answer,
+// token rejected, no successful job request), so a broken AMI or a bad token never joins the
+// fleet.
+//
+// Healthy means GitLab accepts the runner's job requests: the request_job success statuses of
+// gitlab_runner_api_request_statuses_total (201 job given, 204 none) grew between two looks.
+// Metrics merely answering is not enough: gitlab_runner_concurrent is configuration and is there
+// even when every job request is refused (403).
+//
+// # A state machine, one short step per message
+//
+// Like the drain, the gate is a record in the state table, advanced by one short step per
+// message and never holding a message while it waits:
+//
+//	pk = "launch#<LifecycleActionToken>", sk = "launch"
+//
+// The first step is the "EC2 Instance-launch Lifecycle Action" event. Each step looks at the
+// runner once and either decides (phase complete → CompleteLifecycleAction → done) or schedules
+// its follow-up: the same event, re-published to the lifecycle queue with a new id and a delay
+// (≤ 900 s; the messages package has no launch follow-up kind, so the event itself is the
+// follow-up). Every write is conditioned on the version read, so a duplicate, a second replica or
+// a retry never takes a step twice: a message arriving before the record's next step is due does
+// nothing, and the decision to complete is written before CompleteLifecycleAction is called (a
+// retried completion of the same result is harmless). Sweep advances gates whose follow-up was
+// lost.
+package launch

@@ -1,0 +1,348 @@
+package launch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// Results and reasons of a gate.
+const (
+	ResultContinue = "CONTINUE"
+	ResultAbandon  = "ABANDON"
+
+	// ReasonHealthy: the runner's job requests succeed.
+	ReasonHealthy = "healthy"
+	// ReasonNoAnswer: the runner's metrics did not answer at the last look.
+	ReasonNoAnswer = "no-answer"
+	// ReasonTokenRejected: GitLab refused the runner's job requests (401/403/410) and accepted none.
+	ReasonTokenRejected = "token-rejected"
+	// ReasonNoJobRequest: the metrics answer but no job request succeeded.
+	ReasonNoJobRequest = "no-successful-job-request"
+	// ReasonNoGate: the fleet has no launch gate; completed at once.
+	ReasonNoGate = "no-gate"
+	// ReasonActionGone: the action ended without us (the hook's own timeout, someone else).
+	ReasonActionGone = "action-gone"
+)
+
+const (
+	keyPrefix    = "launch#"
+	sortKey      = "launch"
+	recordSchema = 1
+
+	phaseWait     = "wait"
+	phaseComplete = "complete"
+	phaseDone     = "done"
+)
+
+// record is a gate as stored in the state table.
+type record struct {
+	Schema     int    `json:"schema"`
+	Token      string `json:"token"`
+	Fleet      string `json:"fleet"`
+	Group      string `json:"group"`
+	Hook       string `json:"hook"`
+	InstanceID string `json:"instance_id"`
+	// Event is the launch event, re-published as each follow-up.
+	Event messages.Envelope `json:"event"`
+
+	Phase     string    `json:"phase"`
+	StartedAt time.Time `json:"started_at"`
+	Deadline  time.Time `json:"deadline"`
+	Due       time.Time `json:"due"`
+
+	Checks int `json:"checks"`
+	// Seen: OK and Rejected hold the counters of the previous answered look.
+	Seen          bool      `json:"seen,omitempty"`
+	OK            float64   `json:"ok"`
+	Rejected      float64   `json:"rejected"`
+	Last          string    `json:"last,omitempty"`
+	LastHeartbeat time.Time `json:"last_heartbeat,omitzero"`
+	FollowUps     int       `json:"follow_ups"`
+
+	Result     string    `json:"result,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Note       string    `json:"note,omitempty"`
+}
+
+// Handler runs launch gates. It is safe for concurrent use by goroutines and replicas.
+type Handler struct {
+	cfg     Config
+	d       Deps
+	log     *slog.Logger
+	m       *Metrics
+	byGroup map[string]fleet.Settings
+}
+
+// New returns a Handler; it validates cfg (after defaults) and refuses nil dependencies.
+func New(cfg Config, deps Deps) (*Handler, error) {
+	cfg.setDefaults()
+	if err := errors.Join(cfg.Validate(), deps.validate()); err != nil {
+		return nil, err
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(nil)
+	}
+	if deps.Clock == nil {
+		deps.Clock = systemClock{}
+	}
+	h := &Handler{cfg: cfg, d: deps, log: deps.Logger.With("handler", "launch"), m: deps.Metrics, byGroup: map[string]fleet.Settings{}}
+	for _, f := range cfg.Fleets {
+		h.byGroup[f.GroupName] = f
+	}
+	return h, nil
+}
+
+// Handle is the router's entry point for KindLaunchAction (the event and its follow-ups). nil:
+// done (duplicates and early follow-ups included); messages.Reject: never succeeds; other errors
+// are transient (retried).
+func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
+	la, ok := msg.Payload.(*messages.LifecycleAction)
+	if !ok || msg.Kind != messages.KindLaunchAction || msg.Event == nil {
+		return messages.Reject("launch: cannot handle a message of kind %s", msg.Kind)
+	}
+	if la.LifecycleTransition != messages.TransitionLaunching {
+		return messages.Reject("launch: transition %q is not %s", la.LifecycleTransition, messages.TransitionLaunching)
+	}
+	f, ok := h.byGroup[la.AutoScalingGroupName]
+	if !ok {
+		return messages.Reject("launch: group %s is not a managed fleet's", la.AutoScalingGroupName)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
+	defer cancel()
+	gate, gated := h.cfg.Gates[f.Name]
+	if !gated {
+		active, err := h.d.Lifecycle.Complete(ctx, la.AutoScalingGroupName, la.LifecycleHookName, la.LifecycleActionToken, la.EC2InstanceId, ResultContinue)
+		if err != nil {
+			return fmt.Errorf("launch: completing %s (fleet %s has no gate): %w", la.EC2InstanceId, f.Name, err)
+		}
+		if active {
+			h.m.Finished.WithLabelValues(f.Name, ResultContinue, ReasonNoGate).Inc()
+		}
+		h.log.InfoContext(ctx, "launch decision", "fleet", f.Name, "instance_id", la.EC2InstanceId, "token_hash", tokenHash(la.LifecycleActionToken),
+			"result", ResultContinue, "reason", ReasonNoGate, "was_pending", active)
+		return nil
+	}
+	return h.advance(ctx, f, gate, la, *msg.Event, false)
+}
+
+func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *messages.LifecycleAction, env messages.Envelope, sweeping bool) error {
+	pk := keyPrefix + la.LifecycleActionToken
+	body, version, found, err := h.d.Store.Load(ctx, pk, sortKey)
+	if err != nil {
+		return fmt.Errorf("launch: loading gate of %s: %w", la.EC2InstanceId, err)
+	}
+	now := h.d.Clock.Now()
+	var rec record
+	if !found {
+		at := env.Time
+		if at.IsZero() || at.After(now) {
+			at = now
+		}
+		rec = record{Schema: recordSchema, Token: la.LifecycleActionToken, Fleet: f.Name, Group: la.AutoScalingGroupName,
+			Hook: la.LifecycleHookName, InstanceID: la.EC2InstanceId, Event: env, Phase: phaseWait,
+			StartedAt: at, Deadline: at.Add(gate.Timeout), Due: now, LastHeartbeat: at}
+	} else if err := json.Unmarshal(body, &rec); err != nil {
+		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
+	}
+	switch {
+	case rec.Phase == phaseDone:
+		return nil
+	case rec.Phase == phaseComplete:
+		return h.complete(ctx, rec, version)
+	case rec.Due.After(now.Add(clockSkew)):
+		return nil // a duplicate or an early copy: the step that set Due scheduled the next one
+	}
+	if sweeping {
+		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
+	}
+	h.step(ctx, &rec, gate, now)
+	out, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("launch: encoding gate of %s: %w", rec.InstanceID, err)
+	}
+	var expires time.Time
+	if rec.Phase == phaseDone {
+		expires = now.Add(h.cfg.Retention)
+	}
+	ok, err := h.d.Store.Save(ctx, pk, sortKey, out, version, rec.Due, expires)
+	if err != nil {
+		return fmt.Errorf("launch: saving gate of %s: %w", rec.InstanceID, err)
+	}
+	if !ok {
+		return nil // another replica took this step
+	}
+	version++
+	switch rec.Phase {
+	case phaseComplete:
+		return h.complete(ctx, rec, version)
+	case phaseDone:
+		h.finished(ctx, rec, now)
+		return nil
+	}
+	h.decision(ctx, rec, now)
+	follow := rec.Event
+	follow.ID = rec.Event.ID + "/gate-" + strconv.FormatInt(version, 10)
+	if err := h.d.FollowUps.Schedule(ctx, follow, min(max(rec.Due.Sub(now), 0), MaxDelay)); err != nil {
+		// The step is saved; Sweep picks the gate up once it is overdue.
+		return fmt.Errorf("launch: scheduling the next look at %s: %w", rec.InstanceID, err)
+	}
+	return nil
+}
+
+// step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
+func (h *Handler) step(ctx context.Context, rec *record, gate Gate, now time.Time) {
+	if gate.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= gate.HeartbeatEvery {
+		active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
+		switch {
+		case err != nil:
+			rec.Note = fmt.Sprintf("heartbeat failed: %v", err)
+		case !active:
+			rec.Phase, rec.Reason, rec.FinishedAt = phaseDone, ReasonActionGone, now
+			rec.Note = "the lifecycle action is no longer pending (heartbeat refused)"
+			return
+		default:
+			rec.LastHeartbeat = now
+		}
+	}
+	rec.Checks++
+	ok, rejected, err := h.d.Health.RequestJobs(ctx, rec.Fleet, rec.InstanceID)
+	switch {
+	case err != nil:
+		rec.Last, rec.Note = ReasonNoAnswer, err.Error()
+	case !rec.Seen || ok < rec.OK || rejected < rec.Rejected:
+		// First answer (or the runner restarted and its counters too): nothing to compare yet.
+		rec.Seen, rec.OK, rec.Rejected = true, ok, rejected
+		rec.Last = ReasonNoJobRequest
+		if rejected > 0 && ok == 0 {
+			rec.Last = ReasonTokenRejected
+		}
+	default:
+		dOK, dRej := ok-rec.OK, rejected-rec.Rejected
+		rec.OK, rec.Rejected = ok, rejected
+		switch {
+		case dOK > 0:
+			rec.Last = ReasonHealthy
+		case dRej > 0:
+			rec.Last = ReasonTokenRejected
+		default:
+			rec.Last = ReasonNoJobRequest
+		}
+	}
+	h.m.Checks.WithLabelValues(rec.Fleet, rec.Last).Inc()
+	switch {
+	case rec.Last == ReasonHealthy:
+		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonHealthy, now
+	case !now.Before(rec.Deadline):
+		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
+	default:
+		rec.Due = minTime(now.Add(gate.Poll), rec.Deadline)
+		if gate.HeartbeatEvery > 0 {
+			rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(gate.HeartbeatEvery))
+		}
+		rec.FollowUps++
+	}
+}
+
+// complete completes the action with the recorded result (safe twice: a second completion finds
+// the action no longer pending) and writes the gate done.
+func (h *Handler) complete(ctx context.Context, rec record, version int64) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
+	defer cancel()
+	active, err := h.d.Lifecycle.Complete(cctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID, rec.Result)
+	if err != nil {
+		return fmt.Errorf("launch: completing %s with %s: %w", rec.InstanceID, rec.Result, err)
+	}
+	now := h.d.Clock.Now()
+	if !active {
+		rec.Note = "the lifecycle action was no longer pending"
+	}
+	rec.Phase, rec.FinishedAt, rec.Due = phaseDone, now, time.Time{}
+	out, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("launch: encoding gate of %s: %w", rec.InstanceID, err)
+	}
+	ok, err := h.d.Store.Save(cctx, keyPrefix+rec.Token, sortKey, out, version, time.Time{}, now.Add(h.cfg.Retention))
+	if err != nil {
+		return fmt.Errorf("launch: saving gate of %s: %w", rec.InstanceID, err)
+	}
+	if ok {
+		h.finished(ctx, rec, now)
+	}
+	return nil
+}
+
+func (h *Handler) finished(ctx context.Context, rec record, now time.Time) {
+	result := rec.Result
+	if result == "" {
+		result = "none"
+	}
+	h.m.Finished.WithLabelValues(rec.Fleet, result, rec.Reason).Inc()
+	h.m.Duration.WithLabelValues(rec.Fleet, result).Observe(now.Sub(rec.StartedAt).Seconds())
+	h.decision(ctx, rec, now)
+}
+
+// decision writes one JSON log line per step.
+func (h *Handler) decision(ctx context.Context, rec record, now time.Time) {
+	attrs := []any{"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
+		"checks", rec.Checks, "last_look", rec.Last, "elapsed_s", now.Sub(rec.StartedAt).Seconds()}
+	if rec.Phase == phaseDone {
+		attrs = append(attrs, "result", rec.Result, "reason", rec.Reason, "next_step", "none")
+	} else {
+		attrs = append(attrs, "next_step", "look again", "next_in_s", max(rec.Due.Sub(now), 0).Seconds(),
+			"deadline_in_s", rec.Deadline.Sub(now).Seconds())
+	}
+	if rec.Note != "" {
+		attrs = append(attrs, "note", rec.Note)
+	}
+	h.log.InfoContext(ctx, "launch decision", attrs...)
+}
+
+// Sweep advances every unfinished gate whose next step is overdue by more than SweepGrace (a lost
+// follow-up, a worker that died mid-step). Any replica may call it at any time; it returns how
+// many gates it advanced.
+func (h *Handler) Sweep(ctx context.Context) (int, error) {
+	bodies, err := h.d.Store.Unfinished(ctx, keyPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("launch: sweeping: %w", err)
+	}
+	now := h.d.Clock.Now()
+	var errs []error
+	n := 0
+	for _, b := range bodies {
+		var rec record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			errs = append(errs, fmt.Errorf("launch: sweeping: unreadable gate record: %w", err))
+			continue
+		}
+		gate, gated := h.cfg.Gates[rec.Fleet]
+		f, managed := h.byGroup[rec.Group]
+		if rec.Phase == phaseDone || !gated || !managed || !rec.Due.Add(h.cfg.SweepGrace).Before(now) {
+			continue
+		}
+		la := &messages.LifecycleAction{LifecycleActionToken: rec.Token, AutoScalingGroupName: rec.Group,
+			LifecycleHookName: rec.Hook, EC2InstanceId: rec.InstanceID, LifecycleTransition: messages.TransitionLaunching}
+		sctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
+		if err := h.advance(sctx, f, gate, la, rec.Event, true); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,271 @@
+package launch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+type item struct {
+	body     []byte
+	version  int64
+	finished bool
+}
+
+// fakes is a race-safe fake of every port.
+type fakes struct {
+	mu    sync.Mutex
+	items map[string]item
+	now   time.Time
+	// health answers in order; the last one repeats. nil entry = no answer.
+	health    []*[2]float64
+	looks     int
+	completes []string // result per Complete while pending
+	calls     int
+	pending   bool
+	failNext  bool
+	followUps []messages.Envelope
+	delays    []time.Duration
+}
+
+func newFakes() *fakes {
+	return &fakes{items: map[string]item{}, now: time.Date(2026, 11, 27, 17, 0, 0, 0, time.UTC), pending: true}
+}
+
+func (f *fakes) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+func (f *fakes) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+func (f *fakes) Load(_ context.Context, pk, sk string) ([]byte, int64, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	it, ok := f.items[pk+"|"+sk]
+	return bytes.Clone(it.body), it.version, ok, nil
+}
+
+func (f *fakes) Save(_ context.Context, pk, sk string, body []byte, version int64, _, expires time.Time) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	it, ok := f.items[pk+"|"+sk]
+	if (version == 0 && ok) || (version > 0 && (!ok || it.version != version)) {
+		return false, nil
+	}
+	f.items[pk+"|"+sk] = item{body: bytes.Clone(body), version: version + 1, finished: !expires.IsZero()}
+	return true, nil
+}
+
+func (f *fakes) Unfinished(_ context.Context, prefix string) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out [][]byte
+	for k, it := range f.items {
+		if strings.HasPrefix(k, prefix) && !it.finished {
+			out = append(out, bytes.Clone(it.body))
+		}
+	}
+	return out, nil
+}
+
+func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool, error) { return true, nil }
+
+func (f *fakes) Complete(_ context.Context, _, _, _, _, result string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.failNext {
+		f.failNext = false
+		return false, errors.New("throttled")
+	}
+	if !f.pending {
+		return false, nil
+	}
+	f.pending = false
+	f.completes = append(f.completes, result)
+	return true, nil
+}
+
+func (f *fakes) RequestJobs(context.Context, string, string) (float64, float64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.health[min(f.looks, len(f.health)-1)]
+	f.looks++
+	if a == nil {
+		return 0, 0, errors.New("no answer")
+	}
+	return a[0], a[1], nil
+}
+
+func (f *fakes) Schedule(_ context.Context, env messages.Envelope, delay time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.followUps = append(f.followUps, env)
+	f.delays = append(f.delays, delay)
+	return nil
+}
+
+func (f *fakes) record(t *testing.T) record {
+	t.Helper()
+	body, _, found, _ := f.Load(context.Background(), keyPrefix+"tok", sortKey)
+	if !found {
+		t.Fatal("no gate record")
+	}
+	var r record
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newHandler(t *testing.T, f *fakes, gates map[string]Gate) *Handler {
+	t.Helper()
+	h, err := New(Config{
+		Fleets: []fleet.Settings{{Name: "blue", GroupName: "blue-asg"}, {Name: "green", GroupName: "green-asg"}},
+		Gates:  gates,
+	}, Deps{Store: f, Lifecycle: f, Health: f, FollowUps: f, Clock: f, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func launchMsg(group string) *messages.Message {
+	la := &messages.LifecycleAction{LifecycleActionToken: "tok", AutoScalingGroupName: group, LifecycleHookName: "gate",
+		EC2InstanceId: "i-1", LifecycleTransition: messages.TransitionLaunching}
+	env := &messages.Envelope{ID: "ev-1", Source: "aws.autoscaling", DetailType: messages.DetailTypeLaunchAction,
+		Time: time.Date(2026, 11, 27, 17, 0, 0, 0, time.UTC), Detail: json.RawMessage(`{}`)}
+	return &messages.Message{Kind: messages.KindLaunchAction, ID: env.ID, Event: env, Payload: la}
+}
+
+var gate = map[string]Gate{"blue": {Timeout: time.Minute, Poll: 10 * time.Second}}
+
+func TestHealthyRunnerContinues(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {4, 0}}
+	h := newHandler(t, f, gate)
+	ctx := context.Background()
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.followUps) != 1 || f.delays[0] != 10*time.Second || f.followUps[0].ID != "ev-1/gate-1" {
+		t.Fatalf("follow-ups %v delays %v", f.followUps, f.delays)
+	}
+	// A duplicate of the event before the follow-up is due does nothing.
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err != nil || f.looks != 1 {
+		t.Fatalf("early duplicate: %v, looks %d", err, f.looks)
+	}
+	f.advance(10 * time.Second)
+	for range 2 { // the follow-up, then a duplicate of it
+		if err := h.Handle(ctx, launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.completes) != 1 || f.completes[0] != ResultContinue {
+		t.Fatalf("completes %v", f.completes)
+	}
+	if r := f.record(t); r.Phase != phaseDone || r.Reason != ReasonHealthy {
+		t.Fatalf("record %+v", r)
+	}
+}
+
+func TestBrokenRunnersAreAbandonedWithTheirReason(t *testing.T) {
+	for name, tc := range map[string]struct {
+		health []*[2]float64
+		want   string
+	}{
+		"token rejected, after one success before the fault": {[]*[2]float64{{1, 2}, {1, 5}, {1, 9}, {1, 12}, {1, 20}, {1, 30}, {1, 40}}, ReasonTokenRejected},
+		"no answer": {[]*[2]float64{nil}, ReasonNoAnswer},
+		"answers, never asks for jobs": {[]*[2]float64{{0, 0}}, ReasonNoJobRequest},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakes()
+			f.health = tc.health
+			h := newHandler(t, f, gate)
+			for range 8 {
+				if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+					t.Fatal(err)
+				}
+				f.advance(10 * time.Second)
+			}
+			if len(f.completes) != 1 || f.completes[0] != ResultAbandon {
+				t.Fatalf("completes %v", f.completes)
+			}
+			if r := f.record(t); r.Reason != tc.want || r.Phase != phaseDone {
+				t.Fatalf("record %+v, want reason %s", r, tc.want)
+			}
+		})
+	}
+}
+
+func TestNoGateContinuesAtOnce(t *testing.T) {
+	f := newFakes()
+	h := newHandler(t, f, gate)
+	if err := h.Handle(context.Background(), launchMsg("green-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.completes) != 1 || f.completes[0] != ResultContinue || f.looks != 0 {
+		t.Fatalf("completes %v looks %d", f.completes, f.looks)
+	}
+	if err := h.Handle(context.Background(), launchMsg("other-asg")); !messages.IsPermanent(err) {
+		t.Fatalf("unmanaged group: %v", err)
+	}
+}
+
+func TestFailedCompletionIsRetriedWithTheSameResult(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {2, 0}, {0, 9}}
+	h := newHandler(t, f, gate)
+	ctx := context.Background()
+	_ = h.Handle(ctx, launchMsg("blue-asg"))
+	f.advance(10 * time.Second)
+	f.failNext = true
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err == nil {
+		t.Fatal("a failed completion must be retried")
+	}
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.completes) != 1 || f.completes[0] != ResultContinue || f.looks != 2 {
+		t.Fatalf("completes %v looks %d: the retry must not look again", f.completes, f.looks)
+	}
+}
+
+func TestSweepRecoversALostFollowUp(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {2, 0}}
+	h := newHandler(t, f, gate)
+	_ = h.Handle(context.Background(), launchMsg("blue-asg"))
+	f.advance(5 * time.Second)
+	if n, _ := h.Sweep(context.Background()); n != 0 {
+		t.Fatalf("swept %d gates not yet overdue", n)
+	}
+	f.advance(time.Minute) // the follow-up was lost
+	if n, err := h.Sweep(context.Background()); n != 1 || err != nil {
+		t.Fatalf("sweep: %d %v", n, err)
+	}
+	if len(f.completes) != 1 || f.completes[0] != ResultContinue {
+		t.Fatalf("completes %v", f.completes)
+	}
+}
+
+func TestConfigRefusals(t *testing.T) {
+	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a", GroupName: "g"}},
+		Gates: map[string]Gate{"a": {Poll: time.Hour}, "zz": {}}}, Deps{})
+	for _, want := range []string{"poll 1h0m0s outside", "gate for unknown fleet \"zz\"", "nil Store", "nil Health"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v, want %q", err, want)
+		}
+	}
+}
