@@ -79,7 +79,9 @@ func (f *fakes) Unfinished(_ context.Context, prefix string) ([][]byte, error) {
 	return out, nil
 }
 
-func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool, error) { return true, nil }
+func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool, error) {
+	return true, nil
+}
 
 func (f *fakes) Complete(_ context.Context, _, _, _, _, result string) (bool, error) {
 	f.mu.Lock()
@@ -186,7 +188,7 @@ func TestBrokenRunnersAreAbandonedWithTheirReason(t *testing.T) {
 		want   string
 	}{
 		"token rejected, after one success before the fault": {[]*[2]float64{{1, 2}, {1, 5}, {1, 9}, {1, 12}, {1, 20}, {1, 30}, {1, 40}}, ReasonTokenRejected},
-		"no answer": {[]*[2]float64{nil}, ReasonNoAnswer},
+		"no answer":                    {[]*[2]float64{nil}, ReasonNoAnswer},
 		"answers, never asks for jobs": {[]*[2]float64{{0, 0}}, ReasonNoJobRequest},
 	} {
 		t.Run(name, func(t *testing.T) {
