@@ -35,6 +35,8 @@
 // The SQS body is the Watermill payload verbatim, so raw JSON that Watermill did not publish
 // (EventBridge events, commands sent by other tools) is consumed as it is. The Watermill UUID
 // travels in the message attribute "_watermill_message_uuid"; a message without it gets the SQS
-// MessageId as UUID. Other Watermill metadata travels as String message attributes, except the
-// reserved keys below, which map to SQS parameters (on publish) or system attributes (on receive).
+// MessageId as UUID. Other Watermill metadata travels as String message attributes (at most 10
+// per message with the UUID; Binary attributes of received messages are not copied), except the
+// reserved keys (MetaDelaySeconds and the other Meta* keys, see Reserved), which map to SQS
+// parameters on publish and come from SQS system attributes on receive.
 package sqs
