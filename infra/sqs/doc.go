@@ -37,6 +37,6 @@
 // travels in the message attribute "_watermill_message_uuid"; a message without it gets the SQS
 // MessageId as UUID. Other Watermill metadata travels as String message attributes (at most 10
 // per message with the UUID; Binary attributes of received messages are not copied), except the
-// reserved keys (MetaDelaySeconds and the other Meta* keys, see Reserved), which map to SQS
+// reserved keys (those for which Reserved reports true, such as MetaDelaySeconds), which map to SQS
 // parameters on publish and come from SQS system attributes on receive.
 package sqs
