@@ -79,7 +79,7 @@ non-zero when the update fails.`,
 	f.StringVar(&o.properties, "properties", "", "the fleet's properties file (required)")
 	f.StringVar(&o.template, "template", "", "a CloudFormation template to apply instead of the runner template the worker was built with (≤ 51,200 bytes)")
 	f.StringVar(&o.stack, "stack", "", "the fleet's stack (default: fleets[].stack of the config)")
-	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table (default $"+envStateTable+"), read by --plan and --wait")
+	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table, read by --plan and --wait (default $"+envStateTable+", else state_table of the config)")
 	f.BoolVar(&o.plan, "plan", false, "create the change set, print it, and change nothing")
 	f.BoolVar(&o.wait, "wait", false, "follow the update: stack events as they happen, then the outcome (non-zero exit on failure)")
 	f.DurationVar(&o.timeout, "timeout", 0, "how long --plan or --wait follow the update (default 5m for --plan, 1h for --wait)")
@@ -177,8 +177,12 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 		return send(ctx, stdout, &o.send, c)
 	}
 
-	if o.table == "" {
-		return fmt.Errorf("--plan and --wait read the worker's state table: pass --table or set %s", envStateTable)
+	tableName := o.table
+	if tableName == "" && cfg != nil {
+		tableName = cfg.StateTable
+	}
+	if tableName == "" {
+		return fmt.Errorf("--plan and --wait read the worker's state table: pass --table or --config, or set %s", envStateTable)
 	}
 	if stack == "" {
 		return errors.New("--plan and --wait need the fleet's stack: pass --stack or a config that names it")
@@ -187,7 +191,7 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 	if err != nil {
 		return err
 	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), o.table)
+	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
 	if err != nil {
 		return err
 	}

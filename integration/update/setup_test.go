@@ -131,8 +131,8 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		e.stackRule()
 	}
 	e.config = filepath.Join(t.TempDir(), "worker.yaml")
-	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s}\n",
-		emulator.Region, emu.Endpoint, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
+	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nstate_table: %s\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s}\n",
+		emulator.Region, emu.Endpoint, e.table, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func (e *env) update(lines []string, extra ...string) (string, int) {
 		tmpl = e.override
 	}
 	args := append([]string{"update", "--fleet", e.fleet, "--config", e.config, "--properties", path, "--template", tmpl,
-		"--table", e.table, "--follow-interval", "300ms", "--timeout", "2m"}, extra...)
+		"--follow-interval", "300ms", "--timeout", "2m"}, extra...)
 	return e.publisher(args...)
 }
 
