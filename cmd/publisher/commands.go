@@ -52,7 +52,7 @@ func fleetCommands() []*cobra.Command {
 	return []*cobra.Command{
 		newTickCmd(),
 		notYetCmd("scale", "Pin a fleet's desired capacity for a while, or resume policy-driven scaling", 6),
-		notYetCmd("drain", "Retire one instance through its terminate lifecycle hook, jobs finished first", 5),
+		newDrainCmd(), // drain.go (issue 7)
 		notYetCmd("cycle", "Start or abort a drain-aware rolling replacement of a fleet's instances", 10),
 		newUpdateCmd(),
 		notYetCmd("status", "Show a fleet's instances, jobs, and the drains, cycles and updates in progress", 10),

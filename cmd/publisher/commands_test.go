@@ -68,7 +68,7 @@ func TestRefusals(t *testing.T) {
 		{[]string{"tick", "--config", cfg}, `required flag(s) "fleet" not set`},
 		{[]string{"tick", "--fleet", "blue"}, "no configuration"},
 		{[]string{"scale", "--fleet", "blue"}, "not yet available: issue 6"},
-		{[]string{"drain", "--fleet", "blue"}, "not yet available: issue 5"},
+		{[]string{"drain", "--fleet", "blue"}, `required flag(s) "instance" not set`},
 		{[]string{"cycle", "--fleet", "blue"}, "not yet available: issue 10"},
 		{[]string{"update", "--fleet", "blue"}, `required flag(s) "properties" not set`},
 	} {
