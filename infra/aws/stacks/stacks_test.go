@@ -3,6 +3,7 @@ package stacks
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"reflect"
 	"sync"
 	"testing"
@@ -12,7 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	smithy "github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/update"
 )
 
@@ -174,5 +177,25 @@ func TestEventsOldestFirstAndNoFurtherThanSince(t *testing.T) {
 func TestNewRefusesNil(t *testing.T) {
 	if _, err := New(nil); err == nil {
 		t.Error("nil client accepted")
+	}
+}
+
+type nopStore struct{}
+
+func (nopStore) Load(context.Context, string, string) ([]byte, int64, bool, error) {
+	return nil, 0, false, nil
+}
+func (nopStore) Save(context.Context, string, string, []byte, int64, time.Time, time.Time) (bool, error) {
+	return true, nil
+}
+
+func TestNewUpdaterAcceptsTheRunnerTemplate(t *testing.T) {
+	h, err := NewUpdater(aws.Config{Region: "us-east-1"}, []fleet.Settings{{Name: "docker", StackName: "runner-docker"}, {Name: "bare"}},
+		"arn:aws:iam::123456789012:role/x", nopStore{}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.FleetOfStack("runner-docker") != "docker" || h.FleetOfStack("") != "" {
+		t.Error("fleets not mapped to their stacks")
 	}
 }
