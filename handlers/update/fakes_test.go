@@ -126,7 +126,7 @@ func (f *fakeStacks) DescribeChangeSet(_ context.Context, stack, name string) (C
 	defer f.mu.Unlock()
 	cs, ok := f.sets[name]
 	if !ok || cs.in.Stack != stack {
-		return ChangeSet{}, errors.New("ChangeSetNotFound")
+		return ChangeSet{}, fmt.Errorf("ChangeSetNotFound: %w", ErrChangeSetNotFound)
 	}
 	status := cs.status
 	if cs.pending > 0 {
@@ -134,6 +134,13 @@ func (f *fakeStacks) DescribeChangeSet(_ context.Context, stack, name string) (C
 		status = "CREATE_PENDING"
 	}
 	return ChangeSet{ID: cs.id, Name: cs.in.Name, Status: status, ExecutionStatus: cs.exec, StatusReason: cs.reason, Changes: cs.changes}, nil
+}
+
+// deleteChangeSets forgets every change set (an operator deleted them).
+func (f *fakeStacks) deleteChangeSets() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sets = map[string]*fakeSet{}
 }
 
 func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) error {

@@ -15,6 +15,10 @@ var ErrNoChanges = errors.New("the change set contains no changes")
 // exists already (a redelivered command created it before): the handler describes it instead.
 var ErrChangeSetExists = errors.New("change set exists already")
 
+// ErrChangeSetNotFound is wrapped by Stacks.DescribeChangeSet's error when the change set does
+// not exist (deleted by someone): the update fails rather than retrying forever.
+var ErrChangeSetNotFound = errors.New("change set not found")
+
 // ErrRefused is wrapped by Stacks.CreateChangeSet's error when the service refuses the change
 // set for good (a template or parameter error): the update fails with the service's message.
 var ErrRefused = errors.New("the service refused the change set")

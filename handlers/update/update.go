@@ -362,6 +362,9 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 	switch rec.Phase {
 	case PhaseChangeSet:
 		cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+		if errors.Is(err, ErrChangeSetNotFound) {
+			return h.finishStep(ctx, f, rec, version, OutcomeFailed, "the change set is gone (deleted before it was executed)", "", log)
+		}
 		if err != nil {
 			return rec, version, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
 		}

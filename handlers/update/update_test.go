@@ -412,3 +412,23 @@ func TestARefusedChangeSetFailsTheUpdate(t *testing.T) {
 		t.Errorf("record = %+v", r)
 	}
 }
+
+func TestADeletedChangeSetFailsTheUpdateInsteadOfRetrying(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	e.stacks.pending = 100 // stays CREATE_PENDING past the command's wait
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "101"}, false)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := e.store.record("docker"); r.Phase != PhaseChangeSet {
+		t.Fatalf("record = %+v", r)
+	}
+	e.stacks.deleteChangeSets()
+	if err := e.h.Advance(context.Background(), "docker"); err != nil {
+		t.Fatalf("advance: %v", err)
+	}
+	if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "change set is gone") {
+		t.Errorf("record = %+v", r)
+	}
+}

@@ -132,6 +132,9 @@ func (s *Stacks) DescribeChangeSet(ctx context.Context, stack, changeSet string)
 	for page := 0; ; page++ {
 		out, err := s.api.DescribeChangeSet(ctx, in)
 		if err != nil {
+			if rfaws.IsNotFound(err) {
+				return update.ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w: %w", changeSet, stack, update.ErrChangeSetNotFound, err)
+			}
 			return update.ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w", changeSet, stack, err)
 		}
 		if page == 0 {
