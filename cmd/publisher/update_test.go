@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,41 @@ func TestUpdateWithItsOwnTemplate(t *testing.T) {
 	if _, err := execute(t, "update", "--fleet", "blue", "--queue", "q.fifo", "--properties", file, "--template", big, "--dry-run"); err == nil ||
 		!strings.Contains(err.Error(), "51200") {
 		t.Errorf("a too large template: %v", err)
+	}
+}
+
+// A properties file written for the AWS sample, key for key (values made up): the keys that
+// still make sense pass, each that does not says what replaced it, and no value of a token key
+// is quoted back.
+func TestUpdateWithAnAWSSampleFile(t *testing.T) {
+	sample := strings.Join([]string{
+		"VpcID=vpc-0123456789abcdef0", "SubnetIds=subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+		"ImageId=ami-0123456789abcdef0", "InstanceType=t3.micro", "InstanceName=runner", "VolumeSize=200",
+		"VolumeType=gp2", "MaxSize=4", "MinSize=1", "DesiredCapacity=1", "MaxBatchSize=1", "MinInstancesInService=1",
+		"MaxInstanceLifetime=604800", `GitlabServerURL="https://gitlab.example.com"`, `DockerImagePath="alpine:3"`,
+		"RunnersToken=regtokenAAAA1111,regtokenBBBB2222", "RunnerVersion=v1", "RunnerEnvironment=dev",
+		"LambdaS3Bucket=some-bucket", "Concurrent=2", "CheckInterval=3", "CostCenter=10000", "AppId=1111",
+	}, "\n")
+	file := writeUpdateFile(t, "sample-runner.properties", sample)
+	_, err := execute(t, "update", "--fleet", "blue", "--queue", "q.fifo", "--properties", file, "--dry-run")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	wantLines := map[int]string{
+		7: "VolumeType", 11: "MaxBatchSize is no longer used", 12: "MinInstancesInService is no longer used",
+		16: "RunnersToken is no longer used", 17: "RunnerVersion is no longer used", 18: "RunnerEnvironment is no longer used",
+		19: "LambdaS3Bucket is no longer used",
+	}
+	for line, want := range wantLines {
+		if !strings.Contains(msg, fmt.Sprintf("line %d: %s", line, want)) {
+			t.Errorf("missing line %d (%s) in:\n%s", line, want, msg)
+		}
+	}
+	if n := strings.Count(msg, "\n  line "); n != len(wantLines) {
+		t.Errorf("%d problems, want %d:\n%s", n, len(wantLines), msg)
+	}
+	if strings.Contains(msg, "regtoken") {
+		t.Errorf("a token value is quoted back:\n%s", msg)
 	}
 }
