@@ -171,7 +171,7 @@ func TestNackComesBackAfterBackoff(t *testing.T) {
 // (which keeps polling the same queue) never gets it again while the handler works.
 func TestLongHandlerNotRedelivered(t *testing.T) {
 	t.Parallel()
-	const visibility = 2 * time.Second
+	const visibility = 4 * time.Second // renewed every 2 s: margin for a loaded machine
 	url := createQueue(t, false, nil)
 	if err := newPublisher(t).Publish(url, msgWith("slow", nil)); err != nil {
 		t.Fatalf("publish: %v", err)
@@ -184,7 +184,7 @@ func TestLongHandlerNotRedelivered(t *testing.T) {
 	m := next(t, ch)
 	start := time.Now()
 	// Work for 2.5 visibility timeouts, watching for a redelivery meanwhile.
-	deadline := time.After(visibility*5/2 + 0)
+	deadline := time.After(visibility * 5 / 2)
 watch:
 	for {
 		select {
@@ -212,7 +212,7 @@ func TestMaxHoldReleases(t *testing.T) {
 	if err := newPublisher(t).Publish(url, msgWith("stuck", nil)); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	sub := newSubscriber(t, sqs.SubscriberConfig{WaitTime: time.Second, VisibilityTimeout: 2 * time.Second, MaxHold: 3 * time.Second})
+	sub := newSubscriber(t, sqs.SubscriberConfig{WaitTime: time.Second, VisibilityTimeout: 4 * time.Second, MaxHold: 6 * time.Second})
 	ch, err := sub.Subscribe(context.Background(), url)
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
