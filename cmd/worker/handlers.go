@@ -18,6 +18,9 @@ type deps struct {
 	metrics *workerMetrics
 	// scaler decides each tick of a fleet and follows scale commands (handlers/scale).
 	scaler scaler
+	// drain takes one step of an instance's drain: a terminate lifecycle action or a follow-up
+	// (handlers/drain).
+	drain router.HandlerFunc
 	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
 	// shutdown tests, which need a slow step. Zero in production.
 	tickDelay time.Duration
@@ -32,14 +35,13 @@ type scaler interface {
 }
 
 // handlers is THE handler registry: one line per message kind. Kinds absent here are acked and
-// counted as unknown (runnerfleet_messages_unknown_total). Each later issue adds its line:
-//
-//	messages.KindTerminateAction: drain.New(...).HandleAction,   // issue 5
-//	messages.KindDrainStep:       drain.New(...).HandleStep,     // issue 5
+// counted as unknown (runnerfleet_messages_unknown_total). Each issue adds its line.
 func handlers(d deps) router.Registry {
 	return router.Registry{
-		messages.KindCommand:   commandHandler(d),
-		messages.KindScheduled: scheduledHandler(d),
+		messages.KindCommand:         commandHandler(d),
+		messages.KindScheduled:       scheduledHandler(d),
+		messages.KindTerminateAction: d.drain, // issue 5
+		messages.KindDrainStep:       d.drain, // issue 5
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -38,13 +39,30 @@ func (f *fakeScaler) Command(_ context.Context, c *messages.Command) error {
 	return nil
 }
 
+var errDrainCalled = errors.New("drain handler called")
+
+// Terminate lifecycle actions and drain follow-ups both go to the drain handler.
+func TestDrainKindsRegistered(t *testing.T) {
+	reg := handlers(testDeps(t))
+	for _, k := range []messages.Kind{messages.KindTerminateAction, messages.KindDrainStep} {
+		h, ok := reg[k]
+		if !ok {
+			t.Fatalf("no handler for %s", k)
+		}
+		if err := h(context.Background(), &messages.Message{Kind: k}); !errors.Is(err, errDrainCalled) {
+			t.Errorf("%s: %v, want the drain handler's", k, err)
+		}
+	}
+}
+
 func testDeps(t *testing.T) deps {
 	t.Helper()
 	cfg := &config.Config{Fleets: []fleet.Settings{
 		{Name: "blue", GroupName: "blue-asg", StackName: "blue-stack", TickRule: "blue-tick", TokenParameter: "/runnerfleet/blue/token"},
 		{Name: "green", GroupName: "green-asg", TickRule: "arn:aws:events:us-east-1:1:rule/green-tick"},
 	}}
-	return deps{cfg: cfg, logger: observe.NewLogger(io.Discard, nil), metrics: newWorkerMetrics(prometheus.NewRegistry()), scaler: &fakeScaler{}}
+	return deps{cfg: cfg, logger: observe.NewLogger(io.Discard, nil), metrics: newWorkerMetrics(prometheus.NewRegistry()), scaler: &fakeScaler{},
+		drain: func(context.Context, *messages.Message) error { return errDrainCalled }}
 }
 
 func ticks(t *testing.T, d deps, fleet, source string) float64 {

@@ -79,26 +79,23 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := observe.NewMetrics(reg)
 
-	dlq, err := sqs.NewPublisher(sqs.PublisherConfig{}, sqsClient, logger)
+	// One publisher for the worker's own messages: dead letters and drain follow-ups.
+	pub, err := sqs.NewPublisher(sqs.PublisherConfig{}, sqsClient, logger)
 	if err != nil {
-		return fmt.Errorf("creating the dead-letter publisher: %w", err)
+		return fmt.Errorf("creating the publisher: %w", err)
 	}
-	defer dlq.Close()
-	c, err := newClients(awsCfg, cfg)
-	if err != nil {
-		return err
-	}
-	scaler, err := newScaler(awsCfg, cfg, c, reg, logger)
+	defer pub.Close()
+	d, drainer, err := build(ctx, awsCfg, cfg, pub, reg, logger)
 	if err != nil {
 		return err
 	}
-	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, tickDelay: tickDelay}
+	d.tickDelay = tickDelay
 	r, err := router.New(router.Config{
 		HandlerTimeout: cfg.Handler.Timeout,
 		Timeouts:       kindTimeouts(cfg.Handler.Timeouts),
 		Retry:          router.Retry(cfg.Handler.Retry),
 		CloseTimeout:   cfg.DrainTimeout() + time.Second,
-	}, handlers(d), dlq, metrics, logger, fleetOf(cfg))
+	}, handlers(d), pub, metrics, logger, fleetOf(cfg))
 	if err != nil {
 		return err
 	}
@@ -117,5 +114,5 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return err
 	}
 	srv.Serve()
-	return serve(ctx, cfg, r, srv, logger)
+	return serve(ctx, cfg, r, srv, logger, func(ctx context.Context) { sweep(ctx, drainer, cfg.SweepInterval, logger) })
 }

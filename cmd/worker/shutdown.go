@@ -22,8 +22,9 @@ import (
 //     transport releases every message still held (visible again at once): nothing is lost;
 //  4. the server stops; serve returns before the stop timeout whatever happens.
 //
-// A second signal during shutdown ends the process at once.
-func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *observe.Server, logger *slog.Logger) error {
+// A second signal during shutdown ends the process at once. background (the drain sweep) runs
+// while the router does; its context ends when shutdown begins.
+func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *observe.Server, logger *slog.Logger, background func(ctx context.Context)) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, os.Interrupt)
 	defer stop()
 
@@ -36,11 +37,18 @@ func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *obser
 		return fmt.Errorf("starting the router: %w", err)
 	}
 
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	if background != nil {
+		go background(bgCtx)
+	}
+
 	select {
 	case <-ctx.Done():
 	case err := <-runErr:
 		return fmt.Errorf("router stopped by itself: %w", err)
 	}
+	stopBackground()
 	stop() // a second SIGINT or SIGTERM ends the process at once (the default action)
 	begun := time.Now()
 	logger.Info("stopping: no new messages; in-flight steps may finish", "stop_timeout", cfg.StopTimeout.String(), "drain_timeout", cfg.DrainTimeout().String())

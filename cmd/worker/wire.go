@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
 	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
@@ -19,10 +25,16 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 )
 
+// hookCheckTimeout bounds the start-up check of the fleets' lifecycle hooks (one
+// DescribeLifecycleHooks per fleet and hook).
+const hookCheckTimeout = 30 * time.Second
+
 // clients are the AWS adapters shared by the handlers.
 type clients struct {
 	autoscaling *autoscaling.Client
 	ec2         *ec2.Client
+	ssm         *ssm.Client
+	cloudwatch  *cloudwatch.Client
 	table       *state.Table
 }
 
@@ -31,12 +43,38 @@ func newClients(awsCfg aws.Config, cfg *config.Config) (clients, error) {
 	if err != nil {
 		return clients{}, fmt.Errorf("opening the state table: %w", err)
 	}
-	return clients{autoscaling: autoscaling.NewFromConfig(awsCfg), ec2: ec2.NewFromConfig(awsCfg), table: tbl}, nil
+	return clients{autoscaling: autoscaling.NewFromConfig(awsCfg), ec2: ec2.NewFromConfig(awsCfg), ssm: ssm.NewFromConfig(awsCfg),
+		cloudwatch: cwmetrics.NewClient(awsCfg), table: tbl}, nil
+}
+
+// build makes the handlers and what they need. pub publishes to the worker's own queues (drain
+// follow-ups). It checks every fleet's terminate hooks against its drain settings before the
+// worker takes a message: a fleet without a terminate hook, or a heartbeat interval over a
+// third of a hook's heartbeat timeout, stops the start with every problem listed.
+func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (deps, *drain.Handler, error) {
+	c, err := newClients(awsCfg, cfg)
+	if err != nil {
+		return deps{}, nil, err
+	}
+	scaler, err := newScaler(cfg, c, reg, logger)
+	if err != nil {
+		return deps{}, nil, err
+	}
+	drainer, err := newDrainer(cfg, c, pub, reg, logger)
+	if err != nil {
+		return deps{}, nil, err
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, hookCheckTimeout)
+	defer cancel()
+	if err := drainer.CheckHooks(checkCtx); err != nil {
+		return deps{}, nil, fmt.Errorf("checking the fleets' lifecycle hooks:\n%w", err)
+	}
+	return deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle}, drainer, nil
 }
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback
 // only when the config says so), CloudWatch metrics and the fleets' state in the state table.
-func newScaler(awsCfg aws.Config, cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
+func newScaler(cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
 	group, err := asg.New(c.autoscaling, c.ec2)
 	if err != nil {
 		return nil, err
@@ -45,7 +83,7 @@ func newScaler(awsCfg aws.Config, cfg *config.Config, c clients, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
-	sink, err := cwmetrics.New(cwmetrics.NewClient(awsCfg), "")
+	sink, err := cwmetrics.New(c.cloudwatch, "")
 	if err != nil {
 		return nil, err
 	}

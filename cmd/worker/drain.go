@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/handlers/drain"
+	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
+	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/scrape"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// newDrainer builds the drain handler (issue 5): drain records in the state table, the drain SSM
+// documents, the lifecycle hooks, the runner's jobs from its metrics (a scraper of its own, so
+// drains do not disturb the scaling scraper's rates), and follow-ups published on the lifecycle
+// queue with a delay.
+func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (*drain.Handler, error) {
+	cmds, err := runcmd.New(c.ssm)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := lifecycle.New(c.autoscaling)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := scrape.New(scrape.Config{}, scrape.HTTPClient(cfg.LoopbackOnly))
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := newRunnerJobs(scraper, c.ec2, cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := drain.New(drain.Config{Fleets: cfg.Fleets}, drain.Deps{
+		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
+		FollowUps: followUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
+		Sink: drainSink{api: c.cloudwatch},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the drain handler: %w", err)
+	}
+	return h, nil
+}
+
+// followUps publishes a drain's next step as a DrainStep message on the lifecycle queue, delayed
+// by the step's delay rounded up to whole seconds (SQS's unit; at most 900 s).
+func followUps(pub message.Publisher, queue string) drain.FollowUps {
+	return drain.FollowUpsFunc(func(_ context.Context, s messages.DrainStep, delay time.Duration) error {
+		body, err := s.Marshal()
+		if err != nil {
+			return fmt.Errorf("encoding a drain follow-up: %w", err)
+		}
+		msg := message.NewMessage(s.ID, body)
+		if msg.UUID == "" {
+			msg.UUID = messages.NewID()
+		}
+		if secs := int(math.Ceil(delay.Seconds())); secs > 0 {
+			msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
+		}
+		if err := pub.Publish(queue, msg); err != nil {
+			return fmt.Errorf("publishing a drain follow-up to %s: %w", queue, err)
+		}
+		return nil
+	})
+}
+
+// sweep calls h.Sweep every interval until ctx ends, so drains whose follow-up was lost, or
+// whose worker died mid-step, are advanced by some replica.
+func sweep(ctx context.Context, h *drain.Handler, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := h.Sweep(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				logger.Warn("drain sweep", "error", err.Error())
+			case n > 0:
+				logger.Info("drain sweep advanced overdue drains", "drains", n)
+			}
+		}
+	}
+}
+
+// describeInstancesAPI is the EC2 call runnerJobs makes to find a runner's private address.
+type describeInstancesAPI interface {
+	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+}
+
+// runnerJobs implements drain.Jobs: it scrapes one instance's runner metrics with the fleet's URL
+// template, looking up the private IP first when the template uses it.
+type runnerJobs struct {
+	scraper *scrape.Scraper
+	ec2     describeInstancesAPI
+	urls    map[string]string // fleet → metrics URL template
+}
+
+func newRunnerJobs(s *scrape.Scraper, api describeInstancesAPI, cfg *config.Config) (*runnerJobs, error) {
+	j := &runnerJobs{scraper: s, ec2: api, urls: map[string]string{}}
+	var errs []error
+	for _, f := range cfg.Fleets {
+		if err := scrape.CheckTemplate(f.MetricsURL); err != nil {
+			errs = append(errs, fmt.Errorf("fleet %s: %w", f.Name, err))
+		}
+		j.urls[f.Name] = f.MetricsURL
+	}
+	return j, errors.Join(errs...)
+}
+
+// RunningJobs returns the jobs occupying the instance's runner slots; an error when its metrics
+// did not answer usefully (the drain then asks the status document).
+func (j *runnerJobs) RunningJobs(ctx context.Context, fleetName, instanceID string) (int, error) {
+	tmpl, ok := j.urls[fleetName]
+	if !ok {
+		return 0, fmt.Errorf("runner jobs of %s: unknown fleet %q", instanceID, fleetName)
+	}
+	target := scrape.Target{InstanceID: instanceID}
+	if strings.Contains(tmpl, ".PrivateIP") {
+		ip, err := j.privateIP(ctx, instanceID)
+		if err != nil {
+			return 0, err
+		}
+		target.PrivateIP = ip
+	}
+	res, err := j.scraper.Scrape(ctx, tmpl, []scrape.Target{target})
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 1 || !res[0].Known {
+		reason := "no result"
+		if len(res) == 1 {
+			reason = string(res[0].Reason)
+		}
+		return 0, fmt.Errorf("runner metrics of %s: %s", instanceID, reason)
+	}
+	return res[0].BusyJobs, nil
+}
+
+func (j *runnerJobs) privateIP(ctx context.Context, instanceID string) (string, error) {
+	out, err := j.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+		Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{instanceID}}},
+	})
+	if err != nil {
+		return "", fmt.Errorf("looking up the private address of %s: %w", instanceID, err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if aws.ToString(in.InstanceId) == instanceID && aws.ToString(in.PrivateIpAddress) != "" {
+				return aws.ToString(in.PrivateIpAddress), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("looking up the private address of %s: EC2 lists none", instanceID)
+}

@@ -1,0 +1,184 @@
+package main
+
+// Integration test of issue 5 through the worker binary: the drain handler wired in cmd/worker,
+// on the local world (AWS emulator + runner simulator), lifecycle events delivered by an
+// EventBridge rule, follow-ups as delayed messages on the lifecycle queue.
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/runnersim"
+	"github.com/runnerfleet/runnerfleet/integration/world"
+)
+
+// routeLifecycle makes an EventBridge rule that sends the fleet's terminate lifecycle actions to
+// the lifecycle queue, as the worker stack's rule does.
+func routeLifecycle(t *testing.T, e *emulator.Emulator, q *queues) {
+	t.Helper()
+	ctx := context.Background()
+	eb := eventbridge.NewFromConfig(e.AWSConfig(t))
+	name := emulator.UniqueName(t, "runnerfleet-lifecycle")
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(name),
+		EventPattern: aws.String(`{"source":["aws.autoscaling"],"detail-type":["EC2 Instance-terminate Lifecycle Action"]}`)}); err != nil {
+		t.Fatalf("PutRule: %v", err)
+	}
+	queueName := q.lifecycle[strings.LastIndex(q.lifecycle, "/")+1:]
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(name), Targets: []ebtypes.Target{{
+		Id: aws.String("lifecycle"), Arn: aws.String("arn:aws:sqs:" + emulator.Region + ":123456789012:" + queueName),
+	}}}); err != nil {
+		t.Fatalf("PutTargets: %v", err)
+	}
+}
+
+// A busy instance terminated through its group, with a job longer than the hook's 5 s heartbeat
+// timeout: the worker keeps it in Terminating:Wait (heartbeats) until the job ends, then
+// unregisters and completes it; no job is killed (all from the emulator's log).
+func TestDrainThroughTheWorker(t *testing.T) {
+	t.Parallel()
+	w := world.Start(t, world.Options{Sim: runnersim.Config{Concurrent: 2}})
+	e := w.Emulator
+	q := makeQueues(t, e)
+	routeLifecycle(t, e, q)
+	f := makeFleet(t, e, 1, 5)
+	f.metricsURL = w.MetricsURLTemplate()
+	f.extra = "    drain: {poll_interval: 1s}\n"
+	wk := startWorker(t, writeConfig(t, e, q, f, "127.0.0.1:0", "10s"))
+	ctx := context.Background()
+	asg := autoscaling.NewFromConfig(e.AWSConfig(t))
+
+	var id string
+	wk.waitFor(t, "the instance registered with the simulator", func() bool {
+		for _, in := range w.Sim.State().Instances {
+			if in.Group == f.group {
+				id = in.InstanceID
+				return true
+			}
+		}
+		return false
+	})
+	const jobLength = 12 * time.Second // > 2 × the hook's heartbeat timeout
+	if _, err := w.Sim.AddJobs([]runnersim.Job{{ID: "long-job", DurationMS: jobLength.Milliseconds()}}); err != nil {
+		t.Fatal(err)
+	}
+	wk.waitFor(t, "the job running", func() bool {
+		st, _ := w.Sim.State().Instance(id)
+		return len(st.Running) == 1
+	})
+	if _, err := asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true),
+	}); err != nil {
+		t.Fatalf("TerminateInstanceInAutoScalingGroup: %v", err)
+	}
+	wk.waitFor(t, "the drain finished", func() bool {
+		return wk.metric(`runnerfleet_drain_finished_total{fleet="blue",outcome="completed"}`) == 1
+	})
+	wk.waitFor(t, "the instance gone from its group", func() bool {
+		out, err := asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+		return err == nil && len(out.AutoScalingInstances) == 0
+	})
+
+	log, err := w.Log(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waitSeq, endSeq, completeSeq, proceedSeq, heartbeats, killed, timeouts, stops, unregisters int
+	var completes []string
+	for _, ev := range log {
+		if ev.String("instance_id") != id {
+			continue
+		}
+		switch ev.Kind {
+		case "instance.state":
+			switch to := ev.String("to"); {
+			case to == "Terminating:Wait" && waitSeq == 0:
+				waitSeq = ev.Seq
+			case strings.HasPrefix(to, "Terminating") && to != "Terminating:Wait" && proceedSeq == 0:
+				proceedSeq = ev.Seq
+			}
+		case "job.end":
+			endSeq = ev.Seq
+		case "job.killed":
+			// The simulator logs one event per killed job (job_id); the emulator one per
+			// termination with the count the simulator answered (killed).
+			if ev.String("job_id") != "" {
+				killed++
+			} else {
+				killed += ev.Int("killed")
+			}
+		case "hook.heartbeat":
+			heartbeats++
+		case "hook.timeout":
+			timeouts++
+		case "hook.complete":
+			completes = append(completes, ev.String("result"))
+			completeSeq = ev.Seq
+		case "ssm.command":
+			if ev.String("status") == "Success" || ev.String("status") == "InProgress" || ev.String("status") == "Pending" {
+				switch {
+				case strings.HasSuffix(ev.String("document"), "stop-intake"):
+					stops++
+				case strings.HasSuffix(ev.String("document"), "unregister"):
+					unregisters++
+				}
+			}
+		}
+	}
+	if killed != 0 || w.Sim.State().Totals.Killed != 0 {
+		t.Errorf("%d jobs killed (log), %d (simulator): want 0", killed, w.Sim.State().Totals.Killed)
+	}
+	if waitSeq == 0 || endSeq == 0 || !(waitSeq < endSeq) {
+		t.Fatalf("log seqs: Terminating:Wait %d, job end %d: want the instance waiting before its job ended", waitSeq, endSeq)
+	}
+	if proceedSeq != 0 && proceedSeq < endSeq {
+		t.Errorf("the instance left Terminating:Wait (seq %d) before its job ended (seq %d)", proceedSeq, endSeq)
+	}
+	if len(completes) != 1 || completes[0] != "CONTINUE" || completeSeq < endSeq {
+		t.Errorf("completions %v (seq %d, job end %d): want one CONTINUE after the job ended", completes, completeSeq, endSeq)
+	}
+	if timeouts != 0 {
+		t.Errorf("the hook timed out %d times: heartbeats missed", timeouts)
+	}
+	if heartbeats < 2 {
+		t.Errorf("%d heartbeats over a %s job with a 5 s hook: want at least 2", heartbeats, jobLength)
+	}
+	if stops < 1 || unregisters < 1 {
+		t.Errorf("stop-intake commands logged %d, unregister %d: want both", stops, unregisters)
+	}
+	if st, ok := w.Sim.State().Instance(id); ok && !st.Unregistered {
+		t.Error("the runner was not unregistered")
+	}
+}
+
+// Start-up validation against DescribeLifecycleHooks: a heartbeat interval over a third of the
+// group's terminate hook's heartbeat timeout, or a group without the hook, and the worker does not
+// start, naming the problem.
+func TestStartRefusesHeartbeatOverHookTimeout(t *testing.T) {
+	t.Parallel()
+	e := emulator.Start(t, emulator.Options{})
+	q := makeQueues(t, e)
+	f := makeFleet(t, e, 0, 6)
+	f.extra = "    drain: {heartbeat_interval: 3s}\n"
+	port, err := emulator.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(workerBin, "--config", writeConfig(t, e, q, f, "127.0.0.1:0", "10s"), "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the worker started with a heartbeat interval over a third of the hook's timeout:\n%s", out)
+	}
+	if !strings.Contains(string(out), "heartbeat_interval 3s exceeds a third of hook drain's heartbeat timeout 6s") {
+		t.Errorf("output does not name the problem:\n%s", out)
+	}
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
+	"github.com/runnerfleet/runnerfleet/infra/scrape"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// recordingPublisher keeps what is published (race-safe).
+type recordingPublisher struct {
+	mu     sync.Mutex
+	topics []string
+	msgs   []*message.Message
+}
+
+func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range msgs {
+		p.topics = append(p.topics, topic)
+		p.msgs = append(p.msgs, m)
+	}
+	return nil
+}
+
+func (p *recordingPublisher) Close() error { return nil }
+
+func TestFollowUpsAreDelayedDrainSteps(t *testing.T) {
+	pub := &recordingPublisher{}
+	fu := followUps(pub, "runnerfleet-lifecycle")
+	step := messages.DrainStep{Fleet: "blue", InstanceID: "i-1", ActionToken: "tok", GroupName: "g", Attempt: 3}
+	for _, delay := range []time.Duration{0, 1500 * time.Millisecond, time.Hour} {
+		if err := fu.Schedule(context.Background(), step, delay); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pub.msgs) != 3 {
+		t.Fatalf("%d messages published, want 3", len(pub.msgs))
+	}
+	for i, want := range []string{"", "2", fmt.Sprint(sqs.MaxDelaySeconds)} {
+		m := pub.msgs[i]
+		if pub.topics[i] != "runnerfleet-lifecycle" {
+			t.Errorf("published to %q", pub.topics[i])
+		}
+		if got := m.Metadata.Get(sqs.MetaDelaySeconds); got != want {
+			t.Errorf("message %d: delay_seconds %q, want %q", i, got, want)
+		}
+		parsed, err := messages.Parse(m.Payload)
+		if err != nil {
+			t.Fatalf("message %d does not parse: %v", i, err)
+		}
+		ds, ok := parsed.Payload.(*messages.DrainStep)
+		if parsed.Kind != messages.KindDrainStep || !ok || ds.ActionToken != "tok" || ds.Attempt != 3 {
+			t.Errorf("message %d: %s %+v", i, parsed.Kind, parsed.Payload)
+		}
+		if m.UUID == "" {
+			t.Errorf("message %d has no id", i)
+		}
+	}
+}
+
+// fakeEC2 answers DescribeInstances with one instance's private IP.
+type fakeEC2 struct {
+	id, ip string
+	calls  int
+	mu     sync.Mutex
+}
+
+func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	out := &ec2.DescribeInstancesOutput{}
+	if len(in.Filters) == 1 && len(in.Filters[0].Values) == 1 && in.Filters[0].Values[0] == f.id {
+		out.Reservations = []ec2types.Reservation{{Instances: []ec2types.Instance{{InstanceId: aws.String(f.id), PrivateIpAddress: aws.String(f.ip)}}}}
+	}
+	return out, nil
+}
+
+const runnerPage = `# TYPE gitlab_runner_concurrent gauge
+gitlab_runner_concurrent 4
+# TYPE gitlab_runner_jobs gauge
+gitlab_runner_jobs{runner="r",state="running",executor_stage="",stage=""} 2
+`
+
+func TestRunnerJobsByTemplate(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		if strings.Contains(r.URL.Path, "i-gone") {
+			http.Error(w, "no", http.StatusNotFound)
+			return
+		}
+		fmt.Fprint(w, runnerPage)
+	}))
+	defer srv.Close()
+	s, err := scrape.New(scrape.Config{}, netguard.HTTPClient(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &fakeEC2{id: "i-ip", ip: "10.1.2.3"}
+	cfg := &config.Config{Fleets: []fleet.Settings{
+		{Name: "by-id", MetricsURL: srv.URL + "/instances/{{.InstanceID}}/metrics"},
+		// The private IP goes in the path here, so the test never dials a 10.x address.
+		{Name: "by-ip", MetricsURL: srv.URL + "/ip/{{.PrivateIP}}/metrics"},
+	}}
+	j, err := newRunnerJobs(s, api, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if n, err := j.RunningJobs(ctx, "by-id", "i-1"); err != nil || n != 2 {
+		t.Errorf("by-id: %d, %v; want 2 jobs", n, err)
+	}
+	if api.calls != 0 {
+		t.Errorf("a template without .PrivateIP looked up EC2 %d times", api.calls)
+	}
+	if n, err := j.RunningJobs(ctx, "by-ip", "i-ip"); err != nil || n != 2 {
+		t.Errorf("by-ip: %d, %v; want 2 jobs", n, err)
+	}
+	mu.Lock()
+	if len(paths) != 2 || paths[1] != "/ip/10.1.2.3/metrics" {
+		t.Errorf("paths %v, want the private IP in the second", paths)
+	}
+	mu.Unlock()
+	if _, err := j.RunningJobs(ctx, "by-id", "i-gone"); err == nil {
+		t.Error("a failed scrape gave a job count, want an error (unknown, never zero)")
+	}
+	if _, err := j.RunningJobs(ctx, "by-ip", "i-unknown"); err == nil || !strings.Contains(err.Error(), "private address") {
+		t.Errorf("an instance EC2 does not list: %v", err)
+	}
+	if _, err := j.RunningJobs(ctx, "nope", "i-1"); err == nil {
+		t.Error("unknown fleet accepted")
+	}
+}
