@@ -261,7 +261,7 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		seen = map[string]bool{}
 	}
 	phase := ""
-	printed := false
+	printed, busyNoted := false, false
 	for {
 		body, _, found, err := o.table.Load(ctx, pk, sk)
 		if err != nil {
@@ -274,6 +274,11 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 			}
 		}
 		mine := found && rec.CommandID == o.commandID
+		if found && !mine && !rec.Finished() && !busyNoted {
+			busyNoted = true
+			fmt.Fprintf(w, "another update (%s, phase %s) of fleet %s is unfinished: the worker refuses this one until it ends (see the control queue's DLQ)\n",
+				rec.CommandID, rec.Phase, o.fleet)
+		}
 		if mine && rec.Phase != phase {
 			phase = rec.Phase
 			// The change set once it is known (executing, or finished before we looked).
