@@ -1,0 +1,91 @@
+package interrupt_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/integration/runnersim"
+)
+
+// A spot warning for a busy instance: its intake stops at once (jobs queued afterwards all start
+// elsewhere), the next tick counts it as offering no capacity and scales out, and when EC2
+// reclaims it the jobs it was still running are reported lost — as many as the simulator killed.
+func TestSpotWarningStopsIntakeScalesOutAndReportsLostJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	f := e.group(groupSpec{name: "spot", desired: 2, min: 1, max: 4, terminateHook: true})
+	// Three idle slots wanted: two instances of two slots cover one running job; without one of
+	// them they do not.
+	f.Policy = fleet.Policy{IdleSlots: 3, MinUptime: time.Hour, ScaleInWindow: time.Hour}
+	e.start([]fleet.Settings{f}, nil)
+	ids := e.inService(f.GroupName, 2)
+	long := e.jobs(2*time.Minute, 1)[0]
+	var busy string
+	e.eventually("the long job running", func() bool {
+		busy = e.w.Sim.State().Jobs[long].InstanceID
+		return busy != ""
+	})
+	if len(ids) != 2 {
+		t.Fatalf("in service: %v", ids)
+	}
+	e.tick(f.Name)
+	if d := e.desired(f.GroupName); d != 2 {
+		t.Fatalf("before the warning the tick set desired %d, want 2 (steady)", d)
+	}
+
+	ctx := context.Background()
+	if err := e.w.Emulator.SpotInterruption(ctx, busy, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var m interrupt.Mark
+	e.eventually("the mark with intake stopped", func() bool {
+		var found bool
+		m, found, _ = e.marks.Get(ctx, busy)
+		return found && m.IntakeStopped && !e.sim(busy).IntakeOpen
+	})
+	if !m.SpotInterrupted || m.Fleet != f.Name || m.JobsAtNotice != 1 {
+		t.Fatalf("mark %+v", m)
+	}
+
+	// The next tick scales out for it.
+	e.tick(f.Name)
+	if d := e.desired(f.GroupName); d != 3 {
+		t.Fatalf("after the warning the tick set desired %d, want 3", d)
+	}
+
+	// Jobs queued now all start elsewhere.
+	short := e.jobs(time.Second, 2)
+	e.eventually("the new jobs done", func() bool {
+		st := e.w.Sim.State()
+		return st.Jobs[short[0]].State == runnersim.JobFinished && st.Jobs[short[1]].State == runnersim.JobFinished
+	})
+	st := e.w.Sim.State()
+	for _, j := range short {
+		if st.Jobs[j].InstanceID == busy {
+			t.Errorf("job %s started on the interrupted instance", j)
+		}
+	}
+	if n := e.sim(busy).Started; n != 1 {
+		t.Errorf("the interrupted instance started %d jobs, want only the first", n)
+	}
+
+	// The reclaim kills the long job; the worker reports it lost.
+	e.eventually("the reclaim reported", func() bool {
+		m, _, _ = e.marks.Get(ctx, busy)
+		return m.Gone
+	})
+	evs := e.log()
+	k := killed(evs, busy)
+	if k != 1 || m.Lost != k {
+		t.Fatalf("killed %d (emulator), reported lost %d; want both 1", k, m.Lost)
+	}
+	if got := count(t, e.im.JobsLost.WithLabelValues(f.Name, "spot")); got != 1 {
+		t.Errorf("jobs_lost_total{cause=spot} = %v, want 1", got)
+	}
+	if len(e.decisions("interrupt decision", busy)) < 2 {
+		t.Errorf("want decision records for the notice and the reclaim")
+	}
+}
