@@ -53,9 +53,9 @@ func fleetCommands() []*cobra.Command {
 		newTickCmd(),
 		notYetCmd("scale", "Pin a fleet's desired capacity for a while, or resume policy-driven scaling", 6),
 		newDrainCmd(), // drain.go (issue 7)
-		notYetCmd("cycle", "Start or abort a drain-aware rolling replacement of a fleet's instances", 10),
+		newCycleCmd(), // cycle.go (issue 10)
 		newUpdateCmd(),
-		notYetCmd("status", "Show a fleet's instances, jobs, and the drains, cycles and updates in progress", 10),
+		newStatusCmd(), // status.go (issue 10)
 	}
 }
 

@@ -69,7 +69,7 @@ func TestRefusals(t *testing.T) {
 		{[]string{"tick", "--fleet", "blue"}, "no configuration"},
 		{[]string{"scale", "--fleet", "blue"}, "not yet available: issue 6"},
 		{[]string{"drain", "--fleet", "blue"}, `required flag(s) "instance" not set`},
-		{[]string{"cycle", "--fleet", "blue"}, "not yet available: issue 10"},
+		{[]string{"cycle", "--fleet", "blue", "--abort", "--all"}, "--abort takes no"},
 		{[]string{"update", "--fleet", "blue"}, `required flag(s) "properties" not set`},
 	} {
 		t.Setenv("RUNNERFLEET_CONFIG", "")

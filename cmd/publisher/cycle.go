@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/spf13/cobra"
+
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// defaultCycleTimeout bounds cycle --wait: drains of long jobs may take hours (up to AWS's 48-hour
+// lifecycle limit); a day without an outcome means something else is wrong.
+const defaultCycleTimeout = 24 * time.Hour
+
+type cycleOptions struct {
+	send           sendOptions
+	maxUnavailable int
+	surge          int
+	all            bool
+	abort          bool
+	wait           bool
+	table          string
+	timeout        time.Duration
+	interval       time.Duration
+}
+
+func newCycleCmd() *cobra.Command {
+	o := &cycleOptions{}
+	cmd := &cobra.Command{
+		Use:   "cycle --fleet NAME [--max-unavailable N] [--surge N] [--all] [--wait] | cycle --fleet NAME --abort",
+		Short: "Start or abort a drain-aware rolling replacement of a fleet's instances",
+		Long: `cycle replaces every instance of the fleet that is not on its group's current launch template
+version (every instance with --all). The worker launches replacements first (--surge above the
+desired capacity), waits until each replacement's runner takes jobs, then retires old instances
+through the group so each is drained (its jobs finish) before it goes. The instances serving never
+drop below desired − --max-unavailable. A replacement not healthy within the fleet's health
+timeout stops the cycle with the reason; nothing more is retired. 0 for both --surge and
+--max-unavailable means the fleet's defaults.
+
+--abort stops the cycle in progress after its step in flight (retired instances still drain).
+--wait follows the cycle: counting lines (replaced k of n, draining, waiting for health) and a
+one-line outcome; it exits non-zero when the cycle fails or is aborted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCycle(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	o.send.addFlags(cmd, true)
+	f := cmd.Flags()
+	f.IntVar(&o.maxUnavailable, "max-unavailable", 0, "instances that may be out of service at once (0: the fleet's default)")
+	f.IntVar(&o.surge, "surge", 0, "replacements launched above the desired capacity (0: the fleet's default)")
+	f.BoolVar(&o.all, "all", false, "replace every instance, not only those off the current launch template version")
+	f.BoolVar(&o.abort, "abort", false, "stop the cycle in progress after its step in flight")
+	f.BoolVar(&o.wait, "wait", false, "follow the cycle until it ends (non-zero exit on failure or abort)")
+	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table, read by --wait (default $"+envStateTable+", else state_table of the config)")
+	f.DurationVar(&o.timeout, "timeout", defaultCycleTimeout, "how long --wait follows the cycle")
+	f.DurationVar(&o.interval, "follow-interval", defaultFollowInterval, "how often --wait looks")
+	_ = f.MarkHidden("follow-interval")
+	return cmd
+}
+
+func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.abort && (o.all || o.maxUnavailable != 0 || o.surge != 0) {
+		return errors.New("--abort takes no --all, --surge or --max-unavailable")
+	}
+	if o.maxUnavailable < 0 || o.surge < 0 {
+		return errors.New("--surge and --max-unavailable must not be negative")
+	}
+	c := messages.NewCommand(o.send.fleet, messages.CommandCycle, time.Now())
+	c.Issuer = o.send.issuer
+	*c.Cycle = messages.CycleArgs{MaxUnavailable: o.maxUnavailable, Surge: o.surge, All: o.all, Abort: o.abort}
+	if !o.wait || o.send.dryRun {
+		return send(ctx, stdout, &o.send, c)
+	}
+	cfg, err := loadConfig(ctx, &o.send)
+	if err != nil {
+		return err
+	}
+	tableName := o.table
+	if tableName == "" && cfg != nil {
+		tableName = cfg.StateTable
+	}
+	if tableName == "" {
+		return fmt.Errorf("--wait reads the worker's state table: pass --table or --config, or set %s", envStateTable)
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
+	if err != nil {
+		return err
+	}
+	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	if err != nil {
+		return err
+	}
+	store, err := cyclestate.New(table)
+	if err != nil {
+		return err
+	}
+	load := func(ctx context.Context) (cycle.Record, error) {
+		rec, _, err := store.Load(ctx, o.send.fleet)
+		return rec, err
+	}
+	before, err := load(ctx)
+	if err != nil {
+		return err
+	}
+	want := c.ID
+	switch {
+	case o.abort && !before.Active():
+		return fmt.Errorf("fleet %s has no cycle in progress (last: %s)", o.send.fleet, describeLast(before))
+	case o.abort:
+		want = before.ID
+	case before.Active():
+		return fmt.Errorf("cycle %s of fleet %s is in progress since %s; abort it first (--abort) or follow it", before.ID, o.send.fleet, before.StartedAt.Format(time.RFC3339))
+	}
+	if err := send(ctx, stdout, &o.send, c); err != nil {
+		return err
+	}
+	fctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	return followCycle(fctx, stdout, load, o.send.fleet, want, o.abort, o.interval)
+}
+
+func describeLast(r cycle.Record) string {
+	if r.ID == "" {
+		return "none"
+	}
+	return fmt.Sprintf("%s %s", r.ID, r.Status)
+}
+
+// followCycle prints the cycle's new events and progress lines until cycle id ends, then its
+// one-line outcome. A failed or aborted cycle is an error, except when the abort is what was
+// asked (aborting).
+func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (cycle.Record, error), fleet, id string, aborting bool, interval time.Duration) error {
+	var printed time.Time
+	var last cycle.Progress
+	first := true
+	for {
+		rec, err := load(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the cycle record of fleet %s: %w", fleet, err)
+		}
+		if rec.ID == id {
+			for _, ev := range rec.Events {
+				if ev.At.After(printed) {
+					fmt.Fprintf(w, "%s  %s\n", ev.At.UTC().Format("15:04:05"), ev.Text)
+					printed = ev.At
+				}
+			}
+			if !rec.Status.Final() && (first || rec.Progress != last) {
+				fmt.Fprintf(w, "%s  %s\n", time.Now().UTC().Format("15:04:05"), progressText(rec.Progress))
+				last, first = rec.Progress, false
+			}
+			if rec.Status.Final() {
+				fmt.Fprintln(w, cycleOutcome(fleet, rec))
+				switch {
+				case rec.Status == cycle.StatusSucceeded, rec.Status == cycle.StatusAborted && aborting:
+					return nil
+				}
+				return fmt.Errorf("cycle %s of fleet %s %s", rec.ID, fleet, rec.Status)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("following cycle %s of fleet %s: gave up waiting: %w", id, fleet, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+func progressText(p cycle.Progress) string {
+	return fmt.Sprintf("replaced %d of %d, draining %d, waiting for health %d, serving %d (floor %d)",
+		p.Replaced, p.Total, p.Draining, p.WaitingForHealth, p.Serving, p.Floor)
+}
+
+// cycleOutcome is the one-line outcome of a cycle.
+func cycleOutcome(fleet string, r cycle.Record) string {
+	took := r.FinishedAt.Sub(r.StartedAt).Round(time.Second)
+	return fmt.Sprintf("cycle %s of fleet %s %s after %s (%d of %d replaced): %s", r.ID, fleet, r.Status, took, r.Progress.Replaced, r.Progress.Total, r.Reason)
+}

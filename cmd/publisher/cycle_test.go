@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+// records replays a sequence of cycle records, repeating the last one.
+type records struct {
+	mu   sync.Mutex
+	seq  []cycle.Record
+	next int
+}
+
+func (r *records) load(context.Context) (cycle.Record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.seq[min(r.next, len(r.seq)-1)]
+	r.next++
+	return rec, nil
+}
+
+func cycleAt(id string, st cycle.Status, p cycle.Progress, events ...string) cycle.Record {
+	t0 := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	rec := cycle.Record{ID: id, Status: st, Progress: p, StartedAt: t0}
+	for i, e := range events {
+		rec.Events = append(rec.Events, cycle.Event{At: t0.Add(time.Duration(i+1) * time.Second), Text: e})
+	}
+	if st.Final() {
+		rec.FinishedAt = t0.Add(2 * time.Minute)
+		rec.Reason = events[len(events)-1]
+	}
+	return rec
+}
+
+func TestFollowCyclePrintsProgressAndOutcome(t *testing.T) {
+	r := &records{seq: []cycle.Record{
+		{ID: "older", Status: cycle.StatusSucceeded}, // the command not yet seen
+		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3, WaitingForHealth: 1, Serving: 3, Floor: 2}, "cycle started"),
+		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3, Draining: 1, Serving: 3, Floor: 2}, "cycle started", "retiring i-1"),
+		cycleAt("c1", cycle.StatusSucceeded, cycle.Progress{Total: 3, Replaced: 3, Floor: 2}, "cycle started", "retiring i-1", "all 3 instances replaced"),
+	}}
+	var out bytes.Buffer
+	if err := followCycle(context.Background(), &out, r.load, "blue", "c1", false, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{"waiting for health 1", "draining 1", "retiring i-1", "cycle c1 of fleet blue succeeded after 2m0s (3 of 3 replaced): all 3 instances replaced"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Count(s, "retiring i-1") != 1 {
+		t.Errorf("an event printed twice:\n%s", s)
+	}
+	if lines := strings.Split(strings.TrimSpace(s), "\n"); !strings.HasPrefix(lines[len(lines)-1], "cycle c1 of fleet blue succeeded") {
+		t.Errorf("the last line is not the outcome:\n%s", s)
+	}
+}
+
+func TestFollowCycleFailsOnFailureAndAbort(t *testing.T) {
+	for _, tc := range []struct {
+		st       cycle.Status
+		aborting bool
+		wantErr  bool
+	}{
+		{cycle.StatusFailed, false, true},
+		{cycle.StatusAborted, false, true},
+		{cycle.StatusAborted, true, false},
+	} {
+		r := &records{seq: []cycle.Record{cycleAt("c1", tc.st, cycle.Progress{Total: 3, Replaced: 1}, "replacement not healthy")}}
+		var out bytes.Buffer
+		err := followCycle(context.Background(), &out, r.load, "blue", "c1", tc.aborting, time.Millisecond)
+		if (err != nil) != tc.wantErr || !strings.Contains(out.String(), string(tc.st)) {
+			t.Errorf("%s (aborting %v): err %v\n%s", tc.st, tc.aborting, err, out.String())
+		}
+	}
+}
+
+func TestCycleDryRunAndRefusals(t *testing.T) {
+	t.Setenv("RUNNERFLEET_CONFIG", "")
+	t.Setenv("RUNNERFLEET_CONFIG_PARAMETER", "")
+	out, err := execute(t, "cycle", "--fleet", "blue", "--config", writeConfig(t), "--dry-run", "--all", "--surge", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Body json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	m, err := messages.Parse(got.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Payload.(*messages.Command); c.Type != messages.CommandCycle || !c.Cycle.All || c.Cycle.Surge != 2 {
+		t.Fatalf("command %+v %+v", c, c.Cycle)
+	}
+	for _, args := range [][]string{
+		{"cycle", "--fleet", "blue", "--abort", "--all"},
+		{"cycle", "--fleet", "blue", "--surge", "-1"},
+		{"status", "--fleet", "blue", "--queue", "q"},
+	} {
+		if _, err := execute(t, args...); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/jedib0t/go-pretty/v6/table"
+	"github.com/spf13/cobra"
+
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/handlers/update"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
+	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
+	"github.com/runnerfleet/runnerfleet/infra/scrape"
+)
+
+// statusScrapeTimeout bounds the scrape of each runner by status: a person is waiting.
+const statusScrapeTimeout = 3 * time.Second
+
+type statusOptions struct {
+	send  sendOptions
+	table string
+	json  bool
+}
+
+func newStatusCmd() *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status --fleet NAME [--json]",
+		Short: "Show a fleet's instances, jobs, and the drains, cycles and updates in progress",
+		Long: `status reads, without asking the worker: the fleet's Auto Scaling group (desired, min, max, the
+launch template version launches use), the scale record (pinning, the last decision), the cycle
+and update records, the drains in progress (from the state table), and every InService runner's
+metrics (jobs, capacity, whether GitLab accepts its job requests). It prints tables, or with
+--json one JSON document.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStatus(cmd.Context(), cmd.OutOrStdout(), o)
+		},
+	}
+	o.send.addFlags(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table (default $"+envStateTable+", else state_table of the config)")
+	f.BoolVar(&o.json, "json", false, "print one JSON document instead of tables")
+	return cmd
+}
+
+// Status is what publisher status shows (and prints with --json).
+type Status struct {
+	Fleet string    `json:"fleet"`
+	Group string    `json:"group"`
+	At    time.Time `json:"at"`
+	// Desired, Min and Max are the group's; CurrentVersion is the launch template version
+	// launches use.
+	Desired        int    `json:"desired"`
+	Min            int    `json:"min"`
+	Max            int    `json:"max"`
+	CurrentVersion string `json:"current_version,omitempty"`
+	// Pinned is the operator's pin, if one is in force.
+	Pinned *StatusPin `json:"pinned,omitempty"`
+	// LastDecision and LastReason are the scale handler's.
+	LastDecision time.Time        `json:"last_decision,omitzero"`
+	LastReason   string           `json:"last_reason,omitempty"`
+	Instances    []StatusInstance `json:"instances"`
+	Drains       []StatusDrain    `json:"drains"`
+	Cycle        *cycle.Record    `json:"cycle,omitempty"`
+	Update       *update.Record   `json:"update,omitempty"`
+}
+
+// StatusPin is a pin in force.
+type StatusPin struct {
+	Desired int       `json:"desired"`
+	Until   time.Time `json:"until,omitzero"`
+	Issuer  string    `json:"issuer,omitempty"`
+}
+
+// StatusInstance is one instance of the group.
+type StatusInstance struct {
+	ID        string        `json:"id"`
+	State     string        `json:"state"`
+	Version   string        `json:"version,omitempty"`
+	Protected bool          `json:"protected"`
+	Age       time.Duration `json:"age"`
+	// Intake is open, closed (draining), rejected (GitLab refuses its job requests), or unknown.
+	Intake string `json:"intake"`
+	// Jobs and Capacity are from the runner's metrics (-1: not read).
+	Jobs     int `json:"jobs"`
+	Capacity int `json:"capacity"`
+	// Scraped is when its metrics were read; ScrapeError why they could not be.
+	Scraped     time.Time `json:"scraped,omitzero"`
+	ScrapeError string    `json:"scrape_error,omitempty"`
+}
+
+// StatusDrain is a drain in progress.
+type StatusDrain struct {
+	InstanceID string        `json:"instance_id"`
+	Phase      string        `json:"phase"`
+	Age        time.Duration `json:"age"`
+	Jobs       int           `json:"jobs"`
+	Note       string        `json:"note,omitempty"`
+}
+
+// drainView is the part of handlers/drain's record (JSON body of "drain#<token>" items) that
+// status shows.
+type drainView struct {
+	Fleet      string    `json:"fleet"`
+	InstanceID string    `json:"instance_id"`
+	Phase      string    `json:"phase"`
+	StartedAt  time.Time `json:"started_at"`
+	Jobs       int       `json:"jobs"`
+	Note       string    `json:"note"`
+}
+
+func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := loadConfig(ctx, &o.send)
+	if err != nil {
+		return err
+	}
+	if cfg == nil {
+		return errors.New("status needs the worker's configuration (the fleet's group and metrics): pass --config")
+	}
+	f, ok := cfg.Fleet(o.send.fleet)
+	if !ok {
+		return fmt.Errorf("fleet %q is not in the worker's configuration", o.send.fleet)
+	}
+	tableName := o.table
+	if tableName == "" {
+		tableName = cfg.StateTable
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
+	if err != nil {
+		return err
+	}
+	group, err := cyclestate.NewGroup(autoscaling.NewFromConfig(awsCfg), ec2.NewFromConfig(awsCfg))
+	if err != nil {
+		return err
+	}
+	g, err := group.Describe(ctx, f.GroupName)
+	if err != nil {
+		return err
+	}
+	tbl, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	st := Status{Fleet: f.Name, Group: g.Name, At: now.UTC(), Desired: g.Desired, Min: g.Min, Max: g.Max, CurrentVersion: g.CurrentVersion}
+
+	scales, _ := scalestate.New(tbl)
+	if rec, _, err := scales.Load(ctx, f.Name); err != nil {
+		return err
+	} else {
+		st.LastDecision, st.LastReason = rec.LastDecision, rec.LastReason
+		if rec.Pin.ActiveAt(now) {
+			st.Pinned = &StatusPin{Desired: rec.Pin.Desired, Until: rec.Pin.Until, Issuer: rec.Pin.Issuer}
+		}
+	}
+	cycles, _ := cyclestate.New(tbl)
+	if rec, _, err := cycles.Load(ctx, f.Name); err != nil {
+		return err
+	} else if rec.ID != "" {
+		st.Cycle = &rec
+	}
+	pk, sk := update.Key(f.Name)
+	if body, _, found, err := tbl.Load(ctx, pk, sk); err != nil {
+		return err
+	} else if found {
+		rec, err := update.DecodeRecord(body)
+		if err != nil {
+			return err
+		}
+		st.Update = &rec
+	}
+	bodies, err := tbl.Unfinished(ctx, "drain#")
+	if err != nil {
+		return err
+	}
+	draining := map[string]bool{}
+	for _, b := range bodies {
+		var d drainView
+		if json.Unmarshal(b, &d) != nil || d.Fleet != f.Name {
+			continue
+		}
+		draining[d.InstanceID] = true
+		st.Drains = append(st.Drains, StatusDrain{InstanceID: d.InstanceID, Phase: d.Phase, Age: now.Sub(d.StartedAt).Round(time.Second), Jobs: d.Jobs, Note: d.Note})
+	}
+	sort.Slice(st.Drains, func(i, j int) bool { return st.Drains[i].Age > st.Drains[j].Age })
+
+	client := &http.Client{Timeout: statusScrapeTimeout}
+	if cfg.LoopbackOnly {
+		client = netguard.HTTPClient(statusScrapeTimeout)
+	}
+	sc, err := scrape.New(scrape.Config{Timeout: statusScrapeTimeout}, client)
+	if err != nil {
+		return err
+	}
+	var targets []scrape.Target
+	for _, m := range g.Members {
+		if m.State.InService() {
+			targets = append(targets, scrape.Target{InstanceID: m.ID, PrivateIP: m.PrivateIP})
+		}
+	}
+	results := map[string]scrape.Result{}
+	if len(targets) > 0 {
+		url := f.MetricsURL
+		if url == "" {
+			url = "http://{{.PrivateIP}}:9252/metrics"
+		}
+		rs, err := sc.Scrape(ctx, url, targets)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			results[r.InstanceID] = r
+		}
+	}
+	for _, m := range g.Members {
+		in := StatusInstance{ID: m.ID, State: string(m.State), Version: m.Version, Protected: m.Protected, Jobs: -1, Capacity: -1, Intake: "unknown"}
+		if !m.LaunchedAt.IsZero() {
+			in.Age = now.Sub(m.LaunchedAt).Round(time.Second)
+		}
+		r, scraped := results[m.ID]
+		switch {
+		case scraped && r.Known:
+			in.Jobs, in.Capacity, in.Scraped = r.BusyJobs, r.Capacity, r.At.UTC()
+			in.Intake = "open"
+			if r.Rejected {
+				in.Intake = "rejected"
+			}
+		case scraped:
+			in.ScrapeError, in.Scraped = string(r.Reason), r.At.UTC()
+		}
+		if draining[m.ID] || m.State.Leaving() {
+			in.Intake = "closed (draining)"
+		}
+		st.Instances = append(st.Instances, in)
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	renderStatus(stdout, st)
+	return nil
+}
+
+// renderStatus prints st as a terminal would show it: a summary, then tables.
+func renderStatus(w io.Writer, st Status) {
+	pin := "no"
+	if p := st.Pinned; p != nil {
+		pin = fmt.Sprintf("at %d", p.Desired)
+		if !p.Until.IsZero() {
+			pin += " until " + p.Until.UTC().Format(time.RFC3339)
+		}
+		if p.Issuer != "" {
+			pin += " by " + p.Issuer
+		}
+	}
+	fmt.Fprintf(w, "fleet %s  group %s  desired %d  min %d  max %d  launch template version %s  pinned: %s\n",
+		st.Fleet, st.Group, st.Desired, st.Min, st.Max, orDash(st.CurrentVersion), pin)
+	if !st.LastDecision.IsZero() {
+		fmt.Fprintf(w, "last decision %s ago: %s\n", st.At.Sub(st.LastDecision).Round(time.Second), st.LastReason)
+	}
+
+	t := table.NewWriter()
+	t.SetOutputMirror(w)
+	t.SetStyle(table.StyleLight)
+	t.SetTitle("instances")
+	t.AppendHeader(table.Row{"instance", "state", "version", "intake", "jobs", "capacity", "protected", "age", "last scrape"})
+	for _, in := range st.Instances {
+		scraped := "-"
+		switch {
+		case in.ScrapeError != "":
+			scraped = "failed: " + in.ScrapeError
+		case !in.Scraped.IsZero():
+			scraped = st.At.Sub(in.Scraped).Round(time.Millisecond).String() + " ago"
+		}
+		t.AppendRow(table.Row{in.ID, in.State, orDash(in.Version), in.Intake, count(in.Jobs), count(in.Capacity), yesNo(in.Protected), in.Age, scraped})
+	}
+	t.Render()
+
+	if len(st.Drains) > 0 {
+		t := table.NewWriter()
+		t.SetOutputMirror(w)
+		t.SetStyle(table.StyleLight)
+		t.SetTitle("drains in progress")
+		t.AppendHeader(table.Row{"instance", "phase", "jobs", "age", "note"})
+		for _, d := range st.Drains {
+			t.AppendRow(table.Row{d.InstanceID, d.Phase, count(d.Jobs), d.Age, d.Note})
+		}
+		t.Render()
+	} else {
+		fmt.Fprintln(w, "drains in progress: none")
+	}
+
+	if c := st.Cycle; c != nil {
+		verb := "in progress"
+		if c.Status.Final() {
+			verb = string(c.Status)
+		}
+		fmt.Fprintf(w, "cycle %s (%s) %s, started %s ago: %s\n", c.ID, c.Trigger, verb, st.At.Sub(c.StartedAt).Round(time.Second), progressText(c.Progress))
+		if c.Reason != "" {
+			fmt.Fprintf(w, "  %s\n", c.Reason)
+		}
+		for _, ev := range c.Events[max(len(c.Events)-5, 0):] {
+			fmt.Fprintf(w, "  %s  %s\n", ev.At.UTC().Format("15:04:05"), ev.Text)
+		}
+	} else {
+		fmt.Fprintln(w, "cycle: none")
+	}
+	if u := st.Update; u != nil {
+		state := "in progress (" + u.Phase + ")"
+		if u.Finished() {
+			state = u.Outcome
+		}
+		line := fmt.Sprintf("update %s of stack %s: %s, started %s ago", u.CommandID, u.Stack, state, st.At.Sub(u.StartedAt).Round(time.Second))
+		if u.Reason != "" {
+			line += ": " + u.Reason
+		}
+		fmt.Fprintln(w, line)
+	} else {
+		fmt.Fprintln(w, "update: none")
+	}
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func count(n int) string {
+	if n < 0 {
+		return "?"
+	}
+	return fmt.Sprint(n)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

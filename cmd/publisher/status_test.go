@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/handlers/update"
+)
+
+func TestRenderStatus(t *testing.T) {
+	at := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	st := Status{
+		Fleet: "blue", Group: "blue-asg", At: at, Desired: 3, Min: 1, Max: 4, CurrentVersion: "2",
+		Pinned:       &StatusPin{Desired: 3, Issuer: "alice"},
+		LastDecision: at.Add(-30 * time.Second), LastReason: "steady: 3 busy of 3",
+		Instances: []StatusInstance{
+			{ID: "i-aaa", State: "InService", Version: "2", Intake: "open", Jobs: 1, Capacity: 4, Age: time.Hour, Scraped: at.Add(-20 * time.Millisecond)},
+			{ID: "i-bbb", State: "InService", Version: "1", Intake: "rejected", Jobs: 0, Capacity: 0, Age: 2 * time.Hour, Scraped: at},
+			{ID: "i-ccc", State: "Terminating:Wait", Version: "1", Intake: "closed (draining)", Jobs: -1, Capacity: -1, Age: 3 * time.Hour},
+		},
+		Drains: []StatusDrain{{InstanceID: "i-ccc", Phase: "watch", Age: 90 * time.Second, Jobs: 1}},
+		Cycle: &cycle.Record{ID: "c1", Trigger: "command", Status: cycle.StatusRunning, StartedAt: at.Add(-5 * time.Minute),
+			Progress: cycle.Progress{Total: 2, Replaced: 0, Draining: 1, Serving: 1, Floor: 2},
+			Events:   []cycle.Event{{At: at.Add(-time.Minute), Text: "retiring i-ccc (serving): its drain runs"}}},
+		Update: &update.Record{CommandID: "u1", Stack: "blue-stack", Phase: update.PhaseDone, Outcome: update.OutcomeSucceeded, StartedAt: at.Add(-time.Hour)},
+	}
+	var out bytes.Buffer
+	renderStatus(&out, st)
+	s := out.String()
+	for _, want := range []string{
+		"desired 3  min 1  max 4", "pinned: at 3 by alice", "steady: 3 busy of 3",
+		"i-bbb", "rejected", "closed (draining)", "Terminating:Wait",
+		"drains in progress", "watch", "1m30s",
+		"cycle c1 (command) in progress", "replaced 0 of 2, draining 1", "retiring i-ccc",
+		"update u1 of stack blue-stack: succeeded",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("status lacks %q:\n%s", want, s)
+		}
+	}
+}
