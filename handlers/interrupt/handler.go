@@ -199,11 +199,14 @@ func (h *Handler) StateChange(ctx context.Context, s *messages.StateChange) erro
 	if !ok || m.Gone {
 		return nil
 	}
+	// Jobs are lost only where nothing waited for them: a reclaimed spot instance outside a drain.
 	n := -1
-	if c, err := h.d.Jobs.RunningJobs(ctx, m.Fleet, id); err == nil {
-		n = c
-	} else {
-		n = m.JobsAtNotice
+	if m.SpotInterrupted && !found {
+		if c, err := h.d.Jobs.RunningJobs(ctx, m.Fleet, id); err == nil {
+			n = c
+		} else {
+			n = m.JobsAtNotice
+		}
 	}
 	flipped := false
 	m, err = h.d.Marks.Update(ctx, id, func(m *Mark) bool {
