@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/messages"
@@ -21,6 +22,8 @@ type deps struct {
 	// drain takes one step of an instance's drain: a terminate lifecycle action or a follow-up
 	// (handlers/drain).
 	drain router.HandlerFunc
+	// cycle runs rolling replacements and token rotations (handlers/cycle, issue 10); nil: none.
+	cycle *cycle.Handler
 	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
 	// shutdown tests, which need a slow step. Zero in production.
 	tickDelay time.Duration
@@ -37,12 +40,16 @@ type scaler interface {
 // handlers is THE handler registry: one line per message kind. Kinds absent here are acked and
 // counted as unknown (runnerfleet_messages_unknown_total). Each issue adds its line.
 func handlers(d deps) router.Registry {
-	return router.Registry{
+	reg := router.Registry{
 		messages.KindCommand:         commandHandler(d),
 		messages.KindScheduled:       scheduledHandler(d),
 		messages.KindTerminateAction: d.drain, // issue 5
 		messages.KindDrainStep:       d.drain, // issue 5
 	}
+	if d.cycle != nil { // issue 10: token parameter changes start cycles
+		reg[messages.KindParameterChange] = d.cycle.Handle
+	}
+	return reg
 }
 
 // commandTypeHandlers dispatches publisher commands by type. Types without a handler yet are
@@ -54,13 +61,18 @@ func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Conte
 			return tick(ctx, d, c.Fleet, "command", c.ID)
 		},
 		messages.CommandScale: d.scaler.Command,
+		messages.CommandCycle: func(ctx context.Context, c *messages.Command) error {
+			if d.cycle == nil {
+				return messages.Reject("command type %s is not wired in this worker", c.Type)
+			}
+			return d.cycle.Command(ctx, c) // issue 10
+		},
 	}
 }
 
 // notYet names the issue that brings each command type still missing.
 var notYet = map[messages.CommandType]int{
 	messages.CommandDrain:  5,
-	messages.CommandCycle:  10,
 	messages.CommandUpdate: 9,
 }
 
@@ -108,6 +120,18 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 	d.metrics.ticks.WithLabelValues(fleet, source).Inc()
 	d.logger.InfoContext(ctx, "tick", "tick_fleet", fleet, "source", source)
 	// Cycle and update steps go here, before the scaling decision.
+	if d.cycle != nil { // issue 10
+		active, err := d.cycle.Advance(ctx, fleet, messageID)
+		if err != nil {
+			return err
+		}
+		if active {
+			// A cycle owns the desired capacity until it ends (it surges on purpose and its
+			// replacements start idle): scaling holds still. See handlers/cycle's doc.
+			d.logger.InfoContext(ctx, "scaling holds: a cycle is in progress", "tick_fleet", fleet)
+			return nil
+		}
+	}
 	return d.scaler.Tick(ctx, fleet, messageID)
 }
 

@@ -107,7 +107,7 @@ func TestCommandHandler(t *testing.T) {
 	}{
 		{"red", messages.CommandTick, `unknown fleet "red"`},
 		{"blue", messages.CommandDrain, "not yet available: issue 5"},
-		{"blue", messages.CommandCycle, "not yet available: issue 10"},
+		{"blue", messages.CommandCycle, "not wired in this worker"}, // issue 10: wired in build(), not in these fakes
 		{"blue", messages.CommandUpdate, "not yet available: issue 9"},
 	} {
 		err := h(context.Background(), command(t, tc.fleet, tc.typ))

@@ -64,12 +64,16 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err != nil {
 		return deps{}, nil, err
 	}
+	cycler, err := newCycler(cfg, c, reg, logger) // issue 10
+	if err != nil {
+		return deps{}, nil, err
+	}
 	checkCtx, cancel := context.WithTimeout(ctx, hookCheckTimeout)
 	defer cancel()
 	if err := drainer.CheckHooks(checkCtx); err != nil {
 		return deps{}, nil, fmt.Errorf("checking the fleets' lifecycle hooks:\n%w", err)
 	}
-	return deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle}, drainer, nil
+	return deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle, cycle: cycler}, drainer, nil
 }
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback

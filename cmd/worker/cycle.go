@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/scrape"
+)
+
+// newCycler builds the cycle handler (issue 10): the cycle record in the state table, the group
+// driven directly, and runner health from a scraper of its own. Every fleet takes the cycle
+// defaults (surge 1, max-unavailable 1, health timeout 10 m, on a token change: cycle) until the
+// config carries per-fleet cycle settings.
+func newCycler(cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*cycle.Handler, error) {
+	store, err := cyclestate.New(c.table)
+	if err != nil {
+		return nil, err
+	}
+	group, err := cyclestate.NewGroup(c.autoscaling, c.ec2)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := scrape.New(scrape.Config{}, scrape.HTTPClient(cfg.LoopbackOnly))
+	if err != nil {
+		return nil, err
+	}
+	health, err := cyclestate.NewHealth(scraper)
+	if err != nil {
+		return nil, err
+	}
+	fleets := make([]cycle.FleetConfig, len(cfg.Fleets))
+	for i, f := range cfg.Fleets {
+		fleets[i] = cycle.FleetConfig{Settings: f}
+	}
+	h, err := cycle.New(cycle.Config{Fleets: fleets}, cycle.Deps{Group: group, Health: health, State: store, Registerer: reg}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("building the cycle handler: %w", err)
+	}
+	return h, nil
+}
