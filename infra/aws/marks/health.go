@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -19,6 +20,10 @@ import (
 
 // maxMetricsBytes caps one metrics page (as infra/scrape does): a runner's page is tens of KiB.
 const maxMetricsBytes = 1 << 20
+
+// runnerTimeout bounds one metrics request (infra/scrape's default): gitlab-runner answers from
+// memory in milliseconds; one that needs seconds counts as not answering.
+const runnerTimeout = 3 * time.Second
 
 // Addresses finds an instance's private IP for metrics URL templates that use it (EC2
 // DescribeInstances behind IPs); nil when every template uses the instance ID only.
@@ -137,6 +142,8 @@ func (r *Runners) fetch(ctx context.Context, fleetName, instanceID string) (map[
 	if err := t.Execute(&url, target); err != nil {
 		return nil, fmt.Errorf("runner metrics of %s: url: %w", instanceID, err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, runnerTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("runner metrics of %s: %w", instanceID, err)

@@ -233,3 +233,9 @@ func TestRunnersReadsRequestJobsAndJobs(t *testing.T) {
 		t.Error("a PrivateIP template without an address lookup must be refused")
 	}
 }
+
+func TestWireRefusesMissingClients(t *testing.T) {
+	if _, err := Wire(WireConfig{}, WireClients{}, nil, nil); err == nil {
+		t.Fatal("Wire accepted no clients")
+	}
+}
