@@ -140,13 +140,12 @@ func describeLast(r cycle.Record) string {
 	return fmt.Sprintf("%s %s", r.ID, r.Status)
 }
 
-// followCycle prints the cycle's new events and progress lines until cycle id ends, then its
-// one-line outcome. A failed or aborted cycle is an error, except when the abort is what was
-// asked (aborting).
+// followCycle prints the cycle's progress lines (the record's events: launches, health,
+// retirements, counts) as they appear until cycle id ends, then its one-line outcome. A failed or
+// aborted cycle is an error, except when the abort is what was asked (aborting).
 func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (cycle.Record, error), fleet, id string, aborting bool, interval time.Duration) error {
-	var printed time.Time
-	var last cycle.Progress
-	first := true
+	printed := map[cycle.Event]bool{}
+	waiting := false
 	for {
 		rec, err := load(ctx)
 		if err != nil {
@@ -154,14 +153,10 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 		}
 		if rec.ID == id {
 			for _, ev := range rec.Events {
-				if ev.At.After(printed) {
+				if !printed[ev] {
 					fmt.Fprintf(w, "%s  %s\n", ev.At.UTC().Format("15:04:05"), ev.Text)
-					printed = ev.At
+					printed[ev] = true
 				}
-			}
-			if !rec.Status.Final() && (first || rec.Progress != last) {
-				fmt.Fprintf(w, "%s  %s\n", time.Now().UTC().Format("15:04:05"), progressText(rec.Progress))
-				last, first = rec.Progress, false
 			}
 			if rec.Status.Final() {
 				fmt.Fprintln(w, cycleOutcome(fleet, rec))
@@ -171,6 +166,9 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 				}
 				return fmt.Errorf("cycle %s of fleet %s %s", rec.ID, fleet, rec.Status)
 			}
+		} else if !waiting {
+			fmt.Fprintf(w, "%s  waiting for the worker to take cycle %s\n", time.Now().UTC().Format("15:04:05"), id)
+			waiting = true
 		}
 		select {
 		case <-ctx.Done():

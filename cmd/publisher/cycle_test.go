@@ -44,9 +44,9 @@ func cycleAt(id string, st cycle.Status, p cycle.Progress, events ...string) cyc
 func TestFollowCyclePrintsProgressAndOutcome(t *testing.T) {
 	r := &records{seq: []cycle.Record{
 		{ID: "older", Status: cycle.StatusSucceeded}, // the command not yet seen
-		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3, WaitingForHealth: 1, Serving: 3, Floor: 2}, "cycle started"),
-		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3, Draining: 1, Serving: 3, Floor: 2}, "cycle started", "retiring i-1"),
-		cycleAt("c1", cycle.StatusSucceeded, cycle.Progress{Total: 3, Replaced: 3, Floor: 2}, "cycle started", "retiring i-1", "all 3 instances replaced"),
+		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3}, "cycle started", "replaced 0 of 3, waiting for health 1"),
+		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 3}, "cycle started", "replaced 0 of 3, waiting for health 1", "retiring i-1", "replaced 0 of 3, draining 1"),
+		cycleAt("c1", cycle.StatusSucceeded, cycle.Progress{Total: 3, Replaced: 3, Floor: 2}, "cycle started", "replaced 0 of 3, waiting for health 1", "retiring i-1", "replaced 0 of 3, draining 1", "all 3 instances replaced"),
 	}}
 	var out bytes.Buffer
 	if err := followCycle(context.Background(), &out, r.load, "blue", "c1", false, time.Millisecond); err != nil {
@@ -58,7 +58,7 @@ func TestFollowCyclePrintsProgressAndOutcome(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, s)
 		}
 	}
-	if strings.Count(s, "retiring i-1") != 1 {
+	if strings.Count(s, "retiring i-1") != 1 || strings.Count(s, "waiting for the worker") != 1 {
 		t.Errorf("an event printed twice:\n%s", s)
 	}
 	if lines := strings.Split(strings.TrimSpace(s), "\n"); !strings.HasPrefix(lines[len(lines)-1], "cycle c1 of fleet blue succeeded") {

@@ -231,6 +231,7 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 			results[r.InstanceID] = r
 		}
 	}
+	st.At = time.Now().UTC() // ages of scrapes are read against the end of the scrape
 	for _, m := range g.Members {
 		in := StatusInstance{ID: m.ID, State: string(m.State), Version: m.Version, Protected: m.Protected, Jobs: -1, Capacity: -1, Intake: "unknown"}
 		if !m.LaunchedAt.IsZero() {

@@ -69,6 +69,11 @@ func TestAbortMidCycle(t *testing.T) {
 	if k := e.killed(); k != 0 {
 		t.Fatalf("%d jobs killed", k)
 	}
+	// publisher status says so.
+	out, err := e.run("status", "--fleet", "blue", "--config", e.workerConfig("runnerfleet-control.fifo"))
+	if err != nil || !strings.Contains(out, "aborted") || !strings.Contains(out, "aborted by test") {
+		t.Fatalf("publisher status after the abort: %v\n%s", err, out)
+	}
 }
 
 // A worker restart mid-cycle: a fresh handler resumes from the record and finishes.
