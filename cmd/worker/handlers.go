@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/handlers/launch"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/messages"
@@ -24,6 +26,10 @@ type deps struct {
 	drain router.HandlerFunc
 	// cycle runs rolling replacements and token rotations (handlers/cycle, issue 10); nil: none.
 	cycle *cycle.Handler
+	// interrupt handles spot and rebalance notices, state changes and drain commands; launch is the
+	// launch gate (issue 7; both from infra/aws/marks.Wire); nil: not wired.
+	interrupt *interrupt.Handler
+	launch    *launch.Handler
 	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
 	// shutdown tests, which need a slow step. Zero in production.
 	tickDelay time.Duration
@@ -49,6 +55,14 @@ func handlers(d deps) router.Registry {
 	if d.cycle != nil { // issue 10: token parameter changes start cycles
 		reg[messages.KindParameterChange] = d.cycle.Handle
 	}
+	if d.interrupt != nil { // issue 7
+		reg[messages.KindSpotInterruption] = d.interrupt.Handle
+		reg[messages.KindRebalance] = d.interrupt.Handle
+		reg[messages.KindStateChange] = d.interrupt.Handle
+	}
+	if d.launch != nil { // issue 7
+		reg[messages.KindLaunchAction] = d.launch.Handle
+	}
 	return reg
 }
 
@@ -67,12 +81,17 @@ func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Conte
 			}
 			return d.cycle.Command(ctx, c) // issue 10
 		},
+		messages.CommandDrain: func(ctx context.Context, c *messages.Command) error {
+			if d.interrupt == nil {
+				return messages.Reject("command type %s is not wired in this worker", c.Type)
+			}
+			return d.interrupt.Retire(ctx, c) // issue 7
+		},
 	}
 }
 
 // notYet names the issue that brings each command type still missing.
 var notYet = map[messages.CommandType]int{
-	messages.CommandDrain:  5,
 	messages.CommandUpdate: 9,
 }
 
@@ -130,6 +149,11 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 			// replacements start idle): scaling holds still. See handlers/cycle's doc.
 			d.logger.InfoContext(ctx, "scaling holds: a cycle is in progress", "tick_fleet", fleet)
 			return nil
+		}
+	}
+	if d.interrupt != nil { // issue 7: rebalance-marked instances are replaced before the decision
+		if _, err := d.interrupt.ReplaceMarked(ctx, fleet); err != nil {
+			d.logger.WarnContext(ctx, "replacing rebalance-marked instances", "tick_fleet", fleet, "error", err.Error())
 		}
 	}
 	return d.scaler.Tick(ctx, fleet, messageID)

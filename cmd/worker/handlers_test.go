@@ -106,7 +106,7 @@ func TestCommandHandler(t *testing.T) {
 		want  string
 	}{
 		{"red", messages.CommandTick, `unknown fleet "red"`},
-		{"blue", messages.CommandDrain, "not yet available: issue 5"},
+		{"blue", messages.CommandDrain, "not wired in this worker"}, // issue 7: wired in build(), not in these fakes
 		{"blue", messages.CommandCycle, "not wired in this worker"}, // issue 10: wired in build(), not in these fakes
 		{"blue", messages.CommandUpdate, "not yet available: issue 9"},
 	} {
