@@ -19,7 +19,10 @@ import (
 func TestStateChangeFinishesADrainAsLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
-	f := e.group(groupSpec{name: "lost", desired: 1, min: 0, max: 2, terminateHook: true})
+	// A minute's heartbeat timeout (a heartbeat every 20 s), as in production where the state
+	// change arrives long before the drain's next heartbeat would find the action gone. (With a
+	// heartbeat due at once the drain may see the action gone first and record "action-gone".)
+	f := e.group(groupSpec{name: "lost", desired: 1, min: 0, max: 2, terminateHook: true, hookTimeout: 60})
 	e.start([]fleet.Settings{f}, nil)
 	id := e.inService(f.GroupName, 1)[0]
 	e.jobs(2*time.Minute, 2)

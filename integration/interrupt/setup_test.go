@@ -9,6 +9,7 @@ package interrupt_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -132,6 +133,8 @@ type groupSpec struct {
 	name                    string
 	desired, min, max       int32
 	terminateHook, gateHook bool
+	// hookTimeout is the terminate hook's heartbeat timeout in seconds; default 10.
+	hookTimeout int32
 }
 
 // group creates a group (with a terminate hook "drain" and/or a launch hook "gate") and returns
@@ -149,7 +152,7 @@ func (e *env) group(g groupSpec) fleet.Settings {
 	var hooks []astypes.LifecycleHookSpecification
 	if g.terminateHook {
 		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String("drain"),
-			LifecycleTransition: aws.String(lifecycle.Terminating), HeartbeatTimeout: aws.Int32(10), DefaultResult: aws.String("CONTINUE")})
+			LifecycleTransition: aws.String(lifecycle.Terminating), HeartbeatTimeout: aws.Int32(cmp.Or(g.hookTimeout, 10)), DefaultResult: aws.String("CONTINUE")})
 	}
 	if g.gateHook {
 		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String("gate"),
