@@ -1,46 +1,30 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/config"
-	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
-	"github.com/runnerfleet/runnerfleet/messages"
 )
 
 // The fixed ports of `make emulator` and configs/local.yaml.
@@ -50,15 +34,20 @@ const (
 	workerPort = 9090
 )
 
-// Bounds of the demo's waits: generous, since moto starts slowly on a busy 2-core machine.
+// The demo's workload and the bounds of its waits. The bounds are generous (moto starts slowly on
+// a busy 2-core machine); a normal run takes about a minute and a half.
 const (
-	readyTimeout  = 60 * time.Second
-	eventsTimeout = 150 * time.Second
-	// hookTimeout is the demo group's lifecycle hook timeout: no drain handler answers the hooks
-	// yet, so they end at this timeout with CONTINUE (the emulator accepts less than AWS's 30 s).
-	hookTimeout = 5
+	readyTimeout = 60 * time.Second
+	phaseTimeout = 120 * time.Second
 	// tickPeriod makes the fleet's rate(1 minute) tick rule fire this often.
 	tickPeriod = 3 * time.Second
+	// jobCount jobs of jobLength are fed at once: more than one runner takes (concurrent 4), so
+	// they queue and the fleet grows; each job outlasts the hook's 5 s heartbeat timeout twice.
+	jobCount  = 10
+	jobLength = 15 * time.Second
+	// spotNotice is the spot interruption's notice: longer than the rest of the demo, so the
+	// notice is handled (counted) but the reclaim never comes.
+	spotNotice = 5 * time.Minute
 )
 
 // Options tune Run.
@@ -71,36 +60,10 @@ type Options struct {
 	FreePorts bool
 }
 
-// Summary is what the demo saw, from the worker's /metrics and the emulator's state.
-type Summary struct {
-	// Received, Acked, DeadLettered, Nacked count messages by kind (all queues).
-	Received, Acked, DeadLettered, Nacked map[string]float64
-	// Unknown counts messages acked as of a kind no handler takes yet.
-	Unknown float64
-	// Ticks counts ticks by source (schedule, command).
-	Ticks map[string]float64
-	// Emitted counts the EventBridge events the emulator emitted, by detail-type.
-	Emitted map[string]int
-	// HookTimeouts counts lifecycle hooks that ended at their timeout (no drain handler yet).
-	HookTimeouts int
-	// DeadLetterDepth is the number of messages in the two DLQs at the end.
-	DeadLetterDepth int
-	// Instances are the group's instances at the end (id: lifecycle state).
-	Instances []string
-	// CommandID is the id the publisher printed.
-	CommandID string
-}
-
-// expectedKinds are the kinds the demo makes arrive; Run fails unless the worker received each.
-var expectedKinds = []messages.Kind{
-	messages.KindLaunchAction, messages.KindTerminateAction, messages.KindSpotInterruption,
-	messages.KindRebalance, messages.KindStateChange, messages.KindScheduled,
-	messages.KindParameterChange, messages.KindStackStatus, messages.KindCommand,
-}
-
 // Run runs the whole demo and prints its summary to out.
 func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo: "+format+"\n", args...) }
+	began := time.Now()
 	aws_, sim_, wk := awsPort, simPort, workerPort
 	if o.FreePorts {
 		var err error
@@ -175,32 +138,32 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		ec2: ec2.NewFromConfig(awsCfg), ssm: ssm.NewFromConfig(awsCfg), cfn: cloudformation.NewFromConfig(awsCfg),
 	}
 
-	// 2. Queues and rules.
+	// 2. What the worker stack would make: queues, the instance-events rule, the state table.
 	urls, err := c.createQueues(ctx, cfg.Queues)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.createRules(ctx, cfg.Queues, fl.Name, fl.TickRule); err != nil {
+	if err := c.createLifecycleRule(ctx, cfg.Queues); err != nil {
 		return nil, err
 	}
-	say("created queues %s, %s (+ DLQs) and rules for lifecycle, spot, state-change, parameter and stack events and the tick of fleet %s",
-		cfg.Queues.Lifecycle.Name, cfg.Queues.Control.Name, fl.Name)
-
-	// 3. The state table and the fleet's group (the worker checks its hooks at start-up).
 	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(awsCfg), cfg.StateTable); err != nil {
 		return nil, fmt.Errorf("creating the state table: %w", err)
 	}
-	if err := c.createGroup(ctx, fl.GroupName); err != nil {
+	say("created queues %s, %s (+ DLQs), the instance-events rule and state table %s", cfg.Queues.Lifecycle.Name, cfg.Queues.Control.Name, cfg.StateTable)
+
+	// 3. The fleet, from the runner template.
+	if _, err := c.provisionFleet(ctx, fl, cfg.Queues); err != nil {
 		return nil, err
 	}
 	var ids []string
-	if err := waitFor(ctx, readyTimeout, func() bool {
-		ids = c.inService(ctx, fl.GroupName)
-		return len(ids) >= 2
-	}); err != nil {
-		return nil, fmt.Errorf("the group's instances did not come in service: %w", err)
+	if err := waitFor(ctx, readyTimeout, func() bool { ids = c.inService(ctx, fl.GroupName); return len(ids) >= 1 }); err != nil {
+		return nil, fmt.Errorf("the fleet's first instance did not come in service: %w", err)
 	}
-	say("state table %s; group %s: instances %s in service (their launch hooks timed out: no handler yet)", cfg.StateTable, fl.GroupName, strings.Join(ids, ", "))
+	sum := &Summary{Stack: fl.StackName}
+	sum.DesiredStart = c.desired(ctx, fl.GroupName)
+	sum.DesiredPeak = sum.DesiredStart
+	say("fleet stack %s from deploy/runner/runner.yaml: group %s (terminate hook %s, tick rule %s), instance %s in service",
+		fl.StackName, fl.GroupName, fl.Drain.HookTimeout, fl.TickRule, strings.Join(ids, ", "))
 
 	// 4. The worker.
 	w, err := startWorker(ctx, filepath.Join(o.Bin, "worker"), cfgPath, filepath.Join(tmp, "worker.log"))
@@ -212,452 +175,169 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	if err := waitFor(ctx, readyTimeout, func() bool { return httpStatus(metricsURL+"/readyz") == 200 }); err != nil {
 		return nil, fmt.Errorf("the worker did not become ready (%v); its log:\n%s", err, w.tail())
 	}
-	say("worker ready on %s (pid %d)", metricsURL, w.cmd.Process.Pid)
-
-	// 5. A tick from the publisher, and an event of every kind from the emulator.
+	say("worker ready on %s (pid %d): it checked the fleet's terminate hook at start-up", metricsURL, w.cmd.Process.Pid)
 	pub := exec.CommandContext(ctx, filepath.Join(o.Bin, "publisher"), "tick", "--fleet", fl.Name, "--config", cfgPath)
 	idOut, err := pub.Output()
 	if err != nil {
 		return nil, fmt.Errorf("publisher tick: %w", errorWithStderr(err))
 	}
-	sum := &Summary{CommandID: strings.TrimSpace(string(idOut))}
+	sum.CommandID = strings.TrimSpace(string(idOut))
 	say("publisher tick --fleet %s: command %s", fl.Name, sum.CommandID)
 
-	if err := emu.Rebalance(ctx, ids[0]); err != nil {
+	fail := func(what string, err error) error {
+		_ = sum.readLog(ctx, emu)
+		out := emu.Output()
+		if len(out) > 3000 {
+			out = out[len(out)-3000:]
+		}
+		return fmt.Errorf("%s (%v); decisions %v, drains %v, emitted %v; the worker's log:\n%s\nthe emulator's output:\n%s",
+			what, err, sum.Decisions, sum.Drains, sum.Emitted, w.tail(), out)
+	}
+	watch := func(what string, cond func() bool) error {
+		err := waitFor(ctx, phaseTimeout, func() bool {
+			if !sum.readMetrics(metricsURL) {
+				return false
+			}
+			sum.DesiredPeak = max(sum.DesiredPeak, c.desired(ctx, fl.GroupName))
+			return cond()
+		})
+		if err != nil {
+			return fail(what, err)
+		}
+		return nil
+	}
+
+	// 5. Jobs pile up: the ticks scale the fleet out.
+	jobs := make([]runnersim.Job, jobCount)
+	for i := range jobs {
+		jobs[i] = runnersim.Job{ID: fmt.Sprintf("demo-job-%02d", i+1), DurationMS: jobLength.Milliseconds()}
+	}
+	if _, err := sim.AddJobs(jobs); err != nil {
 		return nil, err
 	}
-	if err := emu.SpotInterruption(ctx, ids[0], 2*time.Second); err != nil {
+	say("fed %d jobs of %s into the runner simulator; one runner takes %d at a time", jobCount, jobLength, runnersim.DefaultConcurrent)
+	if err := watch("no scale-out with runners busy on new instances", func() bool {
+		return sum.Decisions["scale_out"] >= 1 && len(busyInstances(sim.State(), fl.GroupName, ids[0])) > 0
+	}); err != nil {
 		return nil, err
 	}
+	say("scaled out: desired capacity %d; new runners picked up queued jobs", sum.DesiredPeak)
+
+	// 6. A busy instance terminated through its group: the drain waits for its jobs.
+	busy := busyInstances(sim.State(), fl.GroupName, ids[0])
+	sum.Busy, sum.BusyJobs = busy[0].id, busy[0].running
 	if _, err := c.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(ids[1]), ShouldDecrementDesiredCapacity: aws.Bool(true),
+		InstanceId: aws.String(sum.Busy), ShouldDecrementDesiredCapacity: aws.Bool(true),
 	}); err != nil {
-		return nil, fmt.Errorf("terminating %s: %w", ids[1], err)
+		return nil, fmt.Errorf("terminating %s: %w", sum.Busy, err)
 	}
-	say("rebalance recommendation and spot interruption for %s; %s terminated through its group (terminate hook)", ids[0], ids[1])
-	if _, err := c.ssm.PutParameter(ctx, &ssm.PutParameterInput{
-		Name: aws.String(fl.TokenParameter), Value: aws.String("placeholder"), Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true),
+	say("terminated busy instance %s (%d running jobs) through its group: its drain waits for them", sum.Busy, sum.BusyJobs)
+	if err := watch("the busy instance's drain did not finish", func() bool {
+		_, inGroup := c.member(ctx, fl.GroupName, sum.Busy)
+		return sum.Drains["completed"] >= 1 && !inGroup
 	}); err != nil {
-		return nil, fmt.Errorf("putting parameter %s: %w", fl.TokenParameter, err)
+		return nil, err
 	}
-	if _, err := c.cfn.CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String(fl.StackName), TemplateBody: aws.String(stackTemplate)}); err != nil {
-		return nil, fmt.Errorf("creating stack %s: %w", fl.StackName, err)
+	_ = sum.readLog(ctx, emu)
+	say("drained %s: it waited %s in Terminating:Wait, then was unregistered and completed", sum.Busy, sum.BusyWaited.Round(100*time.Millisecond))
+
+	// 7. The load gone: every job done, idle instances removed (each one drained too).
+	if err := watch("no scale-in after the jobs ended", func() bool {
+		st := sim.State()
+		return st.Totals.Finished+st.Totals.Killed >= jobCount && sum.Decisions["scale_in"] >= 1 && sum.Drains["completed"] >= 2
+	}); err != nil {
+		return nil, err
 	}
-	say("token parameter %s written; stack %s created", fl.TokenParameter, fl.StackName)
+	say("all %d jobs done; idle instances scaled in (desired %d)", jobCount, c.desired(ctx, fl.GroupName))
+
+	// 8. The other kinds: notices for an instance, a malformed body and an unknown event.
+	if left := c.inService(ctx, fl.GroupName); len(left) > 0 {
+		if err := emu.Rebalance(ctx, left[0]); err != nil {
+			return nil, err
+		}
+		if err := emu.SpotInterruption(ctx, left[0], spotNotice); err != nil {
+			return nil, err
+		}
+		say("rebalance recommendation and spot interruption notice (%s) for %s", spotNotice, left[0])
+	}
 	for _, body := range []string{`{"detail-type": 5, "source": "aws.ec2"}`, unknownEvent()} {
 		if _, err := c.sqs.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(urls[cfg.Queues.Lifecycle.Name]), MessageBody: aws.String(body)}); err != nil {
 			return nil, err
 		}
 	}
 	say("sent a malformed body and an event of a kind nobody handles straight to %s", cfg.Queues.Lifecycle.Name)
-
-	// 6. Wait for the worker to have seen everything, then summarize.
 	var missing []string
-	err = waitFor(ctx, eventsTimeout, func() bool {
-		m, err := scrape(metricsURL + "/metrics")
-		if err != nil {
-			return false
-		}
-		sum.fill(m)
-		missing = sum.missing()
-		return len(missing) == 0
-	})
-	if err != nil {
-		_ = c.fillWorld(ctx, emu, sum, fl.GroupName, urls, cfg.Queues)
-		out := emu.Output()
-		if len(out) > 4000 {
-			out = out[len(out)-4000:]
-		}
-		return nil, fmt.Errorf("the worker did not see %s (%v); the emulator emitted %v; the worker's log:\n%s\nthe emulator's output:\n%s",
-			strings.Join(missing, ", "), err, sum.Emitted, w.tail(), out)
+	if err := watch("the worker did not see everything", func() bool { missing = sum.missing(); return len(missing) == 0 }); err != nil {
+		return nil, fmt.Errorf("missing %s: %w", strings.Join(missing, ", "), err)
 	}
-	if err := c.fillWorld(ctx, emu, sum, fl.GroupName, urls, cfg.Queues); err != nil {
+
+	// 9. The world's side, then stop the worker.
+	if err := sum.readLog(ctx, emu); err != nil {
 		return nil, err
 	}
+	sum.Jobs = sim.State().Totals
+	if sum.DeadLetterDepth, err = c.dlqDepth(ctx, urls, cfg.Queues); err != nil {
+		return nil, err
+	}
+	g, _ := c.group(ctx, fl.GroupName)
+	sum.DesiredEnd = int(aws.ToInt32(g.DesiredCapacity))
+	for _, i := range g.Instances {
+		sum.Instances = append(sum.Instances, aws.ToString(i.InstanceId)+": "+string(i.LifecycleState))
+	}
+	sort.Strings(sum.Instances)
 	stopped := time.Now()
 	if err := w.stop(cfg.StopTimeout + 2*time.Second); err != nil {
 		return nil, fmt.Errorf("stopping the worker: %w; its log:\n%s", err, w.tail())
 	}
-	say("worker stopped on SIGTERM in %s (stop timeout %s)", time.Since(stopped).Round(time.Millisecond), cfg.StopTimeout)
+	say("worker stopped on SIGTERM in %s (stop timeout %s); the demo took %s", time.Since(stopped).Round(time.Millisecond), cfg.StopTimeout, time.Since(began).Round(time.Second))
 	sum.print(out)
 	return sum, nil
 }
 
-// stackTemplate is the smallest stack whose status changes the emulator reports.
-const stackTemplate = `Resources:
-  Marker:
-    Type: AWS::SSM::Parameter
-    Properties:
-      Name: /runnerfleet/demo/stack-marker
-      Type: String
-      Value: demo
-`
-
-func unknownEvent() string {
-	return fmt.Sprintf(`{"version":"0","id":"demo-unknown-%d","detail-type":"AWS API Call via CloudTrail","source":"aws.autoscaling","account":"123456789012","time":%q,"region":"us-east-1","resources":[],"detail":{}}`,
-		time.Now().UnixNano(), time.Now().UTC().Format(time.RFC3339))
+// busyRunner is an instance of the group running jobs.
+type busyRunner struct {
+	id      string
+	running int
+	latest  time.Time // when its newest job started
 }
 
-// checkFree refuses ports something listens on, naming them, before anything starts.
-func checkFree(ports ...int) error {
-	var errs []error
-	for _, p := range ports {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("port 127.0.0.1:%d is taken (a `make emulator` or another demo running?): stop it, or run the demo with --free-ports", p))
-			continue
-		}
-		_ = l.Close()
-	}
-	return errors.Join(errs...)
-}
-
-type clients struct {
-	sqs *awssqs.Client
-	eb  *eventbridge.Client
-	asg *autoscaling.Client
-	ec2 *ec2.Client
-	ssm *ssm.Client
-	cfn *cloudformation.Client
-}
-
-const account = "123456789012"
-
-func queueARN(name string) string {
-	return "arn:aws:sqs:" + emulator.Region + ":" + account + ":" + name
-}
-
-// createQueues creates both queues with their DLQs (redrive after 5 receives) and returns the
-// URL of each by name.
-func (c clients) createQueues(ctx context.Context, q config.Queues) (map[string]string, error) {
-	urls := map[string]string{}
-	for _, spec := range []struct {
-		queue config.Queue
-		fifo  bool
-	}{{q.Lifecycle, false}, {q.Control, true}} {
-		for _, name := range []string{spec.queue.DeadLetter, spec.queue.Name} {
-			attrs := map[string]string{"VisibilityTimeout": fmt.Sprint(int(spec.queue.VisibilityTimeout / time.Second))}
-			if spec.fifo {
-				attrs["FifoQueue"], attrs["ContentBasedDeduplication"] = "true", "true"
-			}
-			if name == spec.queue.Name {
-				attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, queueARN(spec.queue.DeadLetter))
-			}
-			out, err := c.sqs.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
-			if err != nil {
-				return nil, fmt.Errorf("creating queue %s: %w", name, err)
-			}
-			urls[name] = aws.ToString(out.QueueUrl)
+// busyInstances lists the group's instances running jobs, except skip, newest work first (the
+// instance whose jobs end last shows the drain's wait best).
+func busyInstances(st runnersim.State, group, skip string) []busyRunner {
+	byID := map[string]*busyRunner{}
+	for _, in := range st.Instances {
+		if in.Group == group && in.InstanceID != skip && len(in.Running) > 0 && in.Process == "running" {
+			byID[in.InstanceID] = &busyRunner{id: in.InstanceID, running: len(in.Running)}
 		}
 	}
-	return urls, nil
-}
-
-// createRules makes the EventBridge rules of deploy/ecs in small: instance events to the
-// lifecycle queue; the fleet's tick and its parameter and stack events to the control queue,
-// message group = fleet.
-func (c clients) createRules(ctx context.Context, q config.Queues, fleetName, tickRule string) error {
-	lifecycle, _ := json.Marshal(map[string]any{
-		"source": []string{"aws.autoscaling", "aws.ec2"},
-		"detail-type": []string{"EC2 Instance-launch Lifecycle Action", "EC2 Instance-terminate Lifecycle Action",
-			"EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation", "EC2 Instance State-change Notification"},
-	})
-	fleetEvents, _ := json.Marshal(map[string]any{
-		"source":      []string{"aws.ssm", "aws.cloudformation"},
-		"detail-type": []string{"Parameter Store Change", "CloudFormation Stack Status Change"},
-	})
-	group := &ebtypes.SqsParameters{MessageGroupId: aws.String(fleetName)}
-	for _, r := range []struct {
-		name, pattern, schedule, queue string
-		sqs                            *ebtypes.SqsParameters
-	}{
-		{"runnerfleet-" + fleetName + "-lifecycle", string(lifecycle), "", q.Lifecycle.Name, nil},
-		{"runnerfleet-" + fleetName + "-fleet-events", string(fleetEvents), "", q.Control.Name, group},
-		{tickRule, "", "rate(1 minute)", q.Control.Name, group},
-	} {
-		in := &eventbridge.PutRuleInput{Name: aws.String(r.name)}
-		if r.pattern != "" {
-			in.EventPattern = aws.String(r.pattern)
-		} else {
-			in.ScheduleExpression = aws.String(r.schedule)
-		}
-		if _, err := c.eb.PutRule(ctx, in); err != nil {
-			return fmt.Errorf("creating rule %s: %w", r.name, err)
-		}
-		if _, err := c.eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(r.name), Targets: []ebtypes.Target{{
-			Id: aws.String("queue"), Arn: aws.String(queueARN(r.queue)), SqsParameters: r.sqs,
-		}}}); err != nil {
-			return fmt.Errorf("targeting rule %s at %s: %w", r.name, r.queue, err)
+	for _, j := range st.Jobs {
+		if b, ok := byID[j.InstanceID]; ok && j.State == runnersim.JobRunning && j.StartedAt.After(b.latest) {
+			b.latest = j.StartedAt
 		}
 	}
-	return nil
+	out := make([]busyRunner, 0, len(byID))
+	for _, b := range byID {
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].latest.After(out[j].latest) })
+	return out
 }
 
-// createGroup makes the fleet's Auto Scaling group: two instances, a launch and a terminate hook.
-func (c clients) createGroup(ctx context.Context, group string) error {
-	lt := group + "-lt"
-	if _, err := c.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(lt),
-		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
-		return fmt.Errorf("creating launch template %s: %w", lt, err)
-	}
-	hook := func(name, transition string) astypes.LifecycleHookSpecification {
-		return astypes.LifecycleHookSpecification{LifecycleHookName: aws.String(name), LifecycleTransition: aws.String(transition),
-			HeartbeatTimeout: aws.Int32(hookTimeout), DefaultResult: aws.String("CONTINUE")}
-	}
-	if _, err := c.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String(group),
-		LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
-		MinSize:              aws.Int32(0), MaxSize: aws.Int32(3), DesiredCapacity: aws.Int32(2),
-		AvailabilityZones: []string{emulator.Region + "a"},
-		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{
-			hook("launch", "autoscaling:EC2_INSTANCE_LAUNCHING"), hook("drain", "autoscaling:EC2_INSTANCE_TERMINATING"),
-		},
-	}); err != nil {
-		return fmt.Errorf("creating group %s: %w", group, err)
-	}
-	return nil
+func (c clients) desired(ctx context.Context, group string) int {
+	g, _ := c.group(ctx, group)
+	return int(aws.ToInt32(g.DesiredCapacity))
 }
 
-func (c clients) instances(ctx context.Context, group string) []astypes.Instance {
-	out, err := c.asg.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
-	if err != nil || len(out.AutoScalingGroups) == 0 {
-		return nil
-	}
-	return out.AutoScalingGroups[0].Instances
-}
-
-func (c clients) inService(ctx context.Context, group string) []string {
-	var ids []string
-	for _, i := range c.instances(ctx, group) {
-		if i.LifecycleState == astypes.LifecycleStateInService {
-			ids = append(ids, aws.ToString(i.InstanceId))
-		}
-	}
-	sort.Strings(ids)
-	return ids
-}
-
-// fillWorld adds the emulator's side to the summary: emitted events, hook timeouts, the group's
-// instances and the DLQs' depth.
-func (c clients) fillWorld(ctx context.Context, emu *emulator.Emulator, sum *Summary, group string, urls map[string]string, q config.Queues) error {
-	log, err := emu.Log(ctx, 0)
-	if err != nil {
-		return fmt.Errorf("reading the emulator's log: %w", err)
-	}
-	sum.Emitted = map[string]int{}
-	for _, ev := range log {
-		switch ev.Kind {
-		case "event.emitted":
-			sum.Emitted[ev.String("detail_type")]++
-		case "hook.timeout":
-			sum.HookTimeouts++
-		}
-	}
-	for _, i := range c.instances(ctx, group) {
-		sum.Instances = append(sum.Instances, aws.ToString(i.InstanceId)+": "+string(i.LifecycleState))
-	}
-	sort.Strings(sum.Instances)
-	for _, dlq := range []string{q.Lifecycle.DeadLetter, q.Control.DeadLetter} {
-		out, err := c.sqs.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(urls[dlq]),
-			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
-		if err != nil {
-			return fmt.Errorf("reading the depth of %s: %w", dlq, err)
-		}
-		var n int
-		fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n)
-		sum.DeadLetterDepth += n
-	}
-	return nil
-}
-
-// scrape reads a Prometheus text exposition.
-func scrape(url string) (map[string]*dto.MetricFamily, error) {
-	resp, err := netguard.HTTPClient(5 * time.Second).Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(resp.Body)
-}
-
-// sumBy adds family's counters by the value of label (other labels summed over).
-func sumBy(fams map[string]*dto.MetricFamily, family, label string) map[string]float64 {
-	out := map[string]float64{}
-	f, ok := fams[family]
+// member returns the instance's lifecycle state in the group; false when the group no longer has it.
+func (c clients) member(ctx context.Context, group, id string) (string, bool) {
+	g, ok := c.group(ctx, group)
 	if !ok {
-		return out
+		return "", true // unknown: keep waiting
 	}
-	for _, m := range f.GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == label {
-				out[l.GetValue()] += m.GetCounter().GetValue()
-			}
+	for _, i := range g.Instances {
+		if aws.ToString(i.InstanceId) == id {
+			return string(i.LifecycleState), true
 		}
 	}
-	return out
-}
-
-func (s *Summary) fill(fams map[string]*dto.MetricFamily) {
-	s.Received = sumBy(fams, "runnerfleet_messages_received_total", "kind")
-	s.Acked = sumBy(fams, "runnerfleet_messages_acked_total", "kind")
-	s.DeadLettered = sumBy(fams, "runnerfleet_messages_dead_lettered_total", "kind")
-	s.Nacked = sumBy(fams, "runnerfleet_messages_nacked_total", "kind")
-	s.Ticks = sumBy(fams, "runnerfleet_ticks_total", "source")
-	s.Unknown = 0
-	for _, v := range sumBy(fams, "runnerfleet_messages_unknown_total", "queue") {
-		s.Unknown += v
-	}
-}
-
-// missing names what the worker has not seen yet.
-func (s *Summary) missing() []string {
-	var out []string
-	for _, k := range expectedKinds {
-		if s.Received[string(k)] < 1 {
-			out = append(out, "a "+string(k)+" message")
-		}
-	}
-	if s.Ticks["command"] < 1 {
-		out = append(out, "the published tick handled")
-	}
-	if s.Ticks["schedule"] < 1 {
-		out = append(out, "a scheduled tick handled")
-	}
-	if s.DeadLettered["invalid"] < 1 {
-		out = append(out, "the malformed body dead-lettered")
-	}
-	if s.Received["unknown"] < 1 {
-		out = append(out, "the unknown event acked")
-	}
-	return out
-}
-
-func (s *Summary) print(out io.Writer) {
-	fmt.Fprintln(out, "\nRunnerFleet demo summary (worker /metrics and the emulator's state)")
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "kind\treceived\tacked\tdead-lettered\tnacked\thandled by")
-	kinds := make([]string, 0, len(s.Received))
-	for k := range s.Received {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		by := "no handler yet: acked and counted as unknown"
-		switch messages.Kind(k) {
-		case messages.KindCommand, messages.KindScheduled:
-			by = "tick handler"
-		case "invalid":
-			by = "DLQ with its reason"
-		case messages.KindUnknown:
-			by = "acked and counted as unknown"
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%s\n", k, s.Received[k], s.Acked[k], s.DeadLettered[k], s.Nacked[k], by)
-	}
-	tw.Flush()
-	fmt.Fprintf(out, "ticks handled: %.0f from the schedule rule, %.0f from `publisher tick` (command %s)\n", s.Ticks["schedule"], s.Ticks["command"], s.CommandID)
-	fmt.Fprintf(out, "acked as unknown: %.0f; messages in the DLQs: %d\n", s.Unknown, s.DeadLetterDepth)
-	var emitted []string
-	for dt, n := range s.Emitted {
-		emitted = append(emitted, fmt.Sprintf("%s ×%d", dt, n))
-	}
-	sort.Strings(emitted)
-	fmt.Fprintf(out, "events the emulator emitted: %s\n", strings.Join(emitted, ", "))
-	fmt.Fprintf(out, "lifecycle hooks that ended at their timeout (no drain handler yet): %d\n", s.HookTimeouts)
-	fmt.Fprintf(out, "group instances now: %s\n", strings.Join(s.Instances, ", "))
-}
-
-// workerProcess is the worker binary run by the demo.
-type workerProcess struct {
-	cmd  *exec.Cmd
-	log  *os.File
-	path string
-	done chan error
-}
-
-func startWorker(ctx context.Context, bin, cfgPath, logPath string) (*workerProcess, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting the worker: %w", err)
-	}
-	w := &workerProcess{cmd: cmd, log: f, path: logPath, done: make(chan error, 1)}
-	go func() { w.done <- cmd.Wait() }()
-	return w, nil
-}
-
-// stop sends SIGTERM and waits up to limit for a clean exit.
-func (w *workerProcess) stop(limit time.Duration) error {
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case err := <-w.done:
-		w.done <- err
-		return err
-	case <-time.After(limit):
-		return fmt.Errorf("still running %s after SIGTERM", limit)
-	}
-}
-
-// kill ends the worker by its PID if it still runs.
-func (w *workerProcess) kill() {
-	select {
-	case err := <-w.done:
-		w.done <- err
-	default:
-		_ = w.cmd.Process.Kill()
-		<-w.done
-	}
-	w.log.Close()
-}
-
-// tail returns the end of the worker's log.
-func (w *workerProcess) tail() string {
-	b, _ := os.ReadFile(w.path)
-	if len(b) > 8000 {
-		b = b[len(b)-8000:]
-	}
-	return string(b)
-}
-
-func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for {
-		if cond() {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func httpStatus(url string) int {
-	resp, err := netguard.HTTPClient(5 * time.Second).Get(url)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func errorWithStderr(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(bytes.TrimSpace(ee.Stderr)) > 0 {
-		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
-	}
-	return err
+	return "", false
 }

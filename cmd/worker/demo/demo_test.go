@@ -12,7 +12,9 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
-// TestDemo runs the whole demo, as `make demo` does, on free ports.
+// TestDemo runs the whole demo, as `make demo` does, on free ports, and checks what its summary
+// reports: the product at work (scale-out, a busy instance drained, scale-in, no job killed) and
+// the plumbing (every kind received, the malformed body in the DLQ, the unknown acked).
 func TestDemo(t *testing.T) {
 	bin := t.TempDir()
 	for name, pkg := range map[string]string{"worker": "..", "publisher": "../../publisher"} {
@@ -41,10 +43,19 @@ func TestDemo(t *testing.T) {
 	if sum.Received[string(messages.KindUnknown)] != 1 {
 		t.Errorf("unknown events received = %v, want 1", sum.Received[string(messages.KindUnknown)])
 	}
-	if sum.Emitted["Scheduled Event"] < 1 || sum.Emitted["EC2 Instance-terminate Lifecycle Action"] < 1 {
-		t.Errorf("emulator emitted %v", sum.Emitted)
+	if sum.Decisions["scale_out"] < 1 || sum.Decisions["scale_in"] < 1 || sum.DesiredPeak <= sum.DesiredStart {
+		t.Errorf("decisions %v, desired %d → %d: want a scale-out and a scale-in", sum.Decisions, sum.DesiredStart, sum.DesiredPeak)
 	}
-	for _, want := range []string{"RunnerFleet demo summary", "lifecycle.terminate", "ticks handled:", sum.CommandID} {
+	if sum.Drains["completed"] < 2 || sum.HookTimeouts != 0 {
+		t.Errorf("drains %v, hook timeouts %d: want the busy and the idle instance completed, no timeout", sum.Drains, sum.HookTimeouts)
+	}
+	if sum.BusyJobs < 1 || sum.BusyWaited <= 0 {
+		t.Errorf("busy instance %q with %d jobs waited %s", sum.Busy, sum.BusyJobs, sum.BusyWaited)
+	}
+	if sum.Jobs.Killed != 0 || sum.KilledInLog != 0 || sum.Jobs.Finished != jobCount {
+		t.Errorf("jobs %+v, %d killed in the log: want all %d finished, none killed", sum.Jobs, sum.KilledInLog, jobCount)
+	}
+	for _, want := range []string{"RunnerFleet demo summary", "lifecycle.terminate", "drains finished: completed", "ticks handled:", sum.CommandID} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q", want)
 		}

@@ -1,11 +1,17 @@
-// Command demo is `make demo`: the worker end to end on the local world of `make emulator`.
+// Command demo is `make demo`: RunnerFleet at work on the local world of `make emulator`.
 //
 // It starts the runner simulator and the AWS emulator on the fixed ports of `make emulator`
-// (refusing clearly when they are taken), creates the queues, the EventBridge rules and a fleet's
-// Auto Scaling group, runs the worker binary with configs/local.yaml, sends a tick with the
-// publisher binary and makes the emulator emit an EventBridge event of every kind, then prints a
-// summary computed from the worker's /metrics and the emulator's state and exits 0 — or exits 1
-// naming what did not happen. --free-ports runs the same on free ports (the test does).
+// (refusing clearly when they are taken), creates what the worker stack would (queues, the
+// instance-events rule, the state table), provisions the fleet from the runner template
+// (deploy/runner/runner.yaml, stack "demo"), runs the worker binary with configs/local.yaml and
+// sends a tick with the publisher binary. Then the product: jobs fed into the simulator pile up
+// and the ticks scale the fleet out; a busy instance is terminated through its group and its
+// drain keeps it in Terminating:Wait until its jobs end; once the load is gone idle instances are
+// scaled in (drained too). Last, spot and rebalance notices, a malformed body and an unknown
+// event. It prints a summary computed from the worker's /metrics, the emulator's state and log and
+// the simulator (events handled, DLQ, scale decisions, drains by outcome, jobs killed) and exits
+// 0 — or exits 1 naming what did not happen. --free-ports runs the same on free ports (the test
+// does).
 package main
 
 import (
