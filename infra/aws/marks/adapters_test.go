@@ -1,0 +1,104 @@
+package marks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	smithy "github.com/aws/smithy-go"
+
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+type fakeAS struct {
+	termErr   error
+	decrement *bool
+}
+
+func (f *fakeAS) DescribeAutoScalingInstances(_ context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error) {
+	if in.InstanceIds[0] != "i-1" {
+		return &autoscaling.DescribeAutoScalingInstancesOutput{}, nil
+	}
+	return &autoscaling.DescribeAutoScalingInstancesOutput{AutoScalingInstances: []astypes.AutoScalingInstanceDetails{
+		{InstanceId: aws.String("i-1"), AutoScalingGroupName: aws.String("g"), LifecycleState: aws.String("InService")}}}, nil
+}
+
+func (f *fakeAS) TerminateInstanceInAutoScalingGroup(_ context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error) {
+	f.decrement = in.ShouldDecrementDesiredCapacity
+	return &autoscaling.TerminateInstanceInAutoScalingGroupOutput{}, f.termErr
+}
+
+func TestGroups(t *testing.T) {
+	as := &fakeAS{}
+	g, err := NewGroups(as)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if group, st, found, err := g.GroupOf(ctx, "i-1"); err != nil || !found || group != "g" || st != "InService" {
+		t.Fatalf("GroupOf i-1 = %q %q %v %v", group, st, found, err)
+	}
+	if _, _, found, err := g.GroupOf(ctx, "i-2"); err != nil || found {
+		t.Fatalf("GroupOf i-2: found %v err %v", found, err)
+	}
+	if err := g.Terminate(ctx, "i-1", false); err != nil || as.decrement == nil || *as.decrement {
+		t.Fatalf("terminate without decrement: %v %v", err, as.decrement)
+	}
+	as.termErr = &smithy.GenericAPIError{Code: "ValidationError", Message: "would fall below min size"}
+	if err := g.Terminate(ctx, "i-1", true); !errors.Is(err, interrupt.ErrRefused) {
+		t.Fatalf("validation error: %v, want ErrRefused", err)
+	}
+	as.termErr = &smithy.GenericAPIError{Code: "Throttling", Message: "slow down"}
+	if err := g.Terminate(ctx, "i-1", true); err == nil || errors.Is(err, interrupt.ErrRefused) {
+		t.Fatalf("throttling: %v, want a transient error", err)
+	}
+}
+
+type fakePub struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+}
+
+func (p *fakePub) Publish(_ string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+func (p *fakePub) Close() error { return nil }
+
+func TestLaunchFollowUpsRepublishTheEventDelayed(t *testing.T) {
+	body := []byte(`{"version":"0","id":"ev-1/gate-2","detail-type":"EC2 Instance-launch Lifecycle Action","source":"aws.autoscaling",
+"account":"1","time":"2026-11-27T17:00:00Z","region":"us-east-1","resources":[],
+"detail":{"LifecycleActionToken":"tok","AutoScalingGroupName":"g","LifecycleHookName":"gate","EC2InstanceId":"i-1","LifecycleTransition":"autoscaling:EC2_INSTANCE_LAUNCHING"}}`)
+	m, err := messages.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &fakePub{}
+	if err := (LaunchFollowUps{Publisher: pub, Queue: "q"}).Schedule(context.Background(), *m.Event, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.msgs) != 1 || pub.msgs[0].Metadata.Get(sqs.MetaDelaySeconds) != "2" {
+		t.Fatalf("published %v", pub.msgs)
+	}
+	again, err := messages.Parse(pub.msgs[0].Payload)
+	if err != nil {
+		t.Fatalf("the follow-up does not parse: %v", err)
+	}
+	la := again.Payload.(*messages.LifecycleAction)
+	if again.Kind != messages.KindLaunchAction || again.ID != "ev-1/gate-2" || la.LifecycleActionToken != "tok" || !again.Time.Equal(m.Time) {
+		b, _ := json.Marshal(again)
+		t.Fatalf("follow-up %s", b)
+	}
+}
