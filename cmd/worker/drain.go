@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -100,21 +101,28 @@ func sweep(ctx context.Context, h *drain.Handler, every time.Duration, logger *s
 	}
 }
 
+// maxRememberedIPs bounds the private-IP cache of runnerJobs.
+const maxRememberedIPs = 4096
+
 // describeInstancesAPI is the EC2 call runnerJobs makes to find a runner's private address.
 type describeInstancesAPI interface {
 	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 }
 
 // runnerJobs implements drain.Jobs: it scrapes one instance's runner metrics with the fleet's URL
-// template, looking up the private IP first when the template uses it.
+// template, looking up the private IP first when the template uses it (once per instance: an
+// instance keeps its primary private address for life).
 type runnerJobs struct {
 	scraper *scrape.Scraper
 	ec2     describeInstancesAPI
 	urls    map[string]string // fleet → metrics URL template
+
+	mu  sync.Mutex
+	ips map[string]string // instance → private IP
 }
 
 func newRunnerJobs(s *scrape.Scraper, api describeInstancesAPI, cfg *config.Config) (*runnerJobs, error) {
-	j := &runnerJobs{scraper: s, ec2: api, urls: map[string]string{}}
+	j := &runnerJobs{scraper: s, ec2: api, urls: map[string]string{}, ips: map[string]string{}}
 	var errs []error
 	for _, f := range cfg.Fleets {
 		if err := scrape.CheckTemplate(f.MetricsURL); err != nil {
@@ -155,6 +163,12 @@ func (j *runnerJobs) RunningJobs(ctx context.Context, fleetName, instanceID stri
 }
 
 func (j *runnerJobs) privateIP(ctx context.Context, instanceID string) (string, error) {
+	j.mu.Lock()
+	ip, ok := j.ips[instanceID]
+	j.mu.Unlock()
+	if ok {
+		return ip, nil
+	}
 	out, err := j.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
 		Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{instanceID}}},
 	})
@@ -163,8 +177,14 @@ func (j *runnerJobs) privateIP(ctx context.Context, instanceID string) (string, 
 	}
 	for _, r := range out.Reservations {
 		for _, in := range r.Instances {
-			if aws.ToString(in.InstanceId) == instanceID && aws.ToString(in.PrivateIpAddress) != "" {
-				return aws.ToString(in.PrivateIpAddress), nil
+			if ip := aws.ToString(in.PrivateIpAddress); aws.ToString(in.InstanceId) == instanceID && ip != "" {
+				j.mu.Lock()
+				if len(j.ips) >= maxRememberedIPs {
+					clear(j.ips) // drains are few; forgetting costs one lookup each
+				}
+				j.ips[instanceID] = ip
+				j.mu.Unlock()
+				return ip, nil
 			}
 		}
 	}

@@ -138,8 +138,11 @@ func TestRunnerJobsByTemplate(t *testing.T) {
 	if n, err := j.RunningJobs(ctx, "by-ip", "i-ip"); err != nil || n != 2 {
 		t.Errorf("by-ip: %d, %v; want 2 jobs", n, err)
 	}
+	if _, err := j.RunningJobs(ctx, "by-ip", "i-ip"); err != nil || api.calls != 1 {
+		t.Errorf("second look at i-ip: %v, %d EC2 lookups: want the address remembered", err, api.calls)
+	}
 	mu.Lock()
-	if len(paths) != 2 || paths[1] != "/ip/10.1.2.3/metrics" {
+	if len(paths) != 3 || paths[1] != "/ip/10.1.2.3/metrics" {
 		t.Errorf("paths %v, want the private IP in the second", paths)
 	}
 	mu.Unlock()
