@@ -13,9 +13,12 @@ import (
 
 // Defaults, with why.
 const (
-	// DefaultTimeout: a runner AMI boots and registers in one to three minutes; ten is ample,
-	// and short enough that a broken launch template costs little.
+	// DefaultTimeout is the gate's timeout when neither the fleet nor its hook gives one: a runner
+	// AMI boots and registers in one to three minutes; ten is ample, and short enough that a
+	// broken launch template costs little.
 	DefaultTimeout = 10 * time.Minute
+	// hookShare is the share of the hook's heartbeat timeout a derived gate timeout takes.
+	hookShare = 0.9
 	// DefaultPoll: gitlab-runner asks for jobs every check_interval (3 s); 15 s sees several.
 	DefaultPoll = 15 * time.Second
 	// DefaultStepTimeout bounds one step's calls: a scrape, a conditional write or two, maybe a
@@ -29,12 +32,18 @@ const (
 	clockSkew = time.Second
 )
 
-// Gate tunes one fleet's launch gate. Its hook's heartbeat timeout must exceed Timeout unless
-// HeartbeatEvery keeps the action alive.
+// Gate tunes one fleet's launch gate. Zero fields are derived from the launch hook itself (read
+// with DescribeLifecycleHooks at an instance's first step), so a fleet whose stack has the launch
+// hook is gated without any setting: Timeout defaults to nine tenths of the hook's heartbeat
+// timeout (the gate abandons, with its reason, before the hook would without one). A Timeout at
+// or beyond that keeps the action alive with heartbeats every third of the hook's timeout.
 type Gate struct {
+	// Disabled completes every launch action of the fleet with CONTINUE at once.
+	Disabled bool
 	// Timeout is how long a new instance may take to become healthy before ABANDON.
 	Timeout time.Duration
-	// Poll is how often the runner is looked at (≤ 900 s).
+	// Poll is how often the runner is looked at (≤ 900 s); default DefaultPoll, at most a third
+	// of Timeout.
 	Poll time.Duration
 	// HeartbeatEvery, when set, records a lifecycle heartbeat that often while waiting.
 	HeartbeatEvery time.Duration
@@ -44,8 +53,8 @@ type Gate struct {
 type Config struct {
 	// Fleets are the managed fleets; launch actions of other groups are rejected.
 	Fleets []fleet.Settings
-	// Gates maps fleet names to their gate. A fleet without one has its launch actions completed
-	// with CONTINUE at once (a hook with nothing to wait for).
+	// Gates maps fleet names to their gate; a fleet without an entry gets the zero Gate (every
+	// value derived from its launch hook).
 	Gates map[string]Gate
 	// StepTimeout bounds one step; default DefaultStepTimeout.
 	StepTimeout time.Duration
@@ -64,8 +73,6 @@ func (c *Config) setDefaults() {
 	def(&c.Retention, DefaultRetention)
 	gates := make(map[string]Gate, len(c.Gates))
 	for name, g := range c.Gates {
-		def(&g.Timeout, DefaultTimeout)
-		def(&g.Poll, DefaultPoll)
 		gates[name] = g
 	}
 	c.Gates = gates
@@ -91,10 +98,10 @@ func (c Config) Validate() error {
 		if !names[name] {
 			errs = append(errs, fmt.Errorf("launch: gate for unknown fleet %q", name))
 		}
-		if g.Timeout <= 0 {
-			errs = append(errs, fmt.Errorf("launch: fleet %q: timeout must be positive", name))
+		if g.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("launch: fleet %q: negative timeout", name))
 		}
-		if g.Poll <= 0 || g.Poll > MaxDelay {
+		if g.Poll < 0 || g.Poll > MaxDelay {
 			errs = append(errs, fmt.Errorf("launch: fleet %q: poll %s outside (0, %s]", name, g.Poll, MaxDelay))
 		}
 		if g.HeartbeatEvery < 0 {

@@ -1,8 +1,9 @@
-// Package launch is the launch gate: an optional per-fleet check that keeps a new instance in
-// Pending:Wait (the group's launch lifecycle hook) until its runner is healthy, then completes
-// the action with CONTINUE — or with ABANDON after the fleet's timeout, recording why (no answer,
-// token rejected, no successful job request), so a broken AMI or a bad token never joins the
-// fleet.
+// Package launch is the launch gate: for a fleet whose group has a launch lifecycle hook (the
+// runner stack's optional runnerfleet-launch hook), it keeps a new instance in Pending:Wait until
+// its runner is healthy, then completes the action with CONTINUE — or with ABANDON after the
+// gate's timeout, recording why (no answer, token rejected, no successful job request), so a
+// broken AMI or a bad token never joins the fleet. The timeout and poll interval default from the
+// hook's own heartbeat timeout (Gate); a fleet may disable its gate.
 //
 // Healthy means GitLab accepts the runner's job requests: the request_job success statuses of
 // gitlab_runner_api_request_statuses_total (201 job given, 204 none) grew between two looks.

@@ -26,7 +26,7 @@ const (
 	ReasonTokenRejected = "token-rejected"
 	// ReasonNoJobRequest: the metrics answer but no job request succeeded.
 	ReasonNoJobRequest = "no-successful-job-request"
-	// ReasonNoGate: the fleet has no launch gate; completed at once.
+	// ReasonNoGate: the fleet's gate is disabled; completed at once.
 	ReasonNoGate = "no-gate"
 	// ReasonActionGone: the action ended without us (the hook's own timeout, someone else).
 	ReasonActionGone = "action-gone"
@@ -57,6 +57,9 @@ type record struct {
 	StartedAt time.Time `json:"started_at"`
 	Deadline  time.Time `json:"deadline"`
 	Due       time.Time `json:"due"`
+	// Poll and HeartbeatEvery are the gate's, resolved against the hook at the first step.
+	Poll           time.Duration `json:"poll"`
+	HeartbeatEvery time.Duration `json:"heartbeat_every,omitempty"`
 
 	Checks int `json:"checks"`
 	// Seen: OK and Rejected hold the counters of the previous answered look.
@@ -118,11 +121,11 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
 	defer cancel()
-	gate, gated := h.cfg.Gates[f.Name]
-	if !gated {
+	gate := h.cfg.Gates[f.Name]
+	if gate.Disabled {
 		active, err := h.d.Lifecycle.Complete(ctx, la.AutoScalingGroupName, la.LifecycleHookName, la.LifecycleActionToken, la.EC2InstanceId, ResultContinue)
 		if err != nil {
-			return fmt.Errorf("launch: completing %s (fleet %s has no gate): %w", la.EC2InstanceId, f.Name, err)
+			return fmt.Errorf("launch: completing %s (fleet %s's gate is disabled): %w", la.EC2InstanceId, f.Name, err)
 		}
 		if active {
 			h.m.Finished.WithLabelValues(f.Name, ResultContinue, ReasonNoGate).Inc()
@@ -147,9 +150,13 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		if at.IsZero() || at.After(now) {
 			at = now
 		}
+		g, err := h.resolve(ctx, gate, la.AutoScalingGroupName, la.LifecycleHookName)
+		if err != nil {
+			return fmt.Errorf("launch: gating %s: %w", la.EC2InstanceId, err)
+		}
 		rec = record{Schema: recordSchema, Token: la.LifecycleActionToken, Fleet: f.Name, Group: la.AutoScalingGroupName,
 			Hook: la.LifecycleHookName, InstanceID: la.EC2InstanceId, Event: env, Phase: phaseWait,
-			StartedAt: at, Deadline: at.Add(gate.Timeout), Due: now, LastHeartbeat: at}
+			StartedAt: at, Deadline: at.Add(g.Timeout), Due: now, LastHeartbeat: at, Poll: g.Poll, HeartbeatEvery: g.HeartbeatEvery}
 	} else if err := json.Unmarshal(body, &rec); err != nil {
 		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
 	}
@@ -164,7 +171,7 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	if sweeping {
 		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
 	}
-	h.step(ctx, &rec, gate, now)
+	h.step(ctx, &rec, now)
 	out, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("launch: encoding gate of %s: %w", rec.InstanceID, err)
@@ -199,8 +206,8 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 }
 
 // step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
-func (h *Handler) step(ctx context.Context, rec *record, gate Gate, now time.Time) {
-	if gate.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= gate.HeartbeatEvery {
+func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
+	if rec.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= rec.HeartbeatEvery {
 		active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
 		switch {
 		case err != nil:
@@ -244,9 +251,9 @@ func (h *Handler) step(ctx context.Context, rec *record, gate Gate, now time.Tim
 	case !now.Before(rec.Deadline):
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
 	default:
-		rec.Due = minTime(now.Add(gate.Poll), rec.Deadline)
-		if gate.HeartbeatEvery > 0 {
-			rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(gate.HeartbeatEvery))
+		rec.Due = minTime(now.Add(rec.Poll), rec.Deadline)
+		if rec.HeartbeatEvery > 0 {
+			rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(rec.HeartbeatEvery))
 		}
 		rec.FollowUps++
 	}
@@ -323,15 +330,14 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 			errs = append(errs, fmt.Errorf("launch: sweeping: unreadable gate record: %w", err))
 			continue
 		}
-		gate, gated := h.cfg.Gates[rec.Fleet]
 		f, managed := h.byGroup[rec.Group]
-		if rec.Phase == phaseDone || !gated || !managed || !rec.Due.Add(h.cfg.SweepGrace).Before(now) {
+		if rec.Phase == phaseDone || !managed || !rec.Due.Add(h.cfg.SweepGrace).Before(now) {
 			continue
 		}
 		la := &messages.LifecycleAction{LifecycleActionToken: rec.Token, AutoScalingGroupName: rec.Group,
 			LifecycleHookName: rec.Hook, EC2InstanceId: rec.InstanceID, LifecycleTransition: messages.TransitionLaunching}
 		sctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
-		if err := h.advance(sctx, f, gate, la, rec.Event, true); err != nil {
+		if err := h.advance(sctx, f, h.cfg.Gates[f.Name], la, rec.Event, true); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
@@ -345,4 +351,26 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// resolve fills a gate's zero fields from the launch hook's heartbeat timeout (see Gate).
+func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate, error) {
+	hb, _, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
+	if err != nil {
+		return g, fmt.Errorf("reading launch hook %s of %s: %w", hook, group, err)
+	}
+	derived := time.Duration(float64(hb) * hookShare)
+	if g.Timeout == 0 {
+		g.Timeout = DefaultTimeout
+		if hb > 0 {
+			g.Timeout = derived
+		}
+	}
+	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout > derived {
+		g.HeartbeatEvery = hb / 3
+	}
+	if g.Poll == 0 {
+		g.Poll = min(DefaultPoll, max(g.Timeout/3, time.Second))
+	}
+	return g, nil
 }

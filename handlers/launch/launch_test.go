@@ -28,14 +28,16 @@ type fakes struct {
 	items map[string]item
 	now   time.Time
 	// health answers in order; the last one repeats. nil entry = no answer.
-	health    []*[2]float64
-	looks     int
-	completes []string // result per Complete while pending
-	calls     int
-	pending   bool
-	failNext  bool
-	followUps []messages.Envelope
-	delays    []time.Duration
+	health     []*[2]float64
+	looks      int
+	completes  []string // result per Complete while pending
+	calls      int
+	pending    bool
+	failNext   bool
+	followUps  []messages.Envelope
+	hookHB     time.Duration
+	heartbeats int
+	delays     []time.Duration
 }
 
 func newFakes() *fakes {
@@ -80,7 +82,16 @@ func (f *fakes) Unfinished(_ context.Context, prefix string) ([][]byte, error) {
 }
 
 func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heartbeats++
 	return true, nil
+}
+
+func (f *fakes) HookTimeouts(context.Context, string, string) (time.Duration, time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hookHB, 100 * f.hookHB, nil
 }
 
 func (f *fakes) Complete(_ context.Context, _, _, _, _, result string) (bool, error) {
@@ -211,9 +222,9 @@ func TestBrokenRunnersAreAbandonedWithTheirReason(t *testing.T) {
 	}
 }
 
-func TestNoGateContinuesAtOnce(t *testing.T) {
+func TestDisabledGateContinuesAtOnce(t *testing.T) {
 	f := newFakes()
-	h := newHandler(t, f, gate)
+	h := newHandler(t, f, map[string]Gate{"blue": gate["blue"], "green": {Disabled: true}})
 	if err := h.Handle(context.Background(), launchMsg("green-asg")); err != nil {
 		t.Fatal(err)
 	}
@@ -269,5 +280,34 @@ func TestConfigRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err %v, want %q", err, want)
 		}
+	}
+}
+
+func TestGateDerivedFromTheHook(t *testing.T) {
+	f := newFakes()
+	f.hookHB = 100 * time.Second
+	f.health = []*[2]float64{nil}
+	h := newHandler(t, f, nil) // no setting at all: the hook decides
+	if err := h.Handle(context.Background(), launchMsg("green-asg")); err != nil {
+		t.Fatal(err)
+	}
+	r := f.record(t)
+	if got := r.Deadline.Sub(r.StartedAt); got != 90*time.Second || r.Poll != DefaultPoll || r.HeartbeatEvery != 0 {
+		t.Fatalf("derived gate: timeout %s poll %s heartbeat %s; want 90s, %s, none", got, r.Poll, r.HeartbeatEvery, DefaultPoll)
+	}
+
+	// A timeout beyond the hook's heartbeat timeout keeps the action alive with heartbeats.
+	f2 := newFakes()
+	f2.hookHB = 30 * time.Second
+	f2.health = []*[2]float64{nil}
+	h2 := newHandler(t, f2, map[string]Gate{"blue": {Timeout: 5 * time.Minute, Poll: 15 * time.Second}})
+	for range 3 {
+		if err := h2.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		f2.advance(15 * time.Second)
+	}
+	if r := f2.record(t); r.HeartbeatEvery != 10*time.Second || f2.heartbeats < 2 {
+		t.Fatalf("heartbeat every %s, %d heartbeats; want every 10s, at least 2", r.HeartbeatEvery, f2.heartbeats)
 	}
 }

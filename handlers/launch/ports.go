@@ -17,6 +17,8 @@ type Store interface {
 
 // Lifecycle completes and heartbeats lifecycle actions (infra/aws/lifecycle implements it).
 type Lifecycle interface {
+	// HookTimeouts returns the hook's heartbeat and global timeouts (DescribeLifecycleHooks).
+	HookTimeouts(ctx context.Context, group, hook string) (heartbeat, global time.Duration, err error)
 	// Heartbeat records a heartbeat; active is false when the action is no longer pending.
 	Heartbeat(ctx context.Context, group, hook, token, instanceID string) (active bool, err error)
 	// Complete completes the action with CONTINUE or ABANDON; active is false when it was no

@@ -22,7 +22,7 @@ type WireConfig struct {
 	Fleets []fleet.Settings
 	// Rebalance maps fleet names to their rebalance mode (absent: act).
 	Rebalance map[string]interrupt.RebalanceMode
-	// Gates maps fleet names to their launch gate (absent: launch actions CONTINUE at once).
+	// Gates maps fleet names to their launch gate (absent: derived from the fleet's launch hook).
 	Gates map[string]launch.Gate
 	// LifecycleQueue is the lifecycle queue's name or URL (launch-gate follow-ups).
 	LifecycleQueue string
