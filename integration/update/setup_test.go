@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	runner "github.com/runnerfleet/runnerfleet/deploy/runner"
 	"github.com/runnerfleet/runnerfleet/handlers/update"
 	"github.com/runnerfleet/runnerfleet/infra/aws/stacks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
@@ -93,6 +94,9 @@ type envOptions struct {
 	// noStackRule leaves out the EventBridge rule of the stack's status changes: only ticks
 	// advance an update.
 	noStackRule bool
+	// runnerTemplate makes the worker apply the runner template it embeds (deploy/runner), and
+	// the publisher send no template of its own.
+	runnerTemplate bool
 }
 
 func newEnv(t *testing.T, opts ...envOptions) *env {
@@ -135,6 +139,9 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		emulator.Region, emu.Endpoint, e.table, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if o.runnerTemplate {
+		e.tmpl = ""
 	}
 	e.startWorker()
 	return e
@@ -182,8 +189,12 @@ func (e *env) startWorker() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	template := runner.Template
+	if e.tmpl != "" {
+		template = mustRead(t, e.tmpl)
+	}
 	h, err := update.New(update.Config{
-		Template:           mustRead(t, e.tmpl),
+		Template:           template,
 		TemplateParameters: properties.ParameterNames,
 		Fleets:             []update.Fleet{{Name: e.fleet, Stack: e.stack}},
 		PollInterval:       200 * time.Millisecond,
@@ -323,8 +334,11 @@ func (e *env) update(lines []string, extra ...string) (string, int) {
 	if e.override != "" {
 		tmpl = e.override
 	}
-	args := append([]string{"update", "--fleet", e.fleet, "--config", e.config, "--properties", path, "--template", tmpl,
-		"--follow-interval", "300ms", "--timeout", "2m"}, extra...)
+	args := []string{"update", "--fleet", e.fleet, "--config", e.config, "--properties", path, "--follow-interval", "300ms", "--timeout", "2m"}
+	if tmpl != "" {
+		args = append(args, "--template", tmpl)
+	}
+	args = append(args, extra...)
 	return e.publisher(args...)
 }
 
