@@ -229,7 +229,7 @@ func TestSimulateShippedResponsivePolicyDecodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// scaling/sim's shipped-trace test simulates these values as the responsive policy.
-	want := fleet.Policy{IdleSlots: 4, ScaleFactor: 1, ScaleInWindow: time.Minute, MaxScaleInStep: 10,
+	want := fleet.Policy{IdleSlots: 4, ScaleFactor: 1, ScaleInWindow: 3 * time.Minute, MaxScaleInStep: 10,
 		MinUptime: time.Minute, MaxUnknownShare: 0.2, QueueMaxAge: 3 * time.Minute}
 	if !reflect.DeepEqual(p, want) {
 		t.Errorf("configs/policy-responsive.yaml = %+v, want %+v", p, want)

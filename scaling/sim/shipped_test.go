@@ -25,15 +25,16 @@ func shipped(t *testing.T, kind string) Trace {
 }
 
 // responsive is configs/policy-responsive.yaml (the cmd/publisher tests check the file decodes).
-var responsive = fleet.Policy{IdleSlots: 4, ScaleFactor: 1, ScaleInWindow: time.Minute, MaxScaleInStep: 10, MaxUnknownShare: 0.2,
+var responsive = fleet.Policy{IdleSlots: 4, ScaleFactor: 1, ScaleInWindow: 3 * time.Minute, MaxScaleInStep: 10, MaxUnknownShare: 0.2,
 	MinUptime: time.Minute, QueueMaxAge: 3 * time.Minute}
 
 // TestShippedTracesDefaultVersusSeed runs the default policy and the AWS sample's on every
 // shipped trace. What it asserts is what the default achieves: no job killed, no more
 // instance-hours than the sample, and at most 60 % of its p95 queue wait. The goal (p95
 // at most 30 % of the sample's at no more instance-hours) is met by no setting of this policy on
-// the week trace: the responsive policy reaches the 30 % at about 1.35 × the instance-hours,
-// which the second half asserts.
+// the week trace, nor by any reactive policy we tried, even one fed the true queue at every tick
+// (see TestOracleOnTheWeek for what foresight buys): the responsive policy reaches the 30 % at
+// about 1.36 × the instance-hours, which the second half asserts.
 func TestShippedTracesDefaultVersusSeed(t *testing.T) {
 	t.Parallel()
 	for _, kind := range Kinds {

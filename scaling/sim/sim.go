@@ -128,6 +128,17 @@ type Policy struct {
 	// after its removal began (a lifecycle hook timing out without heartbeats). Zero: removed
 	// instances drain for as long as their jobs run.
 	KillAfter time.Duration
+	// Cooldown, when positive, makes the group honour its cooldown when the policy lowers the
+	// desired capacity, as SetDesiredCapacity with HonorCooldown true does: the lowering is
+	// refused while a scaling activity is in progress (an instance launching until it is in
+	// service, or terminating until it is gone: a lifecycle hook keeps the activity going while
+	// the instance drains) and until Cooldown has passed since the last activity ended. Raising
+	// is never refused.
+	Cooldown time.Duration
+
+	// trueQueue, for tests bounding what observation could buy, feeds every in-service
+	// runner's queue size with the true queue at the tick. Production never sees it.
+	trueQueue bool
 }
 
 // SeedCooldown is how long the AWS sample waits after the last scaling activity before lowering.
@@ -141,13 +152,17 @@ const SeedSpare = 2
 
 // SeedPolicy reproduces the AWS sample "Deploy and Manage GitLab Runners on Amazon EC2": every
 // tick, desired = clamp(ceil((running jobs + 2) / concurrency), min, max) with concurrency a
-// constant and an unknown instance counted as 0 jobs; raise at once; lower only when SeedCooldown
-// has passed since the last scaling activity, letting the group remove its oldest instances;
-// jobs still running SeedHookTimeout after an instance's removal began are killed.
+// constant and an unknown instance counted as 0 jobs (the sample scrapes InService and Pending
+// instances; draining ones are not its members any more). The sample sets that desired capacity
+// with HonorCooldown false to raise and true to lower, so the group raises at once and lowers
+// only SeedCooldown after the last scaling activity ended (see Policy.Cooldown), removing its
+// oldest instances; jobs still running SeedHookTimeout after an instance's removal began are
+// killed.
 func SeedPolicy(concurrency int) Policy {
 	return Policy{
 		Name:      "seed",
 		KillAfter: SeedHookTimeout,
+		Cooldown:  SeedCooldown,
 		Decide: func(now time.Time, in scaling.Input) scaling.Decision {
 			running := 0
 			for _, i := range in.Instances {
@@ -157,20 +172,14 @@ func SeedPolicy(concurrency int) Policy {
 			}
 			want := (running + SeedSpare + concurrency - 1) / concurrency
 			want = min(max(want, in.GroupMin), in.GroupMax)
-			d := scaling.Decision{Desired: in.Desired, State: in.State}
-			last := in.State.LastScaleOut
-			if in.State.LastScaleIn.After(last) {
-				last = in.State.LastScaleIn
-			}
+			d := scaling.Decision{Desired: want, State: in.State}
 			switch {
 			case want > in.Desired:
-				d.Desired, d.State.LastScaleOut = want, now
 				d.Reason = fmt.Sprintf("seed: %d running → raise to %d", running, want)
-			case want < in.Desired && (last.IsZero() || now.Sub(last) >= SeedCooldown):
-				d.Desired, d.State.LastScaleIn = want, now
-				d.Reason = fmt.Sprintf("seed: %d running → lower to %d", running, want)
+			case want < in.Desired:
+				d.Reason = fmt.Sprintf("seed: %d running → lower to %d (honouring the cooldown)", running, want)
 			default:
-				d.Reason = fmt.Sprintf("seed: %d running, want %d, keep %d", running, want, in.Desired)
+				d.Reason = fmt.Sprintf("seed: %d running, keep %d", running, want)
 			}
 			return d
 		},
@@ -286,6 +295,10 @@ type world struct {
 	actions int
 	nextID  int
 	res     Result
+	// lastActivityEnd is when the group's last scaling activity ended (an instance in service
+	// or terminated); activity reports that there was one.
+	lastActivityEnd time.Duration
+	activity        bool
 }
 
 // Run replays jobs (sorted by arrival) through pol on cfg's simulated group, starting with the
@@ -340,6 +353,7 @@ func (w *world) launch(t time.Duration) *instance {
 
 func (w *world) terminate(in *instance, t time.Duration) {
 	in.terminated, in.terminatedAt = true, t
+	w.activity, w.lastActivityEnd = true, max(w.lastActivityEnd, t)
 	w.active = slices.DeleteFunc(w.active, func(x *instance) bool { return x == in })
 }
 
@@ -463,6 +477,9 @@ func (w *world) observe(t time.Duration) []fleet.Instance {
 					o.QueueSize, o.QueueDepth = in.queueSize, 1
 					o.QueueAge, o.QueueStale = t-in.lastPickup, false
 				}
+				if w.pol.trueQueue {
+					o.QueueSize, o.QueueDepth, o.QueueAge, o.QueueStale = len(w.queue), 1, 0, false
+				}
 				if in.scraped && t > in.lastScrape {
 					o.QueuingExceededRate = float64(in.exceeded-in.exceededAtScrape) / (t - in.lastScrape).Seconds()
 				}
@@ -505,9 +522,18 @@ func (w *world) tick(t time.Duration) {
 	target := min(max(d.Desired, w.cfg.Min), w.cfg.Max)
 	if target > w.desired {
 		for range target - w.desired {
-			w.launch(t).protected = w.pol.KillAfter == 0 // our fleets protect new instances
+			in := w.launch(t)
+			in.protected = w.pol.KillAfter == 0 // our fleets protect new instances
+			// The launch activity ends when the instance is in service; while it boots,
+			// coolingDown sees it in progress.
+			w.activity, w.lastActivityEnd = true, max(w.lastActivityEnd, in.ready)
 		}
 		w.desired = target
+	}
+	refused := ""
+	if target < w.desired && w.coolingDown(t) {
+		refused = fmt.Sprintf("; the group refused %d → %d: scaling activity in progress or in cooldown", w.desired, target)
+		target = w.desired
 	}
 	if target < w.desired {
 		// The group terminates its oldest unprotected instances (the sample's OldestInstance).
@@ -526,7 +552,22 @@ func (w *world) tick(t time.Duration) {
 	if w.desired != before {
 		w.actions++
 	}
-	w.sample(t, d.Reason)
+	w.sample(t, d.Reason+refused)
+}
+
+// coolingDown reports whether the group refuses to lower its desired capacity at t under the
+// policy's Cooldown: an instance is launching (not yet in service) or terminating (removed, not
+// yet gone), or the last activity ended less than Cooldown ago.
+func (w *world) coolingDown(t time.Duration) bool {
+	if w.pol.Cooldown <= 0 {
+		return false
+	}
+	for _, in := range w.active {
+		if in.removed || in.ready > t {
+			return true
+		}
+	}
+	return w.activity && t-w.lastActivityEnd < w.pol.Cooldown
 }
 
 func (w *world) remove(in *instance, t time.Duration) {

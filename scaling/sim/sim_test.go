@@ -2,6 +2,7 @@ package sim
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,19 +117,20 @@ func TestSeedKillsLongJobOnRemovedInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// t=0: ceil(6/4)=2; t=180: ceil(10/4)=3; t=780 (600 s later): ceil(3/4)=1, the two oldest
-	// go: instance 1 runs the long job, killed at 780+3600 = 4380.
-	if got, want := desiredChanges(r, 1), [][2]int{{0, 2}, {180, 3}, {780, 1}}; !slices.Equal(got, want) {
+	// t=0: ceil(6/4)=2; t=180: ceil(10/4)=3, the third instance in service at 360 ends the last
+	// activity; t=780 wants ceil(3/4)=1 but the group is in cooldown until 960; t=960: the two
+	// oldest go: instance 1 runs the long job, killed at 960+3600 = 4560.
+	if got, want := desiredChanges(r, 1), [][2]int{{0, 2}, {180, 3}, {960, 1}}; !slices.Equal(got, want) {
 		t.Errorf("desired changes = %v, want %v", got, want)
 	}
 	if r.Killed != 1 {
 		t.Errorf("Killed = %d, want 1", r.Killed)
 	}
-	if r.Duration != 4380*time.Second {
-		t.Errorf("run ended at %s, want 1h13m0s (the kill)", r.Duration)
+	if r.Duration != 4560*time.Second {
+		t.Errorf("run ended at %s, want 1h16m0s (the kill)", r.Duration)
 	}
-	// Instance 1: 0–4380; instance 2: 0–780; instance 3: 180–4380.
-	if want := (4380.0 + 780 + 4200) / 3600; !near(r.InstanceHours, want) {
+	// Instance 1: 0–4560; instance 2: 0–960; instance 3: 180–4560.
+	if want := (4560.0 + 960 + 4380) / 3600; !near(r.InstanceHours, want) {
 		t.Errorf("InstanceHours = %g, want %g", r.InstanceHours, want)
 	}
 
@@ -138,6 +140,81 @@ func TestSeedKillsLongJobOnRemovedInstance(t *testing.T) {
 	}
 	if ours.Killed != 0 || ours.Duration != 10000*time.Second {
 		t.Errorf("our policy: killed %d, ended at %s; want 0 killed, the long job done at 2h46m40s", ours.Killed, ours.Duration)
+	}
+}
+
+// TestCooldownCountsFromTheEndOfActivities: a group honouring its cooldown (the sample lowers
+// with HonorCooldown true) refuses to lower while an instance launches or drains, and until the
+// cooldown has passed since that activity ended; raising is never refused.
+func TestCooldownCountsFromTheEndOfActivities(t *testing.T) {
+	t.Parallel()
+	// One job of 1000 s at 0 (instance 1, the only one in service), one of 10 s at 2000.
+	jobs := jobsOf(0, 1000, 2000, 10)
+	scripted := func(now time.Time, in scaling.Input) scaling.Decision {
+		switch at := now.Sub(DefaultStart); {
+		case at < 780*time.Second:
+			return scaling.Decision{Desired: 3}
+		case at < 840*time.Second:
+			return scaling.Decision{Desired: 2}
+		}
+		return scaling.Decision{Desired: 1}
+	}
+	cases := []struct {
+		name     string
+		cooldown time.Duration
+		want     [][2]int
+	}{
+		// t=0: 3, launches in service at 180; t=60..720 wants 3; t=780: 600 s after 180, lower to
+		// 2: instance 1 (oldest, busy) drains until 1000; t=840..1560: refused (draining until
+		// 1000, then cooling down until 1600); t=1620: 1.
+		{"cooldown", SeedCooldown, [][2]int{{0, 3}, {780, 2}, {1620, 1}}},
+		// Without a cooldown the group follows the policy at once.
+		{"none", 0, [][2]int{{0, 3}, {780, 2}, {840, 1}}},
+	}
+	for _, c := range cases {
+		r, err := Run(Config{}, Policy{Name: c.name, Decide: scripted, KillAfter: SeedHookTimeout, Cooldown: c.cooldown}, jobs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := desiredChanges(r, 1); !slices.Equal(got, c.want) {
+			t.Errorf("%s: desired changes = %v, want %v", c.name, got, c.want)
+		}
+		if r.Killed != 0 {
+			t.Errorf("%s: killed %d, want 0", c.name, r.Killed)
+		}
+	}
+	// A refused lowering is said in the sample's reason.
+	r, _ := Run(Config{}, Policy{Name: "cooldown", Decide: scripted, KillAfter: SeedHookTimeout, Cooldown: SeedCooldown}, jobs)
+	if reason := r.Timeline[14].Reason; !strings.Contains(reason, "refused 2 → 1") {
+		t.Errorf("reason at 840 s = %q, want the refusal", reason)
+	}
+}
+
+// TestBootingInstancesAreBilled: our policy, on 6 jobs of 600 s at 0 on one instance of 4 slots,
+// launches one instance at 0 (the runner picking up its fourth job saw 2 more waiting); it is
+// billed from its launch, not from 180 s when it takes jobs, exactly as the sample's launches.
+func TestBootingInstancesAreBilled(t *testing.T) {
+	t.Parallel()
+	var pairs []float64
+	for range 6 {
+		pairs = append(pairs, 0, 600)
+	}
+	r, err := Run(Config{}, OurPolicy(fleet.Policy{}), jobsOf(pairs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// t=0: launch one (ready at 180, takes the 2 waiting); t=600: instance 1 is idle, spare
+	// since 600, the 2-minute window passes at 720: instance 1 goes.
+	if got, want := desiredChanges(r, 1), [][2]int{{0, 2}, {720, 1}}; !slices.Equal(got, want) {
+		t.Errorf("desired changes = %v, want %v", got, want)
+	}
+	// Waits: 4 × 0 s, 2 × 180 s; the run ends at 780 when the second instance's jobs end.
+	if r.P50 != 0 || r.P95 != 180 || r.Duration != 780*time.Second {
+		t.Errorf("p50 %g, p95 %g, ended at %s; want 0, 180, 13m0s", r.P50, r.P95, r.Duration)
+	}
+	// Instance 1: 0–720; instance 2: 0–780, its 180 s of boot included.
+	if want := (720.0 + 780) / 3600; !near(r.InstanceHours, want) {
+		t.Errorf("InstanceHours = %g, want %g", r.InstanceHours, want)
 	}
 }
 
