@@ -57,7 +57,8 @@ and capacity, queue size only as of each runner's last job pickup, nothing from 
 and unknown for failed scrapes.
 
 --policy seed is the AWS sample (desired = ceil((running+2)/concurrency), lowered only 600 s after
-the last scaling activity, oldest removed, jobs killed 3600 s after removal); --policy default is
+the last scaling activity ended, as the group's cooldown does: a launch ends in service, a
+termination when its instance is gone; oldest removed, jobs killed 3600 s after removal); --policy default is
 RunnerFleet's default policy; any other value is a policy YAML file, the same format as a fleet's
 policy: block in the worker config (min and max left out are --min and --max). Give --policy more
 than once to compare.
