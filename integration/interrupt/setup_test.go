@@ -378,7 +378,9 @@ func of(evs []emulator.LogEvent, kind, instance string) []emulator.LogEvent {
 // killed is the count the emulator logged when the instance terminated (-1: not terminated yet).
 func killed(evs []emulator.LogEvent, instance string) int {
 	n := -1
-	for _, ev := range of(evs, "job.killed", instance) {
+	// The emulator's count: "instance.jobs_killed" (older emulators: "job.killed" with
+	// reported_by "emulator"; the simulator's own job.killed events name one job each).
+	for _, ev := range append(of(evs, "instance.jobs_killed", instance), of(evs, "job.killed", instance)...) {
 		if ev.String("reported_by") == "emulator" {
 			n = max(n, 0) + ev.Int("killed")
 		}
