@@ -97,18 +97,18 @@ def main(argv: list[str] | None = None) -> int:
         mod.install()
         installed.append(name)
 
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.moto_server.werkzeug_app import create_backend_app
     from werkzeug.serving import run_simple
 
-    from rfemu import control
+    from rfemu import control, dispatch, timing
 
     if not args.access_log:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-    moto_app = DomainDispatcherApplication(create_backend_app)
-    app = control.wrap(moto_app)
+    moto_app = dispatch.Dispatcher(create_backend_app)
+    app = timing.wrap(timing.profiled(control.wrap(moto_app)))
 
     def stop(signum, frame):  # noqa: ARG001
         sys.exit(0)
