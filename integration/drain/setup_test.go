@@ -419,15 +419,12 @@ func (l logView) commands(instance, role string) map[string]int {
 }
 
 // killed counts jobs killed on instance ("" = any) from the log: the simulator writes one
-// job.killed per job (job_id), the emulator one per terminated instance with the count.
+// job.killed per job (job_id), the emulator one instance.jobs_killed per terminated instance
+// with the count; the larger of the two totals is returned (they agree unless a report is lost).
 func (l logView) killed(instance string) int {
-	sim, emu := 0, 0
-	for _, ev := range l.of("job.killed", instance) {
-		if ev.String("job_id") != "" {
-			sim++
-		} else {
-			emu += ev.Int("killed")
-		}
+	sim, emu := len(l.of(emulator.KindJobKilled, instance)), 0
+	for _, ev := range l.of(emulator.KindInstanceJobsKilled, instance) {
+		emu += ev.Int("killed")
 	}
 	return max(sim, emu)
 }

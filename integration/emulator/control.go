@@ -29,8 +29,11 @@ const (
 	KindHookComplete = "hook.complete"
 	// KindHookTimeout: an action timed out; fields instance_id, token, result (the DefaultResult), timeout.
 	KindHookTimeout = "hook.timeout"
-	// KindJobKilled: written by the emulator when the simulator's DELETE reports killed jobs;
-	// fields instance_id, killed (a count), reported_by "emulator".
+	// KindInstanceJobsKilled: written by the emulator once per terminated instance with the count
+	// the simulator's DELETE answered; fields instance_id, killed (a count), reported_by
+	// "emulator". (The simulator itself logs one KindJobKilled per killed job.)
+	KindInstanceJobsKilled = "instance.jobs_killed"
+	// KindJobKilled: written by the runner simulator, one per killed job; fields instance_id, job_id.
 	KindJobKilled = "job.killed"
 	// KindEventEmitted: an event went onto the default bus; fields detail_type, source, resources, event_id.
 	KindEventEmitted = "event.emitted"

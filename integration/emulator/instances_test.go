@@ -40,9 +40,9 @@ func TestEC2TerminationLeavesGroupWithReplacementAndStateChangeEvent(t *testing.
 		var d instanceDetail
 		return json.Unmarshal(ev.Detail, &d) == nil && d.InstanceID == id && d.State == "terminated"
 	})
-	killed := logOf(t, e, "job.killed", id)
+	killed := logOf(t, e, "instance.jobs_killed", id)
 	if len(killed) != 1 || killed[0].Int("killed") != 2 {
-		t.Fatalf("job.killed log for %s = %+v, want one with killed=2", id, killed)
+		t.Fatalf("instance.jobs_killed log for %s = %+v, want one with killed=2", id, killed)
 	}
 	replacement := anyInstance(t, after)
 	if _, ok := sim.launch(replacement); !ok {

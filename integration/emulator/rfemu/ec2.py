@@ -47,7 +47,7 @@ def terminate(self: Any) -> Any:
         else:
             if reply is not None:
                 killed = reply.get("killed", 0) if isinstance(reply, dict) else 0
-                core.log_event("job.killed", instance_id=self.id, killed=killed, reported_by="emulator")
+                core.log_event("instance.jobs_killed", instance_id=self.id, killed=killed, reported_by="emulator")
         state_change(self, "terminated")
     return result
 
