@@ -15,7 +15,6 @@ import (
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
-	"github.com/runnerfleet/runnerfleet/integration/drain/worker"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
@@ -85,7 +84,7 @@ func TestDrainWaitsForLongJobs(t *testing.T) {
 	cw := cwmetrics.NewClient(e.w.Emulator.AWSConfig(t))
 	e.eventually("drain metrics in CloudWatch", func() bool {
 		out, err := cw.ListMetrics(context.Background(), &cloudwatch.ListMetricsInput{
-			Namespace: aws.String(cwmetrics.DefaultNamespace), MetricName: aws.String(worker.MetricDrainsFinished),
+			Namespace: aws.String(cwmetrics.DefaultNamespace), MetricName: aws.String(cwmetrics.MetricDrainsFinished),
 		})
 		if err != nil {
 			t.Fatalf("ListMetrics: %v", err)

@@ -1,5 +1,6 @@
-// Package cwmetrics publishes a fleet's figures to CloudWatch (one PutMetricData per tick,
-// dimension Fleet) for the scale handler.
+// Package cwmetrics publishes a fleet's figures to CloudWatch, dimension Fleet: the scale
+// handler's (Publish, one PutMetricData per tick) and the drain handler's (PublishDrains, one
+// per sweep).
 //
 // Protocol. The Go SDK's CloudWatch client (service/cloudwatch v1.75.7) speaks Smithy RPC v2
 // CBOR by default (api_client.go sets options.Protocol = rpcv2.NewCBOR(...)); moto 5.2.1, our
@@ -56,7 +57,8 @@ type API interface {
 	PutMetricData(ctx context.Context, in *cloudwatch.PutMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error)
 }
 
-// Sink implements scale.MetricsSink. It is safe for concurrent use.
+// Sink implements scale.MetricsSink and drain.MetricsSink (drains.go). It is safe for
+// concurrent use.
 type Sink struct {
 	api       API
 	namespace string

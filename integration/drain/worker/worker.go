@@ -134,6 +134,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if cfg.WrapCommands != nil {
 		commands = cfg.WrapCommands(commands)
 	}
+	sink, err := cwmetrics.New(cwmetrics.NewClient(awsCfg), "")
+	if err != nil {
+		return nil, err
+	}
 	m := drain.NewMetrics(prometheus.NewRegistry())
 	h, err := drain.New(drain.Config{
 		Fleets: cfg.Fleets, StepTimeout: cfg.StepTimeout, CommandPoll: cfg.CommandPoll,
@@ -141,7 +145,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	}, drain.Deps{
 		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
 		FollowUps: FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
-		Sink: CloudWatchSink{API: cwmetrics.NewClient(awsCfg)},
+		Sink: sink,
 	})
 	if err != nil {
 		return nil, err
