@@ -239,3 +239,28 @@ func count(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// A reclaimed spot instance whose drain was in progress is reported once, as a lost drain.
+func TestReclaimDuringDrainCountsTheDrainOnly(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-1"] = member{"blue-asg", "Terminating:Wait"}
+	w.jobs["i-1"] = 2
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), spotMsg("i-1")); err != nil {
+		t.Fatal(err)
+	}
+	w.drains["i-1"] = 2
+	delete(w.jobs, "i-1")
+	if err := h.Handle(context.Background(), stateMsg("i-1", "terminated")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("blue", "drain")); got != 2 {
+		t.Errorf("jobs lost (drain) = %v, want 2", got)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("blue", "spot")); got != 0 {
+		t.Errorf("jobs lost (spot) = %v, want 0: counted once, as the drain's", got)
+	}
+	if m := w.marks["i-1"]; !m.Gone || m.Lost != -1 {
+		t.Errorf("mark %+v: gone, without a second lost count", m)
+	}
+}
