@@ -359,3 +359,42 @@ func TestStaleAndUnknownCommandsAreRejected(t *testing.T) {
 		t.Fatalf("unknown fleet: %v", err)
 	}
 }
+
+func TestHandlesAndDispatch(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	c := messages.NewCommand("blue", messages.CommandCycle, r.clk.now())
+	tick := messages.NewCommand("blue", messages.CommandTick, r.clk.now())
+	for _, tc := range []struct {
+		msg  *messages.Message
+		want bool
+	}{
+		{&messages.Message{Payload: &c}, true},
+		{&messages.Message{Payload: &tick}, false},
+		{&messages.Message{Payload: &messages.FleetStep{Fleet: "blue", Work: messages.FleetWorkCycle}}, true},
+		{&messages.Message{Payload: &messages.FleetStep{Fleet: "blue", Work: messages.FleetWorkUpdate}}, false},
+		{&messages.Message{Payload: &messages.ParameterChange{Name: "arn:aws:ssm:us-east-1:1:parameter/runnerfleet/blue/token"}}, true},
+		{&messages.Message{Payload: &messages.Scheduled{}}, false},
+	} {
+		if got := r.h.Handles(tc.msg); got != tc.want {
+			t.Errorf("Handles(%T) = %v, want %v", tc.msg.Payload, got, tc.want)
+		}
+	}
+	if err := r.h.Handle(context.Background(), &messages.Message{ID: "m1", Payload: &c}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.st.get("blue"); !rec.Active() || rec.ID != c.ID {
+		t.Fatalf("the command started no cycle: %+v", rec)
+	}
+	steps := r.st.get("blue").Steps
+	r.clk.add(time.Minute)
+	if err := r.h.Handle(context.Background(), &messages.Message{ID: "step-1", Payload: &messages.FleetStep{Fleet: "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.st.get("blue").Steps; got != steps+1 {
+		t.Fatalf("a fleet step took %d steps", got-steps)
+	}
+	if err := r.h.Handle(context.Background(), &messages.Message{Payload: &messages.Scheduled{}}); !messages.IsPermanent(err) {
+		t.Fatalf("a foreign message: %v", err)
+	}
+}

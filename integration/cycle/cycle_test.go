@@ -21,6 +21,7 @@ const longJob = 15 * time.Second
 // version, never fewer than 2 InService intake-open instances (from the transition log), 0 jobs
 // killed.
 func TestCycleReplacesAllWithoutKillingAJob(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 3})
 	old := e.ids()
 	e.jobsOnEach(longJob)
@@ -74,6 +75,7 @@ func TestCycleReplacesAllWithoutKillingAJob(t *testing.T) {
 // A replacement whose runner never answers: the cycle stops with the reason, no old instance is
 // retired, and the fleet keeps serving.
 func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 3, healthTimeout: 5 * time.Second})
 	old := e.ids()
 	e.newVersion()

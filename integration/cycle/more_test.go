@@ -32,6 +32,7 @@ func (e *env) retiredOld(old []string) []string {
 
 // --abort mid-cycle: the cycle stops after the step in flight; nothing more is retired.
 func TestAbortMidCycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 3})
 	old := e.ids()
 	e.jobsOnEach(longJob)
@@ -78,6 +79,7 @@ func TestAbortMidCycle(t *testing.T) {
 
 // A worker restart mid-cycle: a fresh handler resumes from the record and finishes.
 func TestRestartResumesTheCycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 3})
 	old := e.ids()
 	e.jobsOnEach(longJob)
@@ -115,6 +117,7 @@ const parameterPattern = `{"source":["aws.ssm"],"detail-type":["Parameter Store 
 // token on two of the three instances: a cycle starts by itself from the Parameter Store Change
 // event, retires the rejected instances first, and finishes with 0 jobs killed.
 func TestTokenRotationCyclesByItself(t *testing.T) {
+	t.Parallel()
 	param := "/" + emulator.UniqueName(t, "runnerfleet-token")
 	e := newEnv(t, spec{instances: 3, token: param})
 	ctx := context.Background()

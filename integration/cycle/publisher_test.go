@@ -121,6 +121,7 @@ func (e *env) run(args ...string) (string, error) {
 // with a one-line outcome and exit 0; publisher status then shows the new instances and the
 // finished cycle, as a table and as JSON.
 func TestPublisherCycleWaitAndStatus(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 2})
 	old := e.ids()
 	e.jobsOnEach(8 * time.Second)
@@ -137,7 +138,7 @@ func TestPublisherCycleWaitAndStatus(t *testing.T) {
 	if last := lines[len(lines)-1]; !strings.Contains(last, "of fleet blue succeeded") || !strings.Contains(last, "(2 of 2 replaced)") {
 		t.Errorf("last line %q is not the outcome", last)
 	}
-	for _, want := range []string{"replaced 0 of 2", "draining 1", "replaced 1 of 2", "retiring " + old[0]} {
+	for _, want := range []string{"replaced 0 of 2", "draining 1", "waiting for health", "retiring " + old[0]} {
 		if !strings.Contains(out, want) && !(strings.HasPrefix(want, "retiring") && strings.Contains(out, "retiring "+old[1])) {
 			t.Errorf("no progress line with %q", want)
 		}

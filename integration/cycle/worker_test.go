@@ -112,6 +112,7 @@ func (e *env) startWorker(path string) (*exec.Cmd, *lockedBuf) {
 // the cycle on each tick; the worker is SIGKILLed mid-cycle and a new one resumes it; the
 // publisher sees the outcome; no job killed; never fewer than 2 serving (from the log).
 func TestCycleThroughTheWorkerSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, spec{instances: 3})
 	old := e.ids()
 	ctx := context.Background()
