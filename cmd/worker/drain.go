@@ -80,9 +80,17 @@ func followUps(pub message.Publisher, queue string) drain.FollowUps {
 	})
 }
 
-// sweep calls h.Sweep every interval until ctx ends, so drains whose follow-up was lost, or
-// whose worker died mid-step, are advanced by some replica.
-func sweep(ctx context.Context, h *drain.Handler, every time.Duration, logger *slog.Logger) {
+// sweeper runs the periodic sweeps of the state machines whose follow-ups may be lost: drains
+// (a lost follow-up, a worker killed mid-step; also their CloudWatch figures) and launch gates.
+type sweeper struct {
+	drain  *drain.Handler
+	launch interface {
+		Sweep(ctx context.Context) (int, error)
+	}
+}
+
+// run sweeps every interval until ctx ends; any replica may sweep at any time.
+func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -90,15 +98,24 @@ func sweep(ctx context.Context, h *drain.Handler, every time.Duration, logger *s
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := h.Sweep(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				logger.Warn("drain sweep", "error", err.Error())
-			case n > 0:
-				logger.Info("drain sweep advanced overdue drains", "drains", n)
+			for name, sweep := range map[string]func(context.Context) (int, error){"drain": s.drain.Sweep, "launch": s.launchSweep} {
+				n, err := sweep(ctx)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					logger.Warn("sweep", "of", name, "error", err.Error())
+				case n > 0:
+					logger.Info("sweep advanced overdue state machines", "of", name, "count", n)
+				}
 			}
 		}
 	}
+}
+
+func (s *sweeper) launchSweep(ctx context.Context) (int, error) {
+	if s.launch == nil {
+		return 0, nil
+	}
+	return s.launch.Sweep(ctx)
 }
 
 // maxRememberedIPs bounds the private-IP cache of runnerJobs.

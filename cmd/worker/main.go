@@ -85,7 +85,7 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return fmt.Errorf("creating the publisher: %w", err)
 	}
 	defer pub.Close()
-	d, drainer, err := build(ctx, awsCfg, cfg, pub, reg, logger)
+	d, sweeps, err := build(ctx, awsCfg, cfg, pub, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -114,5 +114,5 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return err
 	}
 	srv.Serve()
-	return serve(ctx, cfg, r, srv, logger, func(ctx context.Context) { sweep(ctx, drainer, cfg.SweepInterval, logger) })
+	return serve(ctx, cfg, r, srv, logger, func(ctx context.Context) { sweeps.run(ctx, cfg.SweepInterval, logger) })
 }

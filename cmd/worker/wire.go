@@ -15,10 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
 	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
+	"github.com/runnerfleet/runnerfleet/infra/aws/marks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/config"
@@ -51,12 +51,18 @@ func newClients(awsCfg aws.Config, cfg *config.Config) (clients, error) {
 // follow-ups). It checks every fleet's terminate hooks against its drain settings before the
 // worker takes a message: a fleet without a terminate hook, or a heartbeat interval over a
 // third of a hook's heartbeat timeout, stops the start with every problem listed.
-func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (deps, *drain.Handler, error) {
+func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (deps, *sweeper, error) {
 	c, err := newClients(awsCfg, cfg)
 	if err != nil {
 		return deps{}, nil, err
 	}
-	scaler, err := newScaler(cfg, c, reg, logger)
+	// Issue 7: spot and rebalance notices, state changes, drain commands and the launch gate.
+	wired, err := marks.Wire(marks.WireConfig{Fleets: cfg.Fleets, LifecycleQueue: cfg.Queues.Lifecycle.Name, LoopbackOnly: cfg.LoopbackOnly},
+		marks.WireClients{AutoScaling: c.autoscaling, EC2: c.ec2, SSM: c.ssm, Table: c.table, Publisher: pub}, reg, logger)
+	if err != nil {
+		return deps{}, nil, fmt.Errorf("building the interrupt and launch handlers: %w", err)
+	}
+	scaler, err := newScaler(cfg, c, wired.Group, reg, logger)
 	if err != nil {
 		return deps{}, nil, err
 	}
@@ -73,16 +79,19 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err := drainer.CheckHooks(checkCtx); err != nil {
 		return deps{}, nil, fmt.Errorf("checking the fleets' lifecycle hooks:\n%w", err)
 	}
-	return deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle, cycle: cycler}, drainer, nil
+	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle, cycle: cycler,
+		interrupt: wired.Interrupt, launch: wired.Launch}
+	return d, &sweeper{drain: drainer, launch: wired.Launch}, nil
 }
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback
 // only when the config says so), CloudWatch metrics and the fleets' state in the state table.
-func newScaler(cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
-	group, err := asg.New(c.autoscaling, c.ec2)
+func newScaler(cfg *config.Config, c clients, decorate func(scale.Group) scale.Group, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
+	plain, err := asg.New(c.autoscaling, c.ec2)
 	if err != nil {
 		return nil, err
 	}
+	group := decorate(plain) // ticks see the instances' marks (issue 7)
 	scraper, err := scrape.New(scrape.Config{}, scrape.HTTPClient(cfg.LoopbackOnly))
 	if err != nil {
 		return nil, err

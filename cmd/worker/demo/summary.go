@@ -202,6 +202,12 @@ func (s *Summary) print(out io.Writer) {
 			by = "tick → scale handler"
 		case messages.KindTerminateAction, messages.KindDrainStep:
 			by = "drain handler"
+		case messages.KindSpotInterruption, messages.KindRebalance, messages.KindStateChange:
+			by = "interrupt handler"
+		case messages.KindLaunchAction:
+			by = "launch gate"
+		case messages.KindParameterChange:
+			by = "cycle handler (token rotation)"
 		case "invalid":
 			by = "DLQ with its reason"
 		case messages.KindUnknown:
