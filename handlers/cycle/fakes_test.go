@@ -26,6 +26,9 @@ type fakeGroup struct {
 	health       *fakeHealth
 	minServing   int
 	terminateErr error
+	// pendingSteps keeps each launch Pending for that many more Describes.
+	pendingSteps int
+	pending      map[string]int
 }
 
 func newFakeGroup(version string, ids ...string) *fakeGroup {
@@ -49,7 +52,11 @@ func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error)
 			}
 		}
 		if m.State == fleet.StatePending {
-			m.State = fleet.StateInService
+			if g.pending[m.ID] > 0 {
+				g.pending[m.ID]--
+			} else {
+				m.State = fleet.StateInService
+			}
 		}
 		members = append(members, m)
 	}
@@ -61,7 +68,14 @@ func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error)
 	}
 	for ; live < g.state.Desired; live++ {
 		g.next++
-		members = append(members, Member{ID: fmt.Sprintf("i-new%02d", g.next), State: fleet.StatePending, Version: g.state.CurrentVersion, LaunchedAt: time.Unix(int64(1000+g.next), 0)})
+		id := fmt.Sprintf("i-new%02d", g.next)
+		members = append(members, Member{ID: id, State: fleet.StatePending, Version: g.state.CurrentVersion, LaunchedAt: time.Unix(int64(1000+g.next), 0)})
+		if g.pendingSteps > 0 {
+			if g.pending == nil {
+				g.pending = map[string]int{}
+			}
+			g.pending[id] = g.pendingSteps
+		}
 	}
 	g.state.Members = members
 	if g.health != nil {

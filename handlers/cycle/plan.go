@@ -40,7 +40,8 @@ type plan struct {
 //     without it;
 //   - a replacement not healthy within rec.HealthTimeout of being first seen fails the cycle,
 //     and that step retires nothing;
-//   - the cycle succeeds when no old instance is left in the group (every drain finished).
+//   - the cycle succeeds when no old instance is left in the group (every drain finished), the
+//     desired capacity is back at D and every replacement serves.
 func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner) plan {
 	old, kept, retired := set(rec.Old), set(rec.Kept), set(rec.Retired)
 	if rec.Seen == nil {
@@ -114,13 +115,17 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			rec.HealthTimeout, late)
 		return p
 	}
-	if len(oldLive) == 0 && pr.Draining == 0 {
-		p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
-		return p
-	}
-
-	if target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired); target > g.Desired {
+	target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired)
+	if target > g.Desired {
 		p.desired, p.max = target, max(g.Max, target)
+	}
+	if len(oldLive) == 0 && pr.Draining == 0 {
+		// Done once the fleet is back at its size and every replacement serves (the last
+		// retirement of a cycle without surge lowered desired; its replacement comes now).
+		if p.desired == 0 && pr.WaitingForHealth == 0 {
+			p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
+		}
+		return p
 	}
 
 	// Rejected first, then unreadable, then healthy; fewest jobs first (their drains end
