@@ -52,3 +52,46 @@ func TestCyclePropertyFloorAndCompletion(t *testing.T) {
 		}
 	}
 }
+
+// When replacements never become healthy, every cycle fails with the reason, retires nothing
+// after failing, and still never drops the serving instances below the floor.
+func TestCyclePropertyUnhealthyReplacementsFail(t *testing.T) {
+	rng := rand.New(rand.NewPCG(20, 20))
+	for n := range 200 {
+		size := 1 + rng.IntN(6)
+		surge, mu := rng.IntN(3), rng.IntN(3)
+		if surge+mu == 0 {
+			mu = 1
+		}
+		var ids []string
+		for i := range size {
+			ids = append(ids, fmt.Sprintf("i-old%d", i))
+		}
+		g := newFakeGroup("2", ids...)
+		g.drainSteps = 1 + rng.IntN(4)
+		r := newRig(t, g, nil)
+		r.hl.unknownNew = true
+		for _, id := range ids {
+			if rng.IntN(4) == 0 {
+				r.hl.rejected[id] = true
+			}
+		}
+		initialServing := size - len(r.hl.rejected)
+		if err := r.command(t, messages.CycleArgs{Surge: surge, MaxUnavailable: mu}); err != nil {
+			t.Fatalf("case %d: %v", n, err)
+		}
+		rec := r.tickUntilDone(t, 400)
+		name := fmt.Sprintf("case %d (size %d, surge %d, max-unavailable %d, rejected %d)", n, size, surge, mu, len(r.hl.rejected))
+		if rec.Status != StatusFailed {
+			t.Fatalf("%s: %s %q", name, rec.Status, rec.Reason)
+		}
+		_, atFailure := g.snapshot()
+		r.tickUntilDone(t, 5)
+		if _, after := g.snapshot(); len(after) != len(atFailure) {
+			t.Fatalf("%s: retired %v after failing (at failure: %v)", name, after, atFailure)
+		}
+		if floor := min(size-mu, initialServing); g.minServing < floor {
+			t.Fatalf("%s: serving fell to %d, floor %d", name, g.minServing, floor)
+		}
+	}
+}
