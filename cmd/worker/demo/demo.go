@@ -45,6 +45,9 @@ const (
 	// they queue and the fleet grows; each job outlasts the hook's 5 s heartbeat timeout twice.
 	jobCount  = 10
 	jobLength = 15 * time.Second
+	// launchHookTimeout is the fleet's launch hook timeout: the launch gate heartbeats past it
+	// while a runner is not healthy yet.
+	launchHookTimeout = 10 * time.Second
 	// spotNotice is the spot interruption's notice: longer than the rest of the demo, so the
 	// notice is handled (counted) but the reclaim never comes.
 	spotNotice = 5 * time.Minute
@@ -155,16 +158,6 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	if _, err := c.provisionFleet(ctx, fl, cfg.Queues); err != nil {
 		return nil, err
 	}
-	var ids []string
-	if err := waitFor(ctx, readyTimeout, func() bool { ids = c.inService(ctx, fl.GroupName); return len(ids) >= 1 }); err != nil {
-		return nil, fmt.Errorf("the fleet's first instance did not come in service: %w", err)
-	}
-	sum := &Summary{Stack: fl.StackName}
-	sum.DesiredStart = c.desired(ctx, fl.GroupName)
-	sum.DesiredPeak = sum.DesiredStart
-	say("fleet stack %s from deploy/runner/runner.yaml: group %s (terminate hook %s, tick rule %s), instance %s in service",
-		fl.StackName, fl.GroupName, fl.Drain.HookTimeout, fl.TickRule, strings.Join(ids, ", "))
-
 	// 4. The worker.
 	w, err := startWorker(ctx, filepath.Join(o.Bin, "worker"), cfgPath, filepath.Join(tmp, "worker.log"))
 	if err != nil {
@@ -176,6 +169,17 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		return nil, fmt.Errorf("the worker did not become ready (%v); its log:\n%s", err, w.tail())
 	}
 	say("worker ready on %s (pid %d): it checked the fleet's terminate hook at start-up", metricsURL, w.cmd.Process.Pid)
+
+	var ids []string
+	if err := waitFor(ctx, readyTimeout, func() bool { ids = c.inService(ctx, fl.GroupName); return len(ids) >= 1 }); err != nil {
+		return nil, fmt.Errorf("the fleet's first instance did not come in service: %w; the worker's log:\n%s", err, w.tail())
+	}
+	sum := &Summary{Stack: fl.StackName}
+	sum.DesiredStart = c.desired(ctx, fl.GroupName)
+	sum.DesiredPeak = sum.DesiredStart
+	say("fleet stack %s from deploy/runner/runner.yaml: group %s (terminate hook %s, launch hook %s, tick rule %s); instance %s passed the launch gate, in service",
+		fl.StackName, fl.GroupName, fl.Drain.HookTimeout, launchHookTimeout, fl.TickRule, strings.Join(ids, ", "))
+
 	pub := exec.CommandContext(ctx, filepath.Join(o.Bin, "publisher"), "tick", "--fleet", fl.Name, "--config", cfgPath)
 	idOut, err := pub.Output()
 	if err != nil {

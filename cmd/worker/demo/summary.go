@@ -57,10 +57,10 @@ type Summary struct {
 }
 
 // expectedKinds are the kinds the demo makes arrive; Run fails unless the worker received each.
-// (A launch lifecycle action needs the fleet's launch hook, which stays off until a launch
-// handler completes it: the hook's default result, ABANDON, would end every new instance.)
+// (Parameter changes are not among them: the token parameter is written before the fleet stack
+// creates the rule that would deliver its changes, as an operator does.)
 var expectedKinds = []messages.Kind{
-	messages.KindTerminateAction, messages.KindDrainStep, messages.KindSpotInterruption,
+	messages.KindLaunchAction, messages.KindTerminateAction, messages.KindDrainStep, messages.KindSpotInterruption,
 	messages.KindRebalance, messages.KindStateChange, messages.KindScheduled,
 	messages.KindStackStatus, messages.KindCommand,
 }

@@ -121,6 +121,9 @@ func (c clients) provisionFleet(ctx context.Context, f fleet.Settings, q config.
 	spec := deploy.Fleet{
 		Stack: f.StackName, Name: f.Name, ControlQueueArn: queueARN(q.Control.Name), TokenParameter: f.TokenParameter,
 		Min: 1, Max: f.Policy.MaxInstances, Desired: 1, HeartbeatTimeout: f.Drain.HookTimeout,
+		// The launch gate (issue 7) completes each new instance's launch action once its runner's
+		// job requests succeed; the hook's default result, ABANDON, would end it otherwise.
+		LaunchHook: true, LaunchHookTimeout: launchHookTimeout,
 	}
 	out, err := deploy.CreateStack(ctx, c.cfn, f.StackName, string(runner.Template), spec.Parameters(network))
 	if err != nil {
