@@ -341,6 +341,11 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 			return nil
 		}
 		now := h.cfg.Now()
+		if !rec.TokenChangedAt.IsZero() {
+			// An abort means stop: the token cycle that was to follow is not started by itself.
+			rec.TokenChangedAt = time.Time{}
+			rec.event(now, "the token cycle that was to follow is dropped by the abort: start it with publisher cycle --fleet "+f.Name+" --all")
+		}
 		rec.finish(now, StatusAborted, fmt.Sprintf("aborted by %s (command %s) after %d of %d replaced",
 			orUnknown(c.Issuer), c.ID, rec.Progress.Replaced, rec.Progress.Total))
 		ok, err := h.deps.State.Save(ctx, f.Name, rec, ver)

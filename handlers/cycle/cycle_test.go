@@ -398,3 +398,21 @@ func TestHandlesAndDispatch(t *testing.T) {
 		t.Fatalf("a foreign message: %v", err)
 	}
 }
+
+func TestAbortDropsAFollowingTokenCycle(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.h.ParameterChange(context.Background(), &messages.ParameterChange{Name: "/runnerfleet/blue/token", Operation: messages.ParameterUpdate}, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.command(t, messages.CycleArgs{Abort: true}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 5)
+	if rec.Status != StatusAborted || rec.Trigger != TriggerCommand || !rec.TokenChangedAt.IsZero() {
+		t.Fatalf("after the abort: %s %s token changed %v", rec.Status, rec.Trigger, rec.TokenChangedAt)
+	}
+}
