@@ -1,15 +1,21 @@
 package drain_test
 
 import (
+	"context"
 	"fmt"
-	"sync"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 )
 
-// 100 instances, each running one job of 2–20 s, terminated at once: drains run side by side
-// (none waits for another; see below for how that is read from the log), all complete, none
-// killed.
+// 100 instances, each running one job of 2–20 s, terminated at once — one SetDesiredCapacity
+// from 100 to 0, so the group puts all 100 in Terminating:Wait and emits their 100 events in
+// that one call — are drained side by side: every stop-intake command is sent before the first
+// drain completes (read from the emulator's log: no drain waits for another); all complete; none
+// is killed.
 func TestHundredDrainsSideBySide(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 instances: not in -short")
@@ -21,7 +27,7 @@ func TestHundredDrainsSideBySide(t *testing.T) {
 	e.stepTimeout = 20 * time.Second
 	e.commandPoll = time.Second
 	e.sweepGrace, e.sweepEvery = 20*time.Second, 5*time.Second
-	e.maxInFlight = 100
+	e.maxInFlight = n
 	e.startWorker("w1")
 	durations := make([]time.Duration, n)
 	for i := range durations {
@@ -29,77 +35,62 @@ func TestHundredDrainsSideBySide(t *testing.T) {
 	}
 	e.jobs(durations...)
 	ids := e.instanceIDs()
-	began := time.Now()
-	// Terminate all at once: one TerminateInstanceInAutoScalingGroup per instance, side by side.
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.terminate(id)
-		}()
+	if len(ids) != n {
+		t.Fatalf("%d instances in the group, want %d", len(ids), n)
 	}
-	wg.Wait()
-	t.Logf("terminating %d instances took %s", n, time.Since(began))
+	for _, in := range e.simInstances() {
+		if len(in.Running) != 1 {
+			t.Fatalf("instance %s runs %d jobs, want 1 each", in.InstanceID, len(in.Running))
+		}
+	}
+	began := time.Now()
+	if _, err := e.asg.SetDesiredCapacity(context.Background(), &autoscaling.SetDesiredCapacityInput{
+		AutoScalingGroupName: aws.String(e.group), DesiredCapacity: aws.Int32(0),
+	}); err != nil {
+		t.Fatalf("SetDesiredCapacity 0: %v", err)
+	}
+	t.Logf("SetDesiredCapacity %d → 0 took %s", n, time.Since(began))
 	e.waitTerminated(ids...)
 
 	l := logView(e.log())
-	// The emulator terminates one instance at a time (~0.3 s each under this load), so the 100
-	// events arrive over tens of seconds and "every stop before the first completion" would
-	// measure the emulator. What a worker that drained one instance after another would break:
-	// every drain whose event was out before the first completing drain's stop command must have
-	// its own stop command sent before that first completion.
-	type drainLog struct{ start, stop, complete int }
-	drains := map[string]drainLog{}
-	first := ""
+	lastStop, firstComplete := 0, 0
+	lastStopOf, firstCompleteOf := "", ""
 	for _, id := range ids {
-		var d drainLog
-		if hs := l.of("hook.start", id); len(hs) == 1 {
-			d.start = hs[0].Seq
+		if hs := l.of("hook.start", id); len(hs) != 1 {
+			t.Errorf("%s: %d lifecycle actions, want 1", id, len(hs))
 		}
 		stops := l.commands(id, "stop-intake")
 		if len(stops) != 1 {
 			t.Errorf("%s: %d stop-intake commands, want 1", id, len(stops))
 		}
 		for _, seq := range stops {
-			d.stop = seq
+			if seq > lastStop {
+				lastStop, lastStopOf = seq, id
+			}
 		}
 		c := l.of("hook.complete", id)
 		if len(c) != 1 || c[0].String("result") != "CONTINUE" {
 			t.Errorf("%s: hook.complete %v, want one CONTINUE", id, c)
 			continue
 		}
-		d.complete = c[0].Seq
-		if first == "" || d.complete < drains[first].complete {
-			first = id
+		if firstComplete == 0 || c[0].Seq < firstComplete {
+			firstComplete, firstCompleteOf = c[0].Seq, id
 		}
 		if k := l.killed(id); k != 0 {
 			t.Errorf("%s: %d jobs killed", id, k)
 		}
-		for _, end := range l.of("job.end", id) {
-			if end.Seq > d.complete {
-				t.Errorf("%s: job ended after the completion", id)
-			}
-		}
-		drains[id] = d
-	}
-	if first == "" {
-		t.Fatal("no drain completed")
-	}
-	f := drains[first]
-	waited, eligible := 0, 0
-	for id, d := range drains {
-		if id == first || d.start == 0 || d.start > f.stop {
-			continue
-		}
-		eligible++
-		if d.stop == 0 || d.stop > f.complete {
-			waited++
-			t.Errorf("%s: event out before %s's stop (seq %d < %d) but its stop (seq %d) came after %s completed (seq %d)",
-				id, first, d.start, f.stop, d.stop, first, f.complete)
+		if ends := l.of("job.end", id); len(ends) != 1 || ends[0].Seq > c[0].Seq {
+			t.Errorf("%s: job ends %v, want one before the completion (seq %d)", id, ends, c[0].Seq)
 		}
 	}
-	t.Logf("%d drains had their event out before the first completing drain's stop; %d of them waited for it", eligible, waited)
+	if firstComplete == 0 || lastStop == 0 {
+		t.Fatal("no drain completed, or no stop command was sent")
+	}
+	// The literal check: every stop command went out before the first drain completed.
+	if lastStop > firstComplete {
+		t.Errorf("the last stop command (%s, seq %d) came after the first completion (%s, seq %d): a drain waited for another",
+			lastStopOf, lastStop, firstCompleteOf, firstComplete)
+	}
 	if k := e.killed(); k != 0 {
 		t.Errorf("%d jobs killed in all", k)
 	}
@@ -113,5 +104,16 @@ func TestHundredDrainsSideBySide(t *testing.T) {
 		}
 		return fmt.Sprintf("%d from %s to %s", len(evs), evs[0].Time.Format("15:04:05.000"), evs[len(evs)-1].Time.Format("15:04:05.000"))
 	}
-	t.Logf("hook.start: %s; hook.complete: %s", span("hook.start"), span("hook.complete"))
+	stops := 0
+	var lastStopAt time.Time
+	for _, ev := range l.of("ssm.command", "") {
+		if ev.Seq == lastStop {
+			lastStopAt = ev.Time
+		}
+		if strings.HasSuffix(ev.String("document"), "stop-intake") && ev.String("status") == "Pending" {
+			stops++
+		}
+	}
+	t.Logf("hook.start: %s; hook.complete: %s; %d stop commands, the last at %s (seq %d), the first completion at seq %d",
+		span("hook.start"), span("hook.complete"), stops, lastStopAt.Format("15:04:05.000"), lastStop, firstComplete)
 }
