@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/integration/drain/worker"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
@@ -24,17 +26,21 @@ import (
 // benchEvents is how many events each side of the benchmark sends, one after another.
 const benchEvents = 200
 
-// stopTimer wraps the SSM adapter and reports when a stop-intake command is sent.
+// stopTimer wraps the SSM adapter and reports when a stop-intake command is sent: when the
+// handler called Send and when SendCommand returned.
 type stopTimer struct {
 	drain.Commands
-	stops chan time.Time
+	stops chan stopTimes
 }
 
+type stopTimes struct{ called, sent time.Time }
+
 func (s stopTimer) Send(ctx context.Context, document, instanceID string) (string, error) {
+	called := time.Now()
 	id, err := s.Commands.Send(ctx, document, instanceID)
 	if err == nil && document == drain.DefaultStopIntakeDocument {
 		select {
-		case s.stops <- time.Now():
+		case s.stops <- stopTimes{called: called, sent: time.Now()}:
 		default:
 		}
 	}
@@ -57,32 +63,57 @@ func BenchmarkEventToStopCommand(b *testing.B) {
 		floor := measureFloor(b, e, q)
 		calls := measureCalls(b, e, id)
 
-		stops := make(chan time.Time, 1)
+		stops := make(chan stopTimes, 1)
 		wk := e.startWorkerWith("bench", func(c *worker.Config) {
 			c.QueueURL = q
 			c.MaxInFlight = 100
-			// The production defaults of the drain's pace (StepTimeout, CommandPoll, PollInterval),
+			// The production defaults of the drain's pace (StepTimeout, CommandPoll, PollInterval,
+			// the sweep's grace and interval),
 			// so the drains started by earlier events load the emulator as they would in use.
 			c.StepTimeout, c.CommandPoll = drain.DefaultStepTimeout, drain.DefaultCommandPoll
+			c.SweepGrace, c.SweepEvery = drain.DefaultSweepGrace, config.DefaultSweepInterval
 			c.Fleets[0].Drain.PollInterval = drain.DefaultPollInterval
 			c.WrapCommands = func(cmds drain.Commands) drain.Commands { return stopTimer{Commands: cmds, stops: stops} }
 		})
 		lat := make([]time.Duration, 0, benchEvents)
+		var toCall, sendCall []time.Duration
+		// RUNNERFLEET_BENCH_TRACE names a file for one line per event (index, unix seconds of
+		// SendMessage called, returned, Send called, SendCommand returned), to line up with the
+		// emulator's RFEMU_TIMING_FILE.
+		var trace *os.File
+		if p := os.Getenv("RUNNERFLEET_BENCH_TRACE"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			trace = f
+		}
 		for i := range benchEvents {
 			body := lifecycleEvent(b, e.group, id, fmt.Sprintf("bench-token-%d-%d", time.Now().UnixNano(), i))
+			before := time.Now()
 			if _, err := e.sqs.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(q), MessageBody: aws.String(body)}); err != nil {
 				b.Fatal(err)
 			}
 			sent := time.Now()
 			select {
 			case at := <-stops:
-				lat = append(lat, at.Sub(sent))
+				lat = append(lat, at.sent.Sub(sent))
+				toCall = append(toCall, at.called.Sub(sent))
+				sendCall = append(sendCall, at.sent.Sub(at.called))
+				if trace != nil {
+					fmt.Fprintf(trace, "%d %.6f %.6f %.6f %.6f\n", i, unix(before), unix(sent), unix(at.called), unix(at.sent))
+				}
 			case <-time.After(30 * time.Second):
 				b.Fatalf("event %d: no stop command within 30 s", i)
 			}
 		}
 		wk.Stop()
 		report(b, lat, floor)
+		// Where the time goes: event landing → the handler calling Send (receive, claim), and
+		// the SendCommand call itself.
+		b.Logf("event→Send called: p50 %s p99 %s; SendCommand: p50 %s p99 %s",
+			quantile(toCall, 0.5), quantile(toCall, 0.99), quantile(sendCall, 0.5), quantile(sendCall, 0.99))
 		for name, d := range calls {
 			b.ReportMetric(float64(quantile(d, 0.5))/float64(time.Millisecond), name+"-p50-ms")
 		}
@@ -178,6 +209,8 @@ func lifecycleEvent(b *testing.B, group, instance, token string) string {
 	}
 	return string(raw)
 }
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
 	s := append([]time.Duration(nil), d...)
