@@ -289,6 +289,10 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		sum.Instances = append(sum.Instances, aws.ToString(i.InstanceId)+": "+string(i.LifecycleState))
 	}
 	sort.Strings(sum.Instances)
+	if err := sum.killedError(); err != nil {
+		sum.print(out)
+		return nil, fail("jobs were killed", err)
+	}
 	stopped := time.Now()
 	if err := w.stop(cfg.StopTimeout + 2*time.Second); err != nil {
 		return nil, fmt.Errorf("stopping the worker: %w; its log:\n%s", err, w.tail())

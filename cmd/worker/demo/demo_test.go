@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -71,5 +72,30 @@ func TestDemoRefusesTakenPorts(t *testing.T) {
 	err = checkFree(l.Addr().(*net.TCPAddr).Port)
 	if err == nil || !strings.Contains(err.Error(), "is taken") || !strings.Contains(err.Error(), "--free-ports") {
 		t.Errorf("checkFree on a held port: %v", err)
+	}
+}
+
+// The summary counts killed jobs from either reporter once, and the demo's error names what
+// happened to the instance that lost them.
+func TestSummaryKilledJobs(t *testing.T) {
+	ev := func(seq int, kind string, fields map[string]any) emulator.LogEvent {
+		return emulator.LogEvent{Seq: seq, Kind: kind, Fields: fields}
+	}
+	var s Summary
+	s.fillLog([]emulator.LogEvent{
+		ev(1, "instance.state", map[string]any{"instance_id": "i-a", "from": "Pending", "to": "Pending:Wait"}),
+		ev(2, "hook.complete", map[string]any{"instance_id": "i-a", "result": "ABANDON", "by": "timeout"}),
+		ev(3, "job.killed", map[string]any{"instance_id": "i-a", "killed": 2.0, "reported_by": "emulator"}),
+		ev(4, "job.killed", map[string]any{"instance_id": "i-b", "killed": 0.0, "reported_by": "emulator"}),
+	})
+	if s.KilledInLog != 2 || s.Abandoned != 1 {
+		t.Errorf("killed %d, abandoned %d: want 2 and 1", s.KilledInLog, s.Abandoned)
+	}
+	err := s.killedError()
+	if err == nil || !strings.Contains(err.Error(), "i-a:") || !strings.Contains(err.Error(), "result=ABANDON") || strings.Contains(err.Error(), "i-b") {
+		t.Errorf("killedError = %v", err)
+	}
+	if (&Summary{}).killedError() != nil {
+		t.Error("an error with no job killed")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -34,13 +35,17 @@ type Summary struct {
 	Heartbeats float64
 	// Emitted counts the EventBridge events the emulator emitted, by detail-type.
 	Emitted map[string]int
-	// HookTimeouts counts lifecycle actions that ended at their timeout (no drain answered).
-	HookTimeouts int
+	// HookTimeouts counts lifecycle actions that ended at their timeout (no drain answered);
+	// Abandoned counts actions completed with ABANDON (a launch gate refusing an instance).
+	HookTimeouts, Abandoned int
 	// DeadLetterDepth is the number of messages in the two DLQs at the end.
 	DeadLetterDepth int
 	// Jobs are the simulator's job totals; KilledInLog counts job.killed in the emulator's log.
 	Jobs        runnersim.Totals
 	KilledInLog int
+	// KilledOn lists, per instance whose jobs were killed, what the emulator's log says happened
+	// to it (for the error the demo then exits with).
+	KilledOn map[string][]string
 	// Busy is the busy instance the demo terminated, the jobs it ran then, and how long it waited
 	// in Terminating:Wait (from the emulator's log).
 	Busy       string
@@ -118,9 +123,14 @@ func (s *Summary) fill(fams map[string]*dto.MetricFamily) {
 // and how long the busy instance waited in Terminating:Wait.
 func (s *Summary) fillLog(log []emulator.LogEvent) {
 	s.Emitted = map[string]int{}
-	s.HookTimeouts, s.KilledInLog = 0, 0
+	s.HookTimeouts, s.Abandoned, s.KilledInLog = 0, 0, 0
+	s.KilledOn = map[string][]string{}
+	history := map[string][]string{}
 	var waitAt, doneAt time.Time
 	for _, ev := range log {
+		if id := ev.String("instance_id"); id != "" && ev.Kind != "job.start" && ev.Kind != "job.end" {
+			history[id] = append(history[id], fmt.Sprintf("%d %s %s", ev.Seq, ev.Kind, eventDetail(ev)))
+		}
 		switch ev.Kind {
 		case "event.emitted":
 			s.Emitted[ev.String("detail_type")]++
@@ -129,24 +139,57 @@ func (s *Summary) fillLog(log []emulator.LogEvent) {
 		case "job.killed":
 			// One event per job from the simulator (job_id), one per termination from the
 			// emulator with the simulator's count (killed).
+			n := ev.Int("killed")
 			if ev.String("job_id") != "" {
-				s.KilledInLog++
-			} else {
-				s.KilledInLog += ev.Int("killed")
+				n = 1
+			}
+			s.KilledInLog += n
+			if n > 0 {
+				s.KilledOn[ev.String("instance_id")] = nil
 			}
 		case "instance.state":
 			if ev.String("instance_id") == s.Busy && ev.String("to") == "Terminating:Wait" && waitAt.IsZero() {
 				waitAt = ev.Time
 			}
 		case "hook.complete":
+			if ev.String("result") == "ABANDON" {
+				s.Abandoned++
+			}
 			if ev.String("instance_id") == s.Busy && doneAt.IsZero() {
 				doneAt = ev.Time
 			}
 		}
 	}
+	for id := range s.KilledOn {
+		s.KilledOn[id] = history[id]
+	}
 	if !waitAt.IsZero() && doneAt.After(waitAt) {
 		s.BusyWaited = doneAt.Sub(waitAt)
 	}
+}
+
+// eventDetail is the telling fields of a log event, for the killed-jobs error.
+func eventDetail(ev emulator.LogEvent) string {
+	var parts []string
+	for _, k := range []string{"from", "to", "result", "by", "document", "status", "killed", "open"} {
+		if v, ok := ev.Fields[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// killedError says which instances lost jobs and what happened to them; nil when none did.
+func (s *Summary) killedError() error {
+	if s.KilledInLog == 0 && s.Jobs.Killed == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d jobs killed (simulator), %d (emulator log)", s.Jobs.Killed, s.KilledInLog)
+	for id, h := range s.KilledOn {
+		fmt.Fprintf(&b, "\n%s:\n  %s", id, strings.Join(h, "\n  "))
+	}
+	return errors.New(b.String())
 }
 
 // missing names what the worker has not seen yet (the last phase's wait).
@@ -177,8 +220,8 @@ func (s *Summary) print(out io.Writer) {
 	fmt.Fprintf(out, "fleet stack %s from the runner template; group desired capacity %d → %d (peak) → %d\n",
 		s.Stack, s.DesiredStart, s.DesiredPeak, s.DesiredEnd)
 	fmt.Fprintf(out, "scale decisions: %s\n", counts(s.Decisions))
-	fmt.Fprintf(out, "drains finished: %s; lifecycle heartbeats sent: %.0f; hooks ended at their timeout: %d\n",
-		counts(s.Drains), s.Heartbeats, s.HookTimeouts)
+	fmt.Fprintf(out, "drains finished: %s; lifecycle heartbeats sent: %.0f; hooks ended at their timeout: %d; actions abandoned: %d\n",
+		counts(s.Drains), s.Heartbeats, s.HookTimeouts, s.Abandoned)
 	if s.Busy != "" {
 		fmt.Fprintf(out, "busy instance %s terminated with %d running job(s): it waited %s in Terminating:Wait until they ended\n",
 			s.Busy, s.BusyJobs, s.BusyWaited.Round(100*time.Millisecond))
