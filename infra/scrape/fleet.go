@@ -12,7 +12,9 @@ import (
 //
 // RunningJobs is BusyJobs (every job occupying a slot, running or being prepared or finished), so
 // an instance preparing a job is never taken for idle. Healthy is false when GitLab refuses the
-// runner's job requests. QueueAge is the upper bound on the gauges' age; QueueStale is set when
+// runner's job requests (Result.Rejected): for the policy, a runner that has made no job request
+// yet still offers its slots. The stricter health of DESIGN.md — a job request succeeded — is
+// Result.Accepted, which the cycle's health check (infra/aws/cyclestate) requires. QueueAge is the upper bound on the gauges' age; QueueStale is set when
 // the gauges are absent or their age unknown, and the policy judges the age itself (QueueMaxAge).
 func (s *Scraper) ScrapeRunners(ctx context.Context, urlTemplate string, targets []scale.Target) ([]fleet.Instance, error) {
 	ts := make([]Target, len(targets))

@@ -158,8 +158,19 @@ type Result struct {
 	RunningJobs int
 	BusyJobs    int
 	// Rejected is true when GitLab refused (401/403/410) every job request of every runner section
-	// since the previous sample (or since start, on the first sample) and accepted none.
+	// since the previous sample (or since start, on the first sample) and accepted none. A
+	// section that made no job request since the previous sample (all its slots busy, or read
+	// twice in a row) keeps its previous verdict. A runner that has made no job request yet is
+	// not Rejected: it keeps its capacity.
 	Rejected bool
+	// Accepted is true when GitLab answered some job request with a success status (request_job
+	// 201, job given, or 204, no job; gitlab-runner counts both in
+	// gitlab_runner_api_request_statuses_total) since the runner process started, in a runner
+	// section not Rejected now. This is DESIGN.md's health: a runner whose metrics answer but that
+	// has not yet had a job request succeed (just started, token not yet checked, GitLab answering
+	// 5xx) is neither Accepted nor Rejected. A busy runner making no requests stays Accepted: the
+	// counters are cumulative.
+	Accepted bool
 	// Queue is the runner's view of the job queue.
 	Queue Queue
 }
@@ -190,6 +201,9 @@ type prev struct {
 	at           time.Time
 	sample       *sample
 	queueUpdated time.Time // upper bound on the gauges' age, zero when unknown
+	// rejected is each runner section's verdict at this sample, carried to the next one when the
+	// section made no job request in between.
+	rejected map[string]bool
 }
 
 // Scraper fetches runner metrics. It is safe for concurrent use; it remembers each instance's
@@ -402,13 +416,20 @@ func fetchReason(ctx context.Context, err error) Reason {
 	return ReasonConnect
 }
 
-// interpret fills r from the new sample and the instance's previous one, and remembers the new.
+// interpret fills r from the new sample and the instance's previous one, and remembers the new
+// (after filling it).
 func (s *Scraper) interpret(r *Result, cur *sample) {
 	s.mu.Lock()
 	p := s.prevs[r.InstanceID]
-	next := &prev{at: r.At, sample: cur}
-	s.prevs[r.InstanceID] = next
 	s.mu.Unlock()
+	// next is filled completely before it is remembered: a concurrent Scrape of the same
+	// instance may read it as its p at once.
+	next := &prev{at: r.At, sample: cur, rejected: make(map[string]bool, len(cur.runners))}
+	defer func() {
+		s.mu.Lock()
+		s.prevs[r.InstanceID] = next
+		s.mu.Unlock()
+	}()
 
 	var old *sample
 	if p != nil && r.At.Sub(p.at) <= s.cfg.RateWindow && r.At.After(p.at) {
@@ -421,20 +442,30 @@ func (s *Scraper) interpret(r *Result, cur *sample) {
 
 	// Health and capacity per runner section.
 	capacity := math.Inf(1)
-	anyAccepted, anyRejected := false, false
+	anyUnrefused, anyRejected := false, false
 	if len(cur.runners) > 0 {
 		capacity = 0
 	}
 	for name, rs := range cur.runners {
 		ok, rej := rs.requestOK, rs.requestRejected
+		carried := false
 		if old != nil {
 			if o := old.runners[name]; o != nil && o.requestOK <= ok && o.requestRejected <= rej {
 				ok, rej = ok-o.requestOK, rej-o.requestRejected
+				carried = ok == 0 && rej == 0
 			}
 		}
 		rejected := rej > 0 && ok == 0
+		if carried {
+			// No job request since the previous sample: nothing new about the token.
+			rejected = p.rejected[name]
+		}
+		next.rejected[name] = rejected
 		anyRejected = anyRejected || rejected
-		anyAccepted = anyAccepted || !rejected
+		anyUnrefused = anyUnrefused || !rejected
+		if !rejected && rs.requestOK > 0 {
+			r.Accepted = true
+		}
 		if rejected {
 			continue
 		}
@@ -444,7 +475,7 @@ func (s *Scraper) interpret(r *Result, cur *sample) {
 			capacity += rs.limit
 		}
 	}
-	r.Rejected = anyRejected && !anyAccepted
+	r.Rejected = anyRejected && !anyUnrefused
 	r.Capacity = int(math.Min(cur.concurrent, capacity))
 	if r.Rejected {
 		r.Capacity = 0

@@ -3,6 +3,7 @@ package scrape
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -92,7 +93,7 @@ func TestScrapeOneSample(t *testing.T) {
 		{
 			name: "busy runner: running jobs in two stages, unlimited section, queue gauges of unknown age",
 			body: busy,
-			want: Result{Known: true, Concurrent: 4, Capacity: 4, RunningJobs: 3, BusyJobs: 3,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, RunningJobs: 3, BusyJobs: 3, Accepted: true,
 				Queue: Queue{Present: true, Size: 12, Depth: 3, Stale: true}},
 		},
 		{
@@ -132,7 +133,21 @@ gitlab_runner_limit{runner="bbbbbbbb",system_id="s_1"} 3
 gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="204",system_id="s_1"} 90
 gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="bbbbbbbb",status="403",system_id="s_1"} 12
 `,
-			want: Result{Known: true, Concurrent: 10, Capacity: 2, Queue: Queue{Stale: true}},
+			want: Result{Known: true, Concurrent: 10, Capacity: 2, Accepted: true, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "a 201 (job given) is a success too",
+			body: `gitlab_runner_concurrent 4
+gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="201",system_id="s_1"} 1
+`,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, Accepted: true, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "successes of other endpoints are not job requests",
+			body: `gitlab_runner_concurrent 4
+gitlab_runner_api_request_statuses_total{endpoint="update_job",method="put",runner="aaaaaaaa",status="200",system_id="s_1"} 3
+`,
+			want: Result{Known: true, Concurrent: 4, Capacity: 4, Queue: Queue{Stale: true}},
 		},
 		{
 			name: "every job request refused (revoked token): no capacity, still known",
@@ -237,10 +252,11 @@ gitlab_runner_jobs{executor_stage="prepare",runner="aaaaaaaa",runner_name="r",st
 				t.Errorf("known result with error %v", got.Err)
 			}
 			if got.Concurrent != tc.want.Concurrent || got.Capacity != tc.want.Capacity ||
-				got.RunningJobs != tc.want.RunningJobs || got.BusyJobs != tc.want.BusyJobs || got.Rejected != tc.want.Rejected {
-				t.Errorf("got concurrent=%d capacity=%d running=%d busy=%d rejected=%v, want %d %d %d %d %v",
-					got.Concurrent, got.Capacity, got.RunningJobs, got.BusyJobs, got.Rejected,
-					tc.want.Concurrent, tc.want.Capacity, tc.want.RunningJobs, tc.want.BusyJobs, tc.want.Rejected)
+				got.RunningJobs != tc.want.RunningJobs || got.BusyJobs != tc.want.BusyJobs || got.Rejected != tc.want.Rejected ||
+				got.Accepted != tc.want.Accepted {
+				t.Errorf("got concurrent=%d capacity=%d running=%d busy=%d rejected=%v accepted=%v, want %d %d %d %d %v %v",
+					got.Concurrent, got.Capacity, got.RunningJobs, got.BusyJobs, got.Rejected, got.Accepted,
+					tc.want.Concurrent, tc.want.Capacity, tc.want.RunningJobs, tc.want.BusyJobs, tc.want.Rejected, tc.want.Accepted)
 			}
 			if got.Queue != tc.want.Queue {
 				t.Errorf("queue = %+v, want %+v", got.Queue, tc.want.Queue)
@@ -307,8 +323,8 @@ func TestScrapeAcrossTicks(t *testing.T) {
 			if r.Queue.HasRate || r.Queue.AgeKnown || !r.Queue.Stale {
 				t.Errorf("first sample: want no rate, unknown age, stale; got %+v", r.Queue)
 			}
-			if r.Rejected {
-				t.Error("first sample with only 204s: rejected")
+			if r.Rejected || !r.Accepted {
+				t.Errorf("first sample with only 204s: rejected=%v accepted=%v, want accepted", r.Rejected, r.Accepted)
 			}
 		}},
 		{time.Minute, exposition(13, 5, 8, 130, 0), func(t *testing.T, r Result) {
@@ -331,13 +347,13 @@ func TestScrapeAcrossTicks(t *testing.T) {
 			if r.Queue.Age != 4*time.Minute || !r.Queue.Stale {
 				t.Errorf("no pickup for 3m: want age 4m, stale; got %+v", r.Queue)
 			}
-			if !r.Rejected || r.Capacity != 0 {
-				t.Errorf("only 403s since the previous sample: want rejected with no capacity, got rejected=%v capacity=%d", r.Rejected, r.Capacity)
+			if !r.Rejected || r.Capacity != 0 || r.Accepted {
+				t.Errorf("only 403s since the previous sample: want rejected, not accepted, with no capacity, got rejected=%v accepted=%v capacity=%d", r.Rejected, r.Accepted, r.Capacity)
 			}
 		}},
 		{time.Minute, exposition(13, 5, 8, 175, 4), func(t *testing.T, r Result) {
-			if r.Rejected || r.Capacity != 2 {
-				t.Errorf("accepted again: got rejected=%v capacity=%d", r.Rejected, r.Capacity)
+			if r.Rejected || r.Capacity != 2 || !r.Accepted {
+				t.Errorf("accepted again: got rejected=%v accepted=%v capacity=%d", r.Rejected, r.Accepted, r.Capacity)
 			}
 		}},
 		{time.Minute, exposition(1, 9, 1, 3, 0), func(t *testing.T, r Result) {
@@ -362,6 +378,71 @@ func TestScrapeAcrossTicks(t *testing.T) {
 		clock = clock.Add(st.advance)
 		r := tick(st.body)
 		t.Run(itoa(i), func(t *testing.T) { st.check(t, r) })
+	}
+}
+
+// requestJobs renders a one-section page with the given request_job counts by status.
+func requestJobs(jobs int, statuses ...[2]int) string {
+	var b strings.Builder
+	b.WriteString(concurrentOnly)
+	b.WriteString(`gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 0` + "\n")
+	if jobs > 0 {
+		b.WriteString(`gitlab_runner_jobs{runner="aaaaaaaa",state="running"} ` + itoa(jobs) + "\n")
+	}
+	for _, st := range statuses {
+		b.WriteString(`gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",runner="aaaaaaaa",status="` +
+			itoa(st[0]) + `",system_id="s_1"} ` + itoa(st[1]) + "\n")
+	}
+	return b.String()
+}
+
+// TestAcceptedMeansAJobRequestSucceeded follows one runner from boot: Accepted (DESIGN.md's
+// health) needs a request_job answered 201 or 204; metrics that merely answer, or job requests
+// failing with server errors, are not enough, yet neither makes the runner Rejected (it keeps its
+// capacity). A busy runner making no requests stays Accepted; a refused token is neither
+// Accepted nor forgotten when the runner is read again before its next request.
+func TestAcceptedMeansAJobRequestSucceeded(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{})
+	clock := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	target := []Target{{InstanceID: "i-0aaaaaaaaaaaaaaa2"}}
+	steps := []struct {
+		name               string
+		advance            time.Duration
+		body               string
+		accepted, rejected bool
+		capacity           int
+	}{
+		{"booted, no job request yet", 0, requestJobs(0), false, false, 2},
+		{"job requests answered 502 only", time.Minute, requestJobs(0, [2]int{502, 4}), false, false, 2},
+		{"a 204: GitLab accepts the token", time.Minute, requestJobs(0, [2]int{502, 4}, [2]int{204, 1}), true, false, 2},
+		{"every slot busy, no request since", time.Minute, requestJobs(2, [2]int{502, 4}, [2]int{204, 1}, [2]int{201, 2}), true, false, 2},
+		{"still busy, still no request", time.Minute, requestJobs(2, [2]int{502, 4}, [2]int{204, 1}, [2]int{201, 2}), true, false, 2},
+		{"token revoked: only 403s since", time.Minute, requestJobs(0, [2]int{502, 4}, [2]int{204, 1}, [2]int{201, 2}, [2]int{403, 9}), false, true, 0},
+		{"read again before its next request", time.Second, requestJobs(0, [2]int{502, 4}, [2]int{204, 1}, [2]int{201, 2}, [2]int{403, 9}), false, true, 0},
+		{"new token: 204s again", time.Minute, requestJobs(0, [2]int{502, 4}, [2]int{204, 7}, [2]int{201, 2}, [2]int{403, 9}), true, false, 2},
+		{"runner restarted, no request yet", time.Minute, requestJobs(0), false, false, 2},
+	}
+	for _, st := range steps {
+		clock = clock.Add(st.advance)
+		w.set(target[0].InstanceID, st.body)
+		rs, err := s.Scrape(context.Background(), w.template(), target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rs[0]
+		if !r.Known {
+			t.Fatalf("%s: unknown: %v", st.name, r.Err)
+		}
+		if r.Accepted != st.accepted || r.Rejected != st.rejected || r.Capacity != st.capacity {
+			t.Errorf("%s: accepted=%v rejected=%v capacity=%d, want %v %v %d",
+				st.name, r.Accepted, r.Rejected, r.Capacity, st.accepted, st.rejected, st.capacity)
+		}
+		if inst := r.Instance(); inst.Healthy != !st.rejected {
+			t.Errorf("%s: fleet.Instance Healthy=%v: the scaling policy's health is 'not rejected'", st.name, inst.Healthy)
+		}
 	}
 }
 
@@ -528,5 +609,43 @@ func TestGarbledErrorQuotesNoContent(t *testing.T) {
 		if strings.Contains(rs[0].Err.Error(), "SECRET") {
 			t.Errorf("body %d: error quotes the page: %v", i, rs[0].Err)
 		}
+	}
+}
+
+// TestConcurrentScrapesOfOneInstance reads the same runners from two goroutines at once (the
+// Scraper is documented safe for concurrent use): under -race, the per-instance memory must not
+// be written while another scrape reads it, and every result stays right.
+func TestConcurrentScrapesOfOneInstance(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{})
+	var targets []Target
+	for i := range 8 {
+		id := "i-0c" + strings.Repeat("0", 14) + itoa(i)
+		w.set(id, requestJobs(1, [2]int{204, 3 + i}))
+		targets = append(targets, Target{InstanceID: id})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				rs, err := s.Scrape(context.Background(), w.template(), targets)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				for _, r := range rs {
+					if !r.Known || !r.Accepted || r.Rejected || r.BusyJobs != 1 {
+						errs <- fmt.Sprintf("%s: known=%v accepted=%v rejected=%v busy=%d", r.InstanceID, r.Known, r.Accepted, r.Rejected, r.BusyJobs)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

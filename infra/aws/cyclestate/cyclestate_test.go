@@ -213,9 +213,11 @@ func TestRunnerFromScrape(t *testing.T) {
 		want cycle.Runner
 	}{
 		{scrape.Result{InstanceID: "a", Reason: scrape.ReasonTimeout}, cycle.Runner{InstanceID: "a", Reason: "timeout"}},
-		{scrape.Result{InstanceID: "b", Known: true, Capacity: 4, BusyJobs: 2, RunningJobs: 1}, cycle.Runner{InstanceID: "b", Known: true, Healthy: true, Capacity: 4, RunningJobs: 2}},
+		{scrape.Result{InstanceID: "b", Known: true, Accepted: true, Capacity: 4, BusyJobs: 2, RunningJobs: 1}, cycle.Runner{InstanceID: "b", Known: true, Healthy: true, Capacity: 4, RunningJobs: 2}},
 		{scrape.Result{InstanceID: "c", Known: true, Rejected: true, BusyJobs: 1}, cycle.Runner{InstanceID: "c", Known: true, Rejected: true, RunningJobs: 1}},
-		{scrape.Result{InstanceID: "d", Known: true, Capacity: 0}, cycle.Runner{InstanceID: "d", Known: true}},
+		{scrape.Result{InstanceID: "d", Known: true, Accepted: true, Capacity: 0}, cycle.Runner{InstanceID: "d", Known: true}},
+		// Metrics answer and slots are offered, but no job request has succeeded yet: not healthy.
+		{scrape.Result{InstanceID: "e", Known: true, Capacity: 4}, cycle.Runner{InstanceID: "e", Known: true, Capacity: 4}},
 	} {
 		if got := Runner(tc.in); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.in.InstanceID, got, tc.want)

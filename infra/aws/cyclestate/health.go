@@ -8,10 +8,13 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 )
 
-// Health implements cycle.Health over infra/scrape. A runner is healthy when its metrics were
-// read, GitLab did not reject its job requests since the previous read, and it offers job slots
-// (infra/scrape counts a runner section whose job requests GitLab refuses (401/403/410) as
-// offering none).
+// Health implements cycle.Health over infra/scrape. A runner is healthy when its job requests
+// succeed (DESIGN.md): its metrics were read, GitLab answered one of its job requests with a
+// success status (request_job 201 or 204: scrape.Result.Accepted) and has not refused them since
+// (not Rejected), and it offers job slots (infra/scrape counts a runner section whose job
+// requests GitLab refuses (401/403/410) as offering none). A replacement whose runner answers its
+// metrics but has not yet had a job request succeed is not healthy: the cycle keeps waiting for
+// it, and fails after its health timeout.
 type Health struct {
 	s *scrape.Scraper
 }
@@ -44,11 +47,12 @@ func (h *Health) Check(ctx context.Context, urlTemplate string, targets []cycle.
 	return out, nil
 }
 
-// Runner converts a scrape result.
+// Runner converts a scrape result: unknown when the metrics were not read; healthy only when
+// Accepted, not Rejected and offering slots.
 func Runner(r scrape.Result) cycle.Runner {
 	if !r.Known {
 		return cycle.Runner{InstanceID: r.InstanceID, Reason: string(r.Reason)}
 	}
 	return cycle.Runner{InstanceID: r.InstanceID, Known: true, Rejected: r.Rejected,
-		Healthy: !r.Rejected && r.Capacity > 0, RunningJobs: r.BusyJobs, Capacity: r.Capacity}
+		Healthy: r.Accepted && !r.Rejected && r.Capacity > 0, RunningJobs: r.BusyJobs, Capacity: r.Capacity}
 }
