@@ -45,9 +45,11 @@ const (
 	// they queue and the fleet grows; each job outlasts the hook's 5 s heartbeat timeout twice.
 	jobCount  = 10
 	jobLength = 15 * time.Second
-	// launchHookTimeout is the fleet's launch hook timeout: the launch gate heartbeats past it
-	// while a runner is not healthy yet.
-	launchHookTimeout = 10 * time.Second
+	// launchHookTimeout is the fleet's launch hook timeout, AWS's minimum: the launch gate
+	// completes the action as soon as the runner is healthy (a second or two here) and heartbeats
+	// past it otherwise; a short hook would risk its ABANDON default on a loaded machine, which
+	// ends an instance whose runner may already have taken jobs.
+	launchHookTimeout = 30 * time.Second
 	// spotNotice is the spot interruption's notice: longer than the rest of the demo, so the
 	// notice is handled (counted) but the reclaim never comes.
 	spotNotice = 5 * time.Minute
