@@ -189,3 +189,24 @@ func (s *fakeStore) get(name string) Record {
 	defer s.mu.Unlock()
 	return s.recs[name]
 }
+
+// fakeHold says whether a cycle holds a fleet; err makes it fail.
+type fakeHold struct {
+	mu     sync.Mutex
+	active bool
+	err    error
+	asked  []string
+}
+
+func (h *fakeHold) Active(_ context.Context, fleetName string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.asked = append(h.asked, fleetName)
+	return h.active, h.err
+}
+
+func (h *fakeHold) set(active bool, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.active, h.err = active, err
+}

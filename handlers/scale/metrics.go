@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unknown:    gauge("unknown_instances", "InService instances whose runner metrics could not be read at the last tick."),
 		queued:     gauge("queued_jobs", "Jobs waiting, from the freshest runner queue signal at the last tick; -1 when none is fresh."),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "scale", Name: "decisions_total",
-			Help: "Scaling decisions taken, by fleet and action (scale_out, scale_in, steady)."}, []string{"fleet", "action"}),
+			Help: "Scaling decisions taken, by fleet and action (scale_out, scale_in, steady; held: decided while a cycle owns the capacity, nothing resized or removed)."}, []string{"fleet", "action"}),
 		unknownScrape: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "scale", Name: "unknown_scrapes_total",
 			Help: "Runner scrapes that failed, by fleet and reason."}, []string{"fleet", "reason"}),
 		applyErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "scale", Name: "apply_errors_total",

@@ -56,6 +56,15 @@ type Scraper interface {
 	ScrapeRunners(ctx context.Context, urlTemplate string, targets []Target) ([]fleet.Instance, error)
 }
 
+// Hold tells whether a fleet-level operation in progress owns a fleet's desired capacity (a
+// cycle surges on purpose and its replacements start idle). handlers/cycle's (*Handler).Active
+// implements it.
+type Hold interface {
+	// Active reports whether an operation holds the fleet's capacity now. An error means it could
+	// not tell; the tick then holds too.
+	Active(ctx context.Context, fleet string) (bool, error)
+}
+
 // FleetMetrics is one tick's figures of a fleet, published to CloudWatch (dimension Fleet) and
 // served on /metrics.
 type FleetMetrics struct {

@@ -11,6 +11,17 @@
 // while applying is logged and counted, not retried (the next tick decides again from what the
 // group then is). Metrics are published to CloudWatch concurrently with applying, on their own
 // deadline; a failed publish never blocks or fails a decision.
+//
+// Held ticks. While Deps.Hold says a fleet-level operation (a cycle) owns the fleet's capacity,
+// a tick still describes, scrapes, decides, publishes its metrics and logs its decision (action
+// "held", the reason saying it is held and what the policy would have done), but it changes no
+// capacity and removes nothing: no SetDesiredCapacity, no TerminateInstance, and no unprotecting
+// of idle instances (which would offer them to the group's own scale-in). Scale-in protection of
+// busy instances is still applied: it only shields running jobs from the group's own choices,
+// changes no capacity, and cannot block the cycle, which retires instances with
+// TerminateInstanceInAutoScalingGroup (scale-in protection does not apply to it). Spare capacity
+// seen while held (a surge makes it) does not count towards the scale-in window, which starts
+// afresh after the hold.
 package scale
 
 import (
@@ -114,6 +125,9 @@ type Deps struct {
 	State   StateStore
 	// Registerer receives the handler's Prometheus series (the worker's /metrics registry).
 	Registerer prometheus.Registerer
+	// Hold, optional, holds ticks while a fleet-level operation owns the capacity (see the
+	// package doc). nil: ticks are never held. Leave it nil rather than passing a nil pointer.
+	Hold Hold
 }
 
 // Handler scales fleets. It is safe for concurrent use (different fleets at once; the control
@@ -321,6 +335,12 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		in.Pinned = &rec.Pin.Desired
 	}
 	d := scaling.Decide(now, f.Policy, in)
+	policyAction, policyDesired := actionOf(d, group.Desired), d.Desired
+	held := false
+	if why := h.held(ctx, log, f.Name); why != "" {
+		held = true
+		d = hold(d, rec.Scaling, group.Desired, why)
+	}
 
 	fm := fleetMetrics(f.Name, now, instances, d)
 	h.m.observe(fm)
@@ -351,12 +371,9 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 	}
 	publish()
 
-	action := "steady"
-	switch {
-	case d.Desired > group.Desired:
-		action = "scale_out"
-	case len(d.Remove) > 0:
-		action = "scale_in"
+	action := policyAction
+	if held {
+		action = actionHeld
 	}
 	h.m.decisions.WithLabelValues(f.Name, action).Inc()
 	applyErrs := h.apply(ctx, log, f, group, d)
@@ -366,6 +383,9 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		"reason", d.Reason,
 		"desired_before", group.Desired,
 		"desired", d.Desired,
+		"held", held,
+		"policy_action", policyAction,
+		"policy_desired", policyDesired,
 		"group_min", group.Min,
 		"group_max", group.Max,
 		"pinned", in.Pinned,
@@ -378,6 +398,51 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		"took_ms", h.cfg.Now().Sub(start).Milliseconds(),
 	)
 	return nil
+}
+
+// actionHeld is the decisions_total action of a held tick.
+const actionHeld = "held"
+
+// actionOf names what a decision does to the group: scale_out, scale_in or steady.
+func actionOf(d scaling.Decision, desiredBefore int) string {
+	switch {
+	case d.Desired > desiredBefore:
+		return "scale_out"
+	case len(d.Remove) > 0:
+		return "scale_in"
+	}
+	return "steady"
+}
+
+// held asks Deps.Hold whether the fleet's capacity is held and returns why in words, or "" when
+// it is not. When Hold cannot tell, the tick holds: resizing in the middle of a cycle is worse
+// than one tick without scaling.
+func (h *Handler) held(ctx context.Context, log *slog.Logger, fleetName string) string {
+	if h.deps.Hold == nil {
+		return ""
+	}
+	active, err := h.deps.Hold.Active(ctx, fleetName)
+	switch {
+	case err != nil:
+		log.WarnContext(ctx, "cannot tell whether a cycle is in progress; holding scaling this tick", "error", err.Error())
+		return "held: cannot tell whether a cycle is in progress (" + err.Error() + ")"
+	case active:
+		return "held: a cycle is in progress and owns the desired capacity"
+	}
+	return ""
+}
+
+// hold turns the policy's decision into a held one: the desired capacity stays, nothing is
+// removed or unprotected, busy instances are still protected; the reason says why and what the
+// policy would have done. The scaling state keeps the last scale-out and scale-in times of prev
+// and restarts the scale-in window (spare capacity during a hold is the operation's doing).
+func hold(d scaling.Decision, prev scaling.State, desiredBefore int, why string) scaling.Decision {
+	d.Reason = why + "; nothing resized or removed (busy instances still protected); the policy says: " + d.Reason
+	d.Desired = desiredBefore
+	d.Remove, d.Unprotect = nil, nil
+	d.State.LastScaleOut, d.State.LastScaleIn = prev.LastScaleOut, prev.LastScaleIn
+	d.State.SpareSince = time.Time{}
+	return d
 }
 
 // observe merges the group's members with their runners' scrapes.

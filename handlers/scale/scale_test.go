@@ -63,8 +63,10 @@ type rig struct {
 	scr   *fakeScraper
 	sink  *fakeSink
 	store *fakeStore
-	reg   *prometheus.Registry
-	logs  *syncBuffer
+	// hold, when set before rebuild, is the handler's Deps.Hold.
+	hold *fakeHold
+	reg  *prometheus.Registry
+	logs *syncBuffer
 
 	mu  sync.Mutex
 	now time.Time
@@ -102,11 +104,15 @@ func (r *rig) rebuild(t *testing.T, p fleet.Policy) {
 	t.Helper()
 	r.reg = prometheus.NewRegistry()
 	r.logs = &syncBuffer{}
+	var hold Hold
+	if r.hold != nil {
+		hold = r.hold
+	}
 	h, err := New(Config{
 		Fleets:         []fleet.Settings{{Name: fleetName, GroupName: groupName, TickRule: tickRule, Policy: p}},
 		PublishTimeout: 50 * time.Millisecond,
 		Now:            r.clock,
-	}, Deps{Group: r.group, Scraper: r.scr, Metrics: r.sink, State: r.store, Registerer: r.reg},
+	}, Deps{Group: r.group, Scraper: r.scr, Metrics: r.sink, State: r.store, Registerer: r.reg, Hold: hold},
 		slog.New(slog.NewJSONHandler(r.logs, nil)))
 	if err != nil {
 		t.Fatal(err)
