@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
 	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/config"
@@ -47,10 +48,16 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	if err != nil {
 		return nil, err
 	}
+	// The same CloudWatch sink as scaling's: one place names the metrics the worker stack's
+	// alarms and dashboard read.
+	sink, err := cwmetrics.New(c.cloudwatch, "")
+	if err != nil {
+		return nil, err
+	}
 	h, err := drain.New(drain.Config{Fleets: cfg.Fleets}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
 		FollowUps: followUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
-		Sink: drainSink{api: c.cloudwatch},
+		Sink: sink,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the drain handler: %w", err)

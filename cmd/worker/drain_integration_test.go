@@ -108,14 +108,9 @@ func TestDrainThroughTheWorker(t *testing.T) {
 			}
 		case "job.end":
 			endSeq = ev.Seq
-		case "job.killed":
-			// The simulator logs one event per killed job (job_id); the emulator one per
-			// termination with the count the simulator answered (killed).
-			if ev.String("job_id") != "" {
-				killed++
-			} else {
-				killed += ev.Int("killed")
-			}
+		case emulator.KindJobKilled:
+			// The simulator's own event, one per killed job.
+			killed++
 		case "hook.heartbeat":
 			heartbeats++
 		case "hook.timeout":

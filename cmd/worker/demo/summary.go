@@ -136,17 +136,11 @@ func (s *Summary) fillLog(log []emulator.LogEvent) {
 			s.Emitted[ev.String("detail_type")]++
 		case "hook.timeout":
 			s.HookTimeouts++
-		case "job.killed":
-			// One event per job from the simulator (job_id), one per termination from the
-			// emulator with the simulator's count (killed).
-			n := ev.Int("killed")
-			if ev.String("job_id") != "" {
-				n = 1
-			}
-			s.KilledInLog += n
-			if n > 0 {
-				s.KilledOn[ev.String("instance_id")] = nil
-			}
+		case emulator.KindJobKilled:
+			// The simulator's own event, one per killed job (the emulator's per-termination
+			// summary is instance.jobs_killed and is not counted again).
+			s.KilledInLog++
+			s.KilledOn[ev.String("instance_id")] = nil
 		case "instance.state":
 			if ev.String("instance_id") == s.Busy && ev.String("to") == "Terminating:Wait" && waitAt.IsZero() {
 				waitAt = ev.Time
