@@ -3,7 +3,9 @@
 // package or test, and reads its ordered transition log.
 //
 // It never skips: when the emulator cannot start, the test fails with what went wrong and the
-// line to run. Processes are started by this package and stopped by their PID at cleanup.
+// line to run. Processes are started by this package and stopped by their PID at cleanup. (The
+// one exception is opt-in: a container backend chosen with RUNNERFLEET_EMULATOR skips when no
+// Docker daemon answers; see EnvBackend.)
 package emulator
 
 import (
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/testcontainers/testcontainers-go"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
@@ -43,8 +46,9 @@ type Emulator struct {
 	// Port is the loopback port it listens on.
 	Port int
 
-	cmd    *exec.Cmd
-	output *lockedBuffer
+	cmd       *exec.Cmd
+	container testcontainers.Container // set by a container backend instead of cmd
+	output    *lockedBuffer
 }
 
 // Options tune Start.
@@ -68,6 +72,9 @@ func Start(tb testing.TB, opts Options) *Emulator {
 	tb.Helper()
 	setTestEnv()
 	e, err := Launch(opts)
+	if errors.Is(err, ErrNoDocker) {
+		tb.Skipf("%v (%s is set: the container backend is opt-in)", err, EnvBackend)
+	}
 	if err != nil {
 		tb.Fatalf("starting the AWS emulator: %v", err)
 	}
@@ -81,6 +88,16 @@ func Start(tb testing.TB, opts Options) *Emulator {
 
 // Launch starts an emulator that the caller stops with Stop.
 func Launch(opts Options) (*Emulator, error) {
+	b, err := backend()
+	if err != nil {
+		return nil, err
+	}
+	if b != BackendSubprocess {
+		if opts.RunnerSim != "" || opts.TickPeriod > 0 || len(opts.Without) > 0 || opts.Port != 0 {
+			return nil, fmt.Errorf("emulator: the %s backend has none of our extension: this test needs the subprocess backend (unset %s)", b, EnvBackend)
+		}
+		return launchContainer(b)
+	}
 	port := opts.Port
 	if port == 0 {
 		p, err := FreePort()
@@ -210,7 +227,13 @@ func (e *Emulator) waitReady(exited <-chan error) error {
 func (e *Emulator) Stop() error { return e.kill() }
 
 func (e *Emulator) kill() error {
-	if e.cmd.Process == nil {
+	if e.container != nil {
+		if err := testcontainers.TerminateContainer(e.container); err != nil {
+			return fmt.Errorf("terminating the emulator container: %w", err)
+		}
+		return nil
+	}
+	if e.cmd == nil || e.cmd.Process == nil {
 		return nil
 	}
 	pid := e.cmd.Process.Pid
@@ -233,7 +256,12 @@ func (e *Emulator) kill() error {
 }
 
 // PID is the emulator process's id (benchmarks read its CPU time from /proc).
-func (e *Emulator) PID() int { return e.cmd.Process.Pid }
+func (e *Emulator) PID() int {
+	if e.cmd == nil || e.cmd.Process == nil {
+		return 0 // a container backend: no process of ours
+	}
+	return e.cmd.Process.Pid
+}
 
 // Output is what the emulator printed so far (for failure messages).
 func (e *Emulator) Output() string { return e.output.String() }
