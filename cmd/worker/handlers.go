@@ -139,19 +139,16 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 	d.metrics.ticks.WithLabelValues(fleet, source).Inc()
 	d.logger.InfoContext(ctx, "tick", "tick_fleet", fleet, "source", source)
 	// Cycle and update steps go here, before the scaling decision.
+	active := false
 	if d.cycle != nil { // issue 10
-		active, err := d.cycle.Advance(ctx, fleet, messageID)
-		if err != nil {
+		var err error
+		if active, err = d.cycle.Advance(ctx, fleet, messageID); err != nil {
 			return err
 		}
-		if active {
-			// A cycle owns the desired capacity until it ends (it surges on purpose and its
-			// replacements start idle): scaling holds still. See handlers/cycle's doc.
-			d.logger.InfoContext(ctx, "scaling holds: a cycle is in progress", "tick_fleet", fleet)
-			return nil
-		}
+		// While a cycle owns the desired capacity the scaler still decides and reports but
+		// applies nothing that resizes or removes (scale.Deps.Hold is the cycle handler).
 	}
-	if d.interrupt != nil { // issue 7: rebalance-marked instances are replaced before the decision
+	if d.interrupt != nil && !active { // issue 7: rebalance-marked instances are replaced before the decision
 		if _, err := d.interrupt.ReplaceMarked(ctx, fleet); err != nil {
 			d.logger.WarnContext(ctx, "replacing rebalance-marked instances", "tick_fleet", fleet, "error", err.Error())
 		}

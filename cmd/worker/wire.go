@@ -62,15 +62,15 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err != nil {
 		return deps{}, nil, fmt.Errorf("building the interrupt and launch handlers: %w", err)
 	}
-	scaler, err := newScaler(cfg, c, wired.Group, reg, logger)
+	cycler, err := newCycler(cfg, c, reg, logger) // issue 10
+	if err != nil {
+		return deps{}, nil, err
+	}
+	scaler, err := newScaler(cfg, c, wired.Group, cycler, reg, logger)
 	if err != nil {
 		return deps{}, nil, err
 	}
 	drainer, err := newDrainer(cfg, c, pub, reg, logger)
-	if err != nil {
-		return deps{}, nil, err
-	}
-	cycler, err := newCycler(cfg, c, reg, logger) // issue 10
 	if err != nil {
 		return deps{}, nil, err
 	}
@@ -86,7 +86,7 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback
 // only when the config says so), CloudWatch metrics and the fleets' state in the state table.
-func newScaler(cfg *config.Config, c clients, decorate func(scale.Group) scale.Group, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
+func newScaler(cfg *config.Config, c clients, decorate func(scale.Group) scale.Group, hold scale.Hold, reg prometheus.Registerer, logger *slog.Logger) (*scale.Handler, error) {
 	plain, err := asg.New(c.autoscaling, c.ec2)
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func newScaler(cfg *config.Config, c clients, decorate func(scale.Group) scale.G
 		return nil, err
 	}
 	h, err := scale.New(scale.Config{Fleets: cfg.Fleets},
-		scale.Deps{Group: group, Scraper: scraper, Metrics: sink, State: store, Registerer: reg}, logger)
+		scale.Deps{Group: group, Scraper: scraper, Metrics: sink, State: store, Registerer: reg, Hold: hold}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("building the scale handler: %w", err)
 	}
