@@ -51,7 +51,7 @@ func (o *sendOptions) addFlags(cmd *cobra.Command, fleetRequired bool) {
 func fleetCommands() []*cobra.Command {
 	return []*cobra.Command{
 		newTickCmd(),
-		notYetCmd("scale", "Pin a fleet's desired capacity for a while, or resume policy-driven scaling", 6),
+		newScaleCmd(), // scale.go (issue 6)
 		newDrainCmd(), // drain.go (issue 7)
 		newCycleCmd(), // cycle.go (issue 10)
 		newUpdateCmd(),

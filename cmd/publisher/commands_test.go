@@ -67,7 +67,7 @@ func TestRefusals(t *testing.T) {
 		{[]string{"tick", "--fleet", "green", "--config", cfg, "--dry-run"}, `fleet "green" is not in the worker's configuration`},
 		{[]string{"tick", "--config", cfg}, `required flag(s) "fleet" not set`},
 		{[]string{"tick", "--fleet", "blue"}, "no configuration"},
-		{[]string{"scale", "--fleet", "blue"}, "not yet available: issue 6"},
+		{[]string{"scale", "--fleet", "blue", "--config", cfg}, "pass --desired N"},
 		{[]string{"drain", "--fleet", "blue"}, `required flag(s) "instance" not set`},
 		{[]string{"cycle", "--fleet", "blue", "--abort", "--all"}, "--abort takes no"},
 		{[]string{"update", "--fleet", "blue"}, `required flag(s) "properties" not set`},

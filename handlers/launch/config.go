@@ -116,11 +116,13 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Deps are the handler's collaborators; New refuses a nil one (Clock and Metrics default).
+// Deps are the handler's collaborators; New refuses a nil one (Clock and Metrics default; Jobs
+// defaults to Health when Health also implements Jobs).
 type Deps struct {
 	Store     Store
 	Lifecycle Lifecycle
 	Health    Health
+	Jobs      Jobs
 	FollowUps FollowUps
 	Logger    *slog.Logger
 	Metrics   *Metrics
@@ -130,7 +132,7 @@ type Deps struct {
 func (d Deps) validate() error {
 	var errs []error
 	for name, isNil := range map[string]bool{"Store": d.Store == nil, "Lifecycle": d.Lifecycle == nil,
-		"Health": d.Health == nil, "FollowUps": d.FollowUps == nil, "Logger": d.Logger == nil} {
+		"Health": d.Health == nil, "Jobs": d.Jobs == nil, "FollowUps": d.FollowUps == nil, "Logger": d.Logger == nil} {
 		if isNil {
 			errs = append(errs, fmt.Errorf("launch: nil %s", name))
 		}

@@ -5,6 +5,12 @@
 // broken AMI or a bad token never joins the fleet. The timeout and poll interval default from the
 // hook's own heartbeat timeout (Gate); a fleet may disable its gate.
 //
+// The gate never abandons a runner that is running jobs (ABANDON terminates the instance and would
+// kill them): before an ABANDON at the timeout it counts the runner's running jobs (Jobs), and a
+// runner with any completes with CONTINUE, reason "running-jobs" (a runner whose slots are all
+// busy stops requesting jobs, so it may never look "healthy" by the counters). When the jobs cannot
+// be counted (no answer) the ABANDON stands, with that noted.
+//
 // Healthy means GitLab accepts the runner's job requests: the request_job success statuses of
 // gitlab_runner_api_request_statuses_total (201 job given, 204 none) grew between two looks.
 // Metrics merely answering is not enough: gitlab_runner_concurrent is configuration and is there

@@ -30,6 +30,11 @@ const (
 	ReasonNoGate = "no-gate"
 	// ReasonActionGone: the action ended without us (the hook's own timeout, someone else).
 	ReasonActionGone = "action-gone"
+	// ReasonRunningJobs: at the timeout the runner was not seen healthy, but it was running jobs
+	// (a runner whose slots are all busy stops requesting jobs, so its request_job counters stand
+	// still): it is evidently taking jobs, and ABANDON would terminate the instance and kill them,
+	// so the gate completes with CONTINUE.
+	ReasonRunningJobs = "running-jobs"
 )
 
 const (
@@ -62,6 +67,9 @@ type record struct {
 	HeartbeatEvery time.Duration `json:"heartbeat_every,omitempty"`
 
 	Checks int `json:"checks"`
+	// JobsAtTimeout is the runner's running jobs when the gate timed out without a healthy look
+	// (omitted when none or unknown).
+	JobsAtTimeout int `json:"jobs_at_timeout,omitempty"`
 	// Seen: OK and Rejected hold the counters of the previous answered look.
 	Seen          bool      `json:"seen,omitempty"`
 	OK            float64   `json:"ok"`
@@ -88,6 +96,9 @@ type Handler struct {
 // New returns a Handler; it validates cfg (after defaults) and refuses nil dependencies.
 func New(cfg Config, deps Deps) (*Handler, error) {
 	cfg.setDefaults()
+	if j, ok := deps.Health.(Jobs); ok && deps.Jobs == nil {
+		deps.Jobs = j
+	}
 	if err := errors.Join(cfg.Validate(), deps.validate()); err != nil {
 		return nil, err
 	}
@@ -250,6 +261,7 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonHealthy, now
 	case !now.Before(rec.Deadline):
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
+		h.spareBusy(ctx, rec)
 	default:
 		rec.Due = minTime(now.Add(rec.Poll), rec.Deadline)
 		if rec.HeartbeatEvery > 0 {
@@ -257,6 +269,27 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		}
 		rec.FollowUps++
 	}
+}
+
+// spareBusy turns a decided ABANDON into CONTINUE when the runner is running jobs: ABANDON
+// terminates the instance and would kill them. When the jobs cannot be counted (the metrics do not
+// answer) the ABANDON stands and the note says the count was unknown.
+func (h *Handler) spareBusy(ctx context.Context, rec *record) {
+	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
+	switch {
+	case err != nil:
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("running jobs unknown at the timeout: %v", err))
+	case n > 0:
+		rec.Result, rec.Reason, rec.JobsAtTimeout = ResultContinue, ReasonRunningJobs, n
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("not seen healthy by the timeout (last look: %s) but running %d job(s): continued, since ABANDON would kill them", rec.Last, n))
+	}
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // complete completes the action with the recorded result (safe twice: a second completion finds

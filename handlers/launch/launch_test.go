@@ -38,6 +38,10 @@ type fakes struct {
 	hookHB     time.Duration
 	heartbeats int
 	delays     []time.Duration
+	// jobs is what RunningJobs answers (jobsErr: no answer); jobLooks counts its calls.
+	jobs     int
+	jobsErr  error
+	jobLooks int
 }
 
 func newFakes() *fakes {
@@ -119,6 +123,13 @@ func (f *fakes) RequestJobs(context.Context, string, string) (float64, float64, 
 		return 0, 0, errors.New("no answer")
 	}
 	return a[0], a[1], nil
+}
+
+func (f *fakes) RunningJobs(context.Context, string, string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.jobLooks++
+	return f.jobs, f.jobsErr
 }
 
 func (f *fakes) Schedule(_ context.Context, env messages.Envelope, delay time.Duration) error {
@@ -276,7 +287,7 @@ func TestSweepRecoversALostFollowUp(t *testing.T) {
 func TestConfigRefusals(t *testing.T) {
 	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a", GroupName: "g"}},
 		Gates: map[string]Gate{"a": {Poll: time.Hour}, "zz": {}}}, Deps{})
-	for _, want := range []string{"poll 1h0m0s outside", "gate for unknown fleet \"zz\"", "nil Store", "nil Health"} {
+	for _, want := range []string{"poll 1h0m0s outside", "gate for unknown fleet \"zz\"", "nil Store", "nil Health", "nil Jobs"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err %v, want %q", err, want)
 		}

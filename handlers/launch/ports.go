@@ -32,6 +32,13 @@ type Health interface {
 	RequestJobs(ctx context.Context, fleet, instanceID string) (ok, rejected float64, err error)
 }
 
+// Jobs counts a runner's running jobs (infra/aws/marks.Runners implements it): the gate asks it
+// before it would ABANDON, and never abandons a runner that is running jobs. An error means the
+// metrics did not answer.
+type Jobs interface {
+	RunningJobs(ctx context.Context, fleet, instanceID string) (int, error)
+}
+
 // FollowUps re-publishes a launch event to the lifecycle queue after delay (≤ MaxDelay)
 // (infra/aws/marks.LaunchFollowUps implements it).
 type FollowUps interface {

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runnerfleet/runnerfleet/messages"
+)
+
+type scaleOptions struct {
+	send    sendOptions
+	desired int
+	pinFor  time.Duration
+	resume  bool
+}
+
+func newScaleCmd() *cobra.Command {
+	o := &scaleOptions{}
+	cmd := &cobra.Command{
+		Use:   "scale --fleet NAME --desired N [--for DURATION] [--dry-run] | scale --fleet NAME --resume",
+		Short: "Pin a fleet's desired capacity for a while, or resume policy-driven scaling",
+		Long: `scale pins the fleet's desired capacity at --desired N: the worker's ticks stop asking the scaling
+policy and hold the group at N instances, until --for has passed (if given) or until
+scale --resume unpins the fleet and the policy decides again.
+
+Pinning never kills a job: below the number of busy instances, the busy ones stay (scale-in
+protected) and go as they become idle; only idle instances are removed. A pinned fleet's ticks
+still scrape its runners and report their metrics and decision, with the pin as the reason.
+
+It prints the command's id (with --dry-run, the message instead of publishing it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runScale(cmd.Context(), cmd.OutOrStdout(), cmd, o)
+		},
+	}
+	o.send.addFlags(cmd, true)
+	f := cmd.Flags()
+	f.IntVar(&o.desired, "desired", 0, "the desired capacity to pin (instances, ≥ 0)")
+	f.DurationVar(&o.pinFor, "for", 0, "how long the pin holds (e.g. 2h; default: until --resume)")
+	f.BoolVar(&o.resume, "resume", false, "unpin: the scaling policy decides again")
+	return cmd
+}
+
+// scaleCommand validates the flags and builds the scale command: exactly one of --desired and
+// --resume; --desired ≥ 0; --for > 0 when given, and only with --desired.
+func scaleCommand(o *scaleOptions, desiredSet, forSet bool, now time.Time) (messages.Command, error) {
+	var problems []error
+	switch {
+	case desiredSet && o.resume:
+		problems = append(problems, errors.New("--desired and --resume exclude each other"))
+	case !desiredSet && !o.resume:
+		problems = append(problems, errors.New("pass --desired N to pin the capacity, or --resume to unpin"))
+	}
+	if desiredSet && o.desired < 0 {
+		problems = append(problems, fmt.Errorf("--desired %d is negative", o.desired))
+	}
+	if forSet {
+		if o.resume {
+			problems = append(problems, errors.New("--for goes with --desired, not with --resume"))
+		} else if o.pinFor <= 0 {
+			problems = append(problems, fmt.Errorf("--for %s must be positive (omit it to pin until --resume)", o.pinFor))
+		}
+	}
+	if err := errors.Join(problems...); err != nil {
+		return messages.Command{}, err
+	}
+	c := messages.NewCommand(o.send.fleet, messages.CommandScale, now)
+	c.Issuer = o.send.issuer
+	if o.resume {
+		c.Scale.Resume = true
+	} else {
+		n := o.desired
+		c.Scale.Desired, c.Scale.For = &n, o.pinFor
+	}
+	if err := c.Validate(); err != nil {
+		return messages.Command{}, fmt.Errorf("building the scale command: %w", err)
+	}
+	return c, nil
+}
+
+func runScale(ctx context.Context, stdout io.Writer, cmd *cobra.Command, o *scaleOptions) error {
+	c, err := scaleCommand(o, cmd.Flags().Changed("desired"), cmd.Flags().Changed("for"), time.Now())
+	if err != nil {
+		return err
+	}
+	return send(ctx, stdout, &o.send, c)
+}
