@@ -24,8 +24,9 @@ func newScaleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scale --fleet NAME --desired N [--for DURATION] [--dry-run] | scale --fleet NAME --resume",
 		Short: "Pin a fleet's desired capacity for a while, or resume policy-driven scaling",
-		Long: `scale pins the fleet's desired capacity at --desired N: the worker's ticks stop asking the scaling
-policy and hold the group at N instances, until --for has passed (if given) or until
+		Long: `scale pins the fleet's desired capacity at --desired N: the worker's ticks replace the scaling
+policy's target by N (kept within the Auto Scaling group's own min and max) and raise at once or
+remove idle instances, with no stabilization window, until --for has passed (if given) or until
 scale --resume unpins the fleet and the policy decides again.
 
 Pinning never kills a job: below the number of busy instances, the busy ones stay (scale-in
