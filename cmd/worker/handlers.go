@@ -9,6 +9,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
 	"github.com/runnerfleet/runnerfleet/handlers/launch"
+	"github.com/runnerfleet/runnerfleet/handlers/update"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/messages"
@@ -30,6 +31,10 @@ type deps struct {
 	// launch gate (issue 7; both from infra/aws/marks.Wire); nil: not wired.
 	interrupt *interrupt.Handler
 	launch    *launch.Handler
+	// update plans, applies and follows fleet stack updates (handlers/update, issue 9); nil: none.
+	update *update.Handler
+	// safety guards every command: unknown fleet, too old, an id already seen (issue 9).
+	safety router.Middleware
 	// tickDelay makes every tick wait this long (ctx-aware) before it finishes: a hidden flag for
 	// shutdown tests, which need a slow step. Zero in production.
 	tickDelay time.Duration
@@ -46,8 +51,12 @@ type scaler interface {
 // handlers is THE handler registry: one line per message kind. Kinds absent here are acked and
 // counted as unknown (runnerfleet_messages_unknown_total). Each issue adds its line.
 func handlers(d deps) router.Registry {
+	command := commandHandler(d)
+	if d.safety != nil { // issue 9: commands are refused when stale, repeated or for unknown fleets
+		command = d.safety(command)
+	}
 	reg := router.Registry{
-		messages.KindCommand:         commandHandler(d),
+		messages.KindCommand:         command,
 		messages.KindScheduled:       scheduledHandler(d),
 		messages.KindTerminateAction: d.drain, // issue 5
 		messages.KindDrainStep:       d.drain, // issue 5
@@ -62,6 +71,9 @@ func handlers(d deps) router.Registry {
 	}
 	if d.launch != nil { // issue 7
 		reg[messages.KindLaunchAction] = d.launch.Handle
+	}
+	if d.update != nil { // issue 9: stack status changes nudge an update sooner than the next tick
+		reg[messages.KindStackStatus] = d.update.HandleStackStatus
 	}
 	return reg
 }
@@ -87,13 +99,17 @@ func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Conte
 			}
 			return d.interrupt.Retire(ctx, c) // issue 7
 		},
+		messages.CommandUpdate: func(ctx context.Context, c *messages.Command) error {
+			if d.update == nil {
+				return messages.Reject("command type %s is not wired in this worker", c.Type)
+			}
+			return d.update.HandleCommand(ctx, c) // issue 9
+		},
 	}
 }
 
-// notYet names the issue that brings each command type still missing.
-var notYet = map[messages.CommandType]int{
-	messages.CommandUpdate: 9,
-}
+// notYet names the issue that brings each command type still missing (none today).
+var notYet = map[messages.CommandType]int{}
 
 func commandHandler(d deps) router.HandlerFunc {
 	byType := commandTypeHandlers(d)
@@ -147,6 +163,11 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 		}
 		// While a cycle owns the desired capacity the scaler still decides and reports but
 		// applies nothing that resizes or removes (scale.Deps.Hold is the cycle handler).
+	}
+	if d.update != nil { // issue 9: one step of an update in progress; a failing step never blocks scaling
+		if err := d.update.Advance(ctx, fleet); err != nil {
+			d.logger.WarnContext(ctx, "update step", "tick_fleet", fleet, "error", err.Error())
+		}
 	}
 	if d.interrupt != nil && !active { // issue 7: rebalance-marked instances are replaced before the decision
 		if _, err := d.interrupt.ReplaceMarked(ctx, fleet); err != nil {

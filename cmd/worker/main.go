@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,9 +101,15 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 		return err
 	}
 	for role, q := range map[string]config.Queue{"lifecycle": cfg.Queues.Lifecycle, "control": cfg.Queues.Control} {
-		sub, err := sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger)
+		var sub message.Subscriber
+		sub, err = sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger)
 		if err != nil {
 			return fmt.Errorf("creating the %s subscriber: %w", role, err)
+		}
+		if role == "control" { // the audit line of each command names its SQS sender (issue 9)
+			if sub, err = router.WithSender(sub); err != nil {
+				return fmt.Errorf("creating the %s subscriber: %w", role, err)
+			}
 		}
 		if err := r.AddQueue(router.Queue{Name: role, Topic: q.Name, DeadLetter: q.DeadLetter, Subscriber: sub}); err != nil {
 			return err

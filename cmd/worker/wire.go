@@ -20,8 +20,10 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
 	"github.com/runnerfleet/runnerfleet/infra/aws/marks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
+	"github.com/runnerfleet/runnerfleet/infra/aws/stacks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 )
 
@@ -79,8 +81,20 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err := drainer.CheckHooks(checkCtx); err != nil {
 		return deps{}, nil, fmt.Errorf("checking the fleets' lifecycle hooks:\n%w", err)
 	}
+	updater, err := stacks.NewUpdater(awsCfg, cfg.Fleets, cfg.CloudFormationRoleARN, c.table, reg, logger) // issue 9
+	if err != nil {
+		return deps{}, nil, err
+	}
+	safety, err := router.CommandSafety(router.SafetyConfig{
+		KnownFleet: func(name string) bool { _, ok := cfg.Fleet(name); return ok },
+		Ledger:     c.table,
+		MaxAge:     cfg.CommandMaxAge,
+	}, logger)
+	if err != nil {
+		return deps{}, nil, fmt.Errorf("building command safety: %w", err)
+	}
 	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle, cycle: cycler,
-		interrupt: wired.Interrupt, launch: wired.Launch}
+		interrupt: wired.Interrupt, launch: wired.Launch, update: updater, safety: safety}
 	return d, &sweeper{drain: drainer, launch: wired.Launch}, nil
 }
 

@@ -369,8 +369,9 @@ func orUnknown(s string) string {
 	return s
 }
 
-// Active reports whether a cycle of the fleet is in progress: the worker's tick then holds its
-// scaling decision still (the cycle owns the desired capacity until it ends).
+// Active reports whether a cycle of the fleet is in progress. It is the scale handler's Hold: while
+// it is true, ticks still decide and report but resize nothing (the cycle owns the desired
+// capacity until it ends).
 func (h *Handler) Active(ctx context.Context, fleetName string) (bool, error) {
 	rec, _, err := h.deps.State.Load(ctx, fleetName)
 	if err != nil {

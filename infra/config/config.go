@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -45,14 +46,17 @@ const (
 
 // Default queue and document names: every AWS name RunnerFleet creates starts with "runnerfleet-".
 const (
-	DefaultLifecycleQueue    = "runnerfleet-lifecycle"
-	DefaultLifecycleDLQ      = "runnerfleet-lifecycle-dlq"
-	DefaultControlQueue      = "runnerfleet-control.fifo"
-	DefaultControlDLQ        = "runnerfleet-control-dlq.fifo"
-	DefaultStopIntakeDoc     = "runnerfleet-stop-intake"
-	DefaultStatusDoc         = "runnerfleet-status"
-	DefaultUnregisterDoc     = "runnerfleet-unregister"
-	DefaultStateTable        = "runnerfleet-state"
+	DefaultLifecycleQueue = "runnerfleet-lifecycle"
+	DefaultLifecycleDLQ   = "runnerfleet-lifecycle-dlq"
+	DefaultControlQueue   = "runnerfleet-control.fifo"
+	DefaultControlDLQ     = "runnerfleet-control-dlq.fifo"
+	DefaultStopIntakeDoc  = "runnerfleet-stop-intake"
+	DefaultStatusDoc      = "runnerfleet-status"
+	DefaultUnregisterDoc  = "runnerfleet-unregister"
+	DefaultStateTable     = "runnerfleet-state"
+	// DefaultCommandMaxAge is how old a command may be when the worker reads it: long enough for
+	// a busy FIFO group, short enough that a command from before an outage is not acted on.
+	DefaultCommandMaxAge     = 15 * time.Minute
 	DefaultRetryMax          = 3
 	DefaultRetryInitial      = 500 * time.Millisecond
 	DefaultRetryMaxInterval  = 10 * time.Second
@@ -91,6 +95,12 @@ type Config struct {
 	// SweepInterval is how often the worker looks for unfinished drains whose next step is
 	// overdue (a lost follow-up, a worker killed mid-step) and advances them.
 	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	// CloudFormationRoleARN is the service role the worker passes to CloudFormation when it applies
+	// a fleet's stack (the worker stack's StackRole); empty: none (the caller's own permissions).
+	CloudFormationRoleARN string `mapstructure:"cloudformation_role_arn"`
+	// CommandMaxAge refuses publisher commands issued longer ago than this (a command that sat in
+	// a queue through an outage is not acted on late).
+	CommandMaxAge time.Duration `mapstructure:"command_max_age"`
 	// Fleets are the runner fleets this worker manages.
 	Fleets []fleet.Settings `mapstructure:"fleets"`
 }
@@ -162,6 +172,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = DefaultSweepInterval
+	}
+	if c.CommandMaxAge == 0 {
+		c.CommandMaxAge = DefaultCommandMaxAge
 	}
 	r := &c.Handler.Retry
 	if r.InitialInterval == 0 {
@@ -287,6 +300,12 @@ func (c *Config) Validate() error {
 	}
 	if !validTable(c.StateTable) {
 		add("state_table %q: want a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .) or its ARN", c.StateTable)
+	}
+	if c.CloudFormationRoleARN != "" && !iamRoleARN.MatchString(c.CloudFormationRoleARN) {
+		add("cloudformation_role_arn %q: want an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)", c.CloudFormationRoleARN)
+	}
+	if c.CommandMaxAge < time.Minute || c.CommandMaxAge > 24*time.Hour {
+		add("command_max_age %s: want between 1m and 24h", c.CommandMaxAge)
 	}
 	if c.SweepInterval <= 0 || c.SweepInterval > MaxFollowUpDelay {
 		add("sweep_interval %s: want more than 0 and at most %s", c.SweepInterval, MaxFollowUpDelay)
@@ -443,3 +462,6 @@ func kindList() string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// iamRoleARN matches an IAM role ARN in any partition, with an optional path.
+var iamRoleARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)

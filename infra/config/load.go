@@ -31,6 +31,7 @@ const (
 // settings live in the file).
 var envKeys = []string{
 	"region", "endpoint", "loopback_only", "listen", "log_level", "stop_timeout", "state_table", "sweep_interval",
+	"cloudformation_role_arn", "command_max_age",
 	"handler.timeout", "handler.retry.max_retries", "handler.retry.initial_interval",
 	"handler.retry.max_interval", "handler.retry.multiplier",
 	"queues.lifecycle.name", "queues.lifecycle.dead_letter", "queues.lifecycle.visibility_timeout",
