@@ -78,21 +78,6 @@ It prints the command's id.`,
 	return cmd
 }
 
-func notYetCmd(name, short string, issue int) *cobra.Command {
-	o := &sendOptions{}
-	cmd := &cobra.Command{
-		Use:   name + " --fleet NAME [--dry-run]",
-		Short: short + fmt.Sprintf(" (not yet available: issue %d)", issue),
-		Long:  short + fmt.Sprintf(".\n\nNot yet available: it lands with issue %d; until then it refuses and sends nothing.", issue),
-		Args:  cobra.ArbitraryArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return fmt.Errorf("%s: not yet available: issue %d", name, issue)
-		},
-	}
-	o.addFlags(cmd, false)
-	return cmd
-}
-
 // send validates c, then prints it (--dry-run) or publishes it to the control queue and prints
 // its id.
 func send(ctx context.Context, stdout io.Writer, o *sendOptions, c messages.Command) error {

@@ -78,9 +78,8 @@ func handlers(d deps) router.Registry {
 	return reg
 }
 
-// commandTypeHandlers dispatches publisher commands by type. Types without a handler yet are
-// rejected (dead-lettered with the reason): the publisher refuses them before sending, so one
-// arriving here was sent by something else.
+// commandTypeHandlers dispatches publisher commands by type. A type without a handler is rejected
+// (dead-lettered with the reason).
 func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Context, c *messages.Command) error {
 	return map[messages.CommandType]func(ctx context.Context, c *messages.Command) error{
 		messages.CommandTick: func(ctx context.Context, c *messages.Command) error {
@@ -108,9 +107,6 @@ func commandTypeHandlers(d deps) map[messages.CommandType]func(ctx context.Conte
 	}
 }
 
-// notYet names the issue that brings each command type still missing (none today).
-var notYet = map[messages.CommandType]int{}
-
 func commandHandler(d deps) router.HandlerFunc {
 	byType := commandTypeHandlers(d)
 	return func(ctx context.Context, m *messages.Message) error {
@@ -120,9 +116,6 @@ func commandHandler(d deps) router.HandlerFunc {
 		}
 		h, ok := byType[c.Type]
 		if !ok {
-			if n, planned := notYet[c.Type]; planned {
-				return messages.Reject("command type %s is not yet available: issue %d", c.Type, n)
-			}
 			return messages.Reject("command type %s has no handler", c.Type)
 		}
 		return h(ctx, c)

@@ -106,8 +106,8 @@ func TestCommandHandler(t *testing.T) {
 		want  string
 	}{
 		{"red", messages.CommandTick, `unknown fleet "red"`},
-		{"blue", messages.CommandDrain, "not wired in this worker"}, // issue 7: wired in build(), not in these fakes
-		{"blue", messages.CommandCycle, "not wired in this worker"}, // issue 10: wired in build(), not in these fakes
+		{"blue", messages.CommandDrain, "not wired in this worker"},  // issue 7: wired in build(), not in these fakes
+		{"blue", messages.CommandCycle, "not wired in this worker"},  // issue 10: wired in build(), not in these fakes
 		{"blue", messages.CommandUpdate, "not wired in this worker"}, // issue 9: wired in build(), not in these fakes
 	} {
 		err := h(context.Background(), command(t, tc.fleet, tc.typ))
