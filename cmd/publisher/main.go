@@ -1,6 +1,6 @@
 // Command publisher is RunnerFleet's operator CLI: it builds and validates a command for one
 // fleet and publishes it to the worker's FIFO control queue (message group = fleet), or simulates
-// a scaling policy offline. See docs/README.worker.md.
+// a scaling policy offline. See README.md.
 package main
 
 import (

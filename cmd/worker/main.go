@@ -1,6 +1,6 @@
 // Command worker is RunnerFleet's event-driven worker: it consumes the lifecycle and control
 // queues with a Watermill router and runs one short state-machine step per message. See
-// docs/README.worker.md and configs/worker.example.yaml.
+// README.md and configs/worker.example.yaml.
 package main
 
 import (

@@ -41,13 +41,13 @@ func TestEverySampleKeyIsAccountedFor(t *testing.T) {
 		t.Errorf("SampleKeys has %d keys, the sample %d", len(SampleKeys), len(awsSampleProperties)+len(awsSampleTemplateOnly))
 	}
 	// The deploy guide lists each one.
-	doc, err := os.ReadFile("../../docs/deploy.md")
+	doc, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k := range SampleKeys {
 		if !strings.Contains(string(doc), "`"+k+"`") {
-			t.Errorf("docs/deploy.md does not mention `%s`", k)
+			t.Errorf("README.md does not mention `%s`", k)
 		}
 	}
 }

@@ -2,7 +2,7 @@ package deploy
 
 // The worker stack and runner fleet stacks deployed into the AWS emulator through CloudFormation,
 // asserting the resources that result. The emulator (moto) silently skips some resource types;
-// skippedTypes lists them and docs/deploy.md says so.
+// skippedTypes lists them and README.md (Running on AWS) says so.
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 )
 
 // skippedTypes are the resource types moto 5.2.1's CloudFormation accepts in a template but does
-// not create (it logs a warning and moves on). docs/deploy.md lists them; the test fails when a
+// not create (it logs a warning and moves on). README.md (Running on AWS) lists them; the test fails when a
 // type goes missing that is not listed here.
 var skippedTypes = map[string]bool{
 	"AWS::SQS::QueuePolicy":  true,
@@ -198,7 +198,7 @@ func checkSkipped(ctx context.Context, t *testing.T, api *cloudformation.Client,
 		}
 		skipped = append(skipped, id+" ("+typ+")")
 		if !skippedTypes[typ] {
-			t.Errorf("stack %s: %s of type %s was not created; if the emulator skips this type, list it in skippedTypes and docs/deploy.md", stack, id, typ)
+			t.Errorf("stack %s: %s of type %s was not created; if the emulator skips this type, list it in skippedTypes and README.md (Running on AWS)", stack, id, typ)
 		}
 	}
 	sort.Strings(skipped)
@@ -350,7 +350,7 @@ func checkTable(ctx context.Context, t *testing.T, api *dynamodb.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// moto 5.2.1 ignores a template's TimeToLiveSpecification (docs/deploy.md); AWS applies it.
+	// moto 5.2.1 ignores a template's TimeToLiveSpecification (README.md (Running on AWS)); AWS applies it.
 	// So: TTL on expires_at, or off altogether; on for any other attribute is wrong.
 	switch d := ttl.TimeToLiveDescription; {
 	case d == nil:
