@@ -48,7 +48,7 @@ bench: tools
 lint: tools
 	gofmt -l . | tee /dev/stderr | (! read)
 	$(GO) vet ./...
-	$(WITH_TOOLS) cfn-lint deploy/**/*.yaml
+	$(WITH_TOOLS) cfn-lint deploy/runner/runner.yaml deploy/ecs/worker.yaml
 
 ## emulator: the local world in the foreground for people (AWS emulator on 127.0.0.1:4566, runner
 ## simulator on 127.0.0.1:9252); prints a line starting with "ready"; Ctrl-C stops both.
@@ -56,8 +56,9 @@ emulator: tools
 	$(WITH_TOOLS) $(GO) run ./integration/cmd/localworld
 
 ## demo: the worker end to end on the local world of `make emulator` (fixed ports 4566, 9252, 9090;
-## refuses when they are taken), configs/local.yaml: queues, rules, a fleet's group, a tick from the
-## publisher and an EventBridge event of every kind; exits 0 with a summary of what the worker did.
+## refuses when they are taken), configs/local.yaml: a fleet from the runner template, jobs that
+## scale it out, a busy instance drained without killing its job, scale-in, spot/rebalance notices
+## and bad input; exits 0 with a summary from the worker's /metrics and the emulator's log.
 demo: tools
 	$(GO) build -o bin/worker ./cmd/worker
 	$(GO) build -o bin/publisher ./cmd/publisher
