@@ -85,8 +85,12 @@ func TestSummaryKilledJobs(t *testing.T) {
 	s.fillLog([]emulator.LogEvent{
 		ev(1, "instance.state", map[string]any{"instance_id": "i-a", "from": "Pending", "to": "Pending:Wait"}),
 		ev(2, "hook.complete", map[string]any{"instance_id": "i-a", "result": "ABANDON", "by": "timeout"}),
-		ev(3, "job.killed", map[string]any{"instance_id": "i-a", "killed": 2.0, "reported_by": "emulator"}),
-		ev(4, "job.killed", map[string]any{"instance_id": "i-b", "killed": 0.0, "reported_by": "emulator"}),
+		// The simulator logs one job.killed per job; the emulator's per-termination summary
+		// (instance.jobs_killed) must not count them a second time.
+		ev(3, emulator.KindJobKilled, map[string]any{"instance_id": "i-a", "job_id": "j1"}),
+		ev(4, emulator.KindJobKilled, map[string]any{"instance_id": "i-a", "job_id": "j2"}),
+		ev(5, emulator.KindInstanceJobsKilled, map[string]any{"instance_id": "i-a", "killed": 2.0, "reported_by": "emulator"}),
+		ev(6, emulator.KindInstanceJobsKilled, map[string]any{"instance_id": "i-b", "killed": 0.0, "reported_by": "emulator"}),
 	})
 	if s.KilledInLog != 2 || s.Abandoned != 1 {
 		t.Errorf("killed %d, abandoned %d: want 2 and 1", s.KilledInLog, s.Abandoned)
