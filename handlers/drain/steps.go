@@ -67,6 +67,10 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 	if !rec.heartbeating(now) || now.Before(rec.LastHeartbeat.Add(rec.HeartbeatEvery)) {
 		return true
 	}
+	if fenced(ctx) {
+		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		return true
+	}
 	active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
 	if err != nil {
 		// Try again soon, well within the hook's timeout (the interval is at most a third of it).
@@ -88,6 +92,10 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 // tells an instance no command can reach (complete at once) from a failing command (retry):
 // the common case costs one call.
 func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	if fenced(ctx) {
+		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		return
+	}
 	id, sendErr := h.d.Commands.Send(ctx, f.Documents.StopIntake, rec.InstanceID)
 	if sendErr == nil {
 		rec.Command = &command{Document: roleStopIntake, ID: id, SentAt: now}
@@ -123,6 +131,10 @@ func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings,
 
 // send starts a document and moves to the phase that waits for it.
 func (h *Handler) send(ctx context.Context, rec *record, f fleet.Settings, now time.Time, role, document string, wait phase) {
+	if fenced(ctx) {
+		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		return
+	}
 	id, err := h.d.Commands.Send(ctx, document, rec.InstanceID)
 	if err != nil {
 		h.commandFailed(rec, f, now, role, fmt.Sprintf("sending %s: %v", document, err))
@@ -258,6 +270,10 @@ func (h *Handler) sawJobs(rec *record, f fleet.Settings, now time.Time, n int) {
 // complete completes the lifecycle action with CONTINUE on its own bounded context. It is
 // reached only after the jobs were seen at zero, or for an instance no command can reach.
 func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
+	if fenced(ctx) {
+		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		return
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CompleteTimeout)
 	defer cancel()
 	// Keep the step's deadline (the lease fence): a fresh context never outlives it.
@@ -300,4 +316,19 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// fenced reports whether the step's lease fence (ctx's deadline, set before the lease ends) has
+// passed, read against the monotonic clock and not only through ctx.Err(): after a SIGSTOP that
+// outlived the lease, the timer that cancels ctx may not have fired yet when the goroutine
+// resumes, and a call made then could repeat a step another replica has taken since. The check
+// narrows that window to the instant between it and the call; AWS offers no fencing token for
+// SendCommand or CompleteLifecycleAction, so the conditional write after the step remains what
+// keeps the record right.
+func fenced(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
