@@ -27,6 +27,38 @@ type Settings struct {
 	Drain DrainSettings `mapstructure:"drain" yaml:"drain" json:"drain"`
 	// Policy is the scaling policy.
 	Policy Policy `mapstructure:"policy" yaml:"policy" json:"policy"`
+	// Rebalance is what an EC2 rebalance recommendation does: "act" (stop intake, replace the
+	// instance at the next tick; the default) or "report" (mark and report only).
+	Rebalance string `mapstructure:"rebalance" yaml:"rebalance" json:"rebalance"`
+	// LaunchGate tunes the launch hook's health gate (used only when the group has a launch hook).
+	LaunchGate LaunchGateSettings `mapstructure:"launch_gate" yaml:"launch_gate" json:"launch_gate"`
+	// Cycle holds the defaults of rolling cycles and what a token change does.
+	Cycle CycleSettings `mapstructure:"cycle" yaml:"cycle" json:"cycle"`
+}
+
+// LaunchGateSettings tune the launch gate: a new instance waits in Pending:Wait until its runner's
+// job requests succeed, and is abandoned (with the reason) at the timeout.
+type LaunchGateSettings struct {
+	// Disabled completes every launch action with CONTINUE at once.
+	Disabled bool `mapstructure:"disabled" yaml:"disabled" json:"disabled"`
+	// Timeout before ABANDON; zero: derived from the launch hook's heartbeat timeout.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout" json:"timeout"`
+	// Poll is how often the runner is looked at; zero: the gate's default.
+	Poll time.Duration `mapstructure:"poll" yaml:"poll" json:"poll"`
+	// HeartbeatInterval, when set, heartbeats the launch hook while waiting (for a Timeout longer
+	// than the hook's heartbeat timeout).
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval" yaml:"heartbeat_interval" json:"heartbeat_interval"`
+}
+
+// CycleSettings are a fleet's cycle defaults (a cycle command's own values win).
+type CycleSettings struct {
+	// MaxUnavailable and Surge: zero for both means the defaults (1 and 1).
+	MaxUnavailable int `mapstructure:"max_unavailable" yaml:"max_unavailable" json:"max_unavailable"`
+	Surge          int `mapstructure:"surge" yaml:"surge" json:"surge"`
+	// HealthTimeout is how long a replacement may take to become healthy; zero: the default (10m).
+	HealthTimeout time.Duration `mapstructure:"health_timeout" yaml:"health_timeout" json:"health_timeout"`
+	// OnTokenChange is what a change of the token parameter does: "cycle" (default) or "report".
+	OnTokenChange string `mapstructure:"on_token_change" yaml:"on_token_change" json:"on_token_change"`
 }
 
 // DefaultMetricsURL is the metrics URL template of a real fleet: gitlab-runner's listen_address.

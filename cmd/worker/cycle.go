@@ -13,9 +13,8 @@ import (
 )
 
 // newCycler builds the cycle handler (issue 10): the cycle record in the state table, the group
-// driven directly, and runner health from a scraper of its own. Every fleet takes the cycle
-// defaults (surge 1, max-unavailable 1, health timeout 10 m, on a token change: cycle) until the
-// config carries per-fleet cycle settings.
+// driven directly, and runner health from a scraper of its own. A fleet's `cycle:` settings are its
+// defaults (zero values: surge 1, max-unavailable 1, health timeout 10 m, on a token change: cycle).
 func newCycler(cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*cycle.Handler, error) {
 	store, err := cyclestate.New(c.table)
 	if err != nil {
@@ -35,7 +34,8 @@ func newCycler(cfg *config.Config, c clients, reg prometheus.Registerer, logger 
 	}
 	fleets := make([]cycle.FleetConfig, len(cfg.Fleets))
 	for i, f := range cfg.Fleets {
-		fleets[i] = cycle.FleetConfig{Settings: f}
+		fleets[i] = cycle.FleetConfig{Settings: f, MaxUnavailable: f.Cycle.MaxUnavailable, Surge: f.Cycle.Surge,
+			HealthTimeout: f.Cycle.HealthTimeout, OnTokenChange: f.Cycle.OnTokenChange}
 	}
 	h, err := cycle.New(cycle.Config{Fleets: fleets}, cycle.Deps{Group: group, Health: health, State: store, Registerer: reg}, logger)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/handlers/launch"
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
 	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
@@ -59,7 +61,16 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 		return deps{}, nil, err
 	}
 	// Issue 7: spot and rebalance notices, state changes, drain commands and the launch gate.
-	wired, err := marks.Wire(marks.WireConfig{Fleets: cfg.Fleets, LifecycleQueue: cfg.Queues.Lifecycle.Name, LoopbackOnly: cfg.LoopbackOnly},
+	rebalance, gates := map[string]interrupt.RebalanceMode{}, map[string]launch.Gate{}
+	for _, f := range cfg.Fleets {
+		if f.Rebalance != "" {
+			rebalance[f.Name] = interrupt.RebalanceMode(f.Rebalance)
+		}
+		g := f.LaunchGate
+		gates[f.Name] = launch.Gate{Disabled: g.Disabled, Timeout: g.Timeout, Poll: g.Poll, HeartbeatEvery: g.HeartbeatInterval}
+	}
+	wired, err := marks.Wire(marks.WireConfig{Fleets: cfg.Fleets, Rebalance: rebalance, Gates: gates,
+		LifecycleQueue: cfg.Queues.Lifecycle.Name, LoopbackOnly: cfg.LoopbackOnly},
 		marks.WireClients{AutoScaling: c.autoscaling, EC2: c.ec2, SSM: c.ssm, Table: c.table, Publisher: pub}, reg, logger)
 	if err != nil {
 		return deps{}, nil, fmt.Errorf("building the interrupt and launch handlers: %w", err)

@@ -401,6 +401,23 @@ func (c *Config) Validate() error {
 		if _, err := template.New("metrics_url").Option("missingkey=error").Parse(f.MetricsURL); err != nil {
 			add("%s.metrics_url: %v", key, err)
 		}
+		switch f.Rebalance {
+		case "", "act", "report":
+		default:
+			add("%s.rebalance %q: want act or report", key, f.Rebalance)
+		}
+		if g := f.LaunchGate; g.Timeout < 0 || g.Poll < 0 || g.Poll > MaxFollowUpDelay || g.HeartbeatInterval < 0 {
+			add("%s.launch_gate: timeout, poll and heartbeat_interval want 0 or more (poll at most %s)", key, MaxFollowUpDelay)
+		}
+		cy := f.Cycle
+		if cy.MaxUnavailable < 0 || cy.Surge < 0 || cy.HealthTimeout < 0 {
+			add("%s.cycle: max_unavailable, surge and health_timeout want 0 or more", key)
+		}
+		switch cy.OnTokenChange {
+		case "", "cycle", "report":
+		default:
+			add("%s.cycle.on_token_change %q: want cycle or report", key, cy.OnTokenChange)
+		}
 		d := f.Drain
 		if d.PollInterval <= 0 || d.PollInterval > MaxFollowUpDelay {
 			add("%s.drain.poll_interval %s: want more than 0 and at most %s (SQS's largest message delay)", key, d.PollInterval, MaxFollowUpDelay)

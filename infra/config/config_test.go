@@ -105,6 +105,12 @@ func TestValidationRules(t *testing.T) {
 		{"bad state table", minimal + "state_table: 'no spaces'\n", `state_table "no spaces"`},
 		{"bad state table arn", minimal + "state_table: 'arn:aws:dynamodb:eu-west-1:1:stream/x'\n", "state_table"},
 		{"sweep interval", minimal + "sweep_interval: 20m\n", "sweep_interval 20m0s"},
+		{"rebalance mode", minimal + "    rebalance: ignore\n", `rebalance "ignore": want act or report`},
+		{"token change", minimal + "    cycle:\n      on_token_change: rotate\n", `cycle.on_token_change "rotate"`},
+		{"negative surge", minimal + "    cycle:\n      surge: -1\n", "cycle: max_unavailable, surge"},
+		{"launch gate poll", minimal + "    launch_gate:\n      poll: 20m\n", "launch_gate: timeout, poll"},
+		{"command max age", minimal + "command_max_age: 30s\n", "command_max_age 30s"},
+		{"role arn", minimal + "cloudformation_role_arn: runnerfleet-stack-role\n", `cloudformation_role_arn "runnerfleet-stack-role"`},
 		{"negative heartbeat", "fleets: [{name: x, group: g, drain: {heartbeat_interval: -1s}}]\n", "heartbeat_interval -1s"},
 		{"per-kind timeout in the budget", minimal + "handler: {timeouts: {drain.step: 2m}}\n", "shorter than the retry budget"},
 	}
