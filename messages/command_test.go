@@ -277,6 +277,11 @@ func TestCommandsRefuseTokens(t *testing.T) {
 	if _, err := c.Marshal(); err != nil {
 		t.Errorf("parameters naming the token's SSM parameter refused: %v", err)
 	}
+	// So is naming the KMS key that encrypts it (the runner template's TokenKmsKeyArn).
+	c.Update.Parameters = map[string]string{"TokenKmsKeyArn": "arn:aws:kms:r:1:key/x"}
+	if _, err := c.Marshal(); err != nil {
+		t.Errorf("the token's KMS key refused: %v", err)
+	}
 }
 
 func TestMarshalRefusesInvalidCommands(t *testing.T) {

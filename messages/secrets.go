@@ -21,14 +21,15 @@ func tokenPrefixIn(s string) string {
 }
 
 // keyNamesToken reports whether a parameter key names a token itself rather than the parameter
-// that holds it: it contains "token" (any case) and does not end in "Parameter",
-// "ParameterName" or "ParameterArn".
+// that holds it or the key that encrypts it: it contains "token" (any case) and does not end in
+// "Parameter", "ParameterName", "ParameterArn", "KmsKeyArn" or "KmsKeyId" (the runner template's
+// TokenKmsKeyArn names the KMS key of the SecureString, never the token).
 func keyNamesToken(key string) bool {
 	k := strings.ToLower(key)
 	if !strings.Contains(k, "token") {
 		return false
 	}
-	for _, ref := range []string{"parameter", "parametername", "parameterarn"} {
+	for _, ref := range []string{"parameter", "parametername", "parameterarn", "kmskeyarn", "kmskeyid"} {
 		if strings.HasSuffix(k, ref) {
 			return false
 		}
