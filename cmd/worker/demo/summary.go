@@ -233,7 +233,7 @@ func (s *Summary) print(out io.Writer) {
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		by := "no handler yet: acked and counted as unknown"
+		by := "no handler: acked and counted as unknown"
 		switch messages.Kind(k) {
 		case messages.KindCommand, messages.KindScheduled:
 			by = "tick → scale handler"
@@ -245,6 +245,8 @@ func (s *Summary) print(out io.Writer) {
 			by = "launch gate"
 		case messages.KindParameterChange:
 			by = "cycle handler (token rotation)"
+		case messages.KindStackStatus:
+			by = "update handler (follows a stack update)"
 		case "invalid":
 			by = "DLQ with its reason"
 		case messages.KindUnknown:
