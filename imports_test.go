@@ -136,7 +136,6 @@ func allowedThirdParty(r rule, imp string) bool {
 	return false
 }
 
-
 // isStd: standard library paths have no dot in their first element.
 func isStd(imp string) bool {
 	first, _, _ := strings.Cut(imp, "/")
