@@ -9,7 +9,7 @@ WITH_TOOLS = PATH="$(if $(TOOLS_BIN),$(TOOLS_BIN):)$$PATH"
 TEST_FLAGS ?= -race -count=1 -timeout 20m -p 2
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit fuzz bench lint tools emulator demo image clean
+.PHONY: all build test unit fuzz static bench lint tools emulator demo image clean
 
 all: build test
 
@@ -23,7 +23,13 @@ tools:
 test: tools
 	$(GO) vet ./...
 	$(WITH_TOOLS) $(GO) test $(TEST_FLAGS) ./...
-	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory fuzz static
+
+## static: the container image's binaries build with CGO_ENABLED=0 (what the Dockerfile does; no
+## Docker engine is needed to check it).
+static:
+	@d=$$(mktemp -d) && CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $$d ./cmd/worker ./cmd/publisher ./deploy/runner/probe \
+	  && echo "static: worker, publisher and probe build with CGO_ENABLED=0" && rm -rf $$d
 
 ## unit: the tests that need no emulator.
 unit:
