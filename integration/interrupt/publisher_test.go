@@ -68,6 +68,11 @@ fleets:
     metrics_url: %q
 `, e.w.Emulator.Endpoint, e.queue, e.ctl, f.GroupName, f.MetricsURL)), 0o600))
 
+	// The simulator's job queue is shared by every runner: close the foreign runner's intake so
+	// both jobs land on the fleet's instances (one each: concurrency 1).
+	if _, err := e.w.Sim.Action(context.Background(), foreign, "stop-intake"); err != nil {
+		t.Fatalf("closing the foreign runner's intake: %v", err)
+	}
 	jobs := e.jobs(6*time.Second, 2)
 	var busy [2]string
 	e.eventually("two busy instances", func() bool {
