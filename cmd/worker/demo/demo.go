@@ -222,15 +222,20 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		return nil, err
 	}
 	say("fed %d jobs of %s into the runner simulator; one runner takes %d at a time", jobCount, jobLength, runnersim.DefaultConcurrent)
+	// A new instance's runner may take jobs while the launch gate still holds it in Pending:Wait;
+	// the demo retires one that is InService (a termination during Pending:Wait is another path).
+	busyServing := func() []busyRunner {
+		return onlyIn(busyInstances(sim.State(), fl.GroupName, ids[0]), c.inService(ctx, fl.GroupName))
+	}
 	if err := watch("no scale-out with runners busy on new instances", func() bool {
-		return sum.Decisions["scale_out"] >= 1 && len(busyInstances(sim.State(), fl.GroupName, ids[0])) > 0
+		return sum.Decisions["scale_out"] >= 1 && len(busyServing()) > 0
 	}); err != nil {
 		return nil, err
 	}
 	say("scaled out: desired capacity %d; new runners picked up queued jobs", sum.DesiredPeak)
 
 	// 6. A busy instance terminated through its group: the drain waits for its jobs.
-	busy := busyInstances(sim.State(), fl.GroupName, ids[0])
+	busy := busyServing()
 	sum.Busy, sum.BusyJobs = busy[0].id, busy[0].running
 	if _, err := c.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId: aws.String(sum.Busy), ShouldDecrementDesiredCapacity: aws.Bool(true),
@@ -330,6 +335,21 @@ func busyInstances(st runnersim.State, group, skip string) []busyRunner {
 		out = append(out, *b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].latest.After(out[j].latest) })
+	return out
+}
+
+// onlyIn keeps the runners whose instance is in ids.
+func onlyIn(runners []busyRunner, ids []string) []busyRunner {
+	keep := map[string]bool{}
+	for _, id := range ids {
+		keep[id] = true
+	}
+	var out []busyRunner
+	for _, r := range runners {
+		if keep[r.id] {
+			out = append(out, r)
+		}
+	}
 	return out
 }
 

@@ -149,7 +149,9 @@ func (s *Summary) fillLog(log []emulator.LogEvent) {
 			if ev.String("result") == "ABANDON" {
 				s.Abandoned++
 			}
-			if ev.String("instance_id") == s.Busy && doneAt.IsZero() {
+			// The terminate action's completion: the busy instance's launch action (the launch
+			// gate's CONTINUE) completed before it entered Terminating:Wait.
+			if ev.String("instance_id") == s.Busy && !waitAt.IsZero() && doneAt.IsZero() {
 				doneAt = ev.Time
 			}
 		}
