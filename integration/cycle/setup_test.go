@@ -75,6 +75,8 @@ type spec struct {
 	instances     int
 	healthTimeout time.Duration
 	token         string
+	// hookTimeout overrides the terminate hook's heartbeat timeout (s); 0: hookTimeout.
+	hookTimeout int32
 }
 
 func newEnv(t testing.TB, s spec) *env {
@@ -100,6 +102,10 @@ func newEnv(t testing.TB, s spec) *env {
 	}
 	e.group = emulator.UniqueName(t, "runnerfleet-asg")
 	n := int32(s.instances)
+	hook := int32(hookTimeout)
+	if s.hookTimeout > 0 {
+		hook = s.hookTimeout
+	}
 	if _, err := e.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
 		AutoScalingGroupName: aws.String(e.group),
 		LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(e.lt), Version: aws.String("$Latest")},
@@ -107,7 +113,7 @@ func newEnv(t testing.TB, s spec) *env {
 		AvailabilityZones: []string{"us-east-1a"},
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
 			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
-			HeartbeatTimeout: aws.Int32(hookTimeout), DefaultResult: aws.String("CONTINUE"),
+			HeartbeatTimeout: aws.Int32(hook), DefaultResult: aws.String("CONTINUE"),
 		}},
 	}); err != nil {
 		t.Fatalf("CreateAutoScalingGroup: %v", err)

@@ -113,7 +113,11 @@ func (e *env) startWorker(path string) (*exec.Cmd, *lockedBuf) {
 // publisher sees the outcome; no job killed; never fewer than 2 serving (from the log).
 func TestCycleThroughTheWorkerSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, spec{instances: 3})
+	// A worker SIGKILLed while it holds a drain step's lease leaves that drain to another replica
+	// only after the lease (60 s with the worker's defaults) and the sweep grace (30 s): the hook
+	// must outlast that, as production hooks do (CheckHooks warns below interval + lease + grace).
+	// With the 5 s test hook the hook itself timed out and its instance's jobs were killed.
+	e := newEnv(t, spec{instances: 3, hookTimeout: 150})
 	old := e.ids()
 	ctx := context.Background()
 	// The in-process drain worker of newEnv keeps draining; the worker binary drains too (both
