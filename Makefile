@@ -5,8 +5,11 @@ GO ?= go
 # else a .venv that scripts/tools.sh makes once.
 TOOLS_BIN = $(shell scripts/tools.sh)
 WITH_TOOLS = PATH="$(if $(TOOLS_BIN),$(TOOLS_BIN):)$$PATH"
-# Integration tests start one emulator per package: keep a few packages running side by side on 2 cores.
-TEST_FLAGS ?= -race -count=1 -timeout 20m -p 2
+# Integration tests start one emulator per package (and tests inside run in parallel): TEST_P
+# packages run side by side. CI uses 1 on its 2 cores, so timing-sensitive integration tests do not
+# compete with a second package's emulators.
+TEST_P ?= 2
+TEST_FLAGS ?= -race -count=1 -timeout 20m -p $(TEST_P)
 FUZZTIME ?= 10s
 
 .PHONY: all build test unit fuzz static bench lint tools emulator demo image clean
