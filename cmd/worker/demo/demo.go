@@ -267,7 +267,11 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	}); err != nil {
 		return nil, err
 	}
-	say("all %d jobs done; idle instances scaled in (desired %d)", jobCount, c.desired(ctx, fl.GroupName))
+	if sum.Decisions["scale_in"] >= 1 {
+		say("all %d jobs done; idle instances scaled in (desired %d)", jobCount, c.desired(ctx, fl.GroupName))
+	} else {
+		say("all %d jobs done; the busy instance's retirement took the fleet back to desired %d (nothing idle to scale in)", jobCount, c.desired(ctx, fl.GroupName))
+	}
 
 	// 8. The other kinds: notices for an instance, a malformed body and an unknown event.
 	if left := c.inService(ctx, fl.GroupName); len(left) > 0 {
