@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"launcher: --runnersim: {e}", file=sys.stderr)
             return 2
 
+    core.install_service_names()
     installed = []
     for name in ("autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
         if name in args.without:
