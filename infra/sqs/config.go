@@ -19,6 +19,9 @@ const (
 	// MaxMessageBytes is the size limit the publisher enforces for one message (body plus
 	// attributes) and for one SendMessageBatch request: SQS's classic 256 KiB.
 	MaxMessageBytes = 256 * 1024
+	// MaxReceivers bounds SubscriberConfig.Receivers: more concurrent long polls per queue than
+	// this only add empty receives.
+	MaxReceivers = 16
 	// MaxAttributes is the most message attributes SQS accepts on one message.
 	MaxAttributes = 10
 )
@@ -29,6 +32,10 @@ const (
 	DefaultWaitTime = 20 * time.Second
 	// DefaultMaxInFlight: one full batch in flight per queue.
 	DefaultMaxInFlight = 10
+	// DefaultReceivers: on a standard queue, a second long poll is outstanding while the first
+	// one's answer is dispatched, so a message landing then is not left waiting for the next
+	// round trip. FIFO queues keep one (see SubscriberConfig.Receivers).
+	DefaultReceivers = 2
 	// DefaultVisibilityTimeout is asked for on receive and renewed every half of it while a handler
 	// works: short enough that a crashed worker's messages come back soon.
 	DefaultVisibilityTimeout = 30 * time.Second
@@ -52,6 +59,11 @@ type SubscriberConfig struct {
 	// MaxInFlight is the most messages held at once per Subscribe call (per queue), waiting for or
 	// in a handler (default 10). The subscriber never receives more than it has room for.
 	MaxInFlight int
+	// Receivers is the number of receive loops (concurrent long polls) per Subscribe call; they
+	// share MaxInFlight. Default DefaultReceivers on a standard queue and 1 on a FIFO queue, where
+	// one loop hands each batch's groups out in order (SQS itself never gives two receives the
+	// same group's messages while some are in flight, so more than one is correct there too).
+	Receivers int
 	// VisibilityTimeout is asked for on receive and renewed every half of it while the message is
 	// held (whole seconds, 1s..12h; default 30s).
 	VisibilityTimeout time.Duration
@@ -103,6 +115,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("max in flight %d: want at least 1", c.MaxInFlight))
+	}
+	if c.Receivers < 0 || c.Receivers > MaxReceivers {
+		errs = append(errs, fmt.Errorf("receivers %d: want 0 (the default) to %d", c.Receivers, MaxReceivers))
 	}
 	if c.VisibilityTimeout < time.Second || c.VisibilityTimeout > MaxVisibility || c.VisibilityTimeout%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("visibility timeout %s: want whole seconds between 1s and %s", c.VisibilityTimeout, MaxVisibility))

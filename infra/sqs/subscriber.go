@@ -124,7 +124,7 @@ func (s *Subscriber) Close() error {
 	return nil
 }
 
-// consumer is one Subscribe call: one receive loop and the messages it holds.
+// consumer is one Subscribe call: its receive loops and the messages they hold.
 type consumer struct {
 	cfg     SubscriberConfig
 	client  queueAPI
@@ -136,11 +136,34 @@ type consumer struct {
 	msgBase context.Context
 	log     *slog.Logger
 	held    sync.WaitGroup
+	batch   int // messages one receive loop asks for at most
 }
 
+// run runs the consumer's receive loops; once all have stopped and every held message is
+// settled, it closes the output channel.
 func (c *consumer) run(ctx context.Context) {
 	defer close(c.out)
 	defer c.held.Wait()
+	n := c.cfg.Receivers
+	if n == 0 {
+		n = DefaultReceivers
+		if c.fifo {
+			n = 1
+		}
+	}
+	// Each loop asks for its share of the in-flight slots, so that the loops do poll side by side
+	// (one asking for them all would leave the others waiting for slots, not polling).
+	c.batch = max(1, min(c.cfg.BatchSize, c.cfg.MaxInFlight/n))
+	var loops sync.WaitGroup
+	for range n {
+		loops.Go(func() { c.receiveLoop(ctx) })
+	}
+	loops.Wait()
+}
+
+// receiveLoop takes free in-flight slots, long-polls for that many messages and dispatches
+// them, until ctx is done.
+func (c *consumer) receiveLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		n := c.acquire(ctx)
 		if n == 0 {
@@ -182,7 +205,7 @@ const acquireLinger = time.Second
 // more, so that a busy consumer does not degrade into receives of one message each. It returns 0
 // when ctx is done.
 func (c *consumer) acquire(ctx context.Context) int {
-	want := min(c.cfg.BatchSize, c.cfg.MaxInFlight)
+	want := c.batch
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():

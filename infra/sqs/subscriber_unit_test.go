@@ -227,7 +227,8 @@ func TestFreeSlotsUsedBesideLongHandlers(t *testing.T) {
 		first = append(first, fifoMessage(id, id))
 	}
 	q := &fakeQueue{batches: [][]types.Message{first, {fifoMessage("late", "late")}}}
-	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, MaxInFlight: 10, CloseTimeout: 100 * time.Millisecond},
+	// One receive loop: this is about how one loop takes its slots.
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, MaxInFlight: 10, Receivers: 1, CloseTimeout: 100 * time.Millisecond},
 		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -253,5 +254,86 @@ func TestFreeSlotsUsedBesideLongHandlers(t *testing.T) {
 	q.mu.Unlock()
 	if !slices.Equal(asked, []int32{10, 4}) {
 		t.Errorf("receives asked for %v messages, want [10 4]", asked)
+	}
+}
+
+// pollCounter is a queueAPI fake whose receives are empty long polls; it records how many were
+// outstanding at once.
+type pollCounter struct {
+	fakeQueue
+	mu           sync.Mutex
+	now, most    int
+	pollsStarted chan struct{}
+}
+
+func (p *pollCounter) ReceiveMessage(ctx context.Context, _ *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	p.mu.Lock()
+	p.now++
+	p.most = max(p.most, p.now)
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.now--
+		p.mu.Unlock()
+	}()
+	select {
+	case p.pollsStarted <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(50 * time.Millisecond):
+	}
+	return &sqs.ReceiveMessageOutput{}, nil
+}
+
+func TestReceiversLongPollSideBySide(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		url       string
+		receivers int
+		want      int
+	}{
+		{"standard default", "https://sqs.local/1/lifecycle", 0, DefaultReceivers},
+		{"fifo default", "https://sqs.local/1/control.fifo", 0, 1},
+		{"standard three", "https://sqs.local/1/lifecycle", 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pollCounter{pollsStarted: make(chan struct{}, 64)}
+			s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, MaxInFlight: 10, Receivers: tc.receivers, CloseTimeout: 100 * time.Millisecond},
+				p, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Subscribe(context.Background(), tc.url); err != nil {
+				t.Fatal(err)
+			}
+			for range 4 * tc.want { // several rounds of polls
+				select {
+				case <-p.pollsStarted:
+				case <-time.After(5 * time.Second):
+					t.Fatal("no receive started within 5 s")
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.most != tc.want {
+				t.Errorf("%d long polls outstanding at once, want %d", p.most, tc.want)
+			}
+		})
+	}
+}
+
+func TestReceiversValidated(t *testing.T) {
+	for _, n := range []int{-1, MaxReceivers + 1} {
+		c := SubscriberConfig{Receivers: n}
+		c.setDefaults()
+		if err := c.Validate(); err == nil {
+			t.Errorf("Receivers %d accepted", n)
+		}
 	}
 }
