@@ -54,7 +54,7 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	if err != nil {
 		return nil, err
 	}
-	h, err := drain.New(drain.Config{Fleets: cfg.Fleets}, drain.Deps{
+	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
 		FollowUps: followUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
 		Sink: sink,

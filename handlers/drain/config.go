@@ -34,6 +34,12 @@ const (
 	DefaultSweepGrace = 30 * time.Second
 	// DefaultSweepConcurrency bounds the drains one Sweep advances side by side.
 	DefaultSweepConcurrency = 8
+	// DefaultStepConcurrency bounds the follow-up steps (and swept drains) one replica runs at
+	// once. A wave of drains then never queues a new lifecycle event's first step (claim, stop
+	// intake: the hook's clock is running) behind hundreds of scheduled polls, and the steady call
+	// rate of a wave stays under SSM's and DynamoDB's throttling. A step takes tens of
+	// milliseconds of calls, so 8 lanes keep up with thousands of drains polling every few seconds.
+	DefaultStepConcurrency = 4
 	// DefaultRetention keeps finished drain records a week (TTL), long enough to read what
 	// happened to any instance of the last few days.
 	DefaultRetention = 7 * 24 * time.Hour
@@ -80,6 +86,9 @@ type Config struct {
 	SweepGrace time.Duration
 	// SweepConcurrency bounds how many drains one Sweep advances at once.
 	SweepConcurrency int
+	// StepConcurrency bounds the follow-up steps and swept drains run at once; a lifecycle event's
+	// first step never waits for them.
+	StepConcurrency int
 	// Retention is how long finished records stay in the table (their TTL).
 	Retention time.Duration
 	// Owner names this replica in leases; default a random id.
@@ -103,6 +112,9 @@ func (c *Config) setDefaults() {
 	def(&c.Retention, DefaultRetention)
 	if c.SweepConcurrency == 0 {
 		c.SweepConcurrency = DefaultSweepConcurrency
+	}
+	if c.StepConcurrency == 0 {
+		c.StepConcurrency = DefaultStepConcurrency
 	}
 	if c.Owner == "" {
 		var b [8]byte

@@ -605,3 +605,73 @@ func TestSweepPublishesFigures(t *testing.T) {
 		t.Errorf("figures carry %d heartbeats, the hook got %d", f.Heartbeats, len(r.world.heartbeats))
 	}
 }
+
+// Follow-up steps share StepConcurrency lanes; a new lifecycle event's first step does not wait
+// for them: with the only lane held by a slow step, another drain's follow-up waits (here until
+// its context ends) while a new event still claims its drain and stops intake at once.
+func TestFollowUpsTakeLanesNewEventsDoNot(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.StepConcurrency = 1 })
+	r.world.addInstance("i-1", 1)
+	r.world.addInstance("i-2", 1)
+	r.world.addInstance("i-3", 1)
+	r.start("i-1", "tok-1")
+	r.start("i-2", "tok-2")
+	// Take each drain to its watch phase (stop intake sent and done).
+	for r.record("tok-1").Phase != phaseWatch || r.record("tok-2").Phase != phaseWatch {
+		if r.deliver(1, nil) == 0 {
+			t.Fatalf("follow-ups ran out before both drains watched: %s, %s", r.record("tok-1").Phase, r.record("tok-2").Phase)
+		}
+	}
+	step := func(token string) *messages.Message {
+		rec := r.record(token)
+		_, version, _, _ := r.store.Load(context.Background(), partitionKey(token), sortKey)
+		return &messages.Message{Kind: messages.KindDrainStep, Payload: &messages.DrainStep{
+			Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: token, GroupName: rec.Group,
+			Attempt: int(version), Step: string(rec.Phase), IssuedAt: r.world.Now(),
+		}}
+	}
+	r.world.advanceTo(r.world.Now().Add(time.Minute)) // every step due
+	hold, entered := make(chan struct{}), make(chan struct{}, 2)
+	r.world.mu.Lock()
+	r.world.holdJobs, r.world.entered = hold, entered
+	r.world.mu.Unlock()
+	first := make(chan error, 1)
+	go func() { first <- r.h.Handle(context.Background(), step("tok-1")) }()
+	<-entered // tok-1's step holds the only lane, inside its metrics read
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := r.h.Handle(ctx, step("tok-2")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a second follow-up with the only lane taken: %v, want to wait for a lane until its context ends", err)
+	}
+	stops := r.world.sent(DefaultStopIntakeDocument)
+	started := make(chan error, 1)
+	go func() { started <- r.h.Start(context.Background(), action("i-3", "tok-3"), r.world.Now()) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("Start with every lane taken: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a new lifecycle event waited for a lane held by a follow-up step")
+	}
+	if got := r.world.sent(DefaultStopIntakeDocument); got != stops+1 {
+		t.Errorf("stop-intake sent %d times after the new event, want %d", got, stops+1)
+	}
+
+	r.world.mu.Lock()
+	r.world.holdJobs = nil
+	r.world.mu.Unlock()
+	close(hold)
+	if err := <-first; err != nil {
+		t.Errorf("the held step: %v", err)
+	}
+	// The lane is free again: tok-2's follow-up runs.
+	before := r.store.version("tok-2")
+	if err := r.h.Handle(context.Background(), step("tok-2")); err != nil {
+		t.Errorf("tok-2's follow-up once the lane was free: %v", err)
+	}
+	if v := r.store.version("tok-2"); v <= before {
+		t.Errorf("tok-2 still at version %d: its follow-up did not step", v)
+	}
+}

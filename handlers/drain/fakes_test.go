@@ -103,6 +103,9 @@ type fakeWorld struct {
 	reads      map[string]int
 	// pause, when set, blocks Send until released (a paused replica).
 	pause chan struct{}
+	// holdJobs, when set, blocks RunningJobs until released (a slow metrics scrape); entered
+	// receives once per blocked call.
+	holdJobs, entered chan struct{}
 
 	// lifecycle
 	heartbeats   []time.Time
@@ -160,7 +163,18 @@ func (w *fakeWorld) advanceTo(t time.Time) {
 }
 
 // Jobs
-func (w *fakeWorld) RunningJobs(_ context.Context, _, id string) (int, error) {
+func (w *fakeWorld) RunningJobs(ctx context.Context, _, id string) (int, error) {
+	w.mu.Lock()
+	hold, entered := w.holdJobs, w.entered
+	w.mu.Unlock()
+	if hold != nil {
+		entered <- struct{}{}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.metricsErr[id]; err != nil {

@@ -26,6 +26,9 @@ type Handler struct {
 	log     *slog.Logger
 	m       *Metrics
 
+	// lanes holds a token per follow-up step in progress (Config.StepConcurrency).
+	lanes chan struct{}
+
 	mu    sync.Mutex
 	hooks map[string]hookTimeouts
 	// unpublished counts, per fleet, what the Sink has not been told yet.
@@ -69,6 +72,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
 		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
 		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{},
+		lanes: make(chan struct{}, cfg.StepConcurrency),
 	}
 	for _, f := range cfg.Fleets {
 		h.byGroup[f.GroupName] = f
@@ -226,6 +230,12 @@ func (h *Handler) Advance(ctx context.Context, s *messages.DrainStep) error {
 }
 
 func (h *Handler) advance(ctx context.Context, token string, attempt int64, sweeping bool) error {
+	select {
+	case h.lanes <- struct{}{}:
+		defer func() { <-h.lanes }()
+	case <-ctx.Done():
+		return fmt.Errorf("drain: waiting for a free step lane for drain %s: %w", tokenHash(token), ctx.Err())
+	}
 	body, version, found, err := h.d.Store.Load(ctx, partitionKey(token), sortKey)
 	if err != nil {
 		return fmt.Errorf("drain: loading drain %s: %w", tokenHash(token), err)

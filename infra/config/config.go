@@ -40,6 +40,9 @@ const (
 	DefaultSweepInterval = 30 * time.Second
 	// DefaultCommandRetries: an SSM command that failed three times will not do better.
 	DefaultCommandRetries = 3
+	// MaxDrainStepConcurrency bounds drain_step_concurrency: past a few dozen lanes, a wave of
+	// drains would meet SSM's API throttling rather than go faster.
+	MaxDrainStepConcurrency = 64
 	// MaxFollowUpDelay is SQS's largest DelaySeconds: a drain follow-up cannot wait longer.
 	MaxFollowUpDelay = sqs.MaxDelaySeconds * time.Second
 )
@@ -95,6 +98,10 @@ type Config struct {
 	// SweepInterval is how often the worker looks for unfinished drains whose next step is
 	// overdue (a lost follow-up, a worker killed mid-step) and advances them.
 	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	// DrainStepConcurrency bounds the drains' follow-up steps (and swept drains) this replica runs
+	// at once; a new lifecycle event's first step never waits for them. 0: the drain handler's
+	// default.
+	DrainStepConcurrency int `mapstructure:"drain_step_concurrency"`
 	// CloudFormationRoleARN is the service role the worker passes to CloudFormation when it applies
 	// a fleet's stack (the worker stack's StackRole); empty: none (the caller's own permissions).
 	CloudFormationRoleARN string `mapstructure:"cloudformation_role_arn"`
@@ -306,6 +313,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CommandMaxAge < time.Minute || c.CommandMaxAge > 24*time.Hour {
 		add("command_max_age %s: want between 1m and 24h", c.CommandMaxAge)
+	}
+	if c.DrainStepConcurrency < 0 || c.DrainStepConcurrency > MaxDrainStepConcurrency {
+		add("drain_step_concurrency %d: want 0 (the drain handler's default) to %d", c.DrainStepConcurrency, MaxDrainStepConcurrency)
 	}
 	if c.SweepInterval <= 0 || c.SweepInterval > MaxFollowUpDelay {
 		add("sweep_interval %s: want more than 0 and at most %s", c.SweepInterval, MaxFollowUpDelay)

@@ -105,6 +105,8 @@ func TestValidationRules(t *testing.T) {
 		{"bad state table", minimal + "state_table: 'no spaces'\n", `state_table "no spaces"`},
 		{"bad state table arn", minimal + "state_table: 'arn:aws:dynamodb:eu-west-1:1:stream/x'\n", "state_table"},
 		{"sweep interval", minimal + "sweep_interval: 20m\n", "sweep_interval 20m0s"},
+		{"drain step concurrency", minimal + "drain_step_concurrency: 65\n", "drain_step_concurrency 65"},
+		{"negative drain step concurrency", minimal + "drain_step_concurrency: -1\n", "drain_step_concurrency -1"},
 		{"rebalance mode", minimal + "    rebalance: ignore\n", `rebalance "ignore": want act or report`},
 		{"token change", minimal + "    cycle:\n      on_token_change: rotate\n", `cycle.on_token_change "rotate"`},
 		{"negative surge", minimal + "    cycle:\n      surge: -1\n", "cycle: max_unavailable, surge"},

@@ -30,7 +30,7 @@ const (
 // envKeys are the keys with RUNNERFLEET_<KEY> overrides: every key outside fleets (per-fleet
 // settings live in the file).
 var envKeys = []string{
-	"region", "endpoint", "loopback_only", "listen", "log_level", "stop_timeout", "state_table", "sweep_interval",
+	"region", "endpoint", "loopback_only", "listen", "log_level", "stop_timeout", "state_table", "sweep_interval", "drain_step_concurrency",
 	"cloudformation_role_arn", "command_max_age",
 	"handler.timeout", "handler.retry.max_retries", "handler.retry.initial_interval",
 	"handler.retry.max_interval", "handler.retry.multiplier",
