@@ -12,68 +12,46 @@ package scalestate
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 )
 
 // SortKey is the sort key of a fleet's scale record.
 const SortKey = "scale"
 
-// PartitionKey returns the partition key of a fleet's records.
-func PartitionKey(fleetName string) string { return "fleet#" + fleetName }
+// PartitionKey returns the partition key of a fleet's records (state.FleetKey).
+func PartitionKey(fleetName string) string { return state.FleetKey(fleetName) }
 
 // Table is the part of infra/aws/state.Table the store uses.
-type Table interface {
-	Load(ctx context.Context, pk, sk string) (body []byte, version int64, found bool, err error)
-	Save(ctx context.Context, pk, sk string, body []byte, version int64, due, expires time.Time) (bool, error)
-}
+type Table = state.Versioned
 
 // Store implements scale.StateStore over the state table. It is safe for concurrent use.
 type Store struct {
-	table Table
+	records *state.FleetRecords[scale.Record]
 }
 
 var _ scale.StateStore = (*Store)(nil)
 
 // New returns a Store; it refuses a nil table.
 func New(table Table) (*Store, error) {
-	if table == nil {
-		return nil, errors.New("scalestate: nil state table")
+	records, err := state.NewFleetRecords[scale.Record](table, SortKey)
+	if err != nil {
+		return nil, fmt.Errorf("scalestate: %w", err)
 	}
-	return &Store{table: table}, nil
+	return &Store{records: records}, nil
 }
 
 // Load returns the fleet's record and version; the zero Record and version 0 for a fleet never
 // stored. A body that does not decode is an error (never silently reset: the pin would be lost).
 func (s *Store) Load(ctx context.Context, fleetName string) (scale.Record, int64, error) {
-	body, version, found, err := s.table.Load(ctx, PartitionKey(fleetName), SortKey)
-	if err != nil {
-		return scale.Record{}, 0, fmt.Errorf("loading scale record of fleet %s: %w", fleetName, err)
-	}
-	if !found {
-		return scale.Record{}, 0, nil
-	}
-	var rec scale.Record
-	if err := json.Unmarshal(body, &rec); err != nil {
-		return scale.Record{}, 0, fmt.Errorf("decoding scale record of fleet %s (version %d): %w", fleetName, version, err)
-	}
-	return rec, version, nil
+	return s.records.Load(ctx, fleetName)
 }
 
 // Save writes rec as the version after version, if the stored one is still version. It returns
-// false, nil when another writer got there first.
+// false, nil when another writer got there first. A scale record never expires.
 func (s *Store) Save(ctx context.Context, fleetName string, rec scale.Record, version int64) (bool, error) {
-	body, err := json.Marshal(rec)
-	if err != nil {
-		return false, fmt.Errorf("encoding scale record of fleet %s: %w", fleetName, err)
-	}
-	ok, err := s.table.Save(ctx, PartitionKey(fleetName), SortKey, body, version, time.Time{}, time.Time{})
-	if err != nil {
-		return false, fmt.Errorf("saving scale record of fleet %s: %w", fleetName, err)
-	}
-	return ok, nil
+	return s.records.Save(ctx, fleetName, rec, version, time.Time{})
 }
