@@ -259,11 +259,7 @@ func (c Command) Validate() error {
 			p.add("field \"update.template_body\": the template contains what looks like a GitLab token (%q); tokens never travel in commands", prefix)
 		}
 	}
-	for _, f := range []struct{ field, v string }{{"id", c.ID}, {"issuer", c.Issuer}, {"fleet", c.Fleet}} {
-		if field, prefix := f.field, tokenPrefixIn(f.v); prefix != "" {
-			p.add("field %q looks like a GitLab token (contains %q); tokens never travel in commands", field, prefix)
-		}
-	}
+	p.noTokens("commands", fieldValue{"id", c.ID}, fieldValue{"issuer", c.Issuer}, fieldValue{"fleet", c.Fleet})
 	if c.Drain != nil {
 		if prefix := tokenPrefixIn(c.Drain.InstanceID); prefix != "" {
 			p.add("field \"drain.instance_id\" looks like a GitLab token (contains %q)", prefix)
@@ -407,23 +403,12 @@ func unknownFieldPath(body []byte, name string) string {
 }
 
 func parseCommand(body []byte) (*Message, error) {
-	if len(body) > MaxCommandSize {
-		return nil, invalidf("command of %d bytes exceeds %d bytes (64 KiB)", len(body), MaxCommandSize)
-	}
 	var w commandWire
-	if err := decodeStrict(body, &w); err != nil {
+	if err := decodeBody("command", body, &w); err != nil {
 		return nil, err
 	}
-	c := Command{Schema: w.Schema, ID: w.ID, Issuer: w.Issuer, Fleet: w.Fleet, Type: w.Type}
 	var p problemList
-	if w.IssuedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.IssuedAt)
-		if err != nil {
-			p.add("field \"issued_at\": %s is not an RFC 3339 time", quote(w.IssuedAt))
-		} else {
-			c.IssuedAt = t
-		}
-	}
+	c := Command{Schema: w.Schema, ID: w.ID, IssuedAt: p.time("issued_at", w.IssuedAt), Issuer: w.Issuer, Fleet: w.Fleet, Type: w.Type}
 	if w.Tick != nil {
 		c.Tick = &TickArgs{}
 	}
@@ -447,9 +432,7 @@ func parseCommand(body []byte) (*Message, error) {
 	if a := w.Update; a != nil {
 		c.Update = &UpdateArgs{Parameters: a.Parameters, TemplateBody: a.TemplateBody, Plan: a.Plan}
 	}
-	if err := c.Validate(); err != nil {
-		p = append(p, err.(*InvalidError).Reason)
-	}
+	p.include(c.Validate())
 	if err := p.err(); err != nil {
 		return nil, err
 	}

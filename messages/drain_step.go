@@ -1,8 +1,6 @@
 package messages
 
 import (
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -57,68 +55,44 @@ func (s DrainStep) Validate() error {
 	if s.Attempt < 0 {
 		p.add("field \"attempt\": %d is negative", s.Attempt)
 	}
-	for _, f := range []struct{ field, v string }{{"fleet", s.Fleet}, {"instance_id", s.InstanceID},
-		{"action_token", s.ActionToken}, {"group_name", s.GroupName}, {"step", s.Step}, {"id", s.ID}} {
-		if field, prefix := f.field, tokenPrefixIn(f.v); prefix != "" {
-			p.add("field %q looks like a GitLab token (contains %q); tokens never travel in messages", field, prefix)
-		}
-	}
+	p.noTokens("messages", fieldValue{"fleet", s.Fleet}, fieldValue{"instance_id", s.InstanceID},
+		fieldValue{"action_token", s.ActionToken}, fieldValue{"group_name", s.GroupName}, fieldValue{"step", s.Step},
+		fieldValue{"id", s.ID})
 	return p.err()
 }
 
 // Marshal validates the follow-up and returns its wire body ("kind":"drain.step"), with a fresh
 // ID when s.ID is empty.
 func (s DrainStep) Marshal() ([]byte, error) {
-	if s.ID == "" {
-		s.ID = NewID()
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	w := drainStepWire{
-		Kind: KindDrainStep, ID: s.ID, Fleet: s.Fleet, InstanceID: s.InstanceID,
-		ActionToken: s.ActionToken, GroupName: s.GroupName, Attempt: s.Attempt, Step: s.Step,
-	}
-	if !s.IssuedAt.IsZero() {
-		w.IssuedAt = s.IssuedAt.UTC().Format(time.RFC3339Nano)
-	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return nil, fmt.Errorf("encoding drain step: %w", err)
-	}
-	return b, nil
+	s.ID = orNewID(s.ID)
+	return marshalFollowUp("drain step", s)
 }
 
 func parseDrainStep(body []byte) (*Message, error) {
-	if len(body) > MaxCommandSize {
-		return nil, invalidf("drain step of %d bytes exceeds %d bytes (64 KiB)", len(body), MaxCommandSize)
+	return parseFollowUp("drain step", body, &drainStepWire{})
+}
+
+func (s DrainStep) wire() any {
+	return drainStepWire{
+		Kind: KindDrainStep, ID: s.ID, IssuedAt: wireTime(s.IssuedAt), Fleet: s.Fleet, InstanceID: s.InstanceID,
+		ActionToken: s.ActionToken, GroupName: s.GroupName, Attempt: s.Attempt, Step: s.Step,
 	}
-	var w drainStepWire
-	if err := decodeStrict(body, &w); err != nil {
-		return nil, err
-	}
-	s := DrainStep{
-		Fleet: w.Fleet, InstanceID: w.InstanceID, ActionToken: w.ActionToken, GroupName: w.GroupName,
-		Attempt: w.Attempt, Step: w.Step, ID: w.ID,
-	}
-	var p problemList
-	if w.IssuedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.IssuedAt)
-		if err != nil {
-			p.add("field \"issued_at\": %s is not an RFC 3339 time", quote(w.IssuedAt))
-		} else {
-			s.IssuedAt = t
-		}
-	}
-	if err := s.Validate(); err != nil {
-		p = append(p, err.(*InvalidError).Reason)
-	}
-	if err := p.err(); err != nil {
-		return nil, err
-	}
+}
+
+// message names a follow-up without id by its instance and attempt.
+func (s DrainStep) message() *Message {
 	id := s.ID
 	if id == "" {
 		id = "drain.step/" + s.InstanceID + "/" + strconv.Itoa(s.Attempt)
 	}
-	return &Message{Kind: KindDrainStep, ID: id, Time: s.IssuedAt, Payload: &s}, nil
+	return &Message{Kind: KindDrainStep, ID: id, Time: s.IssuedAt, Payload: &s}
+}
+
+func (w *drainStepWire) issuedAt() string { return w.IssuedAt }
+
+func (w *drainStepWire) followUp(issuedAt time.Time) followUp {
+	return DrainStep{
+		Fleet: w.Fleet, InstanceID: w.InstanceID, ActionToken: w.ActionToken, GroupName: w.GroupName,
+		Attempt: w.Attempt, Step: w.Step, ID: w.ID, IssuedAt: issuedAt,
+	}
 }

@@ -1,10 +1,6 @@
 package messages
 
-import (
-	"encoding/json"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Fleet-level work a FleetStep may name.
 const (
@@ -56,61 +52,36 @@ func (s FleetStep) Validate() error {
 	if s.Attempt < 0 {
 		p.add("field \"attempt\": %d is negative", s.Attempt)
 	}
-	for _, f := range []struct{ field, v string }{{"fleet", s.Fleet}, {"id", s.ID}} {
-		if prefix := tokenPrefixIn(f.v); prefix != "" {
-			p.add("field %q looks like a GitLab token (contains %q); tokens never travel in messages", f.field, prefix)
-		}
-	}
+	p.noTokens("messages", fieldValue{"fleet", s.Fleet}, fieldValue{"id", s.ID})
 	return p.err()
 }
 
 // Marshal validates the follow-up and returns its wire body ("kind":"fleet.step"), with a fresh ID
 // when s.ID is empty.
 func (s FleetStep) Marshal() ([]byte, error) {
-	if s.ID == "" {
-		s.ID = NewID()
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	w := fleetStepWire{Kind: KindFleetStep, ID: s.ID, Fleet: s.Fleet, Work: s.Work, Attempt: s.Attempt}
-	if !s.IssuedAt.IsZero() {
-		w.IssuedAt = s.IssuedAt.UTC().Format(time.RFC3339Nano)
-	}
-	b, err := json.Marshal(w)
-	if err != nil {
-		return nil, fmt.Errorf("encoding fleet step: %w", err)
-	}
-	return b, nil
+	s.ID = orNewID(s.ID)
+	return marshalFollowUp("fleet step", s)
 }
 
 func parseFleetStep(body []byte) (*Message, error) {
-	if len(body) > MaxCommandSize {
-		return nil, invalidf("fleet step of %d bytes exceeds %d bytes (64 KiB)", len(body), MaxCommandSize)
-	}
-	var w fleetStepWire
-	if err := decodeStrict(body, &w); err != nil {
-		return nil, err
-	}
-	s := FleetStep{Fleet: w.Fleet, Work: w.Work, Attempt: w.Attempt, ID: w.ID}
-	var p problemList
-	if w.IssuedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, w.IssuedAt)
-		if err != nil {
-			p.add("field \"issued_at\": %s is not an RFC 3339 time", quote(w.IssuedAt))
-		} else {
-			s.IssuedAt = t
-		}
-	}
-	if err := s.Validate(); err != nil {
-		p = append(p, err.(*InvalidError).Reason)
-	}
-	if err := p.err(); err != nil {
-		return nil, err
-	}
+	return parseFollowUp("fleet step", body, &fleetStepWire{})
+}
+
+func (s FleetStep) wire() any {
+	return fleetStepWire{Kind: KindFleetStep, ID: s.ID, IssuedAt: wireTime(s.IssuedAt), Fleet: s.Fleet, Work: s.Work, Attempt: s.Attempt}
+}
+
+// message names a follow-up without id by its fleet.
+func (s FleetStep) message() *Message {
 	id := s.ID
 	if id == "" {
 		id = "fleet.step/" + s.Fleet
 	}
-	return &Message{Kind: KindFleetStep, ID: id, Time: s.IssuedAt, Payload: &s}, nil
+	return &Message{Kind: KindFleetStep, ID: id, Time: s.IssuedAt, Payload: &s}
+}
+
+func (w *fleetStepWire) issuedAt() string { return w.IssuedAt }
+
+func (w *fleetStepWire) followUp(issuedAt time.Time) followUp {
+	return FleetStep{Fleet: w.Fleet, Work: w.Work, Attempt: w.Attempt, ID: w.ID, IssuedAt: issuedAt}
 }
