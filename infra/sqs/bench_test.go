@@ -25,8 +25,15 @@ const (
 // BenchmarkThroughput measures the transport (Subscriber, handler acking at once) against its
 // floor, a bare ReceiveMessage/DeleteMessage loop with the same batch size and concurrency, on
 // queues pre-filled with the same number of messages, in the same run. It reports both rates and
-// transport/bare as "ratio" (goal: >= 0.8).
+// transport/bare as "ratio" (goal: >= 0.8), with one receive loop (the floor's shape: batches of
+// 10) and with the default two loops (batches of 5 each, the slots shared).
 func BenchmarkThroughput(b *testing.B) {
+	for _, receivers := range []int{1, sqs.DefaultReceivers} {
+		b.Run(fmt.Sprintf("receivers=%d", receivers), func(b *testing.B) { benchThroughput(b, receivers) })
+	}
+}
+
+func benchThroughput(b *testing.B, receivers int) {
 	var bare, transport time.Duration
 	for i := 0; i < b.N; i++ {
 		// Two rounds, each order once, so a slower emulator late in an iteration hurts neither
@@ -39,9 +46,9 @@ func BenchmarkThroughput(b *testing.B) {
 			b.StartTimer()
 			if round == 0 {
 				bare += consumeBare(b, qBare)
-				transport += consumeTransport(b, qTransport)
+				transport += consumeTransport(b, qTransport, receivers)
 			} else {
-				transport += consumeTransport(b, qTransport)
+				transport += consumeTransport(b, qTransport, receivers)
 				bare += consumeBare(b, qBare)
 			}
 		}
@@ -123,11 +130,11 @@ func consumeBare(tb testing.TB, url string) time.Duration {
 
 // consumeTransport runs a Subscriber whose handler acks at once, until every message is deleted
 // (counted at the client, so the time includes the last DeleteMessage).
-func consumeTransport(tb testing.TB, url string) time.Duration {
+func consumeTransport(tb testing.TB, url string, receivers int) time.Duration {
 	tb.Helper()
 	client := &countingClient{Client: sqsClient(), target: benchMessages, done: make(chan struct{})}
 	sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
-		WaitTime: time.Second, BatchSize: benchBatch, MaxInFlight: benchConcurrency,
+		WaitTime: time.Second, BatchSize: benchBatch, MaxInFlight: benchConcurrency, Receivers: receivers,
 	}, client, testLogger(tb))
 	if err != nil {
 		tb.Fatalf("subscriber: %v", err)
