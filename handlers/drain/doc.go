@@ -42,6 +42,9 @@
 //     overdue by more than SweepGrace (a lost follow-up, a worker killed mid-step) and advances
 //     them; it also sets the in-progress and oldest-age gauges from the table. CheckHooks warns
 //     when heartbeat interval + lease + grace reaches the hook's heartbeat timeout.
+//   - Follow-up steps and swept drains take one of StepConcurrency lanes; a lifecycle event's
+//     first step (claim, stop intake) takes none, so a wave of running drains never delays the
+//     stop of a new one, and the wave's SSM and DynamoDB call rate stays bounded.
 //
 // Wiring (cmd/worker): infra/aws/state.Table is the Store, infra/aws/runcmd.Runner the
 // Commands, infra/aws/lifecycle.Client the Lifecycle; Jobs and FollowUps are small adapters over
