@@ -2,7 +2,6 @@ package cyclestate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -10,50 +9,43 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
 )
 
-// filterBatch is EC2's limit of values in one filter.
-const filterBatch = 200
-
-// AutoScalingAPI is the part of the Auto Scaling client Group calls.
+// AutoScalingAPI is the part of the Auto Scaling client Group calls: asg.GroupsAPI and changing
+// the group's max size.
 type AutoScalingAPI interface {
-	DescribeAutoScalingGroups(ctx context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
-	SetDesiredCapacity(ctx context.Context, in *autoscaling.SetDesiredCapacityInput, optFns ...func(*autoscaling.Options)) (*autoscaling.SetDesiredCapacityOutput, error)
+	asg.GroupsAPI
 	UpdateAutoScalingGroup(ctx context.Context, in *autoscaling.UpdateAutoScalingGroupInput, optFns ...func(*autoscaling.Options)) (*autoscaling.UpdateAutoScalingGroupOutput, error)
-	TerminateInstanceInAutoScalingGroup(ctx context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, optFns ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error)
 }
 
-// EC2API is the part of the EC2 client Group calls.
+// EC2API is the part of the EC2 client Group calls: asg.EC2API and reading launch templates.
 type EC2API interface {
-	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+	asg.EC2API
 	DescribeLaunchTemplates(ctx context.Context, in *ec2.DescribeLaunchTemplatesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error)
 }
 
-// Group implements cycle.Group over the Auto Scaling and EC2 APIs. It is safe for concurrent use.
+// Group implements cycle.Group over asg.Groups (which describes the group and its instances,
+// sets its desired capacity and terminates through it), adding what only a cycle does: resolving
+// the launch template version a launch uses, and raising and restoring the max size. It is safe
+// for concurrent use.
 type Group struct {
-	as  AutoScalingAPI
-	ec2 EC2API
+	groups *asg.Groups
+	as     AutoScalingAPI
+	ec2    EC2API
 }
 
 var _ cycle.Group = (*Group)(nil)
 
 // NewGroup returns a Group; it refuses nil clients.
 func NewGroup(as AutoScalingAPI, ec2api EC2API) (*Group, error) {
-	var errs []error
-	if as == nil {
-		errs = append(errs, errors.New("cyclestate: nil autoscaling client"))
+	groups, err := asg.NewGroups(as, ec2api)
+	if err != nil {
+		return nil, fmt.Errorf("cyclestate: %w", err)
 	}
-	if ec2api == nil {
-		errs = append(errs, errors.New("cyclestate: nil ec2 client"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return &Group{as: as, ec2: ec2api}, nil
+	return &Group{groups: groups, as: as, ec2: ec2api}, nil
 }
 
 // Describe returns the group's capacity, the launch template version a launch uses now
@@ -61,41 +53,19 @@ func NewGroup(as AutoScalingAPI, ec2api EC2API) (*Group, error) {
 // version each was launched from, its private IP and launch time (from EC2). A missing group
 // wraps cycle.ErrGroupNotFound.
 func (g *Group) Describe(ctx context.Context, groupName string) (cycle.GroupState, error) {
-	out, err := g.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{groupName}})
+	s, err := g.groups.Read(ctx, groupName, cycle.ErrGroupNotFound)
 	if err != nil {
-		return cycle.GroupState{}, fmt.Errorf("describing auto scaling group %s: %w", groupName, err)
+		return cycle.GroupState{}, err
 	}
-	var grp *astypes.AutoScalingGroup
-	for i := range out.AutoScalingGroups {
-		if aws.ToString(out.AutoScalingGroups[i].AutoScalingGroupName) == groupName {
-			grp = &out.AutoScalingGroups[i]
-		}
-	}
-	if grp == nil {
-		return cycle.GroupState{}, fmt.Errorf("describing auto scaling group %s: %w", groupName, cycle.ErrGroupNotFound)
-	}
-	st := cycle.GroupState{Name: groupName, Desired: int(aws.ToInt32(grp.DesiredCapacity)),
-		Min: int(aws.ToInt32(grp.MinSize)), Max: int(aws.ToInt32(grp.MaxSize))}
-	spec := grp.LaunchTemplate
-	if spec == nil && grp.MixedInstancesPolicy != nil && grp.MixedInstancesPolicy.LaunchTemplate != nil {
-		spec = grp.MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification
-	}
-	if spec != nil {
-		if st.CurrentVersion, err = g.resolve(ctx, spec); err != nil {
+	st := cycle.GroupState{Name: s.Name, Desired: s.Desired, Min: s.Min, Max: s.Max}
+	if s.LaunchTemplate != nil {
+		if st.CurrentVersion, err = g.resolve(ctx, s.LaunchTemplate); err != nil {
 			return cycle.GroupState{}, fmt.Errorf("resolving the launch template version of group %s: %w", groupName, err)
 		}
 	}
-	ids := make([]string, 0, len(grp.Instances))
-	for _, in := range grp.Instances {
-		m := cycle.Member{ID: aws.ToString(in.InstanceId), State: fleet.LifecycleState(in.LifecycleState), Protected: aws.ToBool(in.ProtectedFromScaleIn)}
-		if in.LaunchTemplate != nil {
-			m.Version = aws.ToString(in.LaunchTemplate.Version)
-		}
-		st.Members = append(st.Members, m)
-		ids = append(ids, m.ID)
-	}
-	if err := g.details(ctx, st.Members, ids); err != nil {
-		return cycle.GroupState{}, fmt.Errorf("describing instances of auto scaling group %s: %w", groupName, err)
+	for _, m := range s.Members {
+		st.Members = append(st.Members, cycle.Member{ID: m.Instance.ID, State: m.Instance.State, Version: m.Instance.LaunchTemplateVersion,
+			LaunchedAt: m.Instance.LaunchedAt, PrivateIP: m.PrivateIP, Protected: m.Instance.Protected})
 	}
 	return st, nil
 }
@@ -126,36 +96,6 @@ func (g *Group) resolve(ctx context.Context, spec *astypes.LaunchTemplateSpecifi
 	return strconv.FormatInt(aws.ToInt64(lt.DefaultVersionNumber), 10), nil // "$Default" or empty
 }
 
-// details fills private IPs and launch times with an instance-id filter (unlike InstanceIds, a
-// filter does not fail for an instance already gone).
-func (g *Group) details(ctx context.Context, members []cycle.Member, ids []string) error {
-	found := map[string]ec2types.Instance{}
-	for start := 0; start < len(ids); start += filterBatch {
-		chunk := ids[start:min(start+filterBatch, len(ids))]
-		p := ec2.NewDescribeInstancesPaginator(g.ec2, &ec2.DescribeInstancesInput{
-			Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: chunk}},
-		})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return err
-			}
-			for _, r := range page.Reservations {
-				for _, in := range r.Instances {
-					found[aws.ToString(in.InstanceId)] = in
-				}
-			}
-		}
-	}
-	for i := range members {
-		if in, ok := found[members[i].ID]; ok {
-			members[i].PrivateIP = aws.ToString(in.PrivateIpAddress)
-			members[i].LaunchedAt = aws.ToTime(in.LaunchTime)
-		}
-	}
-	return nil
-}
-
 // SetCapacity raises MaxSize to max first when needed, then sets the desired capacity at once.
 func (g *Group) SetCapacity(ctx context.Context, groupName string, desired, max int) error {
 	if max > 0 {
@@ -171,12 +111,7 @@ func (g *Group) SetCapacity(ctx context.Context, groupName string, desired, max 
 			}
 		}
 	}
-	if _, err := g.as.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
-		AutoScalingGroupName: aws.String(groupName), DesiredCapacity: aws.Int32(int32(desired)), HonorCooldown: aws.Bool(false),
-	}); err != nil {
-		return fmt.Errorf("setting desired capacity of %s to %d: %w", groupName, desired, err)
-	}
-	return nil
+	return g.groups.SetDesiredCapacity(ctx, groupName, desired)
 }
 
 // RestoreMax sets MaxSize back to max, never below the desired capacity.
@@ -207,10 +142,5 @@ func maxInt(a, b int) int {
 // TerminateInstance terminates one instance through its group, decrementing the desired
 // capacity; the group's terminate lifecycle hook (the drain) runs first.
 func (g *Group) TerminateInstance(ctx context.Context, instanceID string) error {
-	if _, err := g.as.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
-		InstanceId: aws.String(instanceID), ShouldDecrementDesiredCapacity: aws.Bool(true),
-	}); err != nil {
-		return fmt.Errorf("terminating %s through its auto scaling group: %w", instanceID, err)
-	}
-	return nil
+	return g.groups.TerminateInstance(ctx, instanceID)
 }
