@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +20,8 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/drainadapter"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
-	"github.com/runnerfleet/runnerfleet/infra/sqs"
-	"github.com/runnerfleet/runnerfleet/messages"
 )
 
 // newDrainer builds the drain handler (issue 5): drain records in the state table, the drain SSM
@@ -68,23 +65,7 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 // followUps publishes a drain's next step as a DrainStep message on the lifecycle queue, delayed
 // by the step's delay rounded up to whole seconds (SQS's unit; at most 900 s).
 func followUps(pub message.Publisher, queue string) drain.FollowUps {
-	return drain.FollowUpsFunc(func(_ context.Context, s messages.DrainStep, delay time.Duration) error {
-		body, err := s.Marshal()
-		if err != nil {
-			return fmt.Errorf("encoding a drain follow-up: %w", err)
-		}
-		msg := message.NewMessage(s.ID, body)
-		if msg.UUID == "" {
-			msg.UUID = messages.NewID()
-		}
-		if secs := int(math.Ceil(delay.Seconds())); secs > 0 {
-			msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
-		}
-		if err := pub.Publish(queue, msg); err != nil {
-			return fmt.Errorf("publishing a drain follow-up to %s: %w", queue, err)
-		}
-		return nil
-	})
+	return drainadapter.FollowUps(pub, queue)
 }
 
 // sweeper runs the periodic sweeps of the state machines whose follow-ups may be lost: drains
@@ -172,18 +153,7 @@ func (j *runnerJobs) RunningJobs(ctx context.Context, fleetName, instanceID stri
 		}
 		target.PrivateIP = ip
 	}
-	res, err := j.scraper.Scrape(ctx, tmpl, []scrape.Target{target})
-	if err != nil {
-		return 0, err
-	}
-	if len(res) != 1 || !res[0].Known {
-		reason := "no result"
-		if len(res) == 1 {
-			reason = string(res[0].Reason)
-		}
-		return 0, fmt.Errorf("runner metrics of %s: %s", instanceID, reason)
-	}
-	return res[0].BusyJobs, nil
+	return drainadapter.BusyJobs(ctx, j.scraper, tmpl, target)
 }
 
 func (j *runnerJobs) privateIP(ctx context.Context, instanceID string) (string, error) {

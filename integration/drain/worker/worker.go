@@ -3,19 +3,17 @@
 // queue, the infra/router dispatch, the real DynamoDB, SSM and Auto Scaling adapters against
 // the local emulator, runner metrics through infra/scrape, and a periodic Sweep.
 //
-// cmd/worker does not wire the drain handler yet; until it does, the tests use this package
-// in-process and through the drainworker binary (so a worker can be SIGKILLed or SIGSTOPped).
-// FollowUps and JobsFunc below are the two adapters cmd/worker needs besides infra/aws/*.
+// The tests use this package in-process and through the drainworker binary (so a worker can be
+// SIGKILLed or SIGSTOPped). It publishes follow-ups and counts runner jobs with the adapters the
+// worker binary uses (infra/drainadapter); what it wires differently is the test's choice: the
+// local world's metrics templates need no private-IP lookup, and SSM calls may be slowed.
 package worker
 
 import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +31,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/lifecycle"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/drainadapter"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/router"
@@ -215,27 +214,10 @@ func (w *Worker) Stop() {
 	_ = w.pub.Close()
 }
 
-// FollowUps publishes drain follow-ups as delayed messages on the lifecycle queue (delay
-// rounded up to whole seconds, SQS's unit).
+// FollowUps publishes drain follow-ups as delayed messages on the lifecycle queue, as the
+// worker binary does (drainadapter.FollowUps).
 func FollowUps(pub message.Publisher, queue string) drain.FollowUps {
-	return drain.FollowUpsFunc(func(_ context.Context, s messages.DrainStep, delay time.Duration) error {
-		body, err := s.Marshal()
-		if err != nil {
-			return fmt.Errorf("encoding drain follow-up: %w", err)
-		}
-		msg := message.NewMessage(s.ID, body)
-		if msg.UUID == "" {
-			msg.UUID = messages.NewID()
-		}
-		secs := int(math.Ceil(delay.Seconds()))
-		if secs > 0 {
-			msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
-		}
-		if err := pub.Publish(queue, msg); err != nil {
-			return fmt.Errorf("publishing drain follow-up: %w", err)
-		}
-		return nil
-	})
+	return drainadapter.FollowUps(pub, queue)
 }
 
 // jobsFunc adapts a function to drain.Jobs.
@@ -254,17 +236,6 @@ func JobsFunc(s *scrape.Scraper, fleets []fleet.Settings) drain.Jobs {
 		tmpl[f.Name] = f.MetricsURL
 	}
 	return jobsFunc(func(ctx context.Context, name, id string) (int, error) {
-		res, err := s.Scrape(ctx, tmpl[name], []scrape.Target{{InstanceID: id}})
-		if err != nil {
-			return 0, err
-		}
-		if len(res) != 1 || !res[0].Known {
-			reason := "no result"
-			if len(res) == 1 {
-				reason = string(res[0].Reason)
-			}
-			return 0, fmt.Errorf("runner metrics of %s: %s", id, reason)
-		}
-		return res[0].BusyJobs, nil
+		return drainadapter.BusyJobs(ctx, s, tmpl[name], scrape.Target{InstanceID: id})
 	})
 }
