@@ -3,8 +3,11 @@ package asg_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -90,5 +93,159 @@ func TestGroupAgainstEmulator(t *testing.T) {
 	}
 	if _, err := asg.New(nil, nil); err == nil {
 		t.Error("nil clients accepted")
+	}
+}
+
+// recorder is a race-safe fake of the Auto Scaling and EC2 calls: it serves one group and
+// records every change asked of it.
+type recorder struct {
+	mu        sync.Mutex
+	group     astypes.AutoScalingGroup
+	gone      map[string]bool // instances EC2 no longer lists
+	filters   [][]string      // instance-id filter values, one entry per DescribeInstances
+	protected [][]string      // instance IDs, one entry per SetInstanceProtection
+	calls     []string
+}
+
+func (r *recorder) DescribeAutoScalingGroups(_ context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error) {
+	out := &autoscaling.DescribeAutoScalingGroupsOutput{}
+	if in.AutoScalingGroupNames[0] == aws.ToString(r.group.AutoScalingGroupName) {
+		out.AutoScalingGroups = []astypes.AutoScalingGroup{r.group}
+	}
+	return out, nil
+}
+
+func (r *recorder) SetDesiredCapacity(_ context.Context, in *autoscaling.SetDesiredCapacityInput, _ ...func(*autoscaling.Options)) (*autoscaling.SetDesiredCapacityOutput, error) {
+	r.record(fmt.Sprintf("desired %s %d cooldown=%v", aws.ToString(in.AutoScalingGroupName), aws.ToInt32(in.DesiredCapacity), aws.ToBool(in.HonorCooldown)))
+	return &autoscaling.SetDesiredCapacityOutput{}, nil
+}
+
+func (r *recorder) SetInstanceProtection(_ context.Context, in *autoscaling.SetInstanceProtectionInput, _ ...func(*autoscaling.Options)) (*autoscaling.SetInstanceProtectionOutput, error) {
+	r.record(fmt.Sprintf("protect %s %v", aws.ToString(in.AutoScalingGroupName), aws.ToBool(in.ProtectedFromScaleIn)))
+	r.mu.Lock()
+	r.protected = append(r.protected, in.InstanceIds)
+	r.mu.Unlock()
+	return &autoscaling.SetInstanceProtectionOutput{}, nil
+}
+
+func (r *recorder) TerminateInstanceInAutoScalingGroup(_ context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error) {
+	r.record(fmt.Sprintf("terminate %s decrement=%v", aws.ToString(in.InstanceId), aws.ToBool(in.ShouldDecrementDesiredCapacity)))
+	return &autoscaling.TerminateInstanceInAutoScalingGroupOutput{}, nil
+}
+
+func (r *recorder) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := in.Filters[0].Values
+	r.filters = append(r.filters, ids)
+	var res ec2types.Reservation
+	for _, id := range ids {
+		if !r.gone[id] {
+			res.Instances = append(res.Instances, ec2types.Instance{InstanceId: aws.String(id),
+				PrivateIpAddress: aws.String("10.1.0." + id[2:]), LaunchTime: aws.Time(time.Unix(700, 0))})
+		}
+	}
+	return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{res}}, nil
+}
+
+func (r *recorder) record(call string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, call)
+}
+
+// fleetOf returns a recorder serving group "grp" of n instances i-0 … i-(n-1), launched from a
+// mixed instances policy's launch template.
+func fleetOf(n int) *recorder {
+	r := &recorder{gone: map[string]bool{"i-1": true}, group: astypes.AutoScalingGroup{
+		AutoScalingGroupName: aws.String("grp"), DesiredCapacity: aws.Int32(int32(n)), MinSize: aws.Int32(1), MaxSize: aws.Int32(500),
+		MixedInstancesPolicy: &astypes.MixedInstancesPolicy{LaunchTemplate: &astypes.LaunchTemplate{
+			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("lt"), Version: aws.String("$Latest")}}},
+	}}
+	for i := range n {
+		r.group.Instances = append(r.group.Instances, astypes.Instance{InstanceId: aws.String(fmt.Sprintf("i-%d", i)),
+			LifecycleState: astypes.LifecycleStateInService, ProtectedFromScaleIn: aws.Bool(i == 0),
+			LaunchTemplate: &astypes.LaunchTemplateSpecification{Version: aws.String("4")}})
+	}
+	return r
+}
+
+func TestGroupsReadChunksAndKeepsGoneInstances(t *testing.T) {
+	r := fleetOf(450)
+	g, err := asg.NewGroups(r, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Read(context.Background(), "grp", scale.ErrGroupNotFound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "grp" || s.Desired != 450 || s.Min != 1 || s.Max != 500 || len(s.Members) != 450 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if s.LaunchTemplate == nil || aws.ToString(s.LaunchTemplate.LaunchTemplateName) != "lt" {
+		t.Errorf("launch template %+v, want the mixed instances policy's", s.LaunchTemplate)
+	}
+	if len(r.filters) != 3 || len(r.filters[0]) != 200 || len(r.filters[1]) != 200 || len(r.filters[2]) != 50 {
+		t.Errorf("DescribeInstances filters of %d calls, want 200+200+50", len(r.filters))
+	}
+	m := s.Members[0]
+	if m.Instance.ID != "i-0" || !m.Instance.Protected || !m.Instance.State.InService() || m.Instance.LaunchTemplateVersion != "4" ||
+		m.PrivateIP != "10.1.0.0" || !m.Instance.LaunchedAt.Equal(time.Unix(700, 0)) {
+		t.Errorf("member %+v", m)
+	}
+	if m := s.Members[1]; m.PrivateIP != "" || !m.Instance.LaunchedAt.IsZero() {
+		t.Errorf("an instance EC2 no longer lists got EC2 details: %+v", m)
+	}
+	if m := s.Members[449]; m.PrivateIP != "10.1.0.449" {
+		t.Errorf("last member of the third chunk: %+v", m)
+	}
+
+	sentinel := errors.New("the caller's not found")
+	if _, err := g.Read(context.Background(), "other", sentinel); !errors.Is(err, sentinel) {
+		t.Errorf("missing group: %v, want it to wrap the caller's sentinel", err)
+	}
+	if _, err := asg.NewGroups(nil, nil); err == nil {
+		t.Error("nil clients accepted")
+	}
+}
+
+func TestGroupServesTheScaleHandler(t *testing.T) {
+	r := fleetOf(120)
+	g, err := asg.New(r, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := g.Describe(ctx, "grp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Name != "grp" || st.Desired != 120 || len(st.Members) != 120 || st.Members[2].PrivateIP != "10.1.0.2" || st.Members[2].Instance.ID != "i-2" {
+		t.Fatalf("described %+v", st.Members[:3])
+	}
+	if _, err := g.Describe(ctx, "other"); !errors.Is(err, scale.ErrGroupNotFound) {
+		t.Errorf("missing group: %v", err)
+	}
+
+	ids := make([]string, 0, len(st.Members))
+	for _, m := range st.Members {
+		ids = append(ids, m.Instance.ID)
+	}
+	if err := g.SetProtection(ctx, "grp", ids, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.protected) != 3 || len(r.protected[0]) != 50 || len(r.protected[1]) != 50 || len(r.protected[2]) != 20 || r.protected[2][19] != "i-119" {
+		t.Errorf("SetInstanceProtection chunks %d, want 50+50+20", len(r.protected))
+	}
+	if err := g.SetDesiredCapacity(ctx, "grp", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.TerminateInstance(ctx, "i-3"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"protect grp true", "protect grp true", "protect grp true", "desired grp 7 cooldown=false", "terminate i-3 decrement=true"}
+	if fmt.Sprint(r.calls) != fmt.Sprint(want) {
+		t.Errorf("calls %q, want %q", r.calls, want)
 	}
 }
