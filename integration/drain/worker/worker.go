@@ -1,4 +1,4 @@
-// Package worker runs the drain handler the way the worker binary will, for the drain
+// Package worker runs the drain handler the way the worker binary does, for the drain
 // integration tests and benchmarks: a real infra/sqs subscriber and publisher on the lifecycle
 // queue, the infra/router dispatch, the real DynamoDB, SSM and Auto Scaling adapters against
 // the local emulator, runner metrics through infra/scrape, and a periodic Sweep.
