@@ -30,7 +30,8 @@ type ConfigOptions struct {
 }
 
 // LoadConfig loads the SDK configuration the way users configure it: environment, shared files,
-// then the options given here.
+// then the options given here. Every client made from it refuses to send a call whose context's
+// deadline has passed, even before the context's timer has fired (see deadlineFence).
 func LoadConfig(ctx context.Context, o ConfigOptions) (aws.Config, error) {
 	var opts []func(*config.LoadOptions) error
 	if o.Region != "" {
@@ -55,5 +56,6 @@ func LoadConfig(ctx context.Context, o ConfigOptions) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, fmt.Errorf("loading aws config: no region: set AWS_REGION or the region key")
 	}
+	cfg.APIOptions = append(cfg.APIOptions, addDeadlineFence)
 	return cfg, nil
 }
