@@ -7,8 +7,6 @@ package drainadapter
 import (
 	"context"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -33,9 +31,7 @@ func FollowUps(pub message.Publisher, queue string) drain.FollowUps {
 		if msg.UUID == "" {
 			msg.UUID = messages.NewID()
 		}
-		if secs := int(math.Ceil(delay.Seconds())); secs > 0 {
-			msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
-		}
+		sqs.SetDelay(msg, delay)
 		if err := pub.Publish(queue, msg); err != nil {
 			return fmt.Errorf("publishing a drain follow-up to %s: %w", queue, err)
 		}

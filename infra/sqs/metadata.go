@@ -1,5 +1,13 @@
 package sqs
 
+import (
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
 // Watermill metadata keys that map to SQS parameters or system attributes. They are reserved:
 // they are never copied to or from message attributes.
 const (
@@ -46,3 +54,11 @@ var reservedKeys = map[string]bool{
 // Reserved reports whether key is one of the metadata keys that map to SQS parameters or system
 // attributes rather than message attributes.
 func Reserved(key string) bool { return reservedKeys[key] }
+
+// SetDelay asks for msg to be delivered d from its publication: d rounded up to whole seconds
+// (SQS's unit) and capped at MaxDelaySeconds; nothing is set when d rounds to zero or less.
+func SetDelay(msg *message.Message, d time.Duration) {
+	if secs := int(math.Ceil(d.Seconds())); secs > 0 {
+		msg.Metadata.Set(MetaDelaySeconds, strconv.Itoa(min(secs, MaxDelaySeconds)))
+	}
+}

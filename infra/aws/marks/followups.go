@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -30,9 +28,7 @@ func (f LaunchFollowUps) Schedule(_ context.Context, env messages.Envelope, dela
 		return fmt.Errorf("encoding launch follow-up: %w", err)
 	}
 	msg := message.NewMessage(messages.NewID(), body)
-	if secs := int(math.Ceil(delay.Seconds())); secs > 0 {
-		msg.Metadata.Set(sqs.MetaDelaySeconds, strconv.Itoa(min(secs, sqs.MaxDelaySeconds)))
-	}
+	sqs.SetDelay(msg, delay)
 	if err := f.Publisher.Publish(f.Queue, msg); err != nil {
 		return fmt.Errorf("publishing launch follow-up: %w", err)
 	}
