@@ -96,6 +96,12 @@ func (p *problemList) time(field, v string) time.Time {
 		p.add("field %q: %s is not an RFC 3339 time", field, quote(v))
 		return time.Time{}
 	}
+	// RFC 3339 years are 0000-9999 in the time's own offset; in UTC, which is how times are
+	// written back, 0000-01-01T00:00:00+01:00 is in year -1, which no RFC 3339 text can hold.
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		p.add("field %q: %s is out of range (years 0001-9999 in UTC)", field, quote(v))
+		return time.Time{}
+	}
 	return t
 }
 
