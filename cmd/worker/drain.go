@@ -53,19 +53,13 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	}
 	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
-		FollowUps: followUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
+		FollowUps: drainadapter.FollowUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
 		Sink: sink,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the drain handler: %w", err)
 	}
 	return h, nil
-}
-
-// followUps publishes a drain's next step as a DrainStep message on the lifecycle queue, delayed
-// by the step's delay rounded up to whole seconds (SQS's unit; at most 900 s).
-func followUps(pub message.Publisher, queue string) drain.FollowUps {
-	return drainadapter.FollowUps(pub, queue)
 }
 
 // sweeper runs the periodic sweeps of the state machines whose follow-ups may be lost: drains

@@ -17,6 +17,7 @@ import (
 
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/drainadapter"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
@@ -44,7 +45,7 @@ func (p *recordingPublisher) Close() error { return nil }
 
 func TestFollowUpsAreDelayedDrainSteps(t *testing.T) {
 	pub := &recordingPublisher{}
-	fu := followUps(pub, "runnerfleet-lifecycle")
+	fu := drainadapter.FollowUps(pub, "runnerfleet-lifecycle")
 	step := messages.DrainStep{Fleet: "blue", InstanceID: "i-1", ActionToken: "tok", GroupName: "g", Attempt: 3}
 	for _, delay := range []time.Duration{0, 1500 * time.Millisecond, time.Hour} {
 		if err := fu.Schedule(context.Background(), step, delay); err != nil {

@@ -68,7 +68,7 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 		return true
 	}
 	if fenced(ctx) {
-		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		rec.Note = fencedNote
 		return true
 	}
 	active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
@@ -93,7 +93,7 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 // the common case costs one call.
 func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
 	if fenced(ctx) {
-		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		rec.Note = fencedNote
 		return
 	}
 	id, sendErr := h.d.Commands.Send(ctx, f.Documents.StopIntake, rec.InstanceID)
@@ -132,7 +132,7 @@ func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings,
 // send starts a document and moves to the phase that waits for it.
 func (h *Handler) send(ctx context.Context, rec *record, f fleet.Settings, now time.Time, role, document string, wait phase) {
 	if fenced(ctx) {
-		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		rec.Note = fencedNote
 		return
 	}
 	id, err := h.d.Commands.Send(ctx, document, rec.InstanceID)
@@ -271,7 +271,7 @@ func (h *Handler) sawJobs(rec *record, f fleet.Settings, now time.Time, n int) {
 // reached only after the jobs were seen at zero, or for an instance no command can reach.
 func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
 	if fenced(ctx) {
-		rec.Note = "the step's lease ran out before this call: not made (another replica may own the drain)"
+		rec.Note = fencedNote
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.CompleteTimeout)
@@ -317,6 +317,9 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// fencedNote is the decision record's note for a call not made because the lease fence passed.
+const fencedNote = "the step's lease ran out before this call: not made (another replica may own the drain)"
 
 // fenced reports whether the step's lease fence (ctx's deadline, set before the lease ends) has
 // passed, read against the monotonic clock and not only through ctx.Err(): after a SIGSTOP that

@@ -42,6 +42,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/drainadapter"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/router"
@@ -199,7 +200,7 @@ func (e *env) start(fleets []fleet.Settings, gates map[string]launch.Gate) {
 	dh, err := drain.New(drain.Config{Fleets: fleets, StepTimeout: 3 * time.Second, CommandPoll: 300 * time.Millisecond,
 		RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second, SweepGrace: time.Second},
 		drain.Deps{Store: tab, Commands: cmds, Lifecycle: lc, Jobs: worker.JobsFunc(scr, fleets),
-			FollowUps: worker.FollowUps(pub, e.queue), Logger: logger})
+			FollowUps: drainadapter.FollowUps(pub, e.queue), Logger: logger})
 	must(e.t, err)
 	e.im = interrupt.NewMetrics(prometheus.NewRegistry())
 	e.ih, err = interrupt.New(interrupt.Config{Fleets: fleets}, interrupt.Deps{Groups: groups, Commands: cmds, Jobs: runners,

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -143,7 +142,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, SweepGrace: cfg.SweepGrace, Owner: cfg.Owner,
 	}, drain.Deps{
 		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
-		FollowUps: FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
+		FollowUps: drainadapter.FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
 		Sink: sink,
 	})
 	if err != nil {
@@ -212,12 +211,6 @@ func (w *Worker) Stop() {
 	w.wg.Wait()
 	_ = w.sub.Close()
 	_ = w.pub.Close()
-}
-
-// FollowUps publishes drain follow-ups as delayed messages on the lifecycle queue, as the
-// worker binary does (drainadapter.FollowUps).
-func FollowUps(pub message.Publisher, queue string) drain.FollowUps {
-	return drainadapter.FollowUps(pub, queue)
 }
 
 // jobsFunc adapts a function to drain.Jobs.
