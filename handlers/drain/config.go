@@ -38,7 +38,7 @@ const (
 	// once. A wave of drains then never queues a new lifecycle event's first step (claim, stop
 	// intake: the hook's clock is running) behind hundreds of scheduled polls, and the steady call
 	// rate of a wave stays under SSM's and DynamoDB's throttling. A step takes tens of
-	// milliseconds of calls, so 8 lanes keep up with thousands of drains polling every few seconds.
+	// milliseconds of calls, so 4 lanes keep up with thousands of drains polling every few seconds.
 	DefaultStepConcurrency = 4
 	// DefaultRetention keeps finished drain records a week (TTL), long enough to read what
 	// happened to any instance of the last few days.
@@ -50,6 +50,10 @@ const (
 	// maxPhasesPerStep bounds the phases one message runs back to back when the next is due
 	// at once (e.g. stop-intake-wait → watch → unregister).
 	maxPhasesPerStep = 4
+	// heartbeatSlack is how much earlier than its interval a heartbeat is due: a follow-up's
+	// delay is whole seconds rounded up, so without it each heartbeat could come up to a second
+	// late (a lot against a short hook timeout).
+	heartbeatSlack = time.Second
 	// clockSkew is how early a follow-up may arrive and still count as due (replicas' clocks).
 	clockSkew = time.Second
 	// saveTimeout bounds the state write that ends a step (on its own context).

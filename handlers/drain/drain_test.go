@@ -59,6 +59,38 @@ func TestDrainWaitsForJobsThenCompletes(t *testing.T) {
 	}
 }
 
+// SQS delays are whole seconds, rounded up. Against a 5 s hook (a heartbeat due every 1.67 s)
+// that rounding alone would space heartbeats 2 s apart; the drain asks for them early enough
+// that they still come at most the interval apart.
+func TestHeartbeatsKeepTheirIntervalWithWholeSecondDelays(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.CommandPoll = 300 * time.Millisecond })
+	r.world.hookHeartbeat = 5 * time.Second
+	r.queue.wholeSeconds = true
+	f := testFleet()
+	f.Drain.PollInterval = time.Minute // only heartbeats make the steps come often
+	r.cfg.Fleets = []fleet.Settings{f}
+	r.h = r.handler("replica-a")
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	endAt := t0.Add(30 * time.Second)
+	r.deliver(1000, func(now time.Time) {
+		if !now.Before(endAt) {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	every := 5 * time.Second / 3
+	hb := append([]time.Time{t0}, r.world.heartbeats...)
+	if len(hb) < 30/2 {
+		t.Errorf("%d heartbeats over 30 s with a 5 s hook", len(hb)-1)
+	}
+	for i := 1; i < len(hb); i++ {
+		if gap := hb[i].Sub(hb[i-1]); gap > every {
+			t.Errorf("heartbeat %d came %s after the one before; the interval is %s", i, gap, every)
+		}
+	}
+}
+
 // The same event three times, on two replicas: one claim, one stop command, one completion.
 func TestDuplicateEventsClaimOnce(t *testing.T) {
 	r := newRig(t, nil)

@@ -341,6 +341,8 @@ type fakeQueue struct {
 	items []queued
 	// drop makes the next n schedules vanish (a lost follow-up) after succeeding.
 	drop int
+	// wholeSeconds rounds every delay up to whole seconds, as SQS's DelaySeconds does.
+	wholeSeconds bool
 }
 
 type queued struct {
@@ -352,9 +354,13 @@ func (q *fakeQueue) Schedule(_ context.Context, s messages.DrainStep, delay time
 	if delay < 0 || delay > MaxDelay {
 		return fmt.Errorf("fake queue: delay %s outside [0, %s]", delay, MaxDelay)
 	}
-	at := q.world.Now().Add(delay)
+	now := q.world.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.wholeSeconds {
+		delay = (delay + time.Second - 1).Truncate(time.Second)
+	}
+	at := now.Add(delay)
 	if q.drop > 0 {
 		q.drop--
 		return nil

@@ -54,17 +54,25 @@ func (h *Handler) step(ctx context.Context, rec *record, f fleet.Settings, now t
 		h.finish(rec, now, OutcomeActionGone, fmt.Sprintf("unknown phase %q", rec.Phase))
 	}
 	if rec.Phase != phaseDone && rec.heartbeating(now) {
-		rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(rec.HeartbeatEvery))
+		rec.Due = minTime(rec.Due, rec.heartbeatDue())
 	}
 }
 
 // heartbeating: heartbeats go on until the maximum drain passes.
 func (r *record) heartbeating(now time.Time) bool { return now.Before(r.Deadline) }
 
+// heartbeatDue is when the next heartbeat is due: the interval after the last one, less the
+// slack a follow-up's delay can add (SQS delays are whole seconds, rounded up), so the
+// heartbeats really come at most HeartbeatEvery apart (plus the step's own latency) and three
+// of them still fit in the hook's timeout. The slack is at most half the interval.
+func (r *record) heartbeatDue() time.Time {
+	return r.LastHeartbeat.Add(r.HeartbeatEvery - min(heartbeatSlack, r.HeartbeatEvery/2))
+}
+
 // heartbeat records a lifecycle heartbeat when one is due. It returns false when the action
 // is no longer pending (the drain is then finished).
 func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) bool {
-	if !rec.heartbeating(now) || now.Before(rec.LastHeartbeat.Add(rec.HeartbeatEvery)) {
+	if !rec.heartbeating(now) || now.Before(rec.heartbeatDue()) {
 		return true
 	}
 	if fenced(ctx) {

@@ -360,18 +360,27 @@ func (e *env) log() []emulator.LogEvent {
 	return evs
 }
 
-// killed counts killed jobs in the simulator's state and in the log.
+// noneKilled fails the test when a job was killed, with the log's story of each victim.
+func (e *env) noneKilled() {
+	e.t.Helper()
+	if k := e.killed(); k != 0 {
+		e.t.Fatalf("%d jobs killed\n%s", k, emulator.ExplainKills(e.log()))
+	}
+}
+
+// killed counts killed jobs: the simulator's state and its job.killed log events tell the same
+// story (one per job); the larger count is returned, so a lost report still shows.
 func (e *env) killed() int {
-	n := 0
+	inState, inLog := 0, 0
 	for _, in := range e.w.Sim.State().Instances {
-		n += in.Killed
+		inState += in.Killed
 	}
 	for _, ev := range e.log() {
-		if ev.Kind == "job.killed" && ev.String("job_id") != "" {
-			n++
+		if ev.Kind == emulator.KindJobKilled && ev.String("job_id") != "" {
+			inLog++
 		}
 	}
-	return n
+	return max(inState, inLog)
 }
 
 // minServing replays the transition log and returns the least number of the group's instances
