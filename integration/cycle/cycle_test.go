@@ -12,8 +12,8 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
-// longJob outlasts the hook's heartbeat timeout (5 s) several times: only the drain's
-// heartbeats keep an old instance until its job ends.
+// longJob outlasts the hook's heartbeat timeout (10 s): only the drain's heartbeats keep an old
+// instance until its job ends.
 const longJob = 15 * time.Second
 
 // A cycle of a 3-instance fleet, each running a job longer than the hook's heartbeat timeout,
