@@ -127,41 +127,62 @@ def check_loopback_url(url: str) -> None:
         raise RunnerSimError(f"refusing non-loopback runner simulator URL {url!r}")
 
 
-# One keep-alive connection to the runner simulator per server thread (the server runs a thread
-# per client connection, so a worker's few pooled connections reuse a few of these). A new TCP
-# connection per call (urllib) cost 4-10 ms of a loaded emulator's SendCommand; no proxies:
-# nothing leaves loopback.
-_CONNS = threading.local()
+# Idle keep-alive connections to the runner simulator, shared by every thread. werkzeug serves
+# each request on a thread of its own, so a connection kept per thread was never used twice:
+# profiling the drain benchmark (RFEMU_PROFILE_FILE) found a TCP connect in every SendCommand (it
+# asks the simulator which instances are managed) and every command invocation. A thread takes a
+# connection for one request and gives it back; no proxies: nothing leaves loopback.
+_IDLE: list[tuple[tuple[str, int], http.client.HTTPConnection]] = []
+_IDLE_LOCK = threading.Lock()
+_IDLE_MAX = 16
+
+
+def _take_idle(key: tuple[str, int]) -> http.client.HTTPConnection | None:
+    with _IDLE_LOCK:
+        for i in range(len(_IDLE) - 1, -1, -1):
+            if _IDLE[i][0] == key:
+                return _IDLE.pop(i)[1]
+    return None
+
+
+def _give_back(key: tuple[str, int], conn: http.client.HTTPConnection) -> None:
+    with _IDLE_LOCK:
+        if len(_IDLE) < _IDLE_MAX:
+            _IDLE.append((key, conn))
+            return
+    conn.close()
 
 
 def _runnersim_request(base: str, method: str, path: str, data: bytes | None, headers: dict[str, str],
                        timeout: float) -> tuple[int, bytes]:
     parsed = urllib.parse.urlparse(base)
-    key = (parsed.hostname, parsed.port or 80)
+    key = (parsed.hostname or "", parsed.port or 80)
     prefix = parsed.path.rstrip("/")
     while True:
-        conn = getattr(_CONNS, "conn", None)
-        reused = conn is not None and getattr(_CONNS, "key", None) == key
-        if not reused:
-            if conn is not None:
-                conn.close()
+        conn = _take_idle(key)
+        reused = conn is not None
+        if conn is None:
             conn = http.client.HTTPConnection(key[0], key[1], timeout=timeout)
-            _CONNS.conn, _CONNS.key = conn, key
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         try:
             conn.request(method, prefix + path, body=data, headers=headers)
             resp = conn.getresponse()
-            return resp.status, resp.read()
+            body = resp.read()
         except (http.client.HTTPException, OSError) as e:
             conn.close()
-            _CONNS.conn = None
             # A kept-alive connection the simulator has closed fails on reuse, before the request
-            # reaches it: try once more on a fresh one. A fresh connection's failure, or a
-            # timeout (the simulator may have acted), is final.
+            # reaches it: try again (an idle one or a fresh one). A fresh connection's failure, or
+            # a timeout (the simulator may have acted), is final.
             if not reused or isinstance(e, TimeoutError):
                 raise
+            continue
+        if resp.will_close:
+            conn.close()
+        else:
+            _give_back(key, conn)
+        return resp.status, body
 
 
 def runnersim_call(method: str, path: str, body: Any = None, timeout: float = 5.0) -> Any:
