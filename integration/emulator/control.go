@@ -39,6 +39,9 @@ const (
 	KindEventEmitted = "event.emitted"
 	// KindStackStatus: a stack changed status; fields stack_id, stack, status.
 	KindStackStatus = "stack.status"
+	// KindRunnerSimSlow: a call from the emulator to the runner simulator took a second or more
+	// (some hold the emulator's lock meanwhile); fields call, seconds.
+	KindRunnerSimSlow = "runnersim.slow"
 )
 
 // LogEvent is one entry of the emulator's ordered transition log.

@@ -25,6 +25,12 @@ func ExplainKills(evs []LogEvent) string {
 		return "the log records no killed job"
 	}
 	var b strings.Builder
+	for _, ev := range evs {
+		if ev.Kind == KindRunnerSimSlow {
+			fmt.Fprintf(&b, "%s the emulator waited %vs for the runner simulator (%s)\n",
+				ev.Time.Format("15:04:05.000"), ev.Fields["seconds"], ev.String("call"))
+		}
+	}
 	for _, id := range victims {
 		fmt.Fprintf(&b, "instance %s:\n", id)
 		var begun, last time.Time

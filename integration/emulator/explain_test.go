@@ -23,9 +23,11 @@ func TestExplainKillsTellsTheTimeout(t *testing.T) {
 		ev(8, emulator.KindHookTimeout, map[string]any{"instance_id": "i-a", "result": "CONTINUE", "timeout": "heartbeat"}),
 		ev(8, emulator.KindJobKilled, map[string]any{"instance_id": "i-a", "job_id": "7"}),
 		ev(9, emulator.KindHookComplete, map[string]any{"instance_id": "i-b", "result": "CONTINUE"}),
+		ev(4, emulator.KindRunnerSimSlow, map[string]any{"call": "DELETE /instances/i-c", "seconds": 4.2}),
 	}
 	got := emulator.ExplainKills(evs)
-	for _, want := range []string{"instance i-a:", "hook.timeout result CONTINUE heartbeat after 8s", "longest silence between heartbeats 5s", "job_id=7"} {
+	for _, want := range []string{"instance i-a:", "hook.timeout result CONTINUE heartbeat after 8s", "longest silence between heartbeats 5s", "job_id=7",
+		"waited 4.2s for the runner simulator (DELETE /instances/i-c)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, got)
 		}

@@ -185,6 +185,11 @@ def _runnersim_request(base: str, method: str, path: str, data: bytes | None, he
         return resp.status, body
 
 
+# SLOW_RUNNERSIM_CALL is how long a call to the runner simulator may take before the transition
+# log records it (kind runnersim.slow).
+SLOW_RUNNERSIM_CALL = 1.0
+
+
 def runnersim_call(method: str, path: str, body: Any = None, timeout: float = 5.0) -> Any:
     """Call the runner simulator (loopback only; any other host is refused). Returns the decoded
     JSON body, or None when no simulator is configured. Raises RunnerSimError on failure."""
@@ -198,10 +203,17 @@ def runnersim_call(method: str, path: str, body: Any = None, timeout: float = 5.
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
+    began = time.monotonic()
     try:
         status, raw = _runnersim_request(base, method, path, data, headers, timeout)
     except Exception as e:  # connection refused, timeout
         raise RunnerSimError(f"{method} {path}: {e}") from e
+    finally:
+        # Some callers hold the emulator's lock (launch, terminate): a slow simulator stalls every
+        # Auto Scaling call meanwhile, heartbeats included. Say so in the log tests read.
+        took = time.monotonic() - began
+        if took >= SLOW_RUNNERSIM_CALL:
+            log_event("runnersim.slow", call=f"{method} {path}", seconds=round(took, 3))
     if status >= 400:
         raise RunnerSimError(f"{method} {path}: HTTP {status}: {raw[:200]!r}")
     if not raw:
