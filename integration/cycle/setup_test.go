@@ -372,13 +372,7 @@ func (e *env) noneKilled() {
 	if k := e.killed(); k != 0 {
 		evs := e.log()
 		dumpLog(e.t, evs)
-		var victims []string
-		for _, ev := range evs {
-			if ev.Kind == emulator.KindJobKilled {
-				victims = append(victims, ev.String("instance_id"))
-			}
-		}
-		for _, line := range e.logs.mentioning(append(victims, `"level":"WARN"`, `"level":"ERROR"`)) {
+		for _, line := range e.logs.mentioning(append(emulator.Victims(evs), `"level":"WARN"`, `"level":"ERROR"`)) {
 			e.t.Log(line)
 		}
 		for _, ev := range e.record().Events {

@@ -13,14 +13,7 @@ import (
 // it, so a failure on a busy CI machine says whether a heartbeat came late (the hook timed
 // out), the action was completed too early, or the instance left without a hook at all.
 func ExplainKills(evs []LogEvent) string {
-	var victims []string
-	for _, ev := range evs {
-		id := ev.String("instance_id")
-		killed := ev.Kind == KindJobKilled || (ev.Kind == KindInstanceJobsKilled && ev.Int("killed") > 0)
-		if killed && id != "" && !slices.Contains(victims, id) {
-			victims = append(victims, id)
-		}
-	}
+	victims := Victims(evs)
 	if len(victims) == 0 {
 		return "the log records no killed job"
 	}
@@ -61,6 +54,19 @@ func ExplainKills(evs []LogEvent) string {
 		}
 	}
 	return b.String()
+}
+
+// Victims returns the instances the log says lost a job, in the order of their first loss.
+func Victims(evs []LogEvent) []string {
+	var victims []string
+	for _, ev := range evs {
+		id := ev.String("instance_id")
+		killed := ev.Kind == KindJobKilled || (ev.Kind == KindInstanceJobsKilled && ev.Int("killed") > 0)
+		if killed && id != "" && !slices.Contains(victims, id) {
+			victims = append(victims, id)
+		}
+	}
+	return victims
 }
 
 func fieldsOf(ev LogEvent) string {

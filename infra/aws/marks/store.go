@@ -20,12 +20,12 @@ import (
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 )
 
 // Table is the state table as marks use it (infra/aws/state.Table implements it).
 type Table interface {
-	Load(ctx context.Context, pk, sk string) (body []byte, version int64, found bool, err error)
-	Save(ctx context.Context, pk, sk string, body []byte, version int64, due, expires time.Time) (bool, error)
+	state.Versioned
 	Unfinished(ctx context.Context, prefix string) ([][]byte, error)
 }
 
