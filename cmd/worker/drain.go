@@ -26,8 +26,8 @@ import (
 
 // newDrainer builds the drain handler (issue 5): drain records in the state table, the drain SSM
 // documents, the lifecycle hooks, the runner's jobs from its metrics (a scraper of its own, so
-// drains do not disturb the scaling scraper's rates), and follow-ups published on the lifecycle
-// queue with a delay.
+// drains do not disturb the scaling scraper's rates), and follow-ups published with a delay on
+// the steps queue (the lifecycle queue when none is configured).
 func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (*drain.Handler, error) {
 	cmds, err := runcmd.New(c.ssm)
 	if err != nil {
@@ -53,7 +53,7 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	}
 	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
-		FollowUps: drainadapter.FollowUps(pub, cfg.Queues.Lifecycle.Name), Logger: logger, Metrics: drain.NewMetrics(reg),
+		FollowUps: drainadapter.FollowUps(pub, cfg.Queues.FollowUps().Name), Logger: logger, Metrics: drain.NewMetrics(reg),
 		Sink: sink,
 	})
 	if err != nil {

@@ -100,7 +100,7 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 	if err != nil {
 		return err
 	}
-	for role, q := range map[string]config.Queue{"lifecycle": cfg.Queues.Lifecycle, "control": cfg.Queues.Control} {
+	for role, q := range cfg.Queues.Consumed() {
 		var sub message.Subscriber
 		sub, err = sqs.NewSubscriber(cfg.Subscriber(q), sqsClient, logger)
 		if err != nil {

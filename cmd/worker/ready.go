@@ -22,11 +22,9 @@ type queueAPI interface {
 // readiness returns one check per queue and DLQ: the queue answers GetQueueAttributes.
 func readiness(client queueAPI, q config.Queues) map[string]observe.Check {
 	checks := map[string]observe.Check{}
-	for role, name := range map[string]string{
-		"queue lifecycle": q.Lifecycle.Name, "dlq lifecycle": q.Lifecycle.DeadLetter,
-		"queue control": q.Control.Name, "dlq control": q.Control.DeadLetter,
-	} {
-		checks[role] = func(ctx context.Context) error { return queueAnswers(ctx, client, name) }
+	for role, queue := range q.Consumed() {
+		checks["queue "+role] = func(ctx context.Context) error { return queueAnswers(ctx, client, queue.Name) }
+		checks["dlq "+role] = func(ctx context.Context) error { return queueAnswers(ctx, client, queue.DeadLetter) }
 	}
 	return checks
 }

@@ -70,7 +70,7 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 		gates[f.Name] = launch.Gate{Disabled: g.Disabled, Timeout: g.Timeout, Poll: g.Poll, HeartbeatEvery: g.HeartbeatInterval}
 	}
 	wired, err := marks.Wire(marks.WireConfig{Fleets: cfg.Fleets, Rebalance: rebalance, Gates: gates,
-		LifecycleQueue: cfg.Queues.Lifecycle.Name, LoopbackOnly: cfg.LoopbackOnly},
+		FollowUpQueue: cfg.Queues.FollowUps().Name, LoopbackOnly: cfg.LoopbackOnly},
 		marks.WireClients{AutoScaling: c.autoscaling, EC2: c.ec2, SSM: c.ssm, Table: c.table, Publisher: pub}, reg, logger)
 	if err != nil {
 		return deps{}, nil, fmt.Errorf("building the interrupt and launch handlers: %w", err)

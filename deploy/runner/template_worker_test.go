@@ -19,7 +19,7 @@ func TestWorkerStackShape(t *testing.T) {
 			t.Errorf("%s: name %v does not start with runnerfleet-", id, p["QueueName"])
 		}
 	}
-	for id, dlq := range map[string]string{"LifecycleQueue": "LifecycleDeadLetterQueue", "ControlQueue": "ControlDeadLetterQueue"} {
+	for id, dlq := range map[string]string{"LifecycleQueue": "LifecycleDeadLetterQueue", "ControlQueue": "ControlDeadLetterQueue", "StepsQueue": "StepsDeadLetterQueue"} {
 		p := props(resource(t, m, id))
 		if path(p, "RedrivePolicy", "deadLetterTargetArn", "Fn::GetAtt", "0") != dlq || path(p, "RedrivePolicy", "maxReceiveCount") == nil {
 			t.Errorf("%s: redrive policy %v", id, p["RedrivePolicy"])

@@ -135,12 +135,38 @@ type Retry struct {
 	Multiplier float64 `mapstructure:"multiplier"`
 }
 
-// Queues are the worker's two queues.
+// Queues are the worker's queues.
 type Queues struct {
-	// Lifecycle is the standard queue of lifecycle events, spot notices and drain follow-ups.
+	// Lifecycle is the standard queue of lifecycle events and spot notices (and of the worker's
+	// follow-ups when Steps has no name).
 	Lifecycle Queue `mapstructure:"lifecycle"`
 	// Control is the FIFO queue of commands and fleet events (message group = fleet).
 	Control Queue `mapstructure:"control"`
+	// Steps is the standard queue of the worker's own delayed follow-ups: drain steps and launch
+	// checks. Optional; without a name they go to the lifecycle queue. On a queue of their own,
+	// a wave of drains' follow-ups cannot hold every in-flight slot of the lifecycle queue while
+	// a new terminate event waits behind them (SQS has no priorities: the way to put events
+	// first is to give them a queue that only they use).
+	Steps Queue `mapstructure:"steps"`
+}
+
+// FollowUps is the queue the worker's follow-ups are published to: Steps when it has a name,
+// else Lifecycle.
+func (q Queues) FollowUps() Queue {
+	if q.Steps.Name != "" {
+		return q.Steps
+	}
+	return q.Lifecycle
+}
+
+// Consumed returns the queues the worker subscribes to, by role: lifecycle, control, and steps
+// when it has a name.
+func (q Queues) Consumed() map[string]Queue {
+	out := map[string]Queue{"lifecycle": q.Lifecycle, "control": q.Control}
+	if q.Steps.Name != "" {
+		out["steps"] = q.Steps
+	}
+	return out
 }
 
 // Queue is one queue the worker consumes.
@@ -195,6 +221,9 @@ func (c *Config) setDefaults() {
 	}
 	c.Queues.Lifecycle.setDefaults(DefaultLifecycleQueue, DefaultLifecycleDLQ)
 	c.Queues.Control.setDefaults(DefaultControlQueue, DefaultControlDLQ)
+	if c.Queues.Steps.Name != "" { // optional: no defaults for a queue not asked for
+		c.Queues.Steps.setDefaults(c.Queues.Steps.Name, "")
+	}
 	for i := range c.Fleets {
 		setFleetDefaults(&c.Fleets[i])
 	}
@@ -344,11 +373,24 @@ func (c *Config) Validate() error {
 	}
 
 	budget := c.RetryBudget()
-	for _, q := range []struct {
+	queues := []struct {
 		key  string
 		q    Queue
 		fifo bool
-	}{{"queues.lifecycle", c.Queues.Lifecycle, false}, {"queues.control", c.Queues.Control, true}} {
+	}{{"queues.lifecycle", c.Queues.Lifecycle, false}, {"queues.control", c.Queues.Control, true}}
+	if s := c.Queues.Steps; s.Name != "" {
+		queues = append(queues, struct {
+			key  string
+			q    Queue
+			fifo bool
+		}{"queues.steps", s, false})
+		if s.Name == c.Queues.Lifecycle.Name || s.Name == c.Queues.Control.Name {
+			add("queues.steps.name %q: want a queue of its own (leave the name out to put follow-ups on the lifecycle queue)", s.Name)
+		}
+	} else if s != (Queue{}) {
+		add("queues.steps: settings without a name: name the follow-up queue, or leave the block out")
+	}
+	for _, q := range queues {
 		if q.q.Name == "" {
 			add("%s.name: want a queue name or URL", q.key)
 		} else if sqs.IsFIFO(q.q.Name) != q.fifo {

@@ -115,6 +115,10 @@ func TestValidationRules(t *testing.T) {
 		{"role arn", minimal + "cloudformation_role_arn: runnerfleet-stack-role\n", `cloudformation_role_arn "runnerfleet-stack-role"`},
 		{"negative heartbeat", "fleets: [{name: x, group: g, drain: {heartbeat_interval: -1s}}]\n", "heartbeat_interval -1s"},
 		{"per-kind timeout in the budget", minimal + "handler: {timeouts: {drain.step: 2m}}\n", "shorter than the retry budget"},
+		{"steps on the lifecycle queue", minimal + "queues: {steps: {name: runnerfleet-lifecycle, dead_letter: d}}\n", "queues.steps.name \"runnerfleet-lifecycle\": want a queue of its own"},
+		{"steps fifo", minimal + "queues: {steps: {name: s.fifo, dead_letter: d.fifo}}\n", "queues.steps.name \"s.fifo\": want a standard queue"},
+		{"steps without dlq", minimal + "queues: {steps: {name: s}}\n", "queues.steps.dead_letter: want"},
+		{"steps settings without name", minimal + "queues: {steps: {max_in_flight: 50}}\n", "queues.steps: settings without a name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,6 +127,31 @@ func TestValidationRules(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Follow-ups go to the steps queue when it is named (then consumed too), else to the lifecycle
+// queue; the worker stack names it through the environment.
+func TestStepsQueueIsOptional(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), Source{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Queues.FollowUps().Name; got != DefaultLifecycleQueue {
+		t.Errorf("follow-ups without a steps queue go to %q, want %q", got, DefaultLifecycleQueue)
+	}
+	if _, ok := cfg.Queues.Consumed()["steps"]; ok || len(cfg.Queues.Consumed()) != 2 {
+		t.Errorf("consumed without a steps queue: %v", cfg.Queues.Consumed())
+	}
+	cfg, err = Parse([]byte(minimal), Source{Getenv: envOf(map[string]string{
+		"RUNNERFLEET_QUEUES_STEPS_NAME": "prod-steps", "RUNNERFLEET_QUEUES_STEPS_DEAD_LETTER": "prod-steps-dlq",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := cfg.Queues.Consumed()["steps"]
+	if cfg.Queues.FollowUps().Name != "prod-steps" || steps.DeadLetter != "prod-steps-dlq" || steps.MaxInFlight != DefaultQueueMaxInFlight {
+		t.Errorf("steps queue from the environment: follow-ups to %q, consumed %+v", cfg.Queues.FollowUps().Name, steps)
 	}
 }
 

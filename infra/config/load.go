@@ -38,6 +38,8 @@ var envKeys = []string{
 	"queues.lifecycle.max_hold", "queues.lifecycle.max_in_flight", "queues.lifecycle.nack_backoff",
 	"queues.control.name", "queues.control.dead_letter", "queues.control.visibility_timeout",
 	"queues.control.max_hold", "queues.control.max_in_flight", "queues.control.nack_backoff",
+	"queues.steps.name", "queues.steps.dead_letter", "queues.steps.visibility_timeout",
+	"queues.steps.max_hold", "queues.steps.max_in_flight", "queues.steps.nack_backoff",
 }
 
 // flagKeys maps flag names (as AddFlags defines them) to keys.

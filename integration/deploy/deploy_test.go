@@ -252,6 +252,8 @@ func checkQueues(ctx context.Context, t *testing.T, api *sqs.Client, wout map[st
 		{"runnerfleet-" + workerStack + "-control-dlq.fifo", "ControlDeadLetterQueueUrl", true, ""},
 		{"runnerfleet-" + workerStack + "-lifecycle", "LifecycleQueueUrl", false, "runnerfleet-" + workerStack + "-lifecycle-dlq"},
 		{"runnerfleet-" + workerStack + "-control.fifo", "ControlQueueUrl", true, "runnerfleet-" + workerStack + "-control-dlq.fifo"},
+		{"runnerfleet-" + workerStack + "-steps-dlq", "StepsDeadLetterQueueUrl", false, ""},
+		{"runnerfleet-" + workerStack + "-steps", "StepsQueueUrl", false, "runnerfleet-" + workerStack + "-steps-dlq"},
 	} {
 		u, err := api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q.name)})
 		if err != nil {

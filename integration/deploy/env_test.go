@@ -26,6 +26,8 @@ func TestTaskEnvironmentReachesTheConfig(t *testing.T) {
 		"RUNNERFLEET_QUEUES_LIFECYCLE_DEAD_LETTER": "https://sqs.eu-west-1.amazonaws.com/123456789012/runnerfleet-prod-lifecycle-dlq",
 		"RUNNERFLEET_QUEUES_CONTROL_NAME":          "https://sqs.eu-west-1.amazonaws.com/123456789012/runnerfleet-prod-control.fifo",
 		"RUNNERFLEET_QUEUES_CONTROL_DEAD_LETTER":   "https://sqs.eu-west-1.amazonaws.com/123456789012/runnerfleet-prod-control-dlq.fifo",
+		"RUNNERFLEET_QUEUES_STEPS_NAME":            "https://sqs.eu-west-1.amazonaws.com/123456789012/runnerfleet-prod-steps",
+		"RUNNERFLEET_QUEUES_STEPS_DEAD_LETTER":     "https://sqs.eu-west-1.amazonaws.com/123456789012/runnerfleet-prod-steps-dlq",
 		"RUNNERFLEET_REGION":                       "eu-west-1",
 	}
 	for k, v := range env {
@@ -49,6 +51,9 @@ func TestTaskEnvironmentReachesTheConfig(t *testing.T) {
 	if cfg.Queues.Lifecycle.Name != resolved["RUNNERFLEET_QUEUES_LIFECYCLE_NAME"] || cfg.Queues.Control.Name != resolved["RUNNERFLEET_QUEUES_CONTROL_NAME"] ||
 		cfg.Queues.Lifecycle.DeadLetter != resolved["RUNNERFLEET_QUEUES_LIFECYCLE_DEAD_LETTER"] || cfg.Queues.Control.DeadLetter != resolved["RUNNERFLEET_QUEUES_CONTROL_DEAD_LETTER"] {
 		t.Errorf("queues %+v", cfg.Queues)
+	}
+	if f := cfg.Queues.FollowUps(); f.Name != resolved["RUNNERFLEET_QUEUES_STEPS_NAME"] || f.DeadLetter != resolved["RUNNERFLEET_QUEUES_STEPS_DEAD_LETTER"] {
+		t.Errorf("follow-ups go to %+v, want the stack's steps queue", f)
 	}
 	if cfg.Region != "eu-west-1" {
 		t.Errorf("region %q", cfg.Region)

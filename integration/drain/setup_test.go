@@ -41,7 +41,8 @@ const waitLimit = 3 * time.Minute
 const terminatePattern = `{"source":["aws.autoscaling"],"detail-type":["EC2 Instance-terminate Lifecycle Action"]}`
 
 // env is one test's local world with a fleet (group + terminate hook), its lifecycle queue
-// (and DLQ) fed by a rule, and the state table.
+// (and DLQ) fed by a rule, the steps queue of the drains' follow-ups (as the worker stack has
+// it), and the state table.
 type env struct {
 	t      testing.TB
 	w      *world.World
@@ -51,6 +52,7 @@ type env struct {
 	eb     *eventbridge.Client
 	group  string
 	queue  string
+	steps  string
 	dlq    string
 	table  string
 	fleet  fleet.Settings
@@ -92,6 +94,7 @@ func newEnv(t testing.TB, spec envSpec) *env {
 	}
 	e.dlq = e.newQueue(emulator.UniqueName(t, "runnerfleet-dlq"))
 	e.queue = e.newQueue(emulator.UniqueName(t, "runnerfleet-lifecycle"))
+	e.steps = e.newQueue(emulator.UniqueName(t, "runnerfleet-steps"))
 	e.events = e.rule(e.queue)
 
 	lt := emulator.UniqueName(t, "runnerfleet-lt")
@@ -153,8 +156,8 @@ func (e *env) rule(url string) string {
 
 func (e *env) workerConfig(owner string) worker.Config {
 	return worker.Config{
-		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, DLQURL: e.dlq,
-		Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
+		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, StepsQueueURL: e.steps,
+		DLQURL: e.dlq, Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
 		CommandPoll: cmp.Or(e.commandPoll, 300*time.Millisecond), RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
 		SweepGrace: cmp.Or(e.sweepGrace, time.Second), SweepEvery: cmp.Or(e.sweepEvery, time.Second), Owner: owner,
 		MaxInFlight: e.maxInFlight,

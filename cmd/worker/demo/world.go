@@ -25,6 +25,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/deploy/runner"
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/deploy"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
@@ -58,14 +59,15 @@ func queueARN(name string) string {
 	return "arn:aws:sqs:" + emulator.Region + ":" + account + ":" + name
 }
 
-// createQueues creates both queues with their DLQs (redrive after 5 receives) and returns the
-// URL of each by name.
+// createQueues creates the worker's queues (lifecycle, control, and steps when named) with their
+// DLQs (redrive after 5 receives) and returns the URL of each by name.
 func (c clients) createQueues(ctx context.Context, q config.Queues) (map[string]string, error) {
 	urls := map[string]string{}
-	for _, spec := range []struct {
-		queue config.Queue
-		fifo  bool
-	}{{q.Lifecycle, false}, {q.Control, true}} {
+	for _, queue := range q.Consumed() {
+		spec := struct {
+			queue config.Queue
+			fifo  bool
+		}{queue, sqs.IsFIFO(queue.Name)}
 		for _, name := range []string{spec.queue.DeadLetter, spec.queue.Name} {
 			attrs := map[string]string{"VisibilityTimeout": fmt.Sprint(int(spec.queue.VisibilityTimeout / time.Second))}
 			if spec.fifo {
@@ -169,10 +171,11 @@ func (c clients) inService(ctx context.Context, group string) []string {
 	return ids
 }
 
-// dlqDepth is the number of messages in the two DLQs.
+// dlqDepth is the number of messages in the worker's DLQs.
 func (c clients) dlqDepth(ctx context.Context, urls map[string]string, q config.Queues) (int, error) {
 	total := 0
-	for _, dlq := range []string{q.Lifecycle.DeadLetter, q.Control.DeadLetter} {
+	for _, queue := range q.Consumed() {
+		dlq := queue.DeadLetter
 		out, err := c.sqs.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(urls[dlq]),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
 		if err != nil {

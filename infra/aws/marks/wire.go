@@ -24,8 +24,9 @@ type WireConfig struct {
 	Rebalance map[string]interrupt.RebalanceMode
 	// Gates maps fleet names to their launch gate (absent: derived from the fleet's launch hook).
 	Gates map[string]launch.Gate
-	// LifecycleQueue is the lifecycle queue's name or URL (launch-gate follow-ups).
-	LifecycleQueue string
+	// FollowUpQueue is the name or URL of the queue of launch-gate follow-ups (the worker's steps
+	// queue, or its lifecycle queue).
+	FollowUpQueue string
 	// LoopbackOnly makes runner metrics requests refuse anything outside 127.0.0.0/8.
 	LoopbackOnly bool
 }
@@ -97,7 +98,7 @@ func Wire(cfg WireConfig, c WireClients, reg prometheus.Registerer, logger *slog
 		return nil, fmt.Errorf("building the interrupt handler: %w", err)
 	}
 	lh, err := launch.New(launch.Config{Fleets: cfg.Fleets, Gates: cfg.Gates}, launch.Deps{
-		Store: c.Table, Lifecycle: lc, Health: runners, FollowUps: LaunchFollowUps{Publisher: c.Publisher, Queue: cfg.LifecycleQueue},
+		Store: c.Table, Lifecycle: lc, Health: runners, FollowUps: LaunchFollowUps{Publisher: c.Publisher, Queue: cfg.FollowUpQueue},
 		Logger: logger, Metrics: launch.NewMetrics(reg)})
 	if err != nil {
 		return nil, fmt.Errorf("building the launch gate: %w", err)

@@ -1,6 +1,6 @@
 // Package worker runs the drain handler the way the worker binary does, for the drain
-// integration tests and benchmarks: a real infra/sqs subscriber and publisher on the lifecycle
-// queue, the infra/router dispatch, the real DynamoDB, SSM and Auto Scaling adapters against
+// integration tests and benchmarks: real infra/sqs subscribers and publisher on the lifecycle
+// queue (and the steps queue, when given), the infra/router dispatch, the real DynamoDB, SSM and Auto Scaling adapters against
 // the local emulator, runner metrics through infra/scrape, and a periodic Sweep.
 //
 // The tests use this package in-process and through the drainworker binary (so a worker can be
@@ -45,7 +45,11 @@ type Config struct {
 	Region   string `json:"region"`
 	QueueURL string `json:"queue_url"`
 	DLQURL   string `json:"dlq_url"`
-	Table    string `json:"table"`
+	// StepsQueueURL, when set, is the queue of the drain's follow-ups (the worker's steps queue),
+	// consumed by a subscriber of its own; else follow-ups go to QueueURL. Its dead letters go
+	// to DLQURL too.
+	StepsQueueURL string `json:"steps_queue_url"`
+	Table         string `json:"table"`
 	// Fleets are the managed fleets (MetricsURL set to the simulator's template).
 	Fleets []fleet.Settings `json:"fleets"`
 	// Drain tunes the handler (Fleets is taken from above).
@@ -86,7 +90,7 @@ type Worker struct {
 	Metrics *drain.Metrics
 
 	router *router.Router
-	sub    *sqs.Subscriber
+	subs   map[string]*sqs.Subscriber
 	pub    *sqs.Publisher
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -142,7 +146,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, SweepGrace: cfg.SweepGrace, Owner: cfg.Owner,
 	}, drain.Deps{
 		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
-		FollowUps: drainadapter.FollowUps(pub, cfg.QueueURL), Logger: logger, Metrics: m,
+		FollowUps: drainadapter.FollowUps(pub, cmp.Or(cfg.StepsQueueURL, cfg.QueueURL)), Logger: logger, Metrics: m,
 		Sink: sink,
 	})
 	if err != nil {
@@ -151,12 +155,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err := h.CheckHooks(ctx); err != nil {
 		return nil, err
 	}
-	sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
-		WaitTime: time.Second, VisibilityTimeout: cfg.Visibility, CloseTimeout: 5 * time.Second,
-		MaxInFlight: cmp.Or(cfg.MaxInFlight, 20),
-	}, sqsClient, logger)
-	if err != nil {
-		return nil, err
+	queues := map[string]string{"lifecycle": cfg.QueueURL}
+	if cfg.StepsQueueURL != "" {
+		queues["steps"] = cfg.StepsQueueURL
+	}
+	subs := map[string]*sqs.Subscriber{}
+	for role := range queues {
+		sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
+			WaitTime: time.Second, VisibilityTimeout: cfg.Visibility, CloseTimeout: 5 * time.Second,
+			MaxInFlight: map[string]int{"lifecycle": cmp.Or(cfg.MaxInFlight, 20), "steps": 10}[role],
+		}, sqsClient, logger)
+		if err != nil {
+			return nil, err
+		}
+		subs[role] = sub
 	}
 	r, err := router.New(router.Config{
 		HandlerTimeout: 30 * time.Second, CloseTimeout: 5 * time.Second,
@@ -168,11 +180,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err != nil {
 		return nil, err
 	}
-	if err := r.AddQueue(router.Queue{Name: "lifecycle", Topic: cfg.QueueURL, DeadLetter: cfg.DLQURL, Subscriber: sub}); err != nil {
-		return nil, err
+	for role, url := range queues {
+		if err := r.AddQueue(router.Queue{Name: role, Topic: url, DeadLetter: cfg.DLQURL, Subscriber: subs[role]}); err != nil {
+			return nil, err
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &Worker{Handler: h, Metrics: m, router: r, sub: sub, pub: pub, cancel: cancel}
+	w := &Worker{Handler: h, Metrics: m, router: r, subs: subs, pub: pub, cancel: cancel}
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
@@ -209,7 +223,9 @@ func (w *Worker) Stop() {
 	_ = w.router.Close()
 	w.cancel()
 	w.wg.Wait()
-	_ = w.sub.Close()
+	for _, sub := range w.subs {
+		_ = sub.Close()
+	}
 	_ = w.pub.Close()
 }
 
