@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     core.install_service_names()
     installed = []
-    for name in ("hotpaths", "autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
+    for name in ("hotpaths", "dynamodb", "autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
         if name in args.without:
             continue
         try:

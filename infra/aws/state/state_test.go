@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,5 +113,63 @@ func TestTableConditionalWrites(t *testing.T) {
 func TestNewRefusesNil(t *testing.T) {
 	if _, err := state.New(nil, ""); err == nil {
 		t.Fatal("New(nil, \"\") succeeded")
+	}
+}
+
+// Conditional writes are atomic in DynamoDB: of many concurrent claims of one record exactly
+// one wins, and of many writers of the same version exactly one advances it. Many records at
+// once, so that a check-then-store race in the emulator (moto checked the condition and stored
+// the item with nothing between them) shows up in one run rather than one CI run in twenty.
+func TestConcurrentWritesOneWinnerEach(t *testing.T) {
+	e := emulator.Start(t, emulator.Options{})
+	ctx := context.Background()
+	client := dynamodb.NewFromConfig(e.AWSConfig(t))
+	name := emulator.UniqueName(t, "runnerfleet-state")
+	if err := state.CreateTable(ctx, client, name); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := state.New(client, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 96 requests at once: past the emulator's listen backlog (128) connections are reset.
+	const rounds, records, writers = 6, 12, 8
+	race := func(round int, version int64) [records]int32 {
+		var wins [records]atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for r := range records {
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					body := fmt.Sprintf(`{"writer":%d}`, w)
+					ok, err := tbl.Save(ctx, fmt.Sprintf("drain#tok-%d-%d", round, r), "drain", []byte(body), version, time.Time{}, time.Time{})
+					if err != nil {
+						t.Error(err)
+					}
+					if ok {
+						wins[r].Add(1)
+					}
+				}()
+			}
+		}
+		close(start)
+		wg.Wait()
+		var out [records]int32
+		for r := range out {
+			out[r] = wins[r].Load()
+		}
+		return out
+	}
+	for round := range rounds {
+		for _, version := range []int64{0, 1} { // claims, then writes conditioned on version 1
+			for r, n := range race(round, version) {
+				if n != 1 {
+					t.Errorf("round %d, record %d, writes of version %d: %d won, want exactly 1", round, r, version+1, n)
+				}
+			}
+		}
 	}
 }
