@@ -68,7 +68,7 @@ type env struct {
 	drainers []*worker.Worker
 
 	// logs keeps the drain workers' and cycle handlers' log lines, told when a job was killed.
-	logs lineLog
+	logs world.Lines
 
 	mu      sync.Mutex
 	handler *cycle.Handler
@@ -162,7 +162,7 @@ func (e *env) rule(url string) {
 
 func (e *env) startDrainWorker(owner string) *worker.Worker {
 	e.t.Helper()
-	logger := slog.New(slog.NewJSONHandler(testWriter{e.t, &e.logs}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", owner)
+	logger := slog.New(slog.NewJSONHandler(e.logs.Writer(e.t), &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", owner)
 	wk, err := worker.Start(context.Background(), worker.Config{
 		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, DLQURL: e.dlq, Table: e.table,
 		Fleets: []fleet.Settings{e.fleet.Settings}, StepTimeout: 3 * time.Second, CommandPoll: 300 * time.Millisecond,
@@ -198,7 +198,7 @@ func (e *env) newHandler() *cycle.Handler {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	logger := slog.New(slog.NewJSONHandler(testWriter{e.t, &e.logs}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", "cycle")
+	logger := slog.New(slog.NewJSONHandler(e.logs.Writer(e.t), &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", "cycle")
 	h, err := cycle.New(cycle.Config{Fleets: []cycle.FleetConfig{e.fleet}},
 		cycle.Deps{Group: group, Health: health, State: store, Registerer: prometheus.NewRegistry()}, logger)
 	if err != nil {
@@ -372,7 +372,7 @@ func (e *env) noneKilled() {
 	if k := e.killed(); k != 0 {
 		evs := e.log()
 		dumpLog(e.t, evs)
-		for _, line := range e.logs.mentioning(append(emulator.Victims(evs), `"level":"WARN"`, `"level":"ERROR"`)) {
+		for _, line := range e.logs.Mentioning(append(emulator.Victims(evs), `"level":"WARN"`, `"level":"ERROR"`)...) {
 			e.t.Log(line)
 		}
 		for _, ev := range e.record().Events {
@@ -451,45 +451,3 @@ func dumpLog(t testing.TB, evs []emulator.LogEvent) {
 	t.Logf("transition log:\n%s", s)
 }
 
-// testWriter passes log lines to the test's log in -v runs and keeps them all in a lineLog.
-type testWriter struct {
-	t    testing.TB
-	keep *lineLog
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	w.keep.add(line)
-	if testing.Verbose() {
-		w.t.Log(line)
-	}
-	return len(p), nil
-}
-
-// lineLog is a race-safe list of log lines.
-type lineLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lineLog) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, line)
-}
-
-// mentioning returns the lines that contain any of words.
-func (l *lineLog) mentioning(words []string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range l.lines {
-		for _, w := range words {
-			if strings.Contains(line, w) {
-				out = append(out, line)
-				break
-			}
-		}
-	}
-	return out
-}

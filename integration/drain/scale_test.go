@@ -58,6 +58,7 @@ func TestHundredDrainsSideBySide(t *testing.T) {
 	jobs := e.w.Sim.State().Jobs
 	lastStop, firstComplete := 0, 0
 	lastStopOf, firstCompleteOf := "", ""
+	explained := 0
 	for _, id := range ids {
 		if hs := l.of("hook.start", id); len(hs) != 1 {
 			t.Errorf("%s: %d lifecycle actions, want 1", id, len(hs))
@@ -65,6 +66,17 @@ func TestHundredDrainsSideBySide(t *testing.T) {
 		stops := l.commands(id, "stop-intake")
 		if len(stops) != 1 {
 			t.Errorf("%s: %d stop-intake commands, want 1", id, len(stops))
+			if explained < 3 { // why: the instance's SSM events and the worker's lines about it
+				explained++
+				for _, ev := range l {
+					if ev.String("instance_id") == id && strings.HasPrefix(ev.Kind, "ssm.") {
+						t.Logf("  seq %d %s %s %v", ev.Seq, ev.Time.Format("15:04:05.000"), ev.Kind, ev.Fields)
+					}
+				}
+				for _, line := range e.logs.Mentioning(id) {
+					t.Logf("  %s", line)
+				}
+			}
 		}
 		for _, seq := range stops {
 			if seq > lastStop {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -57,6 +56,8 @@ type env struct {
 	table  string
 	fleet  fleet.Settings
 	events string // rule name
+	// logs keeps the in-process workers' log lines (printed for a failing test's victims).
+	logs world.Lines
 	// stepTimeout is the workers' step timeout (lease: 3×); default 3 s.
 	stepTimeout time.Duration
 	// commandPoll, sweepGrace and sweepEvery tune the workers; defaults 300 ms, 1 s, 1 s.
@@ -177,7 +178,7 @@ func (e *env) startWorkerWith(owner string, tweak func(*worker.Config)) *worker.
 	if tweak != nil {
 		tweak(&wc)
 	}
-	logger := slog.New(slog.NewJSONHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", owner)
+	logger := slog.New(slog.NewJSONHandler(e.logs.Writer(e.t), &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", owner)
 	wk, err := worker.Start(context.Background(), wc, logger)
 	if err != nil {
 		e.t.Fatalf("starting drain worker %s: %v", owner, err)
@@ -186,14 +187,6 @@ func (e *env) startWorkerWith(owner string, tweak func(*worker.Config)) *worker.
 	return wk
 }
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	if testing.Verbose() {
-		w.t.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
-}
 
 var (
 	buildOnce sync.Once
@@ -453,4 +446,3 @@ func (e *env) dump(l logView, instance string) {
 	e.t.Logf("transition log:\n%s", tail(b.String(), 12000))
 }
 
-var _ io.Writer = testWriter{}
