@@ -9,6 +9,7 @@
 //	body       S  the record itself, JSON owned by the handler that writes it
 //	due_at     N  unix seconds when the record's next step is due (absent: nothing due)
 //	expires_at N  unix seconds; set on finished records only; the table's TTL attribute
+//	write_id   S  random, one per Save: tells a write that landed from one that lost (see Save)
 //
 // A record without expires_at is unfinished; Unfinished lists them (a filtered Scan: the table
 // holds one item per drain, cycle, update or command in flight, plus finished ones until their
@@ -17,6 +18,7 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -38,6 +40,7 @@ const (
 	AttrBody      = "body"
 	AttrDueAt     = "due_at"
 	AttrExpiresAt = "expires_at"
+	AttrWriteID   = "write_id"
 )
 
 // API is the part of the DynamoDB client that Table calls, with the SDK's signatures.
@@ -99,10 +102,18 @@ func (t *Table) Load(ctx context.Context, pk, sk string) (body []byte, version i
 //
 // due, when not zero, is when the record's next step is due; expires, when not zero, marks the
 // record finished and is its TTL.
+//
+// The SDK retries a PutItem whose response was lost or damaged (a dropped connection, a CRC32
+// mismatch), and the retry of a write that already landed fails its own condition. Every write
+// carries a fresh write_id, so a failed condition is checked against the stored item: when it
+// is this very write (version+1, our write_id), Save returns true. Without that, a drain's claim
+// could read as a duplicate and no drain start, or a tick's decision be lost on every replica.
 func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version int64, due, expires time.Time) (bool, error) {
 	item := key(pk, sk)
 	item[AttrVersion] = &types.AttributeValueMemberN{Value: strconv.FormatInt(version+1, 10)}
 	item[AttrBody] = &types.AttributeValueMemberS{Value: string(body)}
+	writeID := rand.Text()
+	item[AttrWriteID] = &types.AttributeValueMemberS{Value: writeID}
 	if !due.IsZero() {
 		item[AttrDueAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(due.Unix(), 10)}
 	}
@@ -129,11 +140,29 @@ func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version in
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
-			return false, nil
+			return t.landed(ctx, pk, sk, version+1, writeID)
 		}
 		return false, fmt.Errorf("writing state %s/%s version %d to %s: %w", pk, sk, version+1, t.name, err)
 	}
 	return true, nil
+}
+
+// landed tells whether the stored record is the write of version with writeID: a write whose
+// SDK retry failed the condition because its first attempt had landed.
+func (t *Table) landed(ctx context.Context, pk, sk string, version int64, writeID string) (bool, error) {
+	out, err := t.api.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(t.name),
+		Key:                      key(pk, sk),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String("#v, " + AttrWriteID),
+		ExpressionAttributeNames: map[string]string{"#v": AttrVersion},
+	})
+	if err != nil {
+		return false, fmt.Errorf("checking whether state %s/%s version %d landed in %s: %w", pk, sk, version, t.name, err)
+	}
+	v, _ := out.Item[AttrVersion].(*types.AttributeValueMemberN)
+	id, _ := out.Item[AttrWriteID].(*types.AttributeValueMemberS)
+	return v != nil && id != nil && v.Value == strconv.FormatInt(version, 10) && id.Value == writeID, nil
 }
 
 // Unfinished returns the bodies of every unfinished record (no expires_at) whose pk starts with
