@@ -56,6 +56,9 @@ const (
 	heartbeatSlack = time.Second
 	// clockSkew is how early a follow-up may arrive and still count as due (replicas' clocks).
 	clockSkew = time.Second
+	// minPhaseBudget is the least time a phase's calls get, however short the heartbeat interval
+	// (see phaseBudget).
+	minPhaseBudget = 2 * time.Second
 	// saveTimeout bounds the state write that ends a step (on its own context).
 	saveTimeout = 10 * time.Second
 	// maxHookTimeout is AWS's cap of a hook's global timeout.

@@ -8,11 +8,15 @@
 // A drain may last up to AWS's 48 hours, longer than SQS lets a message stay invisible and
 // longer than any worker should be trusted to live. So a drain is a record in the DynamoDB
 // state table and every message — the lifecycle event, then delayed DrainStep follow-ups on
-// the same standard queue (DelaySeconds ≤ 900) — advances it by one short step:
+// the worker's steps queue, or the lifecycle queue when it has none (DelaySeconds ≤ 900) —
+// advances it by one short step:
 //
 //	stop-intake → stop-intake-wait → watch ⇄ status-wait → unregister → unregister-wait → complete → done
 //
-// with heartbeats (RecordLifecycleActionHeartbeat) sent from any phase when one is due.
+// with heartbeats (RecordLifecycleActionHeartbeat) sent at the start of a step, from any phase,
+// when one is due. A phase's calls get until the next heartbeat is due plus half an interval
+// (phaseBudget), so a hanging SSM call or metrics read cannot hold the next heartbeat back for a
+// whole StepTimeout.
 //
 // # State table key design
 //

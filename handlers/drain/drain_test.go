@@ -707,3 +707,48 @@ func TestFollowUpsTakeLanesNewEventsDoNot(t *testing.T) {
 		t.Errorf("tok-2 still at version %d: its follow-up did not step", v)
 	}
 }
+
+// A hanging metrics read (or SSM call) may not hold a step until its StepTimeout: a heartbeat
+// is sent only at the start of a step, so the step's calls get until the next heartbeat is due
+// plus half an interval (at least minPhaseBudget), then the next step heartbeats. Without the
+// bound this step would hang the whole 20 s StepTimeout.
+func TestHangingCallDoesNotStarveTheHeartbeat(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.StepTimeout = 20 * time.Second; c.Lease = time.Minute })
+	r.world.hookHeartbeat = 3 * time.Second // an interval of 1 s: the phase budget is minPhaseBudget
+	r.h = r.handler("replica-a")
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	for r.record("tok-1").Phase != phaseWatch {
+		if r.deliver(1, nil) == 0 {
+			t.Fatalf("follow-ups ran out before the drain watched: %s", r.record("tok-1").Phase)
+		}
+	}
+	hold := make(chan struct{})
+	defer close(hold)
+	r.world.mu.Lock()
+	r.world.holdJobs, r.world.entered = hold, make(chan struct{}, 10)
+	r.world.mu.Unlock()
+
+	heartbeats := len(r.world.heartbeats)
+	began := time.Now()
+	it, ok := r.queue.pop()
+	if !ok {
+		t.Fatal("no follow-up scheduled in the watch phase")
+	}
+	r.world.advanceTo(it.at)
+	if err := r.h.Handle(context.Background(), &messages.Message{Kind: messages.KindDrainStep, Payload: &it.step}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	took := time.Since(began)
+	rec := r.record("tok-1")
+	budget := rec.HeartbeatEvery - min(heartbeatSlack, rec.HeartbeatEvery/2) + minPhaseBudget // the longest it may take
+	if took > budget+time.Second {
+		t.Errorf("the step with a hanging metrics read took %s, want at most about %s (its phase budget), not the 20 s step timeout", took, budget)
+	}
+	if len(r.world.heartbeats) != heartbeats+1 {
+		t.Errorf("%d heartbeats in the step, want 1 (one was due)", len(r.world.heartbeats)-heartbeats)
+	}
+	if rec.Phase != phaseWatch || !rec.Due.Before(r.world.Now().Add(rec.HeartbeatEvery)) {
+		t.Errorf("after the cut read: phase %s due %s, want watch again within the heartbeat interval", rec.Phase, rec.Due.Sub(r.world.Now()))
+	}
+}

@@ -31,6 +31,11 @@ func (h *Handler) step(ctx context.Context, rec *record, f fleet.Settings, now t
 	if !h.heartbeat(ctx, rec, now) {
 		return
 	}
+	if rec.heartbeating(now) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rec.phaseBudget(now))
+		defer cancel()
+	}
 	switch rec.Phase {
 	case phaseStopIntake:
 		h.stopIntake(ctx, rec, f, now)
@@ -67,6 +72,18 @@ func (r *record) heartbeating(now time.Time) bool { return now.Before(r.Deadline
 // of them still fit in the hook's timeout. The slack is at most half the interval.
 func (r *record) heartbeatDue() time.Time {
 	return r.LastHeartbeat.Add(r.HeartbeatEvery - min(heartbeatSlack, r.HeartbeatEvery/2))
+}
+
+// phaseBudget bounds the calls of a phase (SSM, metrics) so that a hanging call cannot starve
+// the next heartbeat: a heartbeat is sent only at the start of a step, and without this bound a
+// step that began just before its heartbeat was due could run its whole StepTimeout (20 s by
+// default) first — against AWS's shortest heartbeat timeout (30 s, an interval of 10 s) the
+// next heartbeat would then come about 29 s after the last. The phase gets until the next
+// heartbeat is due plus half an interval (at least minPhaseBudget), so heartbeats come at most
+// about 1.5 intervals apart, half the hook's timeout. A call cut short fails like any other
+// and is retried with backoff by a later step.
+func (r *record) phaseBudget(now time.Time) time.Duration {
+	return max(r.heartbeatDue().Sub(now), 0) + max(r.HeartbeatEvery/2, minPhaseBudget)
 }
 
 // heartbeat records a lifecycle heartbeat when one is due. It returns false when the action
@@ -326,8 +343,9 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// fencedNote is the decision record's note for a call not made because the lease fence passed.
-const fencedNote = "the step's lease ran out before this call: not made (another replica may own the drain)"
+// fencedNote is the decision record's note for a call not made because the step's time ran out:
+// its lease fence, or its share of the heartbeat interval (phaseBudget).
+const fencedNote = "the step's time ran out before this call (its lease, or its share of the heartbeat interval): not made, a later step makes it"
 
 // fenced reports whether the step's lease fence (ctx's deadline, set before the lease ends) has
 // passed, read against the monotonic clock and not only through ctx.Err(): after a SIGSTOP that
