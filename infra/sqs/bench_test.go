@@ -161,7 +161,8 @@ func consumeTransport(tb testing.TB, url string, receivers int) time.Duration {
 	return elapsed
 }
 
-// countingClient counts successful deletes and signals when target is reached.
+// countingClient counts successful deletes (single and batched) and signals when target is
+// reached.
 type countingClient struct {
 	*awssqs.Client
 	target  int64
@@ -173,6 +174,18 @@ func (c *countingClient) DeleteMessage(ctx context.Context, in *awssqs.DeleteMes
 	out, err := c.Client.DeleteMessage(ctx, in, optFns...)
 	if err == nil && c.deleted.Add(1) == c.target {
 		close(c.done)
+	}
+	return out, err
+}
+
+func (c *countingClient) DeleteMessageBatch(ctx context.Context, in *awssqs.DeleteMessageBatchInput, optFns ...func(*awssqs.Options)) (*awssqs.DeleteMessageBatchOutput, error) {
+	out, err := c.Client.DeleteMessageBatch(ctx, in, optFns...)
+	if err == nil {
+		for range out.Successful {
+			if c.deleted.Add(1) == c.target {
+				close(c.done)
+			}
+		}
 	}
 	return out, err
 }
