@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     core.install_service_names()
     installed = []
-    for name in ("hotpaths", "dynamodb", "autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
+    for name in ("hotpaths", "gcpause", "dynamodb", "autoscaling", "refresh", "ec2", "events", "parameters", "cfnextra", "cloudformation", "changesets", "sqs", "ssm"):
         if name in args.without:
             continue
         try:
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     moto_app = dispatch.Dispatcher(create_backend_app)
+    if "gcpause" in installed:
+        from rfemu import gcpause
+
+        gcpause.freeze()  # everything loaded so far; service models are frozen as they load
     app = timing.wrap(timing.profiled(control.wrap(moto_app)))
 
     def stop(signum, frame):  # noqa: ARG001
