@@ -90,7 +90,8 @@ type Config struct {
 	StopTimeout time.Duration `mapstructure:"stop_timeout"`
 	// Handler tunes how each message's handler runs.
 	Handler Handler `mapstructure:"handler"`
-	// Queues names the two queues the worker consumes and their dead-letter queues.
+	// Queues names the queues the worker consumes (lifecycle, control, optionally steps) and their
+	// dead-letter queues.
 	Queues Queues `mapstructure:"queues"`
 	// StateTable is the DynamoDB table (name or ARN) holding drain, scaling, cycle and update
 	// state (the worker stack's StateTable; infra/aws/state.CreateTable makes one locally).
