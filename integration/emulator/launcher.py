@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"launcher: moto {moto.__version__} with rfemu [{', '.join(installed)}] on "
           f"http://{args.host}:{args.port} (runnersim={args.runnersim or 'none'}, "
           f"tick-period={core.settings.tick_period}s)", file=sys.stderr, flush=True)
+    # werkzeug listens with a backlog of 128: past that many connections arriving at once (a
+    # test's burst of a few hundred concurrent calls), the kernel resets the rest and the SDK
+    # retries them, which duplicates non-idempotent calls such as SendCommand. The kernel caps
+    # the backlog at net.core.somaxconn (4096 here).
+    from werkzeug.serving import BaseWSGIServer
+
+    BaseWSGIServer.request_queue_size = 1024
     run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
     return 0
 
