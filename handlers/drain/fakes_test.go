@@ -106,6 +106,8 @@ type fakeWorld struct {
 	// holdJobs, when set, blocks RunningJobs until released (a slow metrics scrape); entered
 	// receives once per blocked call.
 	holdJobs, entered chan struct{}
+	// heldFor is the time left on the context of the last held RunningJobs call when it began.
+	heldFor time.Duration
 
 	// lifecycle
 	heartbeats   []time.Time
@@ -168,6 +170,11 @@ func (w *fakeWorld) RunningJobs(ctx context.Context, _, id string) (int, error) 
 	hold, entered := w.holdJobs, w.entered
 	w.mu.Unlock()
 	if hold != nil {
+		if d, ok := ctx.Deadline(); ok {
+			w.mu.Lock()
+			w.heldFor = time.Until(d)
+			w.mu.Unlock()
+		}
 		entered <- struct{}{}
 		select {
 		case <-hold:

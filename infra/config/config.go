@@ -374,17 +374,14 @@ func (c *Config) Validate() error {
 	}
 
 	budget := c.RetryBudget()
-	queues := []struct {
+	type queueCheck struct {
 		key  string
 		q    Queue
 		fifo bool
-	}{{"queues.lifecycle", c.Queues.Lifecycle, false}, {"queues.control", c.Queues.Control, true}}
+	}
+	queues := []queueCheck{{"queues.lifecycle", c.Queues.Lifecycle, false}, {"queues.control", c.Queues.Control, true}}
 	if s := c.Queues.Steps; s.Name != "" {
-		queues = append(queues, struct {
-			key  string
-			q    Queue
-			fifo bool
-		}{"queues.steps", s, false})
+		queues = append(queues, queueCheck{"queues.steps", s, false})
 		if s.Name == c.Queues.Lifecycle.Name || s.Name == c.Queues.Control.Name {
 			add("queues.steps.name %q: want a queue of its own (leave the name out to put follow-ups on the lifecycle queue)", s.Name)
 		}

@@ -64,17 +64,13 @@ func queueARN(name string) string {
 func (c clients) createQueues(ctx context.Context, q config.Queues) (map[string]string, error) {
 	urls := map[string]string{}
 	for _, queue := range q.Consumed() {
-		spec := struct {
-			queue config.Queue
-			fifo  bool
-		}{queue, sqs.IsFIFO(queue.Name)}
-		for _, name := range []string{spec.queue.DeadLetter, spec.queue.Name} {
-			attrs := map[string]string{"VisibilityTimeout": fmt.Sprint(int(spec.queue.VisibilityTimeout / time.Second))}
-			if spec.fifo {
+		for _, name := range []string{queue.DeadLetter, queue.Name} {
+			attrs := map[string]string{"VisibilityTimeout": fmt.Sprint(int(queue.VisibilityTimeout / time.Second))}
+			if sqs.IsFIFO(queue.Name) {
 				attrs["FifoQueue"], attrs["ContentBasedDeduplication"] = "true", "true"
 			}
-			if name == spec.queue.Name {
-				attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, queueARN(spec.queue.DeadLetter))
+			if name == queue.Name {
+				attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, queueARN(queue.DeadLetter))
 			}
 			out, err := c.sqs.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 			if err != nil {

@@ -14,22 +14,29 @@ import (
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
-// The adapter against the emulator's DynamoDB: the conditional writes that drains and fleet-level
-// work rely on.
-func TestTableConditionalWrites(t *testing.T) {
+// newTable starts an emulator and creates a state table in it.
+func newTable(t *testing.T) (*state.Table, *dynamodb.Client, string) {
+	t.Helper()
 	e := emulator.Start(t, emulator.Options{})
-	ctx := context.Background()
 	client := dynamodb.NewFromConfig(e.AWSConfig(t))
 	name := emulator.UniqueName(t, "runnerfleet-state")
-	if err := state.CreateTable(ctx, client, name); err != nil {
+	if err := state.CreateTable(context.Background(), client, name); err != nil {
 		t.Fatal(err)
-	}
-	if err := state.CreateTable(ctx, client, name); err != nil {
-		t.Fatalf("creating an existing table again: %v", err)
 	}
 	tbl, err := state.New(client, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return tbl, client, name
+}
+
+// The adapter against the emulator's DynamoDB: the conditional writes that drains and fleet-level
+// work rely on.
+func TestTableConditionalWrites(t *testing.T) {
+	ctx := context.Background()
+	tbl, client, name := newTable(t)
+	if err := state.CreateTable(ctx, client, name); err != nil {
+		t.Fatalf("creating an existing table again: %v", err)
 	}
 
 	t.Run("claim once among many", func(t *testing.T) {
@@ -121,17 +128,8 @@ func TestNewRefusesNil(t *testing.T) {
 // once, so that a check-then-store race in the emulator (moto checked the condition and stored
 // the item with nothing between them) shows up in one run rather than one CI run in twenty.
 func TestConcurrentWritesOneWinnerEach(t *testing.T) {
-	e := emulator.Start(t, emulator.Options{})
 	ctx := context.Background()
-	client := dynamodb.NewFromConfig(e.AWSConfig(t))
-	name := emulator.UniqueName(t, "runnerfleet-state")
-	if err := state.CreateTable(ctx, client, name); err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := state.New(client, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl, _, _ := newTable(t)
 	// 480 requests at once, past werkzeug's default listen backlog (128): before the emulator's
 	// launcher raised it, the kernel reset the excess connections (9 resets in one run, and the
 	// SDK's retries ran out).
