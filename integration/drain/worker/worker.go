@@ -62,7 +62,9 @@ type Config struct {
 	SweepEvery time.Duration `json:"sweep_every"`
 	// Visibility is the lifecycle queue's visibility timeout for this worker; default 5 s.
 	Visibility time.Duration `json:"visibility"`
-	// MaxInFlight bounds the lifecycle messages handled at once; default 20.
+	// MaxInFlight bounds the lifecycle messages handled at once; default 20. The steps queue's
+	// subscriber holds the production default (sqs.DefaultMaxInFlight): its steps wait for one of
+	// the handler's lanes anyway.
 	MaxInFlight int `json:"max_in_flight"`
 	// Owner names the worker in leases and logs.
 	Owner string `json:"owner"`
@@ -159,11 +161,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if cfg.StepsQueueURL != "" {
 		queues["steps"] = cfg.StepsQueueURL
 	}
+	maxInFlight := map[string]int{"lifecycle": cmp.Or(cfg.MaxInFlight, 20), "steps": sqs.DefaultMaxInFlight}
 	subs := map[string]*sqs.Subscriber{}
 	for role := range queues {
 		sub, err := sqs.NewSubscriber(sqs.SubscriberConfig{
 			WaitTime: time.Second, VisibilityTimeout: cfg.Visibility, CloseTimeout: 5 * time.Second,
-			MaxInFlight: map[string]int{"lifecycle": cmp.Or(cfg.MaxInFlight, 20), "steps": 10}[role],
+			MaxInFlight: maxInFlight[role],
 		}, sqsClient, logger)
 		if err != nil {
 			return nil, err
