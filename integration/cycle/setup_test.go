@@ -450,4 +450,3 @@ func dumpLog(t testing.TB, evs []emulator.LogEvent) {
 	}
 	t.Logf("transition log:\n%s", s)
 }
-

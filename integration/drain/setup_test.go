@@ -187,7 +187,6 @@ func (e *env) startWorkerWith(owner string, tweak func(*worker.Config)) *worker.
 	return wk
 }
 
-
 var (
 	buildOnce sync.Once
 	binPath   string
@@ -445,4 +444,3 @@ func (e *env) dump(l logView, instance string) {
 	}
 	e.t.Logf("transition log:\n%s", tail(b.String(), 12000))
 }
-
