@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import create_backend_app
     from werkzeug.serving import run_simple
 
-    from rfemu import control, dispatch, keepalive, timing
+    from rfemu import control, dispatch, timing
 
     if not args.access_log:
         import logging
@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import BaseWSGIServer
 
     BaseWSGIServer.request_queue_size = 1024
-    handler = None if os.environ.get("RFEMU_NO_KEEPALIVE") else keepalive.KeepAliveHandler
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, request_handler=handler)
+    run_simple(args.host, args.port, app, threaded=True, use_reloader=False)
     return 0
 
 
