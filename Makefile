@@ -12,7 +12,7 @@ TEST_P ?= 2
 TEST_FLAGS ?= -race -count=1 -timeout 20m -p $(TEST_P)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit fuzz static bench lint tools emulator demo image clean
+.PHONY: all build test unit fuzz static bench lint fmt tools emulator demo image clean
 
 all: build test
 
@@ -22,8 +22,12 @@ build:
 tools:
 	@scripts/tools.sh >/dev/null && echo "tools: moto_server and cfn-lint ready"
 
-## test: every test, integration included (the emulator starts per package on free ports), then a short fuzz run.
-test: tools
+## fmt: every Go file is as gofmt writes it (`gofmt -w .` fixes what it lists).
+fmt:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "fmt: not gofmt-formatted (run gofmt -w .):"; echo "$$out"; exit 1; fi
+
+## test: formatting, vet, every test, integration included (the emulator starts per package on free ports), then a short fuzz run.
+test: tools fmt
 	$(GO) vet ./...
 	$(WITH_TOOLS) $(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz static
@@ -54,8 +58,7 @@ bench: tools
 	$(WITH_TOOLS) $(GO) test -run='^$$' -bench=. -benchmem -count=1 -timeout 60m ./...
 	$(if $(CONFORMANCE),$(WITH_TOOLS) RUNNERFLEET_FULL_CONFORMANCE=1 $(GO) test -count=1 -run=Conformance -timeout 90m -v ./infra/sqs | grep -E '^(=== RUN|--- |ok|FAIL|PASS)')
 
-lint: tools
-	gofmt -l . | tee /dev/stderr | (! read)
+lint: tools fmt
 	$(GO) vet ./...
 	$(WITH_TOOLS) cfn-lint deploy/runner/runner.yaml deploy/ecs/worker.yaml
 
