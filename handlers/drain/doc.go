@@ -11,12 +11,13 @@
 // the worker's steps queue, or the lifecycle queue when it has none (DelaySeconds ≤ 900) —
 // advances it by one short step:
 //
-//	stop-intake → stop-intake-wait → watch ⇄ status-wait → unregister → unregister-wait → complete → done
+//	stop-intake → stop-intake-wait → watch ⇄ (status → status-wait) → unregister → unregister-wait → complete → done
 //
 // with heartbeats (RecordLifecycleActionHeartbeat) sent at the start of a step, from any phase,
 // when one is due. A phase's calls get until the next heartbeat is due plus half an interval
 // (phaseBudget), so a hanging SSM call or metrics read cannot hold the next heartbeat back for a
-// whole StepTimeout.
+// whole StepTimeout. The status phase sends the status document when the metrics stop
+// answering; status-wait reads its answer, then watches again, or unregisters at zero jobs.
 //
 // # State table key design
 //
@@ -34,12 +35,18 @@
 //
 //   - Claim: the first write creates the item only if it does not exist; a second claim (a
 //     duplicate delivery, another replica) does nothing.
-//   - Every later write is conditioned on the version the writer read. A step first writes a
-//     lease (owner, until) — conditioned on the version read — and only then calls AWS; its
-//     calls run on a context whose deadline (StepTimeout) falls before the lease ends. A
-//     replica paused mid-step (SIGSTOP, a long GC) finds, when it resumes, its context expired
-//     and its next write refused: it can neither repeat a command another replica already sent
-//     nor undo a step another replica took.
+//   - Every later write is conditioned on the version the writer read. A step of a phase that
+//     changes something outside the table (stop-intake, status, unregister, complete: an SSM
+//     command or the action's completion) first writes a lease (owner, until) — conditioned on
+//     the version read — and only then calls AWS; its calls run on a context whose deadline
+//     (StepTimeout) falls before the lease ends. A replica paused mid-step (SIGSTOP, a long GC)
+//     finds, when it resumes, its context expired and its next write refused: it can neither
+//     repeat a command another replica already sent nor undo a step another replica took.
+//   - The polling phases (the waits, watch) only read, besides a heartbeat any replica may
+//     repeat, so they take no lease: one write per poll, not two, and a long drain is mostly
+//     polls. Two replicas polling at once both read; the conditioned write keeps one result.
+//     When a poll finds the drain ready for its next command, the step takes the lease (the
+//     write carries what the poll found) before sending it.
 //   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is

@@ -137,11 +137,67 @@ func TestDuplicateFollowUpTakesStepOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := r.store.version("tok-1") - before; got != 2 {
-		t.Errorf("the record moved %d versions, want 2 (one lease, one result)", got)
+	// The step polls the stop command's status: it takes no lease, so one write (its result).
+	if got := r.store.version("tok-1") - before; got != 1 {
+		t.Errorf("the record moved %d versions, want 1 (a polling step writes only its result)", got)
 	}
 	if n := r.queue.len(); n != 1 {
 		t.Errorf("%d follow-ups scheduled, want 1", n)
+	}
+}
+
+// Two replicas take the same polling step at once (a duplicate follow-up, or Sweep racing the
+// follow-up): neither holds a lease while it reads the metrics. Both see the jobs end and move on
+// to unregister, which sends a command: each must take the lease first, conditioned on the
+// version it read, so exactly one sends it and exactly one result is kept.
+func TestRacingPollsSendTheNextCommandOnce(t *testing.T) {
+	r := newRig(t, nil)
+	b := r.handler("replica-b")
+	r.world.addInstance("i-1", 1)
+	r.start("i-1", "tok-1")
+	for r.record("tok-1").Phase != phaseWatch {
+		if r.deliver(1, nil) == 0 {
+			t.Fatalf("follow-ups ran out before the drain watched: %s", r.record("tok-1").Phase)
+		}
+	}
+	it, ok := r.queue.pop()
+	if !ok {
+		t.Fatal("no follow-up scheduled in the watch phase")
+	}
+	r.world.advanceTo(it.at)
+	r.world.setJobs("i-1", 0)
+	hold, entered := make(chan struct{}), make(chan struct{}, 2)
+	r.world.mu.Lock()
+	r.world.holdJobs, r.world.entered = hold, entered
+	r.world.mu.Unlock()
+	before := r.store.version("tok-1")
+	errs := make(chan error, 2)
+	for _, h := range []*Handler{r.h, b} {
+		step := it.step
+		go func() { errs <- h.Advance(context.Background(), &step) }()
+	}
+	<-entered
+	<-entered // both are inside their metrics read, neither holding a lease
+	if v := r.store.version("tok-1"); v != before {
+		t.Errorf("a polling step wrote the record (version %d → %d) before its read ended", before, v)
+	}
+	close(hold)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.world.sent(DefaultUnregisterDocument); n != 1 {
+		t.Errorf("unregister sent %d times, want 1", n)
+	}
+	if n := r.queue.len(); n != 1 {
+		t.Errorf("%d follow-ups scheduled, want 1 (by the replica whose step was kept)", n)
+	}
+	if got := r.record("tok-1"); got.Phase != phaseUnregisterWait || got.Lease != nil {
+		t.Errorf("record after the race: phase %s lease %v, want unregister-wait and no lease", got.Phase, got.Lease)
+	}
+	if !strings.Contains(r.logs.String(), "lost the drain to another replica") {
+		t.Error("no decision record for the replica whose step was dropped")
 	}
 }
 
@@ -750,7 +806,9 @@ func TestHangingCallDoesNotStarveTheHeartbeat(t *testing.T) {
 	if len(r.world.heartbeats) != heartbeats+1 {
 		t.Errorf("%d heartbeats in the step, want 1 (one was due)", len(r.world.heartbeats)-heartbeats)
 	}
-	if rec.Phase != phaseWatch || !rec.Due.Before(r.world.Now().Add(rec.HeartbeatEvery)) {
-		t.Errorf("after the cut read: phase %s due %s, want watch again within the heartbeat interval", rec.Phase, rec.Due.Sub(r.world.Now()))
+	// The cut read counts as silent metrics: the drain asks the host (the status document) and
+	// polls it, or — when that send was cut too — watches again; either way within the interval.
+	if (rec.Phase != phaseWatch && rec.Phase != phaseStatusWait) || !rec.Due.Before(r.world.Now().Add(rec.HeartbeatEvery)) {
+		t.Errorf("after the cut read: phase %s due %s, want watch or status-wait within the heartbeat interval", rec.Phase, rec.Due.Sub(r.world.Now()))
 	}
 }

@@ -216,7 +216,8 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 		h.decision(rec, now, "claim", "duplicate: drain already claimed; nothing to do")
 		return nil
 	}
-	return h.run(ctx, rec, 1)
+	_, err = h.run(ctx, rec, 1)
+	return err
 }
 
 // Advance takes the next step of a drain when it is due. Only the follow-up scheduled by the
@@ -267,28 +268,42 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 		// Early (replicas' clocks differ): keep the chain alive.
 		return h.schedule(ctx, rec, version, rec.Due.Sub(now))
 	}
-	rec.Lease = &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)}
-	rec.Due = rec.Lease.Until
-	body, err = json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(token), err)
+	rec.Lease = nil // expired (or none): in run, a lease is one this replica holds
+	if rec.Phase.leased() {
+		ok, err := h.lease(ctx, &rec, version, now)
+		if err != nil || !ok {
+			return err // !ok: another replica took this step
+		}
+		version++
 	}
-	ok, err := h.d.Store.Save(ctx, partitionKey(token), sortKey, body, version, rec.Due, time.Time{})
-	if err != nil {
-		return fmt.Errorf("drain: leasing drain %s: %w", tokenHash(token), err)
-	}
-	if !ok {
-		return nil // another replica took this step
-	}
-	if sweeping {
+	saved, err := h.run(ctx, rec, version)
+	if saved && sweeping {
 		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
 	}
-	return h.run(ctx, rec, version+1)
+	return err
 }
 
-// run takes the step of a leased record at version, writes the result conditioned on that
-// version, and schedules the follow-up.
-func (h *Handler) run(ctx context.Context, rec record, version int64) error {
+// lease writes rec with this replica's lease, conditioned on version: from then until the lease
+// ends, only this replica steps the drain. It returns false when another replica moved the
+// drain first. The record written carries whatever the step has found so far.
+func (h *Handler) lease(ctx context.Context, rec *record, version int64, now time.Time) (bool, error) {
+	rec.Lease = &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)}
+	rec.Due = rec.Lease.Until
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return false, fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
+	}
+	ok, err := h.d.Store.Save(ctx, partitionKey(rec.Token), sortKey, body, version, rec.Due, time.Time{})
+	if err != nil {
+		return false, fmt.Errorf("drain: leasing drain %s: %w", tokenHash(rec.Token), err)
+	}
+	return ok, nil
+}
+
+// run takes the step of a record at version, writes the result conditioned on that version, and
+// schedules the follow-up. It takes the lease before a phase that needs one (phase.leased) if
+// the record does not hold it yet. saved reports whether the step's result was written.
+func (h *Handler) run(ctx context.Context, rec record, version int64) (saved bool, err error) {
 	// The step's calls run on their own bounded context: a cancelled message context (worker
 	// shutting down) must not cut a step in half, and the deadline — before the lease ends —
 	// fences a replica that was paused mid-step.
@@ -300,6 +315,20 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 	rec.Note = ""
 	now := h.d.Clock.Now()
 	for range maxPhasesPerStep {
+		if rec.Lease == nil && rec.Phase.leased() {
+			// A polling step found the drain ready for its next side effect.
+			note := rec.Note
+			ok, err := h.lease(stepCtx, &rec, version, now)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				h.decision(rec, now, string(ran), "lost the drain to another replica; this step's result is dropped")
+				return false, nil
+			}
+			version++
+			rec.Note = note
+		}
 		before := rec.Phase
 		h.step(stepCtx, &rec, f, now)
 		h.m.Steps.WithLabelValues(rec.Fleet, string(before)).Inc()
@@ -322,17 +351,17 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 	}
 	body, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
+		return false, fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
 	}
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
 	defer cancelSave()
 	ok, err := h.d.Store.Save(saveCtx, partitionKey(rec.Token), sortKey, body, version, rec.Due, expires)
 	if err != nil {
-		return fmt.Errorf("drain: saving drain %s after %s: %w", tokenHash(rec.Token), ran, err)
+		return false, fmt.Errorf("drain: saving drain %s after %s: %w", tokenHash(rec.Token), ran, err)
 	}
 	if !ok {
 		h.decision(rec, now, string(ran), "lost the drain to another replica; this step's result is dropped")
-		return nil
+		return false, nil
 	}
 	h.decision(rec, now, string(ran), "")
 	outcome := ""
@@ -346,9 +375,9 @@ func (h *Handler) run(ctx context.Context, rec record, version int64) error {
 		if rec.Outcome != OutcomeCompleted {
 			h.m.Errors.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
 		}
-		return nil
+		return true, nil
 	}
-	return h.schedule(ctx, rec, version+1, rec.Due.Sub(now))
+	return true, h.schedule(ctx, rec, version+1, rec.Due.Sub(now))
 }
 
 // clampDue keeps a next step within what one delayed message can reach.

@@ -21,6 +21,7 @@ const (
 	phaseStopIntake     phase = "stop-intake"
 	phaseStopIntakeWait phase = "stop-intake-wait"
 	phaseWatch          phase = "watch"
+	phaseStatus         phase = "status"
 	phaseStatusWait     phase = "status-wait"
 	phaseUnregister     phase = "unregister"
 	phaseUnregisterWait phase = "unregister-wait"
@@ -93,6 +94,21 @@ type command struct {
 	Document string    `json:"document"`
 	ID       string    `json:"id"`
 	SentAt   time.Time `json:"sent_at"`
+}
+
+// leased reports whether a step of this phase must hold the drain's lease: it makes a call
+// that changes something outside the table (SendCommand, CompleteLifecycleAction), which a
+// second replica taking the same step would repeat. The other phases only read — a command's
+// status, the runner's metrics — besides the heartbeat any phase may send, which a replica can
+// repeat harmlessly; they run without a lease, and the write of their result, conditioned on
+// the version read, keeps exactly one of two racing replicas' results. One write per polling
+// step instead of two: most of a long drain's steps are polls.
+func (p phase) leased() bool {
+	switch p {
+	case phaseStopIntake, phaseStatus, phaseUnregister, phaseComplete:
+		return true
+	}
+	return false
 }
 
 // lease marks a step in progress: until Until, only Owner may advance the record.

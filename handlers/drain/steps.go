@@ -45,6 +45,8 @@ func (h *Handler) step(ctx context.Context, rec *record, f fleet.Settings, now t
 		}
 	case phaseWatch:
 		h.watch(ctx, rec, f, now)
+	case phaseStatus:
+		h.send(ctx, rec, f, now, roleStatus, f.Documents.Status, phaseStatusWait)
 	case phaseStatusWait:
 		h.statusWait(ctx, rec, f, now)
 	case phaseUnregister:
@@ -259,9 +261,10 @@ func (h *Handler) watch(ctx context.Context, rec *record, f fleet.Settings, now 
 		h.sawJobs(rec, f, now, n)
 		return
 	}
-	// The metrics do not answer (the runner exited, or hangs): ask the host.
+	// The metrics do not answer (the runner exited, or hangs): ask the host, in the next phase
+	// (it sends a command, so it takes the lease; this one only read).
 	rec.Note = fmt.Sprintf("metrics: %v", err)
-	h.send(ctx, rec, f, now, roleStatus, f.Documents.Status, phaseStatusWait)
+	rec.Phase, rec.Due = phaseStatus, now
 }
 
 func (h *Handler) statusWait(ctx context.Context, rec *record, f fleet.Settings, now time.Time) {
