@@ -458,6 +458,42 @@ func TestPendingCommandIsWaitedFor(t *testing.T) {
 	}
 }
 
+// A record in a phase this worker does not know (a newer worker wrote it, mid rolling deploy)
+// is neither finished nor completed: this replica keeps the action alive and leaves the step
+// to one that knows the phase.
+func TestUnknownPhaseKeepsTheActionAlive(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+		InstanceID: "i-1", Phase: "from-a-newer-worker", StartedAt: t0, Deadline: t0.Add(time.Hour),
+		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
+	body, _ := jsonMarshal(rec)
+	if ok, _ := r.store.Save(context.Background(), partitionKey("tok-1"), sortKey, body, 0, rec.Due, time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	r.world.advanceTo(t0.Add(5 * time.Second)) // a heartbeat is due
+	step := messages.DrainStep{Fleet: "blue", InstanceID: "i-1", ActionToken: "tok-1", GroupName: "blue-asg", Attempt: 1}
+	if err := r.h.Advance(context.Background(), &step); err != nil {
+		t.Fatal(err)
+	}
+	got := r.record("tok-1")
+	if got.Phase != "from-a-newer-worker" || got.Outcome != "" {
+		t.Errorf("phase %s outcome %q, want the unknown phase kept and no outcome", got.Phase, got.Outcome)
+	}
+	if len(r.world.completes) != 0 || len(r.world.sends) != 0 {
+		t.Errorf("%d completions and %d commands for a phase this worker does not know", len(r.world.completes), len(r.world.sends))
+	}
+	if len(r.world.heartbeats) != 1 {
+		t.Errorf("%d heartbeats, want 1 (one was due)", len(r.world.heartbeats))
+	}
+	if r.queue.len() != 1 {
+		t.Errorf("%d follow-ups scheduled, want 1 (for a replica that knows the phase)", r.queue.len())
+	}
+	if !strings.Contains(got.Note, "unknown to this worker") {
+		t.Errorf("note %q does not say the phase is unknown", got.Note)
+	}
+}
+
 // A lost follow-up (and a worker killed after its lease write) are recovered by Sweep.
 func TestSweepRecoversOrphans(t *testing.T) {
 	r := newRig(t, nil)

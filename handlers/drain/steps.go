@@ -58,7 +58,11 @@ func (h *Handler) step(ctx context.Context, rec *record, f fleet.Settings, now t
 	case phaseComplete:
 		h.complete(ctx, rec, f, now)
 	default:
-		h.finish(rec, now, OutcomeActionGone, fmt.Sprintf("unknown phase %q", rec.Phase))
+		// Written by a newer version of the worker, during a rolling deploy: finishing here
+		// would stop the heartbeats of a drain whose jobs may still run. Keep the action alive
+		// and hand the next step to whichever replica takes it (one that knows the phase).
+		rec.Note = fmt.Sprintf("phase %q is unknown to this worker (written by a newer version?): heartbeating only, leaving the step to a replica that knows it", rec.Phase)
+		rec.Due = now.Add(f.Drain.PollInterval)
 	}
 	if rec.Phase != phaseDone && rec.heartbeating(now) {
 		rec.Due = minTime(rec.Due, rec.heartbeatDue())
