@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -53,8 +52,12 @@ func (s stopTimer) Send(ctx context.Context, document, instanceID string) (strin
 // one after another, against the floor: a bare ReceiveMessage loop on the same queue with the
 // same long poll, measured in the same run. Reports p50/p99 of both, and the goal
 // p99 ≤ 1.5 × floor p99 + 50 ms as goal_met (1 or 0).
+//
+// The state table runs in an emulator process of its own (envSpec.stateEmulator: AWS's services
+// do not share one interpreter lock); RUNNERFLEET_BENCH_ONE_EMULATOR=1 runs everything in one
+// emulator process instead, to compare.
 func BenchmarkEventToStopCommand(b *testing.B) {
-	e := newEnv(b, envSpec{instances: 1, hookTimeout: 30})
+	e := newEnv(b, envSpec{instances: 1, hookTimeout: 30, stateEmulator: os.Getenv("RUNNERFLEET_BENCH_ONE_EMULATOR") == ""})
 	id := e.instanceIDs()[0]
 	ctx := context.Background()
 	// The rule would deliver real events too; this queue only gets what the benchmark sends.
@@ -172,7 +175,7 @@ func measureFloor(b *testing.B, e *env, q string) []time.Duration {
 func measureCalls(b *testing.B, e *env, instance string) map[string][]time.Duration {
 	ctx := context.Background()
 	cfg := e.w.Emulator.AWSConfig(b)
-	table, err := state.New(dynamodb.NewFromConfig(cfg), e.table)
+	table, err := state.New(e.dynamo(), e.table)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -43,19 +43,22 @@ const terminatePattern = `{"source":["aws.autoscaling"],"detail-type":["EC2 Inst
 // (and DLQ) fed by a rule, the steps queue of the drains' follow-ups (as the worker stack has
 // it), and the state table.
 type env struct {
-	t      testing.TB
-	w      *world.World
-	asg    *autoscaling.Client
-	ec2    *ec2.Client
-	sqs    *awssqs.Client
-	eb     *eventbridge.Client
-	group  string
-	queue  string
-	steps  string
-	dlq    string
-	table  string
-	fleet  fleet.Settings
-	events string // rule name
+	t     testing.TB
+	w     *world.World
+	asg   *autoscaling.Client
+	ec2   *ec2.Client
+	sqs   *awssqs.Client
+	eb    *eventbridge.Client
+	group string
+	queue string
+	steps string
+	dlq   string
+	table string
+	// stateEndpoint is the state table's emulator when it runs apart (envSpec.stateEmulator);
+	// empty: the world's emulator.
+	stateEndpoint string
+	fleet         fleet.Settings
+	events        string // rule name
 	// logs keeps the in-process workers' log lines (printed for a failing test's victims).
 	logs world.Lines
 	// stepTimeout is the workers' step timeout (lease: 3×); default 3 s.
@@ -73,6 +76,12 @@ type envSpec struct {
 	concurrent  int
 	documents   fleet.Documents
 	poll        time.Duration
+	// stateEmulator puts the state table in an emulator process of its own. In AWS, a drain's
+	// DynamoDB writes do not wait on anyone's SQS or SSM calls; in one emulator process every
+	// call of every service waits for the same Python interpreter lock. The latency benchmark,
+	// whose point is a new drain's first step while earlier drains keep stepping, runs so; the
+	// tests, which assert outcomes, share one emulator.
+	stateEmulator bool
 }
 
 func newEnv(t testing.TB, spec envSpec) *env {
@@ -90,7 +99,10 @@ func newEnv(t testing.TB, spec envSpec) *env {
 	ctx := context.Background()
 
 	e.table = emulator.UniqueName(t, "runnerfleet-state")
-	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(cfg), e.table); err != nil {
+	if spec.stateEmulator {
+		e.stateEndpoint = emulator.Start(t, emulator.Options{}).Endpoint
+	}
+	if err := state.CreateTable(ctx, e.dynamo(), e.table); err != nil {
 		t.Fatal(err)
 	}
 	e.dlq = e.newQueue(emulator.UniqueName(t, "runnerfleet-dlq"))
@@ -155,10 +167,19 @@ func (e *env) rule(url string) string {
 	return name
 }
 
+// dynamo is a DynamoDB client of the state table's emulator.
+func (e *env) dynamo() *dynamodb.Client {
+	cfg := e.w.Emulator.AWSConfig(e.t)
+	if e.stateEndpoint == "" {
+		return dynamodb.NewFromConfig(cfg)
+	}
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(e.stateEndpoint) })
+}
+
 func (e *env) workerConfig(owner string) worker.Config {
 	return worker.Config{
 		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, StepsQueueURL: e.steps,
-		DLQURL: e.dlq, Table: e.table, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
+		DLQURL: e.dlq, Table: e.table, StateEndpoint: e.stateEndpoint, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
 		CommandPoll: cmp.Or(e.commandPoll, 300*time.Millisecond), RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
 		SweepGrace: cmp.Or(e.sweepGrace, time.Second), SweepEvery: cmp.Or(e.sweepEvery, time.Second), Owner: owner,
 		MaxInFlight: e.maxInFlight,

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -50,6 +51,9 @@ type Config struct {
 	// to DLQURL too.
 	StepsQueueURL string `json:"steps_queue_url"`
 	Table         string `json:"table"`
+	// StateEndpoint is the DynamoDB endpoint of Table when it is not Endpoint (the state table in
+	// an emulator process of its own, as the benchmark runs it); empty: Endpoint.
+	StateEndpoint string `json:"state_endpoint,omitempty"`
 	// Fleets are the managed fleets (MetricsURL set to the simulator's template).
 	Fleets []fleet.Settings `json:"fleets"`
 	// Drain tunes the handler (Fleets is taken from above).
@@ -110,7 +114,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err != nil {
 		return nil, err
 	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), cfg.Table)
+	table, err := state.New(dynamoClient(awsCfg, cfg.StateEndpoint), cfg.Table)
 	if err != nil {
 		return nil, err
 	}
@@ -250,4 +254,12 @@ func JobsFunc(s *scrape.Scraper, fleets []fleet.Settings) drain.Jobs {
 	return jobsFunc(func(ctx context.Context, name, id string) (int, error) {
 		return drainadapter.BusyJobs(ctx, s, tmpl[name], scrape.Target{InstanceID: id})
 	})
+}
+
+// dynamoClient is a DynamoDB client on awsCfg, at endpoint when it is set.
+func dynamoClient(awsCfg aws.Config, endpoint string) *dynamodb.Client {
+	if endpoint == "" {
+		return dynamodb.NewFromConfig(awsCfg)
+	}
+	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
 }
