@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
@@ -53,11 +52,11 @@ func (s stopTimer) Send(ctx context.Context, document, instanceID string) (strin
 // same long poll, measured in the same run. Reports p50/p99 of both, and the goal
 // p99 ≤ 1.5 × floor p99 + 50 ms as goal_met (1 or 0).
 //
-// The state table runs in an emulator process of its own (envSpec.stateEmulator: AWS's services
+// DynamoDB and SSM run in emulator processes of their own (envSpec.servicesApart: AWS's services
 // do not share one interpreter lock); RUNNERFLEET_BENCH_ONE_EMULATOR=1 runs everything in one
 // emulator process instead, to compare.
 func BenchmarkEventToStopCommand(b *testing.B) {
-	e := newEnv(b, envSpec{instances: 1, hookTimeout: 30, stateEmulator: os.Getenv("RUNNERFLEET_BENCH_ONE_EMULATOR") == ""})
+	e := newEnv(b, envSpec{instances: 1, hookTimeout: 30, servicesApart: os.Getenv("RUNNERFLEET_BENCH_ONE_EMULATOR") == ""})
 	id := e.instanceIDs()[0]
 	ctx := context.Background()
 	// The rule would deliver real events too; this queue only gets what the benchmark sends.
@@ -174,12 +173,11 @@ func measureFloor(b *testing.B, e *env, q string) []time.Duration {
 // claim (a conditional PutItem) and the stop-intake SendCommand — the work on top of the floor.
 func measureCalls(b *testing.B, e *env, instance string) map[string][]time.Duration {
 	ctx := context.Background()
-	cfg := e.w.Emulator.AWSConfig(b)
 	table, err := state.New(e.dynamo(), e.table)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmds, err := runcmd.New(ssm.NewFromConfig(cfg))
+	cmds, err := runcmd.New(e.ssm())
 	if err != nil {
 		b.Fatal(err)
 	}

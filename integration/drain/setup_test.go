@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
@@ -54,11 +55,11 @@ type env struct {
 	steps string
 	dlq   string
 	table string
-	// stateEndpoint is the state table's emulator when it runs apart (envSpec.stateEmulator);
-	// empty: the world's emulator.
-	stateEndpoint string
-	fleet         fleet.Settings
-	events        string // rule name
+	// stateEndpoint and ssmEndpoint are the DynamoDB and SSM emulators when they run apart
+	// (envSpec.servicesApart); empty: the world's emulator.
+	stateEndpoint, ssmEndpoint string
+	fleet                      fleet.Settings
+	events                     string // rule name
 	// logs keeps the in-process workers' log lines (printed for a failing test's victims).
 	logs world.Lines
 	// stepTimeout is the workers' step timeout (lease: 3×); default 3 s.
@@ -76,12 +77,14 @@ type envSpec struct {
 	concurrent  int
 	documents   fleet.Documents
 	poll        time.Duration
-	// stateEmulator puts the state table in an emulator process of its own. In AWS, a drain's
-	// DynamoDB writes do not wait on anyone's SQS or SSM calls; in one emulator process every
-	// call of every service waits for the same Python interpreter lock. The latency benchmark,
-	// whose point is a new drain's first step while earlier drains keep stepping, runs so; the
-	// tests, which assert outcomes, share one emulator.
-	stateEmulator bool
+	// servicesApart runs DynamoDB (the state table) and SSM each in an emulator process of its
+	// own, beside the world's (SQS, EventBridge and Auto Scaling, which moto couples: a lifecycle
+	// hook's event reaches the queue inside one process). In AWS a drain's state write or
+	// SendCommand waits on nobody's SQS calls; in one emulator process every call of every
+	// service waits for the same Python interpreter lock. The latency benchmark, whose point is
+	// a new drain's first step while earlier drains keep stepping, runs so. The tests, which
+	// assert outcomes and count SSM commands in the world's log, share one emulator.
+	servicesApart bool
 }
 
 func newEnv(t testing.TB, spec envSpec) *env {
@@ -99,8 +102,9 @@ func newEnv(t testing.TB, spec envSpec) *env {
 	ctx := context.Background()
 
 	e.table = emulator.UniqueName(t, "runnerfleet-state")
-	if spec.stateEmulator {
+	if spec.servicesApart {
 		e.stateEndpoint = emulator.Start(t, emulator.Options{}).Endpoint
+		e.ssmEndpoint = emulator.Start(t, emulator.Options{RunnerSim: w.Sim.URL()}).Endpoint
 	}
 	if err := state.CreateTable(ctx, e.dynamo(), e.table); err != nil {
 		t.Fatal(err)
@@ -176,10 +180,19 @@ func (e *env) dynamo() *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(e.stateEndpoint) })
 }
 
+// ssm is an SSM client of the SSM emulator.
+func (e *env) ssm() *ssm.Client {
+	cfg := e.w.Emulator.AWSConfig(e.t)
+	if e.ssmEndpoint == "" {
+		return ssm.NewFromConfig(cfg)
+	}
+	return ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(e.ssmEndpoint) })
+}
+
 func (e *env) workerConfig(owner string) worker.Config {
 	return worker.Config{
 		Endpoint: e.w.Emulator.Endpoint, Region: emulator.Region, QueueURL: e.queue, StepsQueueURL: e.steps,
-		DLQURL: e.dlq, Table: e.table, StateEndpoint: e.stateEndpoint, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
+		DLQURL: e.dlq, Table: e.table, StateEndpoint: e.stateEndpoint, SSMEndpoint: e.ssmEndpoint, Fleets: []fleet.Settings{e.fleet}, StepTimeout: cmp.Or(e.stepTimeout, 3*time.Second),
 		CommandPoll: cmp.Or(e.commandPoll, 300*time.Millisecond), RetryBase: 500 * time.Millisecond, RetryMax: 2 * time.Second,
 		SweepGrace: cmp.Or(e.sweepGrace, time.Second), SweepEvery: cmp.Or(e.sweepEvery, time.Second), Owner: owner,
 		MaxInFlight: e.maxInFlight,

@@ -51,9 +51,11 @@ type Config struct {
 	// to DLQURL too.
 	StepsQueueURL string `json:"steps_queue_url"`
 	Table         string `json:"table"`
-	// StateEndpoint is the DynamoDB endpoint of Table when it is not Endpoint (the state table in
-	// an emulator process of its own, as the benchmark runs it); empty: Endpoint.
+	// StateEndpoint and SSMEndpoint are the DynamoDB (Table's) and SSM endpoints when they are
+	// not Endpoint (each service in an emulator process of its own, as the benchmark runs them);
+	// empty: Endpoint.
 	StateEndpoint string `json:"state_endpoint,omitempty"`
+	SSMEndpoint   string `json:"ssm_endpoint,omitempty"`
 	// Fleets are the managed fleets (MetricsURL set to the simulator's template).
 	Fleets []fleet.Settings `json:"fleets"`
 	// Drain tunes the handler (Fleets is taken from above).
@@ -118,7 +120,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := runcmd.New(ssm.NewFromConfig(awsCfg))
+	cmds, err := runcmd.New(ssmClient(awsCfg, cfg.SSMEndpoint))
 	if err != nil {
 		return nil, err
 	}
@@ -262,4 +264,12 @@ func dynamoClient(awsCfg aws.Config, endpoint string) *dynamodb.Client {
 		return dynamodb.NewFromConfig(awsCfg)
 	}
 	return dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+}
+
+// ssmClient is an SSM client on awsCfg, at endpoint when it is set.
+func ssmClient(awsCfg aws.Config, endpoint string) *ssm.Client {
+	if endpoint == "" {
+		return ssm.NewFromConfig(awsCfg)
+	}
+	return ssm.NewFromConfig(awsCfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(endpoint) })
 }
