@@ -11,6 +11,7 @@ package emulator
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -98,14 +99,34 @@ func Launch(opts Options) (*Emulator, error) {
 		}
 		return launchContainer(b)
 	}
-	port := opts.Port
-	if port == 0 {
-		p, err := FreePort()
+	if opts.Port != 0 {
+		return launchOn(opts.Port, opts)
+	}
+	// FreePort's port is free when it answers, not necessarily when the emulator binds it: the
+	// kernel may hand it out again meanwhile (as the local port of one of the many short
+	// connections the tests open). Then the emulator exits at once: try another port.
+	for attempt := 1; ; attempt++ {
+		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		port = p
+		e, err := launchOn(port, opts)
+		if errors.Is(err, errPortTaken) && attempt < portAttempts {
+			continue
+		}
+		return e, err
 	}
+}
+
+// portAttempts bounds how many free ports Launch tries when the one it picked was taken before
+// the emulator could bind it.
+const portAttempts = 5
+
+// errPortTaken: the emulator could not listen on its port (another program had bound it).
+var errPortTaken = errors.New("the emulator's port was taken")
+
+// launchOn starts the emulator on port.
+func launchOn(port int, opts Options) (*Emulator, error) {
 	bin, args, err := command(port, opts)
 	if err != nil {
 		return nil, err
@@ -208,19 +229,37 @@ func (e *Emulator) waitReady(exited <-chan error) error {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the emulator exited before answering (%v); its output:\n%s", err, e.output.String())
+			out := e.output.String()
+			if strings.Contains(out, "Address already in use") {
+				return fmt.Errorf("%w: the emulator exited before answering (%v); its output:\n%s", errPortTaken, err, out)
+			}
+			return fmt.Errorf("the emulator exited before answering (%v); its output:\n%s", err, out)
 		default:
 		}
-		resp, err := client.Get(e.Endpoint + "/_runnerfleet/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if pid, ok := healthPID(client, e.Endpoint); ok && pid == e.cmd.Process.Pid {
+			return nil
 		}
+		// No answer yet, or an answer from another emulator that holds the port: ours will
+		// exit with "Address already in use".
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("the emulator did not answer on %s within %s; its output:\n%s", e.Endpoint, startTimeout, e.output.String())
+}
+
+// healthPID asks the emulator at endpoint for its process id; ok is false without a clear answer.
+func healthPID(client *http.Client, endpoint string) (pid int, ok bool) {
+	resp, err := client.Get(endpoint + "/_runnerfleet/health")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var h struct {
+		PID int `json:"pid"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return 0, false
+	}
+	return h.PID, true
 }
 
 // Stop ends the emulator by its PID (its process group: moto's reloader may fork).

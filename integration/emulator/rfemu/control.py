@@ -1,6 +1,7 @@
 """RunnerFleet's control routes, served beside moto's WSGI app under /_runnerfleet/:
 
-  GET  /_runnerfleet/health                 {"moto": "5.2.1"}
+  GET  /_runnerfleet/health                 {"moto": "5.2.1", "pid": 1234} (the harness checks the pid:
+                                            the port may have gone to another emulator)
   GET  /_runnerfleet/log?since=N            {"events": [...]} (events with seq > N, in order)
   POST /_runnerfleet/log                    append one event {"kind": "...", ...}; answers it with seq/time
   POST /_runnerfleet/spot-interruption      {"instance_id", "notice_seconds"}
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -41,7 +43,7 @@ def handle(req: Request) -> Response:
     if route == "health" and req.method == "GET":
         import moto
 
-        return _json(200, {"moto": moto.__version__})
+        return _json(200, {"moto": moto.__version__, "pid": os.getpid()})
     if route == "log" and req.method == "GET":
         try:
             since = int(req.args.get("since", "0"))
