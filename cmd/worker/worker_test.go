@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,18 +231,16 @@ func startWorker(t *testing.T, configPath string, extra ...string) *workerProc {
 // startWorkerEnv runs the worker with env added to this process's environment and args.
 func startWorkerEnv(t *testing.T, env []string, args ...string) *workerProc {
 	t.Helper()
-	port, err := emulator.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	w := &workerProc{out: &lockedBuf{}, listen: listen, done: make(chan error, 1)}
+	// Port 0: the worker binds a free port and logs it ("worker running", listen). A port picked
+	// here and handed over could be taken before the worker binds it, or by another test's worker,
+	// whose /readyz would then answer for this one.
+	w := &workerProc{out: &lockedBuf{}, done: make(chan error, 1)}
 	for i, a := range args {
 		if a == "--config" && i+1 < len(args) {
 			w.config = args[i+1]
 		}
 	}
-	w.cmd = exec.Command(workerBin, append(args, "--listen", listen)...)
+	w.cmd = exec.Command(workerBin, append(args, "--listen", "127.0.0.1:0")...)
 	w.cmd.Stdout, w.cmd.Stderr = w.out, w.out
 	w.cmd.Env = append(os.Environ(), env...)
 	if err := w.cmd.Start(); err != nil {
@@ -257,9 +256,20 @@ func startWorkerEnv(t *testing.T, env []string, args ...string) *workerProc {
 			t.Logf("worker output:\n%s", w.out.String())
 		}
 	})
+	w.waitFor(t, "the worker running (its listen address logged)", func() bool {
+		m := runningRE.FindStringSubmatch(w.out.String())
+		if m == nil {
+			return false
+		}
+		w.listen = m[1]
+		return true
+	})
 	w.waitFor(t, "readyz 200", func() bool { code, _ := w.get("/readyz"); return code == 200 })
 	return w
 }
+
+// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
+var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
 
 func (w *workerProc) get(path string) (int, string) {
 	resp, err := netguard.HTTPClient(5 * time.Second).Get("http://" + w.listen + path)
@@ -486,8 +496,7 @@ fleets:
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port, _ := emulator.FreePort()
-	cmd := exec.Command(workerBin, "--config", path, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd := exec.Command(workerBin, "--config", path, "--listen", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("the worker started with a bad config:\n%s", out)

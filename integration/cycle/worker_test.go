@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,9 @@ import (
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
+
+// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
+var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
 
 var (
 	workerOnce sync.Once
@@ -69,13 +73,11 @@ func (l *lockedBuf) String() string {
 // startWorker runs the worker binary with the config at path until it is ready.
 func (e *env) startWorker(path string) (*exec.Cmd, *lockedBuf) {
 	e.t.Helper()
-	port, err := emulator.FreePort()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	// Port 0: the worker binds a free port and logs it ("worker running", listen). A port picked
+	// here and handed over could be taken before the worker binds it, or by another test's worker,
+	// whose /readyz would then answer for this one.
 	out := &lockedBuf{}
-	cmd := exec.Command(workerBinary(e.t), "--config", path, "--listen", listen)
+	cmd := exec.Command(workerBinary(e.t), "--config", path, "--listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
 	if err := cmd.Start(); err != nil {
@@ -93,6 +95,15 @@ func (e *env) startWorker(path string) (*exec.Cmd, *lockedBuf) {
 			}
 			e.t.Logf("worker output:\n%s", s)
 		}
+	})
+	var listen string
+	e.eventually("the worker running (its listen address logged)", func() bool {
+		m := runningRE.FindStringSubmatch(out.String())
+		if m == nil {
+			return false
+		}
+		listen = m[1]
+		return true
 	})
 	client := netguard.HTTPClient(2 * time.Second)
 	e.eventually("the worker ready", func() bool {
