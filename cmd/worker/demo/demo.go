@@ -65,21 +65,27 @@ type Options struct {
 	FreePorts bool
 }
 
+// parseDemoConfig parses the demo's worker config, which must name exactly one fleet.
+func parseDemoConfig(text []byte, path string) (*config.Config, error) {
+	cfg, err := config.Parse(text, config.Source{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return nil, fmt.Errorf("the demo config %s: %w", path, err)
+	}
+	if len(cfg.Fleets) != 1 {
+		return nil, fmt.Errorf("the demo config %s names %d fleets, want 1", path, len(cfg.Fleets))
+	}
+	return cfg, nil
+}
+
 // Run runs the whole demo and prints its summary to out.
 func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo: "+format+"\n", args...) }
 	began := time.Now()
+	// With FreePorts every part binds a port the kernel picks (port 0) and the demo reads back
+	// what it got: a port found free first and bound later may be taken in between.
 	aws_, sim_, wk := awsPort, simPort, workerPort
 	if o.FreePorts {
-		var err error
-		if aws_, err = emulator.FreePort(); err == nil {
-			if sim_, err = emulator.FreePort(); err == nil {
-				wk, err = emulator.FreePort()
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
+		aws_, sim_, wk = 0, 0, 0
 	} else if err := checkFree(aws_, sim_, wk); err != nil {
 		return nil, err
 	}
@@ -92,28 +98,15 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the demo config: %w", err)
 	}
-	text := strings.NewReplacer(
-		fmt.Sprintf("127.0.0.1:%d", awsPort), fmt.Sprintf("127.0.0.1:%d", aws_),
-		fmt.Sprintf("127.0.0.1:%d", simPort), fmt.Sprintf("127.0.0.1:%d", sim_),
-		fmt.Sprintf("127.0.0.1:%d", workerPort), fmt.Sprintf("127.0.0.1:%d", wk),
-	).Replace(string(raw))
-	cfg, err := config.Parse([]byte(text), config.Source{Getenv: func(string) string { return "" }})
-	if err != nil {
-		return nil, fmt.Errorf("the demo config %s: %w", o.Config, err)
+	// Validated before anything starts; parsed again below once the ports are known.
+	if _, err := parseDemoConfig(raw, o.Config); err != nil {
+		return nil, err
 	}
-	if len(cfg.Fleets) != 1 {
-		return nil, fmt.Errorf("the demo config names %d fleets, want 1", len(cfg.Fleets))
-	}
-	fl := cfg.Fleets[0]
 	tmp, err := os.MkdirTemp("", "runnerfleet-demo")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	cfgPath := filepath.Join(tmp, "worker.yaml")
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
-		return nil, err
-	}
 
 	// 1. The local world.
 	emulator.SetTestEnv() // dummy credentials, no instance metadata; inherited by the binaries
@@ -125,13 +118,27 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		return nil, fmt.Errorf("starting the runner simulator: %w", err)
 	}
 	defer sim.Close()
-	say("starting the AWS emulator on 127.0.0.1:%d (runner simulator on %s)", aws_, sim.URL())
+	say("starting the AWS emulator (runner simulator on %s)", sim.URL())
 	emu, err := emulator.Launch(emulator.Options{Port: aws_, RunnerSim: sim.URL(), TickPeriod: tickPeriod})
 	if err != nil {
 		return nil, fmt.Errorf("starting the AWS emulator: %w", err)
 	}
 	defer emu.Stop()
+	say("AWS emulator on %s (pid %d)", emu.Endpoint, emu.PID())
 	if err := sim.SetEmulatorURL(emu.Endpoint); err != nil {
+		return nil, err
+	}
+	text := strings.NewReplacer(
+		fmt.Sprintf("http://127.0.0.1:%d", awsPort), emu.Endpoint,
+		fmt.Sprintf("http://127.0.0.1:%d", simPort), sim.URL(),
+	).Replace(string(raw))
+	cfg, err := parseDemoConfig([]byte(text), o.Config)
+	if err != nil {
+		return nil, err
+	}
+	fl := cfg.Fleets[0]
+	cfgPath := filepath.Join(tmp, "worker.yaml")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		return nil, err
 	}
 	awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: emulator.Region, BaseEndpoint: emu.Endpoint, LoopbackOnly: true})
@@ -161,12 +168,20 @@ func Run(ctx context.Context, o Options, out io.Writer) (*Summary, error) {
 		return nil, err
 	}
 	// 4. The worker.
-	w, err := startWorker(ctx, filepath.Join(o.Bin, "worker"), cfgPath, filepath.Join(tmp, "worker.log"))
+	var listen []string
+	if o.FreePorts {
+		listen = []string{"--listen", fmt.Sprintf("127.0.0.1:%d", wk)}
+	}
+	w, err := startWorker(ctx, filepath.Join(o.Bin, "worker"), cfgPath, filepath.Join(tmp, "worker.log"), listen...)
 	if err != nil {
 		return nil, err
 	}
 	defer w.kill()
-	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", wk)
+	addr, err := w.listenAddr(ctx, readyTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("the worker did not start serving (%v); its log:\n%s", err, w.tail())
+	}
+	metricsURL := "http://" + addr
 	if err := waitFor(ctx, readyTimeout, func() bool { return httpStatus(metricsURL+"/readyz") == 200 }); err != nil {
 		return nil, fmt.Errorf("the worker did not become ready (%v); its log:\n%s", err, w.tail())
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -21,12 +22,14 @@ type workerProcess struct {
 	done chan error
 }
 
-func startWorker(ctx context.Context, bin, cfgPath, logPath string) (*workerProcess, error) {
+// startWorker starts the worker binary with cfgPath and any further flags, its output going to
+// logPath.
+func startWorker(ctx context.Context, bin, cfgPath, logPath string, flags ...string) (*workerProcess, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd := exec.Command(bin, append([]string{"--config", cfgPath}, flags...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -61,6 +64,40 @@ func (w *workerProcess) kill() {
 		<-w.done
 	}
 	w.log.Close()
+}
+
+// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
+var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
+
+// listenAddr waits for the worker's "worker running" log line and returns the address it names:
+// the one the worker bound, port 0 resolved.
+func (w *workerProcess) listenAddr(ctx context.Context, limit time.Duration) (string, error) {
+	var addr string
+	err := waitFor(ctx, limit, func() bool {
+		b, _ := os.ReadFile(w.path)
+		if m := runningRE.FindSubmatch(b); m != nil {
+			addr = string(m[1])
+		}
+		return addr != "" || w.exited()
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case addr == "":
+		return "", errors.New("the worker exited")
+	}
+	return addr, nil
+}
+
+// exited reports whether the worker process has ended.
+func (w *workerProcess) exited() bool {
+	select {
+	case err := <-w.done:
+		w.done <- err
+		return true
+	default:
+		return false
+	}
 }
 
 // tail returns the end of the worker's log.

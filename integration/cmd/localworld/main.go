@@ -1,7 +1,8 @@
 // Command localworld is `make emulator`: the local world in the foreground for people. It starts
 // the runner simulator on 127.0.0.1:9252 and the AWS emulator on 127.0.0.1:4566 wired both ways,
 // prints a line starting with "ready" once both answer, and stops both on Ctrl-C or SIGTERM.
-// It refuses to start when either port is taken.
+// It refuses to start when either port is taken. Port 0 lets the kernel pick a free port for that
+// part (the ready line names the address each part bound): how tests run it.
 package main
 
 import (
@@ -33,8 +34,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.awsPort, "aws-port", defaultAWSPort, "loopback port of the AWS emulator")
-	flag.IntVar(&o.simPort, "sim-port", defaultSimPort, "loopback port of the runner simulator")
+	flag.IntVar(&o.awsPort, "aws-port", defaultAWSPort, "loopback port of the AWS emulator (0: a free one)")
+	flag.IntVar(&o.simPort, "sim-port", defaultSimPort, "loopback port of the runner simulator (0: a free one)")
 	flag.DurationVar(&o.tickPeriod, "tick-period", 0, "fire every scheduled rule this often (0: at its rate)")
 	flag.IntVar(&o.sim.Concurrent, "concurrent", runnersim.DefaultConcurrent, "jobs one simulated runner runs at once")
 	flag.DurationVar(&o.sim.PollInterval, "poll-interval", time.Second, "how often a simulated runner asks for jobs")
@@ -106,10 +107,13 @@ func run(o options, logger *slog.Logger) error {
 }
 
 // checkFree refuses ports that something already listens on, naming them; it checks both before
-// starting anything, so a second `make emulator` never half-starts.
+// starting anything, so a second `make emulator` never half-starts. Port 0 is always free.
 func checkFree(ports ...int) error {
 	var errs []error
 	for _, p := range ports {
+		if p == 0 {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("port 127.0.0.1:%d is taken (another `make emulator`?): %w", p, err))

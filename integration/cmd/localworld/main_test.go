@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,6 +36,9 @@ func TestCheckFreeNamesTakenPorts(t *testing.T) {
 	}
 }
 
+// readyRE reads the two addresses off the ready line.
+var readyRE = regexp.MustCompile(`^ready aws=(http://127\.0\.0\.1:([1-9][0-9]*)) runnersim=(http://127\.0\.0\.1:([1-9][0-9]*)) `)
+
 // TestLocalWorldStartsAnswersAndStops runs the program as `make emulator` does (on free ports):
 // it prints a ready line once both parts answer, both answer on loopback, and SIGTERM stops both.
 func TestLocalWorldStartsAnswersAndStops(t *testing.T) {
@@ -41,15 +46,8 @@ func TestLocalWorldStartsAnswersAndStops(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building: %v\n%s", err, out)
 	}
-	awsPort, err := emulator.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	simPort, err := emulator.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--aws-port", fmt.Sprint(awsPort), "--sim-port", fmt.Sprint(simPort))
+	// Port 0 for both: each part binds a port the kernel picks and the ready line names it.
+	cmd := exec.Command(bin, "--aws-port", "0", "--sim-port", "0")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -91,11 +89,13 @@ func TestLocalWorldStartsAnswersAndStops(t *testing.T) {
 		for range lines {
 		}
 	}()
-	awsURL := fmt.Sprintf("http://127.0.0.1:%d", awsPort)
-	simURL := fmt.Sprintf("http://127.0.0.1:%d", simPort)
-	if !strings.Contains(ready, "aws="+awsURL) || !strings.Contains(ready, "runnersim="+simURL) {
-		t.Errorf("ready line %q does not name %s and %s", ready, awsURL, simURL)
+	m := readyRE.FindStringSubmatch(ready)
+	if m == nil {
+		t.Fatalf("ready line %q does not name the two loopback addresses", ready)
 	}
+	awsURL, simURL := m[1], m[3]
+	awsPort, _ := strconv.Atoi(m[2])
+	simPort, _ := strconv.Atoi(m[4])
 	client := netguard.HTTPClient(5 * time.Second)
 	for _, u := range []string{awsURL + "/_runnerfleet/health", simURL + "/healthz"} {
 		resp, err := client.Get(u)
