@@ -53,6 +53,10 @@
 //     overdue by more than SweepGrace (a lost follow-up, a worker killed mid-step) and advances
 //     them; it also sets the in-progress and oldest-age gauges from the table. CheckHooks warns
 //     when heartbeat interval + lease + grace reaches the hook's heartbeat timeout.
+//   - A record carries the schema of its layout. A worker never steps or writes a record of a
+//     newer schema than its own (an ECS rolling deploy runs old and new replicas side by side,
+//     and the old code would drop the fields it does not know when it saves): it passes the
+//     latest follow-up on, sent again, until a newer replica takes it.
 //   - Follow-up steps and swept drains take one of StepConcurrency lanes; a lifecycle event's
 //     first step (claim, stop intake) takes none, so a wave of running drains never delays the
 //     stop of a new one, and the wave's SSM and DynamoDB call rate stays bounded.

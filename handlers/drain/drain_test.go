@@ -1,6 +1,7 @@
 package drain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -491,6 +492,47 @@ func TestUnknownPhaseKeepsTheActionAlive(t *testing.T) {
 	}
 	if !strings.Contains(got.Note, "unknown to this worker") {
 		t.Errorf("note %q does not say the phase is unknown", got.Note)
+	}
+}
+
+// A record written by a newer worker (a rolling deploy) is neither stepped nor written by this
+// one: its follow-up is passed on for a newer replica, stale follow-ups and sweeps do nothing.
+func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	rec := record{Schema: recordSchema + 1, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+		InstanceID: "i-1", Phase: phaseWatch, StartedAt: t0, Deadline: t0.Add(time.Hour),
+		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
+	known, _ := jsonMarshal(rec)
+	// A field this worker does not know: saving the record with this code would drop it.
+	body := append(bytes.TrimSuffix(known, []byte("}")), []byte(`,"from_the_future":{"keep":true}}`)...)
+	if ok, _ := r.store.Save(context.Background(), partitionKey("tok-1"), sortKey, body, 0, rec.Due, time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	r.world.advanceTo(t0.Add(time.Minute)) // overdue, a heartbeat due: this worker would step it
+	for _, attempt := range []int{2, 1} {  // a stale follow-up, then the latest
+		step := messages.DrainStep{Fleet: "blue", InstanceID: "i-1", ActionToken: "tok-1", GroupName: "blue-asg", Attempt: attempt}
+		if err := r.h.Advance(context.Background(), &step); err != nil {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+	}
+	if n, err := r.h.Sweep(context.Background()); err != nil || n != 0 {
+		t.Errorf("sweep advanced %d drains (%v), want 0", n, err)
+	}
+	got, version, _, _ := r.store.Load(context.Background(), partitionKey("tok-1"), sortKey)
+	if !bytes.Equal(got, body) || version != 1 {
+		t.Errorf("record rewritten (version %d):\n%s\nwant it untouched at version 1:\n%s", version, got, body)
+	}
+	if len(r.world.heartbeats) != 0 || len(r.world.sends) != 0 || len(r.world.completes) != 0 {
+		t.Errorf("%d heartbeats, %d commands, %d completions: want none from this worker",
+			len(r.world.heartbeats), len(r.world.sends), len(r.world.completes))
+	}
+	q, ok := r.queue.pop()
+	if !ok || r.queue.len() != 0 || q.step.Attempt != 1 || q.step.ActionToken != "tok-1" || !q.at.After(r.world.Now()) {
+		t.Errorf("follow-ups %+v (more: %d); want the latest one passed on, once, later", q, r.queue.len())
+	}
+	if !strings.Contains(r.logs.String(), "written by a newer worker") {
+		t.Error("no log line says the record was left to a newer replica")
 	}
 }
 

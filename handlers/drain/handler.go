@@ -249,6 +249,9 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 	if err := json.Unmarshal(body, &rec); err != nil {
 		return messages.Reject("drain: drain record %s unreadable: %v", tokenHash(token), err)
 	}
+	if rec.Schema > recordSchema {
+		return h.passOn(ctx, rec, version, attempt, sweeping)
+	}
 	if rec.Phase == phaseDone {
 		return nil
 	}
@@ -282,6 +285,24 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 	}
 	return err
 }
+
+// passOn leaves a drain whose record a newer worker wrote (a rolling deploy runs old and new
+// replicas side by side) to a newer replica: this version's code would drop what it does not
+// know when it saves the record, so it neither steps nor writes it. The latest follow-up is sent
+// again (any replica may receive it), so the chain survives until a newer replica takes it;
+// stale follow-ups and sweeps do nothing.
+func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64, sweeping bool) error {
+	h.log.Warn("drain record written by a newer worker: left to a newer replica",
+		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
+		"schema", rec.Schema, "known_schema", recordSchema)
+	if sweeping || attempt != version {
+		return nil
+	}
+	return h.schedule(ctx, rec, version, passOnDelay)
+}
+
+// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
+const passOnDelay = 5 * time.Second
 
 // lease writes rec with this replica's lease, conditioned on version: from then until the lease
 // ends, only this replica steps the drain. It returns false when another replica moved the

@@ -117,6 +117,9 @@ type lease struct {
 	Until time.Time `json:"until"`
 }
 
+// recordSchema is the layout of the record this code writes. Raise it with any change an older
+// worker would misread or lose on saving (a new field that matters, a changed meaning); a worker
+// leaves records of a newer schema to newer replicas (Handler.passOn).
 const recordSchema = 1
 
 // tokenHash is what logs and metrics carry instead of the lifecycle action token.

@@ -38,7 +38,8 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 		}
 		count[rec.Fleet]++
 		oldest[rec.Fleet] = max(oldest[rec.Fleet], now.Sub(rec.StartedAt))
-		if rec.Due.Add(h.cfg.SweepGrace).Before(now) {
+		// A newer worker's record is left to newer replicas (Handler.passOn).
+		if rec.Schema <= recordSchema && rec.Due.Add(h.cfg.SweepGrace).Before(now) {
 			overdue = append(overdue, rec.Token)
 		}
 	}

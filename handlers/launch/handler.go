@@ -38,8 +38,10 @@ const (
 )
 
 const (
-	keyPrefix    = "launch#"
-	sortKey      = "launch"
+	keyPrefix = "launch#"
+	sortKey   = "launch"
+	// recordSchema is the layout of the record this code writes; raise it with any change an
+	// older worker would misread or lose on saving. Records of a newer schema are left alone.
 	recordSchema = 1
 
 	phaseWait     = "wait"
@@ -170,6 +172,14 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 			StartedAt: at, Deadline: at.Add(g.Timeout), Due: now, LastHeartbeat: at, Poll: g.Poll, HeartbeatEvery: g.HeartbeatEvery}
 	} else if err := json.Unmarshal(body, &rec); err != nil {
 		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
+	} else if rec.Schema > recordSchema {
+		// A newer worker wrote it (a rolling deploy runs old and new replicas side by side):
+		// saving it with this code would drop what it does not know. A newer replica's Sweep
+		// takes the gate up once it is overdue.
+		h.log.WarnContext(ctx, "launch gate record written by a newer worker: left to a newer replica",
+			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
+			"schema", rec.Schema, "known_schema", recordSchema)
+		return nil
 	}
 	switch {
 	case rec.Phase == phaseDone:
@@ -364,7 +374,7 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		f, managed := h.byGroup[rec.Group]
-		if rec.Phase == phaseDone || !managed || !rec.Due.Add(h.cfg.SweepGrace).Before(now) {
+		if rec.Phase == phaseDone || !managed || rec.Schema > recordSchema || !rec.Due.Add(h.cfg.SweepGrace).Before(now) {
 			continue
 		}
 		la := &messages.LifecycleAction{LifecycleActionToken: rec.Token, AutoScalingGroupName: rec.Group,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -281,6 +282,32 @@ func TestSweepRecoversALostFollowUp(t *testing.T) {
 	}
 	if len(f.completes) != 1 || f.completes[0] != ResultContinue {
 		t.Fatalf("completes %v", f.completes)
+	}
+}
+
+// A gate record written by a newer worker (a rolling deploy) is neither stepped nor written by
+// this one, by a follow-up or by Sweep: a newer replica's Sweep takes it.
+func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {2, 0}}
+	h := newHandler(t, f, gate)
+	newer := fmt.Sprintf(`{"schema":%d,"token":"tok","fleet":"blue","group":"blue-asg","hook":"gate","instance_id":"i-1","phase":"wait","from_the_future":true}`, recordSchema+1)
+	if ok, _ := f.Save(context.Background(), keyPrefix+"tok", sortKey, []byte(newer), 0, f.Now(), time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	f.advance(time.Minute)
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.Sweep(context.Background()); n != 0 || err != nil {
+		t.Errorf("sweep advanced %d gates (%v), want 0", n, err)
+	}
+	body, version, _, _ := f.Load(context.Background(), keyPrefix+"tok", sortKey)
+	if string(body) != newer || version != 1 {
+		t.Errorf("record rewritten (version %d): %s", version, body)
+	}
+	if f.looks != 0 || f.calls != 0 || len(f.followUps) != 0 {
+		t.Errorf("%d health looks, %d completions, %d follow-ups: want none from this worker", f.looks, f.calls, len(f.followUps))
 	}
 }
 
