@@ -31,5 +31,6 @@
 // a retry never takes a step twice: a message arriving before the record's next step is due does
 // nothing, and the decision to complete is written before CompleteLifecycleAction is called (a
 // retried completion of the same result is harmless). Sweep advances gates whose follow-up was
-// lost.
+// lost. A worker never steps or writes a record of a newer schema than its own (a rolling deploy
+// runs old and new replicas side by side): it sends the follow-up on for a newer replica.
 package launch

@@ -44,6 +44,9 @@ const (
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
 	recordSchema = 1
 
+	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
+	passOnDelay = 5 * time.Second
+
 	phaseWait     = "wait"
 	phaseComplete = "complete"
 	phaseDone     = "done"
@@ -174,11 +177,18 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
 	} else if rec.Schema > recordSchema {
 		// A newer worker wrote it (a rolling deploy runs old and new replicas side by side):
-		// saving it with this code would drop what it does not know. A newer replica's Sweep
-		// takes the gate up once it is overdue.
+		// saving it with this code would drop what it does not know. The follow-up is sent again
+		// for any replica to take, so the gate's heartbeats go on once a newer one does (sweeps
+		// leave it alone). A copy a newer replica finds not yet due is dropped there.
 		h.log.WarnContext(ctx, "launch gate record written by a newer worker: left to a newer replica",
 			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 			"schema", rec.Schema, "known_schema", recordSchema)
+		if sweeping {
+			return nil
+		}
+		if err := h.d.FollowUps.Schedule(ctx, env, passOnDelay); err != nil {
+			return fmt.Errorf("launch: passing on the gate of %s: %w", la.EC2InstanceId, err)
+		}
 		return nil
 	}
 	switch {

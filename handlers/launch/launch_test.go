@@ -286,7 +286,7 @@ func TestSweepRecoversALostFollowUp(t *testing.T) {
 }
 
 // A gate record written by a newer worker (a rolling deploy) is neither stepped nor written by
-// this one, by a follow-up or by Sweep: a newer replica's Sweep takes it.
+// this one, by a follow-up or by Sweep: the follow-up is passed on for a newer replica.
 func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
 	f := newFakes()
 	f.health = []*[2]float64{{1, 0}, {2, 0}}
@@ -306,8 +306,11 @@ func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
 	if string(body) != newer || version != 1 {
 		t.Errorf("record rewritten (version %d): %s", version, body)
 	}
-	if f.looks != 0 || f.calls != 0 || len(f.followUps) != 0 {
-		t.Errorf("%d health looks, %d completions, %d follow-ups: want none from this worker", f.looks, f.calls, len(f.followUps))
+	if f.looks != 0 || f.calls != 0 {
+		t.Errorf("%d health looks, %d completions: want none from this worker", f.looks, f.calls)
+	}
+	if len(f.followUps) != 1 || f.followUps[0].ID != "ev-1" || f.delays[0] <= 0 {
+		t.Errorf("follow-ups %v after %v: want the event passed on once, later, for a newer replica", f.followUps, f.delays)
 	}
 }
 
