@@ -47,6 +47,10 @@
 //     polls. Two replicas polling at once both read; the conditioned write keeps one result.
 //     When a poll finds the drain ready for its next command, the step takes the lease (the
 //     write carries what the poll found) before sending it.
+//   - SendCommand has no idempotency token, and its answer can be lost after SSM took the
+//     command (a timeout, a reset connection). A failed Send is recorded as unsure; the next
+//     attempt of that document first looks for a command of it sent to the instance since
+//     (ListCommands, Commands.Find) and follows that one instead of sending another.
 //   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is

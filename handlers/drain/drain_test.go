@@ -422,6 +422,67 @@ func TestUnregisterRetried(t *testing.T) {
 	}
 }
 
+// A Send whose answer is lost after SSM took the command (a timeout) is settled by looking for
+// the command, not by sending the document again: one stop-intake, one unregister.
+func TestLostSendAnswerIsFollowedNotResent(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.world.lostAnswers[DefaultStopIntakeDocument] = 1
+	r.world.lostAnswers[DefaultUnregisterDocument] = 1
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if !now.Before(t0.Add(10 * time.Second)) {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	for _, doc := range []string{DefaultStopIntakeDocument, DefaultUnregisterDocument} {
+		if n := r.world.sent(doc); n != 1 {
+			t.Errorf("%s sent %d times, want 1 (its lost answer settled by Find)", doc, n)
+		}
+	}
+	if r.world.finds != 2 {
+		t.Errorf("%d Find calls, want 2 (one per lost answer)", r.world.finds)
+	}
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeCompleted || len(r.world.completes) != 1 || rec.Unsure != nil {
+		t.Errorf("outcome %q, %d completions, unsure %+v: want completed once, nothing unsure", rec.Outcome, len(r.world.completes), rec.Unsure)
+	}
+	if !strings.Contains(r.logs.String(), "was sent after all") {
+		t.Error("no decision record says the command was sent after all")
+	}
+}
+
+// A Send that failed before SSM took anything is sent again once Find finds nothing; a Find that
+// fails is retried before anything is sent.
+func TestFailedSendIsResentWhenFindFindsNothing(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.sendErr[DefaultStopIntakeDocument] = errors.New("fake: throttled")
+	r.world.findErr = errors.New("fake: ListCommands throttled")
+	r.start("i-1", "tok-1")
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 0 {
+		t.Fatalf("stop-intake taken %d times by a failing Send", n)
+	}
+	r.world.mu.Lock()
+	delete(r.world.sendErr, DefaultStopIntakeDocument)
+	r.world.mu.Unlock()
+	r.deliver(1, nil) // the retry: Find fails, nothing is sent
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 0 || r.world.finds != 1 {
+		t.Fatalf("after a failing Find: stop-intake sent %d times, %d finds; want 0 and 1", n, r.world.finds)
+	}
+	r.world.mu.Lock()
+	r.world.findErr = nil
+	r.world.mu.Unlock()
+	r.deliver(1000, nil)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %q, want completed", rec.Outcome)
+	}
+}
+
 func TestUnregisterGivingUpStillCompletes(t *testing.T) {
 	r := newRig(t, nil)
 	r.world.addInstance("i-1", 0)

@@ -95,12 +95,17 @@ type fakeWorld struct {
 	exited     map[string]bool
 
 	// SSM
-	sends      []sentCommand
-	failDocs   map[string]int    // document → how many sends fail (status Failed); -1 forever
-	sendErr    map[string]error  // document → Send error
-	statusOut  map[string]string // document → stdout override
-	pendingFor int               // statuses stay Pending this many reads
-	reads      map[string]int
+	sends    []sentCommand
+	failDocs map[string]int   // document → how many sends fail (status Failed); -1 forever
+	sendErr  map[string]error // document → Send error
+	// lostAnswers: the next n Sends of a document reach SSM (the command is taken) but their
+	// answer is lost (the caller gets an error), as with a timeout after SSM took the call.
+	lostAnswers map[string]int
+	findErr     error             // Find fails with it
+	finds       int               // Find calls
+	statusOut   map[string]string // document → stdout override
+	pendingFor  int               // statuses stay Pending this many reads
+	reads       map[string]int
 	// pause, when set, blocks Send until released (a paused replica).
 	pause chan struct{}
 	// holdJobs, when set, blocks RunningJobs until released (a slow metrics scrape); entered
@@ -122,6 +127,7 @@ type fakeWorld struct {
 type sentCommand struct {
 	id, document, instance string
 	failed                 bool
+	at                     time.Time
 }
 
 func newFakeWorld(start time.Time) *fakeWorld {
@@ -129,7 +135,7 @@ func newFakeWorld(start time.Time) *fakeWorld {
 		now: start, hookHeartbeat: 6 * time.Second, hookNames: []string{"drain-hook"},
 		jobs: map[string]int{}, metricsErr: map[string]error{}, groupState: map[string]string{},
 		managed: map[string]bool{}, exited: map[string]bool{}, failDocs: map[string]int{},
-		sendErr: map[string]error{}, statusOut: map[string]string{}, reads: map[string]int{},
+		sendErr: map[string]error{}, lostAnswers: map[string]int{}, statusOut: map[string]string{}, reads: map[string]int{},
 		unregistered: map[string]bool{}, completed: map[string]bool{},
 	}
 }
@@ -226,8 +232,29 @@ func (w *fakeWorld) Send(ctx context.Context, document, id string) (string, erro
 	if document == DefaultStopIntakeDocument && !c.failed && w.jobs[id] == 0 {
 		w.exited[id] = true
 	}
+	c.at = w.now
 	w.sends = append(w.sends, c)
+	if w.lostAnswers[document] > 0 {
+		w.lostAnswers[document]--
+		return "", errors.New("fake: operation error SSM: SendCommand, context deadline exceeded")
+	}
 	return c.id, nil
+}
+
+func (w *fakeWorld) Find(_ context.Context, document, id string, after time.Time) (string, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.finds++
+	if w.findErr != nil {
+		return "", false, w.findErr
+	}
+	found := ""
+	for _, c := range w.sends {
+		if c.document == document && c.instance == id && !c.at.Before(after) {
+			found = c.id
+		}
+	}
+	return found, found != "", nil
 }
 
 func (w *fakeWorld) Status(_ context.Context, commandID, _ string) (string, string, error) {

@@ -34,6 +34,9 @@ type Commands interface {
 	Managed(ctx context.Context, instanceID string) (bool, error)
 	// Send starts the named document on the instance and returns the command id.
 	Send(ctx context.Context, document, instanceID string) (commandID string, err error)
+	// Find returns the newest command of document sent to the instance at or after after: it
+	// settles a Send that failed after SSM may have taken the command (a lost answer).
+	Find(ctx context.Context, document, instanceID string, after time.Time) (commandID string, found bool, err error)
 	// Status returns the invocation's status (CommandPending right after Send, while SSM does
 	// not know the invocation yet; then SSM's statuses) and its standard output.
 	Status(ctx context.Context, commandID, instanceID string) (status, stdout string, err error)

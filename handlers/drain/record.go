@@ -70,6 +70,10 @@ type record struct {
 
 	// Command is the SSM command in flight (stop-intake, status or unregister).
 	Command *command `json:"command,omitempty"`
+	// Unsure is a Send that failed after SSM may have taken the command (a timeout, a lost
+	// answer): the next attempt of that document first looks for it (Commands.Find) and adopts
+	// it, so an instance never gets a document twice for one lost answer.
+	Unsure *unsure `json:"unsure,omitempty"`
 	// Failures counts consecutive failures of the current phase's command.
 	Failures int `json:"failures,omitempty"`
 	// CallFailures counts consecutive failed AWS calls of the current phase (backoff).
@@ -88,6 +92,11 @@ type record struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Note is the last thing that went wrong, for people reading the table.
 	Note string `json:"note,omitempty"`
+}
+
+type unsure struct {
+	Document string    `json:"document"` // the role: stop-intake, status or unregister
+	At       time.Time `json:"at"`       // when the failed Send began
 }
 
 type command struct {

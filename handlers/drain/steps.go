@@ -127,12 +127,16 @@ func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings,
 		rec.Note = fencedNote
 		return
 	}
+	if h.adopt(ctx, rec, now, roleStopIntake, f.Documents.StopIntake, phaseStopIntakeWait) {
+		return
+	}
 	id, sendErr := h.d.Commands.Send(ctx, f.Documents.StopIntake, rec.InstanceID)
 	if sendErr == nil {
 		rec.Command = &command{Document: roleStopIntake, ID: id, SentAt: now}
 		rec.Phase, rec.Due = phaseStopIntakeWait, now.Add(h.cfg.CommandPoll)
 		return
 	}
+	rec.Unsure = &unsure{Document: roleStopIntake, At: now}
 	managed, err := h.d.Commands.Managed(ctx, rec.InstanceID)
 	if err != nil {
 		h.retryCall(rec, now, "asking SSM whether it manages the instance", err)
@@ -166,13 +170,42 @@ func (h *Handler) send(ctx context.Context, rec *record, f fleet.Settings, now t
 		rec.Note = fencedNote
 		return
 	}
+	if h.adopt(ctx, rec, now, role, document, wait) {
+		return
+	}
 	id, err := h.d.Commands.Send(ctx, document, rec.InstanceID)
 	if err != nil {
+		rec.Unsure = &unsure{Document: role, At: now}
 		h.commandFailed(rec, f, now, role, fmt.Sprintf("sending %s: %v", document, err))
 		return
 	}
 	rec.Command = &command{Document: role, ID: id, SentAt: now}
 	rec.Phase, rec.Due = wait, now.Add(h.cfg.CommandPoll)
+}
+
+// adopt settles an earlier Send of this role that failed after SSM may have taken the command
+// (rec.Unsure). It reports true when the step is done: the command was found and is now the one
+// in flight (moving to wait), or the look failed and is retried. False: send now.
+func (h *Handler) adopt(ctx context.Context, rec *record, now time.Time, role, document string, wait phase) bool {
+	u := rec.Unsure
+	if u == nil || u.Document != role {
+		rec.Unsure = nil
+		return false
+	}
+	id, found, err := h.d.Commands.Find(ctx, document, rec.InstanceID, u.At.Add(-clockSkew))
+	switch {
+	case err != nil:
+		h.retryCall(rec, now, fmt.Sprintf("looking for the %s command whose answer was lost", document), err)
+		return true
+	case !found:
+		rec.Unsure = nil
+		return false
+	}
+	rec.Unsure = nil
+	rec.Command = &command{Document: role, ID: id, SentAt: u.At}
+	rec.Note = fmt.Sprintf("the %s command %s was sent after all (its answer was lost): following it, not sending another", document, id)
+	rec.Phase, rec.Due = wait, now
+	return true
 }
 
 // commandDone looks at the command in flight. It returns true with its output when it

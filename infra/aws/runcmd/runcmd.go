@@ -21,6 +21,7 @@ type API interface {
 	SendCommand(ctx context.Context, in *ssm.SendCommandInput, optFns ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
 	GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, optFns ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
 	DescribeInstanceInformation(ctx context.Context, in *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
+	ListCommands(ctx context.Context, in *ssm.ListCommandsInput, optFns ...func(*ssm.Options)) (*ssm.ListCommandsOutput, error)
 }
 
 // Pending is the status Status reports while SSM does not know the invocation yet.
@@ -79,6 +80,44 @@ func (r *Runner) Send(ctx context.Context, document, instanceID string) (string,
 		return "", fmt.Errorf("sending ssm document %s to %s: no command id in the answer", document, instanceID)
 	}
 	return aws.ToString(out.Command.CommandId), nil
+}
+
+// findPages bounds how many pages of ListCommands Find reads: an instance being drained has a
+// handful of commands; a page holds 50.
+const findPages = 4
+
+// Find returns the newest command of document sent to the instance at or after after, if any.
+// It settles a Send whose answer was lost (a timeout, a connection reset): SendCommand has no
+// idempotency token, so the only way not to send a document twice is to look for it.
+func (r *Runner) Find(ctx context.Context, document, instanceID string, after time.Time) (string, bool, error) {
+	in := &ssm.ListCommandsInput{
+		InstanceId: aws.String(instanceID),
+		MaxResults: aws.Int32(50),
+		Filters: []types.CommandFilter{
+			{Key: types.CommandFilterKeyDocumentName, Value: aws.String(document)},
+			{Key: types.CommandFilterKeyInvokedAfter, Value: aws.String(after.UTC().Format(time.RFC3339))},
+		},
+	}
+	var id string
+	var newest time.Time
+	for range findPages {
+		out, err := r.api.ListCommands(ctx, in)
+		if err != nil {
+			return "", false, fmt.Errorf("listing ssm commands on %s: %w", instanceID, err)
+		}
+		// The filters are applied here too: not every SSM (the local emulator) applies them.
+		for _, c := range out.Commands {
+			at := aws.ToTime(c.RequestedDateTime)
+			if aws.ToString(c.DocumentName) == document && !at.Before(after) && (id == "" || at.After(newest)) {
+				id, newest = aws.ToString(c.CommandId), at
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	return id, id != "", nil
 }
 
 // Status returns the invocation's status (SSM's CommandInvocationStatus) and standard output.

@@ -52,6 +52,17 @@ func TestRunnerAgainstTheEmulator(t *testing.T) {
 	if out == "" {
 		t.Error("the status document printed nothing")
 	}
+	// Find: the command just sent is found by its document and time (what settles a Send whose
+	// answer was lost); a later time or another document finds nothing.
+	if got, found, err := r.Find(ctx, "runnerfleet-status", id, time.Now().Add(-time.Minute)); err != nil || !found || got != cmd {
+		t.Errorf("Find(status, a minute ago) = %q, %v, %v; want %s", got, found, err, cmd)
+	}
+	if got, found, err := r.Find(ctx, "runnerfleet-status", id, time.Now().Add(time.Minute)); err != nil || found {
+		t.Errorf("Find(status, in a minute) = %q, %v, %v; want nothing", got, found, err)
+	}
+	if got, found, err := r.Find(ctx, "runnerfleet-unregister", id, time.Now().Add(-time.Minute)); err != nil || found {
+		t.Errorf("Find(unregister) = %q, %v, %v; want nothing", got, found, err)
+	}
 	if _, err := r.Send(ctx, "runnerfleet-status", "i-00000000000000000"); err == nil {
 		t.Error("Send to an instance SSM does not manage succeeded")
 	}
