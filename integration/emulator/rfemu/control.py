@@ -1,7 +1,8 @@
 """RunnerFleet's control routes, served beside moto's WSGI app under /_runnerfleet/:
 
-  GET  /_runnerfleet/health                 {"moto": "5.2.1", "pid": 1234} (the harness checks the pid:
-                                            the port may have gone to another emulator)
+  GET  /_runnerfleet/health                 {"moto": "5.2.1", "pid": 1234, "model_loads": {"ssm/service-2": 1}}
+                                            (the harness checks the pid: the port may have gone to
+                                            another emulator; model_loads: botocore models read)
   GET  /_runnerfleet/log?since=N            {"events": [...]} (events with seq > N, in order)
   POST /_runnerfleet/log                    append one event {"kind": "...", ...}; answers it with seq/time
   POST /_runnerfleet/spot-interruption      {"instance_id", "notice_seconds"}
@@ -15,7 +16,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from . import core
+from . import core, gcpause
 
 PREFIX = "/_runnerfleet/"
 
@@ -43,7 +44,7 @@ def handle(req: Request) -> Response:
     if route == "health" and req.method == "GET":
         import moto
 
-        return _json(200, {"moto": moto.__version__, "pid": os.getpid()})
+        return _json(200, {"moto": moto.__version__, "pid": os.getpid(), "model_loads": gcpause.loads()})
     if route == "log" and req.method == "GET":
         try:
             since = int(req.args.get("since", "0"))

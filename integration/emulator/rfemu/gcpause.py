@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 from typing import Any
 
 from moto.core import responses as core_responses
@@ -31,17 +32,49 @@ def freeze() -> None:
     gc.freeze()
 
 
+_LOADS: dict[str, int] = {}
+_LOADS_LOCK = threading.Lock()
+
+
+def loads() -> dict[str, int]:
+    """How often each botocore model was read from disk ("ssm/service-2": 1), for the health
+    answer: a test checks that concurrent first calls of a service load its model once."""
+    with _LOADS_LOCK:
+        return dict(_LOADS)
+
+
 def install() -> None:
+    orig_load = core_utils._load_service_model
+
+    @functools.wraps(orig_load)
+    def _load_service_model(service_name: str, model_name: str) -> Any:
+        with _LOADS_LOCK:
+            key = f"{service_name}/{model_name}"
+            _LOADS[key] = _LOADS.get(key, 0) + 1
+        return orig_load(service_name, model_name)
+
+    # Looked up by name at call time inside moto.core.utils (get_service_model, paginators).
+    core_utils._load_service_model = _load_service_model
+
     orig = core_utils.get_service_model
     _ORIG["get_service_model"] = orig
     loaded: set[str] = set()
+    first_load = threading.Lock()
 
     @functools.wraps(orig)
     def get_service_model(service_name: str) -> Any:
-        model = orig(service_name)  # cached by moto after the first call
-        if service_name not in loaded:
-            loaded.add(service_name)
-            freeze()
+        if service_name in loaded:
+            return orig(service_name)  # cached by moto after the first call
+        # One load at a time. moto's cache (functools.cache) does not stop concurrent misses:
+        # 100 drains' first SendCommands at once each loaded the SSM model themselves, every load
+        # listing botocore's data directories under one interpreter lock, and each call took
+        # 19-27 s (TestHundredDrainsSideBySide, RFEMU_TIMING_FILE; RFEMU_PROFILE_FILE: 104 model
+        # loads). The others wait here for the first and then read the cache.
+        with first_load:
+            model = orig(service_name)
+            if service_name not in loaded:
+                freeze()
+                loaded.add(service_name)
         return model
 
     # core.responses imported it by name (parse and serialize); core.errors imports it per call.
