@@ -1,4 +1,9 @@
-"""Keep Python's full garbage collections from stalling the emulator.
+"""Keep Python's full garbage collections, and moto's service-model loads, from stalling the emulator.
+
+This module owns moto's service-model loading (moto.core.utils): besides the garbage collector
+(below), it lets one thread at a time load a model the first time (install: moto's
+functools.cache let 100 concurrent first calls each load the SSM model, 19-27 s a call) and
+counts the loads (loads(), in the health answer).
 
 Python's cyclic collector stops every thread while it runs, and a full (generation 2) collection
 walks every tracked object. Most of the emulator's objects are the botocore service models moto
