@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runnerfleet/runnerfleet/cmd/worker/startlog"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/router"
@@ -32,7 +33,7 @@ func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *obser
 	go func() { runErr <- r.Run(context.Background()) }()
 	select {
 	case <-r.Running():
-		logger.Info("worker running", "listen", srv.Addr(), "fleets", len(cfg.Fleets))
+		logger.Info(startlog.Running, "listen", srv.Addr(), "fleets", len(cfg.Fleets))
 	case err := <-runErr:
 		return fmt.Errorf("starting the router: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/runnerfleet/runnerfleet/cmd/worker/startlog"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
@@ -257,19 +257,13 @@ func startWorkerEnv(t *testing.T, env []string, args ...string) *workerProc {
 		}
 	})
 	w.waitFor(t, "the worker running (its listen address logged)", func() bool {
-		m := runningRE.FindStringSubmatch(w.out.String())
-		if m == nil {
-			return false
-		}
-		w.listen = m[1]
-		return true
+		var ok bool
+		w.listen, ok = startlog.ListenAddr([]byte(w.out.String()))
+		return ok
 	})
 	w.waitFor(t, "readyz 200", func() bool { code, _ := w.get("/readyz"); return code == 200 })
 	return w
 }
-
-// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
-var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
 
 func (w *workerProc) get(path string) (int, string) {
 	resp, err := netguard.HTTPClient(5 * time.Second).Get("http://" + w.listen + path)

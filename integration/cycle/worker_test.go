@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,14 +17,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/runnerfleet/runnerfleet/cmd/worker/startlog"
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
-
-// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
-var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
 
 var (
 	workerOnce sync.Once
@@ -98,12 +95,9 @@ func (e *env) startWorker(path string) (*exec.Cmd, *lockedBuf) {
 	})
 	var listen string
 	e.eventually("the worker running (its listen address logged)", func() bool {
-		m := runningRE.FindStringSubmatch(out.String())
-		if m == nil {
-			return false
-		}
-		listen = m[1]
-		return true
+		var ok bool
+		listen, ok = startlog.ListenAddr([]byte(out.String()))
+		return ok
 	})
 	client := netguard.HTTPClient(2 * time.Second)
 	e.eventually("the worker ready", func() bool {

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"syscall"
 	"time"
 
+	"github.com/runnerfleet/runnerfleet/cmd/worker/startlog"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 )
 
@@ -66,18 +66,13 @@ func (w *workerProcess) kill() {
 	w.log.Close()
 }
 
-// runningRE finds the address the worker listens on in its "worker running" log line (JSON).
-var runningRE = regexp.MustCompile(`"msg":"worker running"[^\n]*?"listen":"([^"]+)"`)
-
 // listenAddr waits for the worker's "worker running" log line and returns the address it names:
 // the one the worker bound, port 0 resolved.
 func (w *workerProcess) listenAddr(ctx context.Context, limit time.Duration) (string, error) {
 	var addr string
 	err := waitFor(ctx, limit, func() bool {
 		b, _ := os.ReadFile(w.path)
-		if m := runningRE.FindSubmatch(b); m != nil {
-			addr = string(m[1])
-		}
+		addr, _ = startlog.ListenAddr(b)
 		return addr != "" || w.exited()
 	})
 	switch {
