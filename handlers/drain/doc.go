@@ -50,7 +50,9 @@
 //   - SendCommand has no idempotency token, and its answer can be lost after SSM took the
 //     command (a timeout, a reset connection). A failed Send is recorded as unsure; the next
 //     attempt of that document first looks for a command of it sent to the instance since
-//     (ListCommands, Commands.Find) and follows that one instead of sending another.
+//     (ListCommands, Commands.Find) and follows that one instead of sending another. The SSM
+//     adapter (infra/aws/runcmd) lets the SDK retry a SendCommand only when SSM throttled it:
+//     any other retry could be the second copy this settles.
 //   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is

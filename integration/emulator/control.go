@@ -42,6 +42,9 @@ const (
 	// KindRunnerSimSlow: a call from the emulator to the runner simulator took a second or more
 	// (some hold the emulator's lock meanwhile); fields call, seconds.
 	KindRunnerSimSlow = "runnersim.slow"
+	// KindFaultInjected: a call failed as a Fault armed it; fields action, when, code, status,
+	// instance_id.
+	KindFaultInjected = "fault.injected"
 )
 
 // LogEvent is one entry of the emulator's ordered transition log.
@@ -159,4 +162,39 @@ func (e *Emulator) SpotInterruption(ctx context.Context, instanceID string, noti
 // Rebalance emits an EC2 Instance Rebalance Recommendation for instanceID.
 func (e *Emulator) Rebalance(ctx context.Context, instanceID string) error {
 	return e.control(ctx, http.MethodPost, "/_runnerfleet/rebalance", map[string]any{"instance_id": instanceID}, nil)
+}
+
+// Fault is a failure of an AWS JSON-protocol call armed with InjectFault: the ways calls fail in
+// AWS that the emulator otherwise never shows.
+type Fault struct {
+	// Action is the API action, as in X-Amz-Target ("SendCommand").
+	Action string `json:"action"`
+	// After: the emulator serves the call, then answers the error instead (the call took effect
+	// and its answer was lost). Otherwise the call is refused before anything is done.
+	After bool `json:"-"`
+	// Status is the HTTP status of the error answer (400 for throttling, 500 for a service error).
+	Status int `json:"status"`
+	// Code is the AWS error code ("ThrottlingException", "InternalServerError").
+	Code string `json:"code"`
+	// InstanceID, when set, limits the fault to calls that name this instance (InstanceIds or
+	// InstanceId): tests sharing an emulator do not fail each other's calls.
+	InstanceID string `json:"instance_id,omitempty"`
+	// Count is how many matching calls fail (0: one).
+	Count int `json:"count,omitempty"`
+}
+
+// InjectFault arms f: the next f.Count calls it matches fail with its error.
+func (e *Emulator) InjectFault(ctx context.Context, f Fault) error {
+	when := "before"
+	if f.After {
+		when = "after"
+	}
+	if f.Count == 0 {
+		f.Count = 1
+	}
+	body := struct {
+		Fault
+		When string `json:"when"`
+	}{f, when}
+	return e.control(ctx, http.MethodPost, "/_runnerfleet/faults", body, nil)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -66,13 +67,18 @@ func (r *Runner) Managed(ctx context.Context, instanceID string) (bool, error) {
 }
 
 // Send starts the named document on one instance and returns the command id.
+//
+// SendCommand has no idempotency token: a retry of an attempt whose answer was lost after SSM
+// took the command sends the document a second time. So the SDK retries it only when SSM
+// refused it (throttled, nothing sent). Any other failure is returned at once, and the caller
+// settles it with Find before it sends again (the drain records it as unsure).
 func (r *Runner) Send(ctx context.Context, document, instanceID string) (string, error) {
 	out, err := r.api.SendCommand(ctx, &ssm.SendCommandInput{
 		DocumentName:   aws.String(document),
 		InstanceIds:    []string{instanceID},
 		TimeoutSeconds: aws.Int32(documentTimeout),
 		Comment:        aws.String("runnerfleet drain"),
-	})
+	}, retryRefusedOnly)
 	if err != nil {
 		return "", fmt.Errorf("sending ssm document %s to %s: %w", document, instanceID, err)
 	}
@@ -157,4 +163,21 @@ func (r *Runner) Wait(ctx context.Context, commandID, instanceID string, every t
 		case <-time.After(every):
 		}
 	}
+}
+
+// retryRefusedOnly narrows the client's retryer, for one call, to the errors that say the
+// service did nothing: throttling.
+func retryRefusedOnly(o *ssm.Options) {
+	if o.Retryer != nil {
+		o.Retryer = refusedOnly{Retryer: o.Retryer}
+	}
+}
+
+// refusedOnly retries what its retryer would, but only when the error is a throttle.
+type refusedOnly struct{ aws.Retryer }
+
+var throttles = retry.IsErrorThrottles(retry.DefaultThrottles)
+
+func (r refusedOnly) IsErrorRetryable(err error) bool {
+	return throttles.IsErrorThrottle(err) == aws.TrueTernary && r.Retryer.IsErrorRetryable(err)
 }

@@ -71,6 +71,77 @@ func TestRunnerAgainstTheEmulator(t *testing.T) {
 	}
 }
 
+// SendCommand has no idempotency token. The SDK retries a throttled SendCommand (SSM sent
+// nothing) but not one whose answer failed after SSM took it: a retry would send the document
+// twice. The command whose answer was lost is then found by Find.
+func TestSendRetriesOnlyRefusedCalls(t *testing.T) {
+	w := world.Start(t, world.Options{})
+	cfg := w.Emulator.AWSConfig(t)
+	ctx := context.Background()
+	id := launch(t, cfg, w)
+	r, err := runcmd.New(ssm.NewFromConfig(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := func() map[string]bool {
+		t.Helper()
+		events, err := w.Emulator.Log(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, ev := range events {
+			if ev.Kind == "ssm.command" && ev.String("instance_id") == id {
+				ids[ev.String("command_id")] = true
+			}
+		}
+		return ids
+	}
+
+	// Throttled: refused before anything was sent. The SDK retries, and one command is sent.
+	if err := w.Emulator.InjectFault(ctx, emulator.Fault{Action: "SendCommand", Status: 400, Code: "ThrottlingException", InstanceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.Send(ctx, "runnerfleet-status", id)
+	if err != nil {
+		t.Fatalf("Send after one throttle: %v; want the SDK's retry to succeed", err)
+	}
+	if got := sent(); len(got) != 1 || !got[first] {
+		t.Fatalf("commands sent after a throttled Send = %v; want only %s", got, first)
+	}
+
+	// Served, then the answer failed: Send fails, and no second command is sent.
+	before := time.Now()
+	if err := w.Emulator.InjectFault(ctx, emulator.Fault{Action: "SendCommand", After: true, Status: 500, Code: "InternalServerError", InstanceID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := r.Send(ctx, "runnerfleet-status", id); err == nil {
+		t.Fatalf("Send whose answer failed returned command %s; want the error", id)
+	}
+	got := sent()
+	if len(got) != 2 {
+		t.Fatalf("commands sent = %v; want 2: the first, and one for the Send whose answer was lost", got)
+	}
+	lost, found, err := r.Find(ctx, "runnerfleet-status", id, before.Add(-time.Second))
+	if err != nil || !found || !got[lost] || lost == first {
+		t.Errorf("Find after the lost answer = %q, %v, %v; want the second command of %v", lost, found, err, got)
+	}
+
+	events, err := w.Emulator.Log(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults := 0
+	for _, ev := range events {
+		if ev.Kind == emulator.KindFaultInjected && ev.String("instance_id") == id {
+			faults++
+		}
+	}
+	if faults != 2 {
+		t.Errorf("faults injected = %d; want 2 (both armed faults used)", faults)
+	}
+}
+
 // launch creates a one-instance group and returns the instance once the simulator runs it.
 func launch(t *testing.T, cfg aws.Config, w *world.World) string {
 	t.Helper()

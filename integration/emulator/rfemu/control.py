@@ -7,6 +7,7 @@
   POST /_runnerfleet/log                    append one event {"kind": "...", ...}; answers it with seq/time
   POST /_runnerfleet/spot-interruption      {"instance_id", "notice_seconds"}
   POST /_runnerfleet/rebalance              {"instance_id"}
+  POST /_runnerfleet/faults                 arm an injected failure of an API call (faults.py)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from . import core, gcpause
+from . import core, faults, gcpause
 
 PREFIX = "/_runnerfleet/"
 
@@ -76,11 +77,18 @@ def handle(req: Request) -> Response:
             raise BadRequest('want {"instance_id": "i-..."}')
         ec2.rebalance(instance_id)
         return _json(200, {"instance_id": instance_id})
+    if route == "faults" and req.method == "POST":
+        try:
+            return _json(200, faults.add(_body(req)))
+        except faults.BadFault as e:
+            raise BadRequest(str(e)) from e
     return _json(404, {"error": f"no route {req.method} {req.path}"})
 
 
 def wrap(moto_app: Any) -> Any:
-    """Return a WSGI app serving /_runnerfleet/* here and everything else from moto_app."""
+    """Return a WSGI app serving /_runnerfleet/* here and everything else from moto_app, failing
+    the calls armed faults match (faults.py)."""
+    moto_faulty = faults.wrap(moto_app)
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO", "").startswith(PREFIX):
@@ -92,6 +100,6 @@ def wrap(moto_app: Any) -> Any:
             except KeyError as e:
                 resp = _json(404, {"error": f"not found: {e}"})
             return resp(environ, start_response)
-        return moto_app(environ, start_response)
+        return moto_faulty(environ, start_response)
 
     return app

@@ -57,8 +57,9 @@ def wrap(app: Any) -> Any:
 def profiled(app: Any) -> Any:
     """Profile every request with cProfile when RFEMU_PROFILE_FILE names a file; the merged
     statistics are written there every few seconds (pstats format, read with python -m pstats).
-    Profiling slows the emulator several times over: use it to find hot spots, never to time."""
-    path = os.environ.get("RFEMU_PROFILE_FILE", "")
+    Profiling slows the emulator several times over: use it to find hot spots, never to time.
+    "{pid}" in the name becomes the process id: the drain benchmark runs an emulator per service."""
+    path = os.environ.get("RFEMU_PROFILE_FILE", "").replace("{pid}", str(os.getpid()))
     if not path:
         return app
     import cProfile
