@@ -234,7 +234,11 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		}
 	}
 
-	limit := min(p.MaxScaleInStep, base-lo)
+	// Each removal lowers the group's desired capacity by one (terminate with decrement): the
+	// room is desired's, not the members'. A group can list more members than it desires (its
+	// protected instances kept when someone lowered desired, an instance terminated a moment
+	// ago still listed); counting those would take desired below the minimum, or below zero.
+	limit := min(p.MaxScaleInStep, in.Desired-lo)
 	candidates := removable(now, p.MinUptime, members, d.State.IdleSince)
 	free := serving - obs.RunningJobs // free slots of scraped, serving instances
 	for _, c := range candidates {
@@ -286,7 +290,7 @@ func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d
 		d.Reason = fmt.Sprintf("pinned at %d: scale out %d → %d: %s", target, in.Desired, target, summary)
 	case target < base:
 		for _, c := range removable(now, 0, members, d.State.IdleSince) {
-			if len(d.Remove) >= base-target {
+			if len(d.Remove) >= in.Desired-target { // each removal decrements desired
 				break
 			}
 			d.Remove = append(d.Remove, c.ID)

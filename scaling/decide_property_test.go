@@ -35,7 +35,9 @@ func TestDecideInvariants(t *testing.T) {
 			}
 			in.Instances = append(in.Instances, inst)
 		}
-		in.Desired = len(in.Instances) + rng.IntN(3) - 1
+		// Desired may be below the members listed (protected instances kept, a termination not yet
+		// seen) or above them (launches not yet listed).
+		in.Desired = max(0, len(in.Instances)+rng.IntN(6)-3)
 		in.State.SpareSince = monday0900.Add(-time.Duration(rng.IntN(30)) * time.Minute)
 		if rng.IntN(10) == 0 {
 			pin := rng.IntN(6)
@@ -63,8 +65,11 @@ func TestDecideInvariants(t *testing.T) {
 			if in.Pinned == nil && len(d.Remove) > p.MaxScaleInStep {
 				t.Fatalf("case %d: %d removals, step %d", n, len(d.Remove), p.MaxScaleInStep)
 			}
-			if in.Pinned == nil && max(in.Desired, members(in))-len(d.Remove) < p.MinInstances {
+			if in.Pinned == nil && d.Desired < p.MinInstances {
 				t.Fatalf("case %d: removal below min %d\n%s", n, p.MinInstances, d.Reason)
+			}
+			if in.Pinned != nil && d.Desired < max(*in.Pinned, in.GroupMin, 0) {
+				t.Fatalf("case %d: removal below the pin %d: desired %d\n%s", n, *in.Pinned, d.Desired, d.Reason)
 			}
 		} else if d.Desired != in.Desired && (d.Desired < in.Desired || (in.Pinned == nil && d.Desired > p.MaxInstances)) {
 			t.Fatalf("case %d: desired %d from %d without removals (max %d)\n%s", n, d.Desired, in.Desired, p.MaxInstances, d.Reason)
