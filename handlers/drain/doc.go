@@ -53,6 +53,9 @@
 //     (ListCommands, Commands.Find) and follows that one instead of sending another. The SSM
 //     adapter (infra/aws/runcmd) lets the SDK retry a SendCommand only when SSM throttled it:
 //     any other retry could be the second copy this settles.
+//     The lease written before a sending step marks its document unsure too: if the step's own
+//     write never lands after the command went out (worker killed, save failed), the step taken
+//     again by the sweep looks for the command before sending.
 //   - A follow-up that arrives when its record is not due (a duplicate, a step already taken)
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is

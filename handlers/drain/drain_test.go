@@ -453,6 +453,43 @@ func TestLostSendAnswerIsFollowedNotResent(t *testing.T) {
 	}
 }
 
+// A command sent, then the step's own write lost (a failing save here; a worker killed between
+// the two is the same): the lease write said the command was going out, so the step recovered
+// by the sweep looks for it and follows it instead of sending the document again.
+func TestCommandSentBeforeALostWriteIsNotResent(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	r.world.afterSend = func(document string) {
+		if document == DefaultStopIntakeDocument {
+			r.world.afterSend = nil // once (Send holds r.world.mu)
+			r.store.mu.Lock()
+			r.store.failSaves = 1
+			r.store.mu.Unlock()
+		}
+	}
+	if err := r.h.Start(context.Background(), action("i-1", "tok-1"), r.world.Now()); err == nil {
+		t.Fatal("Start succeeded though its step's write failed")
+	}
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 || r.queue.len() != 0 {
+		t.Fatalf("stop-intake sent %d times, %d follow-ups; want 1 and none (the write failed)", n, r.queue.len())
+	}
+	r.world.advanceTo(t0.Add(time.Minute)) // past the lease and the sweep's grace
+	if got, err := r.h.Sweep(context.Background()); err != nil || got != 1 {
+		t.Fatalf("sweep advanced %d (%v), want 1", got, err)
+	}
+	r.world.setJobs("i-1", 0)
+	r.deliver(1000, nil)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Errorf("stop-intake sent %d times, want 1 (followed after the lost write)", n)
+	}
+	if r.world.finds != 1 {
+		t.Errorf("%d Find calls, want 1 (the recovered step's)", r.world.finds)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted || rec.Unsure != nil {
+		t.Errorf("outcome %q, unsure %+v: want completed, nothing unsure", rec.Outcome, rec.Unsure)
+	}
+}
+
 // A Send that failed before SSM took anything is sent again once Find finds nothing; a Find that
 // fails is retried before anything is sent.
 func TestFailedSendIsResentWhenFindFindsNothing(t *testing.T) {

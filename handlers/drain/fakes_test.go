@@ -103,6 +103,7 @@ type fakeWorld struct {
 	lostAnswers map[string]int
 	findErr     error             // Find fails with it
 	finds       int               // Find calls
+	afterSend   func(document string) // runs after each successful Send (under mu)
 	statusOut   map[string]string // document → stdout override
 	pendingFor  int               // statuses stay Pending this many reads
 	reads       map[string]int
@@ -223,6 +224,9 @@ func (w *fakeWorld) Send(ctx context.Context, document, id string) (string, erro
 		return "", err
 	}
 	c := sentCommand{id: fmt.Sprintf("cmd-%d", len(w.sends)+1), document: document, instance: id}
+	if w.afterSend != nil {
+		defer w.afterSend(document)
+	}
 	if n := w.failDocs[document]; n != 0 {
 		c.failed = true
 		if n > 0 {

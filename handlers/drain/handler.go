@@ -204,7 +204,7 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 		Lease: &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)},
 	}
 	rec.Due = rec.Lease.Until
-	body, err := json.Marshal(rec)
+	body, err := leasedBody(rec, now)
 	if err != nil {
 		return fmt.Errorf("drain: encoding drain of %s: %w", la.EC2InstanceId, err)
 	}
@@ -310,7 +310,7 @@ const passOnDelay = 5 * time.Second
 func (h *Handler) lease(ctx context.Context, rec *record, version int64, now time.Time) (bool, error) {
 	rec.Lease = &lease{Owner: h.cfg.Owner, Until: now.Add(h.cfg.Lease)}
 	rec.Due = rec.Lease.Until
-	body, err := json.Marshal(rec)
+	body, err := leasedBody(*rec, now)
 	if err != nil {
 		return false, fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
 	}

@@ -3,6 +3,7 @@ package drain
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"time"
 )
 
@@ -118,6 +119,31 @@ func (p phase) leased() bool {
 		return true
 	}
 	return false
+}
+
+// sends names the document role a phase sends ("" for phases that send none).
+func (p phase) sends() string {
+	switch p {
+	case phaseStopIntake:
+		return roleStopIntake
+	case phaseStatus:
+		return roleStatus
+	case phaseUnregister:
+		return roleUnregister
+	}
+	return ""
+}
+
+// leasedBody encodes rec as written with a lease: when its phase sends a document, the stored
+// record is marked unsure of that document from now. If the step's own write never lands (the
+// worker dies, the save fails) after the command went out, whoever takes the step next looks
+// for the command (adopt) instead of sending it again. The step's own write clears the mark; the
+// replica holding the lease does not look (rec, in memory, is unchanged).
+func leasedBody(rec record, now time.Time) ([]byte, error) {
+	if role := rec.Phase.sends(); role != "" && rec.Unsure == nil {
+		rec.Unsure = &unsure{Document: role, At: now}
+	}
+	return json.Marshal(rec)
 }
 
 // lease marks a step in progress: until Until, only Owner may advance the record.
