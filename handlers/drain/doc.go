@@ -83,7 +83,8 @@
 // metrics stop answering — and the unregister document ran. An unknown job count never
 // completes. An instance already gone or not managed by SSM is completed at once (the first
 // step sends stop intake and, only when SendCommand fails, asks DescribeInstanceInformation
-// whether any command can reach the instance: one call in the common case). A failing
+// whether any command can reach the instance: one call in the common case; an agent whose
+// connection is lost counts as reachable, since jobs may be running). A failing
 // SSM command is retried with backoff (CommandRetries); after that the drain keeps
 // heartbeating and watching the metrics until the jobs end, then completes with outcome
 // "stop-failed". When the maximum drain passes with jobs still running, the drain stops

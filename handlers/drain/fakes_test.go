@@ -101,11 +101,11 @@ type fakeWorld struct {
 	// lostAnswers: the next n Sends of a document reach SSM (the command is taken) but their
 	// answer is lost (the caller gets an error), as with a timeout after SSM took the call.
 	lostAnswers map[string]int
-	findErr     error             // Find fails with it
-	finds       int               // Find calls
+	findErr     error                 // Find fails with it
+	finds       int                   // Find calls
 	afterSend   func(document string) // runs after each successful Send (under mu)
-	statusOut   map[string]string // document → stdout override
-	pendingFor  int               // statuses stay Pending this many reads
+	statusOut   map[string]string     // document → stdout override
+	pendingFor  int                   // statuses stay Pending this many reads
 	reads       map[string]int
 	// pause, when set, blocks Send until released (a paused replica).
 	pause chan struct{}

@@ -29,8 +29,9 @@ const (
 
 // Commands runs the drain SSM documents on an instance (infra/aws/runcmd satisfies it).
 type Commands interface {
-	// Managed reports whether the instance is managed by SSM (online in
-	// DescribeInstanceInformation); false means no command can reach it.
+	// Managed reports whether the instance is managed by SSM (registered in
+	// DescribeInstanceInformation and not Inactive); false means no command can reach it. An
+	// agent that lost its connection is still managed: its failing commands are retried.
 	Managed(ctx context.Context, instanceID string) (bool, error)
 	// Send starts the named document on the instance and returns the command id.
 	Send(ctx context.Context, document, instanceID string) (commandID string, err error)

@@ -46,8 +46,11 @@ func New(api API) (*Runner, error) {
 	return &Runner{api: api}, nil
 }
 
-// Managed reports whether SSM manages the instance and its agent is online: only then can a
-// command reach it.
+// Managed reports whether SSM manages the instance: it is registered and not Inactive (stopped,
+// terminated, deregistered). An agent whose connection is lost (ConnectionLost) still counts:
+// that can pass (an SSM or network hiccup) while the runner runs jobs, and the drain treats a
+// failing command to it as failing (retry, then watch the metrics), never as an instance
+// nobody can drain, which it would complete at once.
 func (r *Runner) Managed(ctx context.Context, instanceID string) (bool, error) {
 	out, err := r.api.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
 		Filters: []types.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{instanceID}}},
@@ -60,7 +63,7 @@ func (r *Runner) Managed(ctx context.Context, instanceID string) (bool, error) {
 	}
 	for _, info := range out.InstanceInformationList {
 		if aws.ToString(info.InstanceId) == instanceID {
-			return info.PingStatus == "" || info.PingStatus == types.PingStatusOnline, nil
+			return info.PingStatus != types.PingStatusInactive, nil
 		}
 	}
 	return false, nil
