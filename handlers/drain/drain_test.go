@@ -490,6 +490,37 @@ func TestCommandSentBeforeALostWriteIsNotResent(t *testing.T) {
 	}
 }
 
+// A hook's timeouts are read again after hookReread: a stack update that lowered the hook's
+// heartbeat timeout reaches the drains started afterwards. A failing re-read keeps the last.
+func TestHookTimeoutsAreReadAgain(t *testing.T) {
+	r := newRig(t, nil)
+	every := func(token string, at time.Duration) time.Duration {
+		t.Helper()
+		r.world.advanceTo(t0.Add(at))
+		r.world.addInstance("i-"+token, 1)
+		r.start("i-"+token, token)
+		return r.record(token).HeartbeatEvery
+	}
+	if got := every("a", 0); got != 2*time.Second {
+		t.Fatalf("heartbeat interval %s, want 2s (a third of the hook's 6 s)", got)
+	}
+	r.world.mu.Lock()
+	r.world.hookHeartbeat = 3 * time.Second // the stack lowered it
+	r.world.mu.Unlock()
+	if got := every("b", time.Minute); got != 2*time.Second {
+		t.Errorf("a minute later: interval %s, want the read of a minute ago's 2s", got)
+	}
+	if got := every("c", hookReread+time.Second); got != time.Second {
+		t.Errorf("after %s: interval %s, want 1s (a third of the lowered 3 s)", hookReread, got)
+	}
+	r.world.mu.Lock()
+	r.world.hookErr = errors.New("fake: DescribeLifecycleHooks throttled")
+	r.world.mu.Unlock()
+	if got := every("d", 2*hookReread+2*time.Second); got != time.Second {
+		t.Errorf("with the re-read failing: interval %s, want the last read's 1s", got)
+	}
+}
+
 // A Send that failed before SSM took anything is sent again once Find finds nothing; a Find that
 // fails is retried before anything is sent.
 func TestFailedSendIsResentWhenFindFindsNothing(t *testing.T) {

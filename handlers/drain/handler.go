@@ -54,7 +54,14 @@ func (h *Handler) count(fleet, outcome string, heartbeats int) {
 	t.heartbeats += heartbeats
 }
 
-type hookTimeouts struct{ heartbeat, global time.Duration }
+type hookTimeouts struct {
+	heartbeat, global time.Duration
+	read              time.Time // when DescribeLifecycleHooks said so
+}
+
+// hookReread is how long a hook's timeouts are used before they are read again: a stack
+// update may lower a heartbeat timeout, and drains started afterwards must heartbeat in time.
+const hookReread = 5 * time.Minute
 
 // New returns a drain handler. It validates cfg (after defaults) and refuses nil dependencies.
 func New(cfg Config, deps Deps) (*Handler, error) {
@@ -140,13 +147,20 @@ func (h *Handler) CheckHooks(ctx context.Context) error {
 
 func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTimeouts, error) {
 	key := group + "\x00" + hook
+	now := h.d.Clock.Now()
 	h.mu.Lock()
-	t, ok := h.hooks[key]
+	cached, ok := h.hooks[key]
 	h.mu.Unlock()
-	if ok {
-		return t, nil
+	if ok && now.Sub(cached.read) < hookReread {
+		return cached, nil
 	}
 	hb, global, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
+	if err != nil && ok {
+		// The last answer is better than no drain: keep it until a read succeeds.
+		h.log.Warn("drain: re-reading a lifecycle hook failed: using its last timeouts",
+			"group", group, "hook", hook, "read_at", cached.read, "error", err.Error())
+		return cached, nil
+	}
 	if err != nil {
 		return hookTimeouts{}, fmt.Errorf("reading lifecycle hook %s of %s: %w", hook, group, err)
 	}
@@ -156,7 +170,7 @@ func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTim
 	if global <= 0 {
 		global = min(maxHookTimeout, 100*hb)
 	}
-	t = hookTimeouts{heartbeat: hb, global: global}
+	t := hookTimeouts{heartbeat: hb, global: global, read: now}
 	h.mu.Lock()
 	h.hooks[key] = t
 	h.mu.Unlock()
