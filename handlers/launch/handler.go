@@ -236,6 +236,9 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	return nil
 }
 
+// heartbeatRetry is the longest wait before a failed heartbeat is tried again.
+const heartbeatRetry = 5 * time.Second
+
 // step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
 func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	if rec.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= rec.HeartbeatEvery {
@@ -285,7 +288,14 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	default:
 		rec.Due = minTime(now.Add(rec.Poll), rec.Deadline)
 		if rec.HeartbeatEvery > 0 {
-			rec.Due = minTime(rec.Due, rec.LastHeartbeat.Add(rec.HeartbeatEvery))
+			next := rec.LastHeartbeat.Add(rec.HeartbeatEvery)
+			if !next.After(now) {
+				// The heartbeat just failed (LastHeartbeat unchanged): try again soon, not at
+				// once, or a gate whose heartbeats keep failing (a missing permission, throttling)
+				// loops as fast as its follow-ups go round, and the throttling spreads.
+				next = now.Add(min(heartbeatRetry, rec.HeartbeatEvery/4))
+			}
+			rec.Due = minTime(rec.Due, next)
 		}
 		rec.FollowUps++
 	}

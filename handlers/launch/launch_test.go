@@ -38,6 +38,7 @@ type fakes struct {
 	followUps  []messages.Envelope
 	hookHB     time.Duration
 	heartbeats int
+	hbErr      error // what Heartbeat fails with
 	delays     []time.Duration
 	// jobs is what RunningJobs answers (jobsErr: no answer); jobLooks counts its calls.
 	jobs     int
@@ -90,6 +91,9 @@ func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heartbeats++
+	if f.hbErr != nil {
+		return false, f.hbErr
+	}
 	return true, nil
 }
 
@@ -350,5 +354,36 @@ func TestGateDerivedFromTheHook(t *testing.T) {
 	}
 	if r := f2.record(t); r.HeartbeatEvery != 10*time.Second || f2.heartbeats < 2 {
 		t.Fatalf("heartbeat every %s, %d heartbeats; want every 10s, at least 2", r.HeartbeatEvery, f2.heartbeats)
+	}
+}
+
+// A heartbeat that fails is tried again a little later, not at once: a gate whose heartbeats
+// keep failing (a missing permission, throttling) must not loop as fast as its follow-ups go.
+func TestFailingHeartbeatIsRetriedAfterAPause(t *testing.T) {
+	f := newFakes()
+	f.hookHB = 30 * time.Second
+	f.health = []*[2]float64{nil}
+	h := newHandler(t, f, map[string]Gate{"blue": {Timeout: 5 * time.Minute, Poll: 15 * time.Second}})
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(10 * time.Second) // a heartbeat is due
+	f.mu.Lock()
+	f.hbErr = errors.New("AccessDenied")
+	f.mu.Unlock()
+	for range 3 {
+		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		delay := f.delays[len(f.delays)-1]
+		f.mu.Unlock()
+		if delay != 2500*time.Millisecond {
+			t.Fatalf("next look after a failed heartbeat in %s; want 2.5s (a quarter of the 10 s interval)", delay)
+		}
+		f.advance(delay)
+	}
+	if f.heartbeats != 3 {
+		t.Errorf("%d heartbeats tried, want 3 (one per look)", f.heartbeats)
 	}
 }
