@@ -337,6 +337,31 @@ func TestSilentMetricsUseStatusDocument(t *testing.T) {
 	}
 }
 
+// A status command whose answer was lost is not looked for at the next status step: its output
+// would be jobs counted in the past. A new one is sent.
+func TestLostStatusAnswerIsNotAdoptedLater(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	r.world.metricsErr["i-1"] = errors.New("connection refused")
+	r.world.lostAnswers[DefaultStatusDocument] = 1
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 8*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if r.world.finds != 0 {
+		t.Errorf("%d Find calls, want 0 (a lost status answer is stale by the next status step)", r.world.finds)
+	}
+	if n := r.world.sent(DefaultStatusDocument); n < 2 {
+		t.Errorf("status sent %d times, want a new one after the lost answer", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %s, want completed", rec.Outcome)
+	}
+}
+
 // Neither metrics nor the status document can tell: never complete; at the maximum drain,
 // stop heartbeating and leave the action to the hook's timeout.
 func TestUnknownJobsNeverComplete(t *testing.T) {

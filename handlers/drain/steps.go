@@ -244,7 +244,11 @@ func (h *Handler) commandFailed(rec *record, f fleet.Settings, now time.Time, ro
 	rec.Command = nil
 	rec.Note = reason
 	if role == roleStatus {
-		// The status document only stands in for silent metrics; watch again next poll.
+		// The status document only stands in for silent metrics; watch again next poll. Its
+		// answer is only worth having fresh: a status command whose answer was lost is not
+		// looked for later (adopting it then would read jobs from the past). The status
+		// document changes nothing, so sending it again is harmless.
+		rec.Unsure = nil
 		rec.Jobs = -1
 		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
 		return
