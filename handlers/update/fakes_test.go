@@ -31,6 +31,7 @@ type fakeStacks struct {
 	failReason     string
 	createCalls    []ChangeSetInput
 	executeCalls   int
+	executeErrors  int // ExecuteChangeSet fails this many times, executing nothing (throttled)
 	describeErrors int
 }
 
@@ -147,6 +148,10 @@ func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.executeCalls++
+	if f.executeErrors > 0 {
+		f.executeErrors--
+		return errors.New("ThrottlingException: Rate exceeded")
+	}
 	cs, ok := f.sets[name]
 	if !ok {
 		return errors.New("ChangeSetNotFound")

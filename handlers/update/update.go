@@ -395,18 +395,26 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 			return rec, version, err
 		}
 		version++
-		if err := h.stacks.ExecuteChangeSet(ctx, f.Stack, rec.ChangeSetID); err != nil {
-			// A second executor (a replayed step) finds the change set executing or executed.
-			if cs2, derr := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID); derr == nil &&
-				(cs2.ExecutionStatus == "EXECUTE_IN_PROGRESS" || cs2.ExecutionStatus == "EXECUTE_COMPLETE" || cs2.ExecutionStatus == "EXECUTE_FAILED") {
-				return rec, version, nil
-			}
-			return rec, version, fmt.Errorf("executing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
-		}
-		log.InfoContext(ctx, "update: change set executing")
-		return rec, version, nil
+		return rec, version, h.execute(ctx, f, rec, log)
 
 	case PhaseExecuting:
+		// The intent was saved before ExecuteChangeSet: if that call failed (throttled, the
+		// worker died), the stack's status says nothing about this change set (an earlier
+		// update's UPDATE_COMPLETE would read as success). Until the change set is seen
+		// executing, ask it, and execute it when it is still waiting.
+		cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+		switch {
+		case errors.Is(err, ErrChangeSetNotFound):
+			// Executed change sets can be gone (CloudFormation removes a stack's change sets
+			// once one is executed): follow the stack.
+		case err != nil:
+			return rec, version, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+		case cs.ExecutionStatus == "AVAILABLE":
+			return rec, version, h.execute(ctx, f, rec, log)
+		case cs.ExecutionStatus == "UNAVAILABLE" || cs.ExecutionStatus == "OBSOLETE":
+			return h.finishStep(ctx, f, rec, version, OutcomeFailed,
+				"the change set was never executed: it became "+cs.ExecutionStatus+" (the stack changed meanwhile?)", "", log)
+		}
 		st, found, err := h.stacks.Describe(ctx, f.Stack)
 		if err != nil {
 			return rec, version, fmt.Errorf("describing stack %s: %w", f.Stack, err)
@@ -443,6 +451,20 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 		}
 	}
 	return rec, version, nil
+}
+
+// execute runs the change set of rec. A second executor (a replayed step) finds it executing or
+// executed: that is not an error.
+func (h *Handler) execute(ctx context.Context, f Fleet, rec Record, log *slog.Logger) error {
+	if err := h.stacks.ExecuteChangeSet(ctx, f.Stack, rec.ChangeSetID); err != nil {
+		if cs, derr := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID); derr == nil &&
+			(cs.ExecutionStatus == "EXECUTE_IN_PROGRESS" || cs.ExecutionStatus == "EXECUTE_COMPLETE" || cs.ExecutionStatus == "EXECUTE_FAILED") {
+			return nil
+		}
+		return fmt.Errorf("executing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+	}
+	log.InfoContext(ctx, "update: change set executing")
+	return nil
 }
 
 // firstFailure returns the first resource that failed after since, and why.

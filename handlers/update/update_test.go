@@ -294,6 +294,31 @@ func TestACrashAfterCreateReusesTheChangeSet(t *testing.T) {
 	}
 }
 
+// ExecuteChangeSet failing after the intent was saved: the stack still reads UPDATE_COMPLETE
+// from an earlier update, which must not pass for this one's success. The change set, still
+// AVAILABLE, is executed at the next step.
+func TestAFailedExecuteIsExecutedAgainNotReadAsSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	e.stacks.stacks["runner-docker"].status = "UPDATE_COMPLETE"
+	e.stacks.executeErrors = 1
+	c := updateCmd("docker", map[string]string{"VolumeSize": "300"}, false)
+	if err := e.h.HandleCommand(context.Background(), c); err == nil || messages.IsPermanent(err) {
+		t.Fatalf("want a transient error from the failed execute, got %v", err)
+	}
+	r := e.tickUntilDone(t, "docker")
+	executed := 0
+	for key, cs := range e.stacks.sets {
+		if cs.executed && key == cs.id { // each set is kept under its name and its id
+			executed++
+		}
+	}
+	if r.Outcome != OutcomeSucceeded || executed != 1 || e.stacks.executeCalls != 2 {
+		t.Errorf("outcome %q, %d change sets executed, %d execute calls; want succeeded, 1, 2", r.Outcome, executed, e.stacks.executeCalls)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
