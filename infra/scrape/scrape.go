@@ -132,7 +132,10 @@ const (
 	ReasonGarbled      Reason = "unparseable exposition"
 	ReasonNoConcurrent Reason = "no gitlab_runner_concurrent"
 	ReasonBadURL       Reason = "bad metrics url"
-	ReasonCanceled     Reason = "canceled"
+	// ReasonNoAddress: the URL has no host, as when EC2 no longer lists the instance's private
+	// address and the template uses it ("http://:9252/metrics" would dial this host itself).
+	ReasonNoAddress Reason = "no address"
+	ReasonCanceled  Reason = "canceled"
 )
 
 // Result is what one instance's runner reported.
@@ -361,6 +364,9 @@ func (s *Scraper) one(ctx context.Context, tmpl *template.Template, parser *expf
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url.String(), nil)
 	if err != nil {
 		return fail(ReasonBadURL, err)
+	}
+	if req.URL.Hostname() == "" {
+		return fail(ReasonNoAddress, fmt.Errorf("metrics url %q has no host (no private address for the instance?)", url.String()))
 	}
 	// Ask for the text format: gitlab-runner's promhttp handler would otherwise negotiate.
 	req.Header.Set("Accept", "text/plain;version=0.0.4")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -471,6 +473,30 @@ func TestScrapeRefusesNonLoopbackAndBadInput(t *testing.T) {
 	}
 	if _, err := New(Config{}, nil); err == nil {
 		t.Error("nil client accepted")
+	}
+}
+
+// An instance EC2 no longer lists has no private address: a template using it would name no
+// host, and Go would dial this host itself, whose answer (here a runner listening on loopback)
+// must not be credited to the instance.
+func TestScrapeWithoutAnAddressIsUnknown(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, concurrentOnly)
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	s := newTestScraper(t, Config{Timeout: time.Second})
+	rs, err := s.Scrape(context.Background(), fmt.Sprintf("http://{{.PrivateIP}}:%d/metrics", port),
+		[]Target{{InstanceID: "i-gone", PrivateIP: ""}, {InstanceID: "i-here", PrivateIP: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Known || rs[0].Reason != ReasonNoAddress {
+		t.Errorf("no address: known=%v reason=%q, want unknown, %q", rs[0].Known, rs[0].Reason, ReasonNoAddress)
+	}
+	if !rs[1].Known {
+		t.Errorf("the same template with an address: %+v, want known", rs[1])
 	}
 }
 

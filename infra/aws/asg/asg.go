@@ -77,7 +77,8 @@ type Member struct {
 
 // Read describes the group: its desired, min and max capacity, the launch template a launch
 // uses, and its members. An instance EC2 no longer lists keeps an empty IP and a zero launch
-// time (it is not scraped: its runner's URL would be wrong). A missing group is an error
+// time (a metrics URL built from the address then has no host, and the scraper reports the
+// instance unknown, "no address", without dialling). A missing group is an error
 // wrapping notFound, the sentinel of the handler the caller adapts Groups to.
 func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Snapshot, error) {
 	out, err := g.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
