@@ -356,10 +356,28 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 			h.m.finished.WithLabelValues(f.Name, string(StatusAborted)).Inc()
 			h.m.active.WithLabelValues(f.Name).Set(0)
 			h.log.InfoContext(ctx, "cycle aborted", "fleet", f.Name, "cycle_id", rec.ID, "command_id", c.ID, "issuer", c.Issuer)
+			h.restoreMax(ctx, f, rec)
 			return nil
 		}
 	}
 	return fmt.Errorf("aborting cycle of fleet %s: lost %d conditional writes in a row", f.Name, saveRetries)
+}
+
+// restoreMax gives back the room a surge raised MaxSize by, after an abort (a cycle's own end
+// does it in apply). It only logs a failure: the abort itself stands.
+func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
+	if rec.OriginalMax <= 0 {
+		return
+	}
+	g, err := h.deps.Group.Describe(ctx, f.GroupName)
+	if err == nil && g.Max > rec.OriginalMax {
+		err = h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax)
+	}
+	if err != nil {
+		h.m.applyErrs.WithLabelValues(f.Name, "restore_max").Inc()
+		h.log.WarnContext(ctx, "cycle aborted: MaxSize not restored; set it back by hand",
+			"fleet", f.Name, "group", f.GroupName, "original_max", rec.OriginalMax, "error", err.Error())
+	}
 }
 
 func orUnknown(s string) string {
@@ -521,7 +539,9 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 		}
 		h.m.retired.WithLabelValues(f.Name).Inc()
 	}
-	if p.finish == StatusSucceeded && rec.OriginalMax > 0 && g.Max > rec.OriginalMax {
+	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
+	// for good (the next cycle records the raised value as the original).
+	if p.finish.Final() && rec.OriginalMax > 0 && g.Max > rec.OriginalMax {
 		if err := h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax); err != nil {
 			fail("restore_max", err)
 		}

@@ -153,6 +153,9 @@ func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
 	if _, terminated := g.snapshot(); len(terminated) != 0 {
 		t.Fatalf("retired %v although no replacement became healthy", terminated)
 	}
+	if m := g.maxSize(); m != 3 {
+		t.Errorf("MaxSize %d after the failed cycle, want the original 3 (the surge's room given back)", m)
+	}
 	// Later ticks do nothing.
 	active, err := r.h.Advance(context.Background(), "blue", "later")
 	if err != nil || active {
@@ -178,6 +181,9 @@ func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
 	}
 	if len(after) != len(before) {
 		t.Fatalf("retired %v after the abort (before: %v)", after, before)
+	}
+	if m := g.maxSize(); m != 3 {
+		t.Errorf("MaxSize %d after the abort, want the original 3 (the surge's room given back)", m)
 	}
 }
 

@@ -107,6 +107,8 @@ func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) e
 	return nil
 }
 
+func (g *fakeGroup) maxSize() int { g.mu.Lock(); defer g.mu.Unlock(); return g.state.Max }
+
 func (g *fakeGroup) RestoreMax(_ context.Context, _ string, max int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
