@@ -41,6 +41,38 @@ func TestBusyRunnerIsNeverAbandoned(t *testing.T) {
 	}
 }
 
+// An ABANDON whose completion failed is looked at again when it is retried later: the runner
+// may have taken jobs since the decision, and ABANDON would kill them.
+func TestRetriedAbandonLooksForJobsAgain(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{nil}
+	h := newHandler(t, f, gate)
+	ctx := context.Background()
+	for range 6 { // looks until the minute's timeout
+		_ = h.Handle(ctx, launchMsg("blue-asg"))
+		f.advance(10 * time.Second)
+	}
+	f.mu.Lock()
+	f.failNext = true
+	f.mu.Unlock()
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err == nil {
+		t.Fatal("a failed completion must be retried")
+	}
+	if r := f.record(t); r.Result != ResultAbandon {
+		t.Fatalf("decided %q, want ABANDON (no answer, no jobs)", r.Result)
+	}
+	f.mu.Lock()
+	f.jobs = 2 // the runner took jobs before the retry
+	f.mu.Unlock()
+	f.advance(time.Minute)
+	if err := h.Handle(ctx, launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.completes) != 1 || f.completes[0] != ResultContinue {
+		t.Fatalf("completes %v, want one CONTINUE (2 jobs running at the retry)", f.completes)
+	}
+}
+
 func TestIdleOrUncountableRunnerIsStillAbandoned(t *testing.T) {
 	for name, tc := range map[string]struct {
 		jobs     int

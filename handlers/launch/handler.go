@@ -322,11 +322,20 @@ func joinNote(a, b string) string {
 	return a + "; " + b
 }
 
+// abandonRecheck is how old an ABANDON decision may be before its completion looks for running
+// jobs again (the decision itself looked, at the timeout).
+const abandonRecheck = 5 * time.Second
+
 // complete completes the action with the recorded result (safe twice: a second completion finds
 // the action no longer pending) and writes the gate done.
 func (h *Handler) complete(ctx context.Context, rec record, version int64) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
 	defer cancel()
+	if rec.Result == ResultAbandon && h.d.Clock.Now().Sub(rec.Due) >= abandonRecheck {
+		// The ABANDON was decided a while ago and its completion failed since: the runner may
+		// have taken jobs meanwhile, which ABANDON would kill. Look again.
+		h.spareBusy(cctx, &rec)
+	}
 	active, err := h.d.Lifecycle.Complete(cctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID, rec.Result)
 	if err != nil {
 		return fmt.Errorf("launch: completing %s with %s: %w", rec.InstanceID, rec.Result, err)
