@@ -65,7 +65,8 @@
 //   - A record carries the schema of its layout. A worker never steps or writes a record of a
 //     newer schema than its own (an ECS rolling deploy runs old and new replicas side by side,
 //     and the old code would drop the fields it does not know when it saves): it passes the
-//     latest follow-up on, sent again, until a newer replica takes it.
+//     latest follow-up on, sent again, until a newer replica takes it, and heartbeats the
+//     hook when one is due (after a rollback no replica may step it), without writing.
 //   - Follow-up steps and swept drains take one of StepConcurrency lanes; a lifecycle event's
 //     first step (claim, stop intake) takes none, so a wave of running drains never delays the
 //     stop of a new one, and the wave's SSM and DynamoDB call rate stays bounded.

@@ -31,6 +31,9 @@ type Handler struct {
 
 	mu    sync.Mutex
 	hooks map[string]hookTimeouts
+	// keptAlive is when this replica last heartbeated, by token, a drain a newer worker wrote
+	// (keepAlive): it does not write those records, so their LastHeartbeat stays behind.
+	keptAlive map[string]time.Time
 	// unpublished counts, per fleet, what the Sink has not been told yet.
 	unpublished map[string]*tally
 }
@@ -78,7 +81,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	h := &Handler{
 		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
 		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
-		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{},
+		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{}, keptAlive: map[string]time.Time{},
 		lanes: make(chan struct{}, cfg.StepConcurrency),
 	}
 	for _, f := range cfg.Fleets {
@@ -302,18 +305,55 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 
 // passOn leaves a drain whose record a newer worker wrote (a rolling deploy runs old and new
 // replicas side by side) to a newer replica: this version's code would drop what it does not
-// know when it saves the record, so it neither steps nor writes it. The latest follow-up is sent
-// again (any replica may receive it), so the chain survives until a newer replica takes it;
-// stale follow-ups and sweeps do nothing.
+// know when it saves the record, so it neither steps nor writes it. It does keep the action
+// alive (keepAlive). The latest follow-up is sent again (any replica may receive it), so the
+// chain survives until a newer replica takes it; stale follow-ups and sweeps do nothing.
 func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64, sweeping bool) error {
 	h.log.Warn("drain record written by a newer worker: left to a newer replica",
 		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 		"schema", rec.Schema, "known_schema", recordSchema)
+	h.keepAlive(ctx, rec)
 	if sweeping || attempt != version {
 		return nil
 	}
 	return h.schedule(ctx, rec, version, passOnDelay)
 }
+
+// keepAlive heartbeats the action of a drain this worker cannot step, when one is due by the
+// record and by this replica's own last heartbeat of it. After a rollback to an older worker no
+// replica steps the newer records: without heartbeats their hooks would time out, and their
+// instances go with their jobs. The record is not written; the heartbeats end at its deadline.
+func (h *Handler) keepAlive(ctx context.Context, rec record) {
+	if rec.Phase == phaseDone || rec.HeartbeatEvery <= 0 {
+		return
+	}
+	now := h.d.Clock.Now()
+	h.mu.Lock()
+	if last, ok := h.keptAlive[rec.Token]; ok && last.After(rec.LastHeartbeat) {
+		rec.LastHeartbeat = last
+	}
+	h.mu.Unlock()
+	before := rec.LastHeartbeat
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
+	defer cancel()
+	h.heartbeat(hctx, &rec, now)
+	if rec.LastHeartbeat.Equal(before) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.keptAlive[rec.Token] = rec.LastHeartbeat
+	if len(h.keptAlive) > keptAliveMax {
+		for token, at := range h.keptAlive {
+			if now.Sub(at) > time.Hour { // past any heartbeat interval (a third of ≤ 7200 s)
+				delete(h.keptAlive, token)
+			}
+		}
+	}
+}
+
+// keptAliveMax is how many kept-alive drains are remembered before old entries are pruned.
+const keptAliveMax = 256
 
 // passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 const passOnDelay = 5 * time.Second
