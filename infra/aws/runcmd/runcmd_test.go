@@ -20,15 +20,8 @@ import (
 // The adapter against the local world: an instance the simulator runs is managed; a command's
 // invocation is Pending while SSM does not know it yet, then succeeds with the document's output.
 func TestRunnerAgainstTheEmulator(t *testing.T) {
-	w := world.Start(t, world.Options{})
-	cfg := w.Emulator.AWSConfig(t)
+	_, id, r := start(t)
 	ctx := context.Background()
-	id := launch(t, cfg, w)
-
-	r, err := runcmd.New(ssm.NewFromConfig(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if ok, err := r.Managed(ctx, id); err != nil || !ok {
 		t.Fatalf("Managed(%s) = %v, %v; want true", id, ok, err)
 	}
@@ -75,25 +68,13 @@ func TestRunnerAgainstTheEmulator(t *testing.T) {
 // nothing) but not one whose answer failed after SSM took it: a retry would send the document
 // twice. The command whose answer was lost is then found by Find.
 func TestSendRetriesOnlyRefusedCalls(t *testing.T) {
-	w := world.Start(t, world.Options{})
-	cfg := w.Emulator.AWSConfig(t)
+	w, id, r := start(t)
 	ctx := context.Background()
-	id := launch(t, cfg, w)
-	r, err := runcmd.New(ssm.NewFromConfig(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
 	sent := func() map[string]bool {
 		t.Helper()
-		events, err := w.Emulator.Log(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
 		ids := map[string]bool{}
-		for _, ev := range events {
-			if ev.Kind == "ssm.command" && ev.String("instance_id") == id {
-				ids[ev.String("command_id")] = true
-			}
+		for _, ev := range logged(t, w, "ssm.command", id) {
+			ids[ev.String("command_id")] = true
 		}
 		return ids
 	}
@@ -127,19 +108,38 @@ func TestSendRetriesOnlyRefusedCalls(t *testing.T) {
 		t.Errorf("Find after the lost answer = %q, %v, %v; want the second command of %v", lost, found, err, got)
 	}
 
-	events, err := w.Emulator.Log(ctx, 0)
+	if faults := len(logged(t, w, emulator.KindFaultInjected, id)); faults != 2 {
+		t.Errorf("faults injected = %d; want 2 (both armed faults used)", faults)
+	}
+}
+
+// start runs the local world with one instance and returns it with a Runner on the emulator.
+func start(t *testing.T) (*world.World, string, *runcmd.Runner) {
+	t.Helper()
+	w := world.Start(t, world.Options{})
+	cfg := w.Emulator.AWSConfig(t)
+	id := launch(t, cfg, w)
+	r, err := runcmd.New(ssm.NewFromConfig(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	faults := 0
+	return w, id, r
+}
+
+// logged returns the emulator's log events of kind about instance.
+func logged(t *testing.T, w *world.World, kind, instance string) []emulator.LogEvent {
+	t.Helper()
+	events, err := w.Emulator.Log(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []emulator.LogEvent
 	for _, ev := range events {
-		if ev.Kind == emulator.KindFaultInjected && ev.String("instance_id") == id {
-			faults++
+		if ev.Kind == kind && ev.String("instance_id") == instance {
+			out = append(out, ev)
 		}
 	}
-	if faults != 2 {
-		t.Errorf("faults injected = %d; want 2 (both armed faults used)", faults)
-	}
+	return out
 }
 
 // launch creates a one-instance group and returns the instance once the simulator runs it.
