@@ -286,7 +286,7 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	}
 	now := h.cfg.Now()
 	next := Record{
-		ID: s.id, Trigger: s.trigger, Issuer: s.issuer, Status: StatusRunning, StartedAt: now, UpdatedAt: now,
+		ID: s.id, Trigger: s.trigger, Issuer: s.issuer, Status: StatusRunning, StartedAt: now, UpdatedAt: now, MovedAt: now,
 		MaxUnavailable: mu, All: s.all, HealthTimeout: f.HealthTimeout,
 		TargetVersion: g.CurrentVersion, Desired: g.Desired, OriginalMax: g.Max,
 	}

@@ -163,6 +163,68 @@ func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
 	}
 }
 
+// A group that launches nothing (no capacity, a broken launch template) would hold a cycle — and
+// with it scaling — for ever: the cycle fails once it has not moved for the health timeout.
+func TestAGroupThatLaunchesNothingFailsTheCycle(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.launchFails = true
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 30)
+	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "no progress for") ||
+		!strings.Contains(rec.Reason, "3 instances for a desired capacity of 4") {
+		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
+	}
+	if took := rec.FinishedAt.Sub(rec.StartedAt); took <= 5*time.Minute || took > 7*time.Minute {
+		t.Errorf("failed %s after the start, want just past the 5m health timeout", took)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("retired %v although no replacement launched", terminated)
+	}
+	if m := g.maxSize(); m != 3 {
+		t.Errorf("MaxSize %d after the failed cycle, want the original 3", m)
+	}
+}
+
+// An instance the cycle keeps (already current) that does not serve leaves too few healthy
+// instances to retire any old one within the budget: the cycle fails and names it.
+func TestAKeptInstanceThatDoesNotServeFailsTheCycleWithItsName(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-kept")
+	g.state.Members[2].Version = "2"
+	r := newRig(t, g, nil)
+	r.hl.unknown["i-kept"] = true
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 30)
+	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "i-kept (runner metrics: timeout)") {
+		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("retired %v below the budget", terminated)
+	}
+}
+
+// Waiting for drains is not a stall: a drain runs as long as its jobs do, so a cycle whose drains
+// outlast the health timeout many times over still succeeds.
+func TestLongDrainsAreNotAStall(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	g.drainSteps = 40 // 40 one-minute ticks, eight times the 5m health timeout
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 200)
+	if rec.Status != StatusSucceeded {
+		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
+	}
+	if took := rec.FinishedAt.Sub(rec.StartedAt); took < 40*time.Minute {
+		t.Fatalf("finished after %s: the drains were not waited for", took)
+	}
+}
+
 func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
 	g := newFakeGroup("2", "i-a", "i-b", "i-c")
 	r := newRig(t, g, nil)

@@ -16,7 +16,9 @@
 // the group's terminate hook runs and handlers/drain drains each one: no job is killed. The
 // instances serving (InService, intake open, job requests succeeding) never drop below
 // desired − max-unavailable. A replacement not healthy within the fleet's health timeout stops
-// the cycle with the reason and nothing more is retired. `publisher cycle --abort` ends it at
+// the cycle with the reason and nothing more is retired; so does a cycle that has not moved for
+// as long with nothing in flight (a group that launches nothing, a kept instance that does not
+// serve), for scaling holds still while a cycle runs. Waiting for drains is not a stall. `publisher cycle --abort` ends it at
 // once: the step in flight, if any, was claimed before, and no later step runs.
 //
 // Why the group is driven directly rather than by StartInstanceRefresh: a refresh decides by

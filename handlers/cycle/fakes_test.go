@@ -29,6 +29,8 @@ type fakeGroup struct {
 	// pendingSteps keeps each launch Pending for that many more Describes.
 	pendingSteps int
 	pending      map[string]int
+	// launchFails makes the group launch nothing (capacity or launch template errors).
+	launchFails bool
 }
 
 func newFakeGroup(version string, ids ...string) *fakeGroup {
@@ -66,7 +68,7 @@ func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error)
 			live++
 		}
 	}
-	for ; live < g.state.Desired; live++ {
+	for ; live < g.state.Desired && !g.launchFails; live++ {
 		g.next++
 		id := fmt.Sprintf("i-new%02d", g.next)
 		members = append(members, Member{ID: id, State: fleet.StatePending, Version: g.state.CurrentVersion, LaunchedAt: time.Unix(int64(1000+g.next), 0)})

@@ -40,6 +40,11 @@ type plan struct {
 //     without it;
 //   - a replacement not healthy within rec.HealthTimeout of being first seen fails the cycle,
 //     and that step retires nothing;
+//   - a cycle that has not moved (no replacement launched or healthy, no old instance retired or
+//     gone) for rec.HealthTimeout while nothing is in flight (no drain, no replacement waiting
+//     for health) fails with what holds it: a group that does not launch, or instances the cycle
+//     keeps that do not serve, so no old one can be retired within the budget. It would
+//     otherwise wait for ever, and scaling holds still while a cycle runs;
 //   - the cycle succeeds when no old instance is left in the group (every drain finished), the
 //     desired capacity is back at D and every replacement serves.
 func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner) plan {
@@ -47,6 +52,10 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	if rec.Seen == nil {
 		rec.Seen = map[string]time.Time{}
 	}
+	if rec.MovedAt.IsZero() {
+		rec.MovedAt = now // a record written before MovedAt existed: its clock starts now
+	}
+	moved := false
 	var p plan
 	var oldLive []Member
 	var retryRetire []string
@@ -87,12 +96,14 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		}
 		if _, ok := rec.Seen[m.ID]; !ok {
 			rec.Seen[m.ID] = now
+			moved = true
 			rec.event(now, fmt.Sprintf("replacement %s launched", m.ID))
 		}
 		if slices.Contains(rec.Healthy, m.ID) {
 			continue
 		}
 		if serving {
+			moved = true
 			rec.Healthy = append(rec.Healthy, m.ID)
 			rec.event(now, fmt.Sprintf("replacement %s healthy", m.ID))
 			continue
@@ -107,7 +118,13 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			pr.Replaced++
 		}
 	}
+	if pr.Replaced > rec.Progress.Replaced {
+		moved = true
+	}
 	rec.Progress = pr
+	if moved {
+		rec.MovedAt = now
+	}
 
 	if len(late) > 0 {
 		slices.Sort(late)
@@ -124,7 +141,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		// retirement of a cycle without surge lowered desired; its replacement comes now).
 		if p.desired == 0 && pr.WaitingForHealth == 0 {
 			p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
+			return p
 		}
+		stalled(now, rec, g, runners, &p, 0, 0, 0)
 		return p
 	}
 
@@ -180,6 +199,11 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		rec.Retired = append(rec.Retired, m.ID)
 		rec.event(now, fmt.Sprintf("retiring %s (%s): its drain runs", m.ID, unhealthyWhyOrServing(m, runners[m.ID])))
 	}
+	if len(p.retire) > 0 {
+		rec.MovedAt = now
+	} else if stalled(now, rec, g, runners, &p, len(oldLive), covered, need) {
+		return p
+	}
 	for _, id := range retryRetire {
 		p.retire = append(p.retire, id)
 		rec.event(now, fmt.Sprintf("retiring %s again: still InService %s after it was retired", id, retireRetryAfter))
@@ -191,6 +215,48 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		rec.RetiredAt[id] = now
 	}
 	return p
+}
+
+// stalled fails the cycle (in p) when it has not moved for rec.HealthTimeout with nothing in
+// flight, and says what holds it. oldLeft counts old instances not yet retired; covered and need
+// are the retirement rule's counts.
+func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner, p *plan, oldLeft, covered, need int) bool {
+	if rec.Progress.Draining > 0 || rec.Progress.WaitingForHealth > 0 || now.Sub(rec.MovedAt) <= rec.HealthTimeout {
+		return false
+	}
+	live := 0
+	var idle []string
+	old, retired := set(rec.Old), set(rec.Retired)
+	for _, m := range g.Members {
+		if m.State.Leaving() {
+			continue
+		}
+		live++
+		if r := runners[m.ID]; !old[m.ID] && !retired[m.ID] && !(m.State.InService() && r.Healthy) {
+			idle = append(idle, fmt.Sprintf("%s (%s)", m.ID, unhealthyWhy(m, r)))
+		}
+	}
+	slices.Sort(idle)
+	var why string
+	switch {
+	case live < g.Desired:
+		why = fmt.Sprintf("the group has %d instances for a desired capacity of %d and launches no more: "+
+			"read its scaling activities (aws autoscaling describe-scaling-activities --auto-scaling-group-name %s)", live, g.Desired, g.Name)
+	case oldLeft == 0:
+		why = fmt.Sprintf("every old instance is gone, but the group's desired capacity is %d, not the %d the cycle ends at: "+
+			"setting it fails (see the worker's log)", g.Desired, rec.Desired)
+	case covered <= need && len(idle) > 0:
+		why = fmt.Sprintf("retiring an old instance needs %d healthy instances, %d are: these do not serve and are not the cycle's to replace: %v",
+			need+1, covered, idle)
+	case covered <= need:
+		why = fmt.Sprintf("retiring an old instance needs %d healthy instances, %d are", need+1, covered)
+	default:
+		why = fmt.Sprintf("serving %d, floor %d: retiring one more would go below it", rec.Progress.Serving, rec.Progress.Floor)
+	}
+	p.desired, p.retire = 0, nil
+	p.finish, p.reason = StatusFailed, fmt.Sprintf("no progress for %s with nothing in flight: %s; nothing more is retired",
+		now.Sub(rec.MovedAt).Round(time.Second), why)
+	return true
 }
 
 func unhealthyWhyOrServing(m Member, r Runner) string {

@@ -70,6 +70,10 @@ type Record struct {
 	Seen map[string]time.Time `json:"seen,omitempty"`
 	// Healthy lists the replacements whose runner was seen healthy.
 	Healthy []string `json:"healthy,omitempty"`
+	// MovedAt is when the cycle last moved: started, saw a replacement launch or become healthy,
+	// retired an old instance or saw one gone. A cycle with nothing in flight that has not moved
+	// for HealthTimeout fails (decide), so a stuck cycle cannot hold scaling for ever.
+	MovedAt time.Time `json:"moved_at,omitzero"`
 
 	// Progress is what the last step saw.
 	Progress Progress `json:"progress"`
