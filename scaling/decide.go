@@ -109,7 +109,7 @@ type Observation struct {
 // saturated fleet grows by half its running jobs per decision. Scale-in removes only idle, scraped
 // instances older than MinUptime, at most MaxScaleInStep per decision, once the fleet has had
 // spare capacity for ScaleInWindow, and never while more than MaxUnknownShare of the in-service
-// instances are unknown. Instances whose intake is stopped, unhealthy or spot-interrupted offer
+// instances are unknown; an unknown instance counts as capacity but never as spare. Instances whose intake is stopped, unhealthy or spot-interrupted offer
 // no slots.
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
@@ -214,7 +214,10 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	}
 
 	over := base - hi
-	surplus := obs.Capacity - obs.Wanted
+	// An unknown instance counts as capacity (scale-out does not chase a failed scrape) but never
+	// as spare: its slots may all be running jobs that obs.Wanted does not see, so removing an
+	// instance on the strength of them could leave the fleet short.
+	surplus := obs.Capacity - obs.Unknown*obs.SlotsPerInstance - obs.Wanted
 	if over <= 0 && (base <= lo || surplus < obs.SlotsPerInstance) {
 		d.State.SpareSince = time.Time{}
 		d.Reason = "steady: " + summary

@@ -294,7 +294,18 @@ func TestDecide(t *testing.T) {
 				{ID: "u", State: fleet.StateInService, LaunchedAt: monday0900.Add(-time.Hour), Unknown: true, Protected: true},
 				{ID: "v", State: fleet.StateInService, LaunchedAt: monday0900.Add(-time.Hour), Unknown: true},
 			}},
-			desired: 2, reasonHas: "no idle instance",
+			desired: 2, reasonHas: "steady",
+		},
+		{
+			// u may be running four jobs: without a, b and u would offer 8 slots for 7 jobs,
+			// one free against the 2 asked for, and the fleet would grow again next tick.
+			name:   "an unknown instance's slots are never spare",
+			policy: func(p *fleet.Policy) { p.MaxUnknownShare = 1; p.IdleSlots = 2 },
+			in: Input{Desired: 3, State: spareFor(time.Hour), Instances: []fleet.Instance{
+				{ID: "u", State: fleet.StateInService, LaunchedAt: monday0900.Add(-time.Hour), Unknown: true},
+				inst("a", 0), inst("b", 3),
+			}},
+			desired: 3, protect: []string{"b"}, reasonHas: "steady",
 		},
 		{
 			name:    "over max: idle instances go without waiting for the window",
