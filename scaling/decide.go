@@ -37,7 +37,9 @@ type Input struct {
 	Instances []fleet.Instance
 	// Desired is the group's desired capacity now.
 	Desired int
-	// GroupMin and GroupMax are the group's own bounds; 0 means unbounded on that side.
+	// GroupMin and GroupMax are the group's own bounds; 0 means unbounded on that side. The
+	// group's own bounds win over the policy's: Auto Scaling enforces them anyway. A group whose
+	// MaxSize really is 0 is switched off: its caller pins it at 0 (handlers/scale does).
 	GroupMin, GroupMax int
 	// Pinned, when set, is an operator's fixed desired capacity (publisher scale --desired): the
 	// policy's target is replaced by it; busy instances above it go as they become idle.
@@ -130,6 +132,9 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	if in.GroupMax > 0 {
 		hi = min(hi, in.GroupMax)
 	}
+	// A group minimum above the policy's maximum: the group keeps that many whatever the policy
+	// says, so removing "over max" would only be refused, every tick.
+	hi = max(hi, in.GroupMin)
 	lo = max(lo, in.GroupMin)
 	lo = min(lo, hi)
 	obs.Min, obs.Max = lo, hi

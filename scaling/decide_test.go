@@ -314,6 +314,13 @@ func TestDecide(t *testing.T) {
 			desired: 2, remove: []string{"c"}, protect: []string{"a", "b"},
 		},
 		{
+			// Auto Scaling refuses to go below its MinSize: "over max" removals would fail every tick.
+			name:    "a group minimum above the policy's maximum wins",
+			policy:  func(p *fleet.Policy) { p.MaxInstances = 2 },
+			in:      Input{Desired: 3, GroupMin: 3, Instances: []fleet.Instance{inst("a", 4), inst("b", 0), inst("c", 0)}},
+			desired: 3, protect: []string{"a"}, reasonHas: "steady",
+		},
+		{
 			name:   "removal prefers instances offering no slots, then the longest idle",
 			policy: func(p *fleet.Policy) { p.MaxScaleInStep = 2 },
 			in: Input{Desired: 4, State: State{SpareSince: monday0900.Add(-time.Hour), IdleSince: map[string]time.Time{

@@ -334,7 +334,17 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 	if rec.Pin.ActiveAt(now) {
 		in.Pinned = &rec.Pin.Desired
 	}
+	off := group.Max == 0
+	if off {
+		// Someone switched the fleet off in Auto Scaling (MaxSize 0): launching would be refused
+		// every tick. Pinned at 0, idle instances are unprotected so the group can terminate
+		// them (each drained) and busy ones stay protected until their jobs end.
+		in.Pinned = new(0)
+	}
 	d := scaling.Decide(now, f.Policy, in)
+	if off {
+		d.Reason = "switched off: the group's MaxSize is 0; " + d.Reason
+	}
 	policyAction, policyDesired := actionOf(d, group.Desired), d.Desired
 	held := false
 	if why := h.held(ctx, log, f.Name); why != "" {

@@ -503,3 +503,40 @@ func value(t *testing.T, reg *prometheus.Registry, name string, labelValues ...s
 	t.Errorf("no series %s%v on /metrics", name, labelValues)
 	return -1
 }
+
+// A group someone switched off in Auto Scaling (MaxSize 0, so desired 0) is not launched into:
+// before, the policy's floor of one instance asked for a SetDesiredCapacity that Auto Scaling
+// refuses, every tick. Its idle instances are unprotected so the group can terminate them (each
+// drained); busy ones stay protected.
+func TestSwitchedOffGroupIsNotLaunchedInto(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{MinInstances: 2}, "i-idle", "i-busy")
+	r.group.state.Desired, r.group.state.Max = 0, 0
+	r.group.protected = map[string]bool{"i-idle": true}
+	r.scr.set("i-idle", busy(0, 4))
+	r.scr.set("i-busy", busy(2, 4))
+	r.tick(t, "tick-1")
+	desired, terminated, protected, calls := r.group.snapshot()
+	if desired != 0 || len(terminated) != 0 || slices.Contains(calls, "set_desired") {
+		t.Fatalf("desired %d, terminated %v, calls %v: want the group left at 0 by the worker", desired, terminated, calls)
+	}
+	if protected["i-idle"] || !protected["i-busy"] {
+		t.Fatalf("protection %v: want the idle instance unprotected, the busy one protected", protected)
+	}
+	// Once its instances are gone, the empty group stays empty.
+	r.group.state.Members = nil
+	r.advance(time.Minute)
+	r.tick(t, "tick-2")
+	if desired, _, _, calls := r.group.snapshot(); desired != 0 || slices.Contains(calls, "set_desired") {
+		t.Fatalf("empty switched-off group: desired %d, calls %v", desired, calls)
+	}
+	lines := r.logs.lines(t, "scale decision")
+	if len(lines) != 2 {
+		t.Fatalf("%d decision lines, want 2", len(lines))
+	}
+	for _, l := range lines {
+		if !strings.Contains(fmt.Sprint(l["reason"]), "switched off: the group's MaxSize is 0") {
+			t.Fatalf("reason %q: want it to say the group is switched off", l["reason"])
+		}
+	}
+}
