@@ -2,7 +2,8 @@
 // runner stack's optional runnerfleet-launch hook), it keeps a new instance in Pending:Wait until
 // its runner is healthy, then completes the action with CONTINUE — or with ABANDON after the
 // gate's timeout, recording why (no answer, token rejected, no successful job request), so a
-// broken AMI or a bad token never joins the fleet. The timeout and poll interval default from the
+// broken AMI or a bad token never joins the fleet. A runner is looked at at least twice before an
+// ABANDON, even when its event is handled after the deadline (a worker outage). The timeout and poll interval default from the
 // hook's own heartbeat timeout (Gate); a fleet may disable its gate.
 //
 // The gate never abandons a runner that is running jobs (ABANDON terminates the instance and would

@@ -239,6 +239,10 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 // heartbeatRetry is the longest wait before a failed heartbeat is tried again.
 const heartbeatRetry = 5 * time.Second
 
+// minLooks is the fewest looks at a runner before it is abandoned: health is seen as job requests
+// that succeeded between two looks.
+const minLooks = 2
+
 // step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
 func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	if rec.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= rec.HeartbeatEvery {
@@ -282,6 +286,15 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	switch {
 	case rec.Last == ReasonHealthy:
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonHealthy, now
+	case !now.Before(rec.Deadline) && rec.Checks < minLooks:
+		// The deadline passed before a second look: the event came late (a worker outage, a
+		// backlog). Health is a change between two looks, so one look can never see it; without
+		// this every instance launched during an outage would be abandoned. One more look, one
+		// poll later (heartbeats go on as ever).
+		rec.Due = now.Add(rec.Poll)
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("first look %s after the launch, past the deadline: one more look before deciding",
+			now.Sub(rec.StartedAt).Round(time.Second)))
+		rec.FollowUps++
 	case !now.Before(rec.Deadline):
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
 		h.spareBusy(ctx, rec)

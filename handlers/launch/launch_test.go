@@ -387,3 +387,37 @@ func TestFailingHeartbeatIsRetriedAfterAPause(t *testing.T) {
 		t.Errorf("%d heartbeats tried, want 3 (one per look)", f.heartbeats)
 	}
 }
+
+// An event handled after the gate's deadline (the worker was down, the queue backed up) gets a
+// second look before any ABANDON: health is a change between two looks, so one look alone would
+// abandon every instance launched during the outage, healthy or not.
+func TestLateEventLooksTwiceBeforeDeciding(t *testing.T) {
+	for name, tc := range map[string]struct {
+		health      []*[2]float64
+		result, why string
+	}{
+		"healthy runner continues": {[]*[2]float64{{1, 0}, {4, 0}}, ResultContinue, ReasonHealthy},
+		"silent runner abandoned":  {[]*[2]float64{{0, 0}}, ResultAbandon, ReasonNoJobRequest},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakes()
+			f.health = tc.health
+			h := newHandler(t, f, gate)
+			f.advance(5 * time.Minute) // the gate's timeout is a minute
+			if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.completes) != 0 || len(f.delays) != 1 || f.delays[0] != 10*time.Second {
+				t.Fatalf("after one look: completes %v, follow-up delays %v; want none, and one look a poll later", f.completes, f.delays)
+			}
+			f.advance(10 * time.Second)
+			if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+				t.Fatal(err)
+			}
+			r := f.record(t)
+			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || f.looks != 2 {
+				t.Fatalf("completes %v, reason %s, looks %d; want %s (%s) after 2 looks", f.completes, r.Reason, f.looks, tc.result, tc.why)
+			}
+		})
+	}
+}
