@@ -51,7 +51,7 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	if err != nil {
 		return nil, err
 	}
-	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency}, drain.Deps{
+	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency, SweepInterval: cfg.SweepInterval}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
 		FollowUps: drainadapter.FollowUps(pub, cfg.Queues.FollowUps().Name), Logger: logger, Metrics: drain.NewMetrics(reg),
 		Sink: sink,

@@ -32,6 +32,9 @@ const (
 	// DefaultSweepGrace is how overdue a drain's next step must be before Sweep advances it:
 	// more than a follow-up's usual lateness (SQS delivery, a busy worker).
 	DefaultSweepGrace = 30 * time.Second
+	// DefaultSweepInterval is the worker's sweep period when Config does not say (the worker's
+	// own default, infra/config).
+	DefaultSweepInterval = 30 * time.Second
 	// DefaultSweepConcurrency bounds the drains one Sweep advances side by side.
 	DefaultSweepConcurrency = 8
 	// DefaultStepConcurrency bounds the follow-up steps (and swept drains) one replica runs at
@@ -91,6 +94,10 @@ type Config struct {
 	RetryBase, RetryMax time.Duration
 	// SweepGrace is how overdue a drain must be before Sweep advances it.
 	SweepGrace time.Duration
+	// SweepInterval is how often the worker calls Sweep. The handler does not sweep by itself:
+	// CheckHooks uses it to judge how long a drain orphaned by a dead worker can go without a
+	// heartbeat. Zero: DefaultSweepInterval.
+	SweepInterval time.Duration
 	// SweepConcurrency bounds how many drains one Sweep advances at once.
 	SweepConcurrency int
 	// StepConcurrency bounds the follow-up steps and swept drains run at once; a lifecycle event's
@@ -116,6 +123,7 @@ func (c *Config) setDefaults() {
 	def(&c.RetryBase, DefaultRetryBase)
 	def(&c.RetryMax, DefaultRetryMax)
 	def(&c.SweepGrace, DefaultSweepGrace)
+	def(&c.SweepInterval, DefaultSweepInterval)
 	def(&c.Retention, DefaultRetention)
 	if c.SweepConcurrency == 0 {
 		c.SweepConcurrency = DefaultSweepConcurrency

@@ -828,6 +828,21 @@ func TestCheckHooks(t *testing.T) {
 	if err := long.h.CheckHooks(context.Background()); err != nil || strings.Contains(long.logs.String(), "hook timed out") {
 		t.Errorf("CheckHooks on a 30 min hook = %v, or warned: %s", err, long.logs.String())
 	}
+	// 20 s heartbeats on a 60 s hook, lease 15 s, grace 3 s: 38 s, but the sweep that finds an
+	// orphaned drain may come a sweep interval later, and its step heartbeats within a step's 5 s.
+	for _, tc := range []struct {
+		sweep time.Duration
+		warn  bool
+	}{{10 * time.Second, false}, {30 * time.Second, true}} {
+		r := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 20 * time.Second; c.SweepInterval = tc.sweep })
+		r.world.hookHeartbeat = time.Minute
+		if err := r.h.CheckHooks(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(r.logs.String(), "hook timed out"); got != tc.warn {
+			t.Errorf("sweep interval %s: warned %v, want %v: %s", tc.sweep, got, tc.warn, r.logs.String())
+		}
+	}
 	none := newRig(t, nil)
 	none.world.hookNames = nil
 	if err := none.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "no terminate lifecycle hook") {

@@ -136,12 +136,16 @@ func (h *Handler) CheckHooks(ctx context.Context) error {
 			if iv <= 0 {
 				iv = t.heartbeat / 3
 			}
-			// A drain whose worker died mid-step is recovered by Sweep after its lease and the
-			// grace: if that outlasts the hook's timeout, the instance may go with its jobs.
-			if worst := iv + h.cfg.Lease + h.cfg.SweepGrace; worst >= t.heartbeat {
+			// A drain whose worker died mid-step, just before its heartbeat was due, is found by
+			// the first sweep after its lease and the grace have passed, and that sweep's step
+			// heartbeats within a step's time: if all that outlasts the hook's heartbeat
+			// timeout, the instance may go with its jobs.
+			if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
 				h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
 					"fleet", f.Name, "hook", name, "heartbeat_timeout", t.heartbeat.String(),
-					"worst_gap", worst.String(), "hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s) or lower lease and sweep_grace")
+					"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
+					"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),
+					"hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s), or lower heartbeat_interval or sweep_interval")
 			}
 		}
 	}
