@@ -33,6 +33,10 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	if err != nil {
 		return nil, err
 	}
+	// A drain gives up on a command still pending after its command timeout and sends another:
+	// SSM drops the first one then too, so it can never run later beside its replacement.
+	commandTimeout := drain.DefaultCommandTimeout
+	cmds = cmds.WithDeliveryTimeout(commandTimeout)
 	lc, err := lifecycle.New(c.autoscaling)
 	if err != nil {
 		return nil, err
@@ -51,7 +55,8 @@ func newDrainer(cfg *config.Config, c clients, pub message.Publisher, reg promet
 	if err != nil {
 		return nil, err
 	}
-	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency, SweepInterval: cfg.SweepInterval}, drain.Deps{
+	h, err := drain.New(drain.Config{Fleets: cfg.Fleets, StepConcurrency: cfg.DrainStepConcurrency, SweepInterval: cfg.SweepInterval,
+		CommandTimeout: commandTimeout}, drain.Deps{
 		Store: c.table, Commands: cmds, Lifecycle: lc, Jobs: jobs,
 		FollowUps: drainadapter.FollowUps(pub, cfg.Queues.FollowUps().Name), Logger: logger, Metrics: drain.NewMetrics(reg),
 		Sink: sink,

@@ -86,7 +86,9 @@
 // step sends stop intake and, only when SendCommand fails, asks DescribeInstanceInformation
 // whether any command can reach the instance: one call in the common case; an agent whose
 // connection is lost counts as reachable, since jobs may be running). A failing
-// SSM command is retried with backoff (CommandRetries); after that the drain keeps
+// SSM command (one still pending after CommandTimeout counts as failed; the worker sends it with
+// that delivery timeout, so SSM never runs it later) is retried with backoff (CommandRetries);
+// after that the drain keeps
 // heartbeating and watching the metrics until the jobs end, then completes with outcome
 // "stop-failed". When the maximum drain passes with jobs still running, the drain stops
 // heartbeating and records "max-drain": the hook's own timeout then ends the action; this

@@ -3,6 +3,7 @@ package runcmd_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -36,6 +37,40 @@ func TestManagedByPingStatus(t *testing.T) {
 		}
 		if got, err := r.Managed(context.Background(), "i-1"); err != nil || got != want {
 			t.Errorf("Managed with ping status %s = %v, %v; want %v", status, got, err, want)
+		}
+	}
+}
+
+// sendAPI records what SendCommand was asked.
+type sendAPI struct {
+	runcmd.API
+	got *ssm.SendCommandInput
+}
+
+func (s *sendAPI) SendCommand(_ context.Context, in *ssm.SendCommandInput, _ ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+	s.got = in
+	return &ssm.SendCommandOutput{Command: &types.Command{CommandId: aws.String("c-1")}}, nil
+}
+
+// The delivery timeout reaches SSM (the emulator ignores it), within AWS's floor of 30 s.
+func TestSendAsksSSMToDropUndeliveredCommands(t *testing.T) {
+	for _, tc := range []struct {
+		set  time.Duration
+		want int32
+	}{{0, 600}, {2 * time.Minute, 120}, {time.Second, 30}, {90500 * time.Millisecond, 91}} {
+		api := &sendAPI{}
+		r, err := runcmd.New(api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.set > 0 {
+			r = r.WithDeliveryTimeout(tc.set)
+		}
+		if _, err := r.Send(context.Background(), "doc", "i-1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := aws.ToInt32(api.got.TimeoutSeconds); got != tc.want {
+			t.Errorf("delivery timeout %s: TimeoutSeconds %d, want %d", tc.set, got, tc.want)
 		}
 	}
 }

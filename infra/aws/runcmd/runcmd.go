@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,22 +29,37 @@ type API interface {
 // Pending is the status Status reports while SSM does not know the invocation yet.
 const Pending = string(types.CommandInvocationStatusPending)
 
-// documentTimeout is the executionTimeout-independent delivery timeout of a sent command
-// (TimeoutSeconds): how long SSM tries to reach the agent. The drain documents never block,
-// so a command not delivered in 10 minutes will not be, and the drain's own retries take over.
-const documentTimeout = 600
+// Delivery timeouts of sent commands (SendCommand's TimeoutSeconds, independent of the
+// document's executionTimeout): if SSM has not started a command on the agent by then, it never
+// runs it and reports DeliveryTimedOut. AWS accepts 30 s at least.
+const (
+	DefaultDeliveryTimeout = 10 * time.Minute
+	minDeliveryTimeout     = 30 * time.Second
+)
 
 // Runner sends and follows SSM commands. It is safe for concurrent use.
 type Runner struct {
-	api API
+	api      API
+	delivery time.Duration
 }
 
-// New returns a Runner; it refuses a nil client.
+// New returns a Runner whose commands SSM drops when undelivered after DefaultDeliveryTimeout;
+// it refuses a nil client.
 func New(api API) (*Runner, error) {
 	if api == nil {
 		return nil, errors.New("runcmd: nil ssm client")
 	}
-	return &Runner{api: api}, nil
+	return &Runner{api: api, delivery: DefaultDeliveryTimeout}, nil
+}
+
+// WithDeliveryTimeout returns a Runner whose commands SSM drops when undelivered after d (at
+// least 30 s, AWS's floor). A caller that gives up on a pending command after d and sends
+// another sets it to d: the command it gave up on can then never run later, beside or after the
+// one that replaced it, when an agent that was away comes back.
+func (r *Runner) WithDeliveryTimeout(d time.Duration) *Runner {
+	c := *r
+	c.delivery = max(d, minDeliveryTimeout)
+	return &c
 }
 
 // Managed reports whether SSM manages the instance: it is registered and not Inactive (stopped,
@@ -79,7 +95,7 @@ func (r *Runner) Send(ctx context.Context, document, instanceID string) (string,
 	out, err := r.api.SendCommand(ctx, &ssm.SendCommandInput{
 		DocumentName:   aws.String(document),
 		InstanceIds:    []string{instanceID},
-		TimeoutSeconds: aws.Int32(documentTimeout),
+		TimeoutSeconds: aws.Int32(int32(math.Ceil(r.delivery.Seconds()))),
 		Comment:        aws.String("runnerfleet drain"),
 	}, retryRefusedOnly)
 	if err != nil {
