@@ -61,7 +61,8 @@
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is
 //     overdue by more than SweepGrace (a lost follow-up, a worker killed mid-step) and advances
 //     them; it also sets the in-progress and oldest-age gauges from the table. CheckHooks warns
-//     when heartbeat interval + lease + grace reaches the hook's heartbeat timeout.
+//     when heartbeat interval + lease + grace + sweep interval + step timeout reaches the hook's
+//     heartbeat timeout.
 //   - A record carries the schema of its layout. A worker never steps or writes a record of a
 //     newer schema than its own (an ECS rolling deploy runs old and new replicas side by side,
 //     and the old code would drop the fields it does not know when it saves): it passes the
