@@ -515,6 +515,49 @@ func TestCommandSentBeforeALostWriteIsNotResent(t *testing.T) {
 	}
 }
 
+// CompleteLifecycleAction went through and the step's own write was lost: the recovered step
+// finds the action no longer pending and reports the drain completed (by the earlier attempt),
+// not "action-gone", which would send someone looking for who else ended it.
+func TestCompletionBeforeALostWriteIsReportedCompleted(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.afterComplete = func() {
+		r.world.afterComplete = nil
+		r.store.mu.Lock()
+		r.store.failSaves = 1
+		r.store.mu.Unlock()
+	}
+	_ = r.h.Start(context.Background(), action("i-1", "tok-1"), r.world.Now())
+	failed := 0
+	for {
+		it, ok := r.queue.pop()
+		if !ok {
+			break
+		}
+		r.world.advanceTo(it.at)
+		if err := r.h.Handle(context.Background(), &messages.Message{Kind: messages.KindDrainStep, Payload: &it.step}); err != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d steps failed, want the one whose write was lost", failed)
+	}
+	if rec := r.record("tok-1"); rec.Phase == phaseDone || len(r.world.completes) != 1 {
+		t.Fatalf("phase %s, completes %v: want the completion made and its write lost", rec.Phase, r.world.completes)
+	}
+	r.world.advanceTo(t0.Add(time.Minute)) // past the lease and the sweep's grace
+	if got, err := r.h.Sweep(context.Background()); err != nil || got != 1 {
+		t.Fatalf("sweep advanced %d (%v), want 1", got, err)
+	}
+	rec := r.record("tok-1")
+	if rec.Phase != phaseDone || rec.Outcome != OutcomeCompleted || !strings.Contains(rec.Note, "earlier attempt") {
+		t.Fatalf("phase %s, outcome %q, note %q: want done, completed by the earlier attempt", rec.Phase, rec.Outcome, rec.Note)
+	}
+	if len(r.world.completes) != 1 {
+		t.Fatalf("completes %v, want 1", r.world.completes)
+	}
+}
+
 // A hook's timeouts are read again after hookReread: a stack update that lowered the hook's
 // heartbeat timeout reaches the drains started afterwards. A failing re-read keeps the last.
 func TestHookTimeoutsAreReadAgain(t *testing.T) {

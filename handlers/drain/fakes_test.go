@@ -100,13 +100,14 @@ type fakeWorld struct {
 	sendErr  map[string]error // document → Send error
 	// lostAnswers: the next n Sends of a document reach SSM (the command is taken) but their
 	// answer is lost (the caller gets an error), as with a timeout after SSM took the call.
-	lostAnswers map[string]int
-	findErr     error                 // Find fails with it
-	finds       int                   // Find calls
-	afterSend   func(document string) // runs after each successful Send (under mu)
-	statusOut   map[string]string     // document → stdout override
-	pendingFor  int                   // statuses stay Pending this many reads
-	reads       map[string]int
+	lostAnswers   map[string]int
+	findErr       error                 // Find fails with it
+	finds         int                   // Find calls
+	afterSend     func(document string) // runs after each successful Send (under mu)
+	afterComplete func()                // runs after each successful Complete (under mu)
+	statusOut     map[string]string     // document → stdout override
+	pendingFor    int                   // statuses stay Pending this many reads
+	reads         map[string]int
 	// pause, when set, blocks Send until released (a paused replica).
 	pause chan struct{}
 	// holdJobs, when set, blocks RunningJobs until released (a slow metrics scrape); entered
@@ -348,6 +349,9 @@ func (w *fakeWorld) Complete(ctx context.Context, _, _, token, id, result string
 	w.completes = append(w.completes, id+":"+result)
 	w.completed[id] = true
 	delete(w.groupState, id)
+	if w.afterComplete != nil {
+		w.afterComplete()
+	}
 	return true, nil
 }
 

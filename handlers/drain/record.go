@@ -88,6 +88,11 @@ type record struct {
 
 	Lease *lease `json:"lease,omitempty"`
 	Steps int    `json:"steps"`
+	// CompletingSince is set by the leased write of the complete phase (leasedBody): a step that
+	// then finds the action no longer pending knows an earlier attempt may have completed it and
+	// lost its own write, and reports the drain completed, not "action-gone". Advisory only: an
+	// older worker that drops it misreports the outcome and nothing else, so the schema stays.
+	CompletingSince time.Time `json:"completing_since,omitzero"`
 
 	Outcome    string    `json:"outcome,omitempty"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
@@ -135,13 +140,16 @@ func (p phase) sends() string {
 }
 
 // leasedBody encodes rec as written with a lease: when its phase sends a document, the stored
-// record is marked unsure of that document from now. If the step's own write never lands (the
+// record is marked unsure of that document from now (and a complete phase, CompletingSince). If the step's own write never lands (the
 // worker dies, the save fails) after the command went out, whoever takes the step next looks
 // for the command (adopt) instead of sending it again. The step's own write clears the mark; the
 // replica holding the lease does not look (rec, in memory, is unchanged).
 func leasedBody(rec record, now time.Time) ([]byte, error) {
 	if role := rec.Phase.sends(); role != "" && rec.Unsure == nil {
 		rec.Unsure = &unsure{Document: role, At: now}
+	}
+	if rec.Phase == phaseComplete && rec.CompletingSince.IsZero() {
+		rec.CompletingSince = now
 	}
 	return json.Marshal(rec)
 }

@@ -110,7 +110,7 @@ func (h *Handler) heartbeat(ctx context.Context, rec *record, now time.Time) boo
 		return true
 	}
 	if !active {
-		h.finish(rec, now, OutcomeActionGone, "the lifecycle action is no longer pending (heartbeat refused)")
+		h.actionGone(rec, now, "the lifecycle action is no longer pending (heartbeat refused)")
 		return false
 	}
 	rec.LastHeartbeat = now
@@ -361,11 +361,29 @@ func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, n
 	outcome := rec.Outcome
 	switch {
 	case !active && outcome == "":
-		outcome = OutcomeActionGone
+		h.actionGone(rec, now, "the lifecycle action was no longer pending when completed")
+		return
 	case outcome == "":
 		outcome = OutcomeCompleted
 	}
 	h.finish(rec, now, outcome, rec.Note)
+}
+
+// actionGone finishes a drain whose lifecycle action is no longer pending; how says what told
+// us. In the complete phase after an earlier attempt of it took the lease (CompletingSince), that
+// attempt most likely completed the action and lost its own write: the drain is reported as
+// completed, not "action-gone", which would send someone looking for who else ended it.
+func (h *Handler) actionGone(rec *record, now time.Time, how string) {
+	if rec.Phase != phaseComplete || rec.CompletingSince.IsZero() {
+		h.finish(rec, now, OutcomeActionGone, how)
+		return
+	}
+	outcome := rec.Outcome
+	if outcome == "" {
+		outcome = OutcomeCompleted
+	}
+	h.finish(rec, now, outcome, fmt.Sprintf("%s: taken as completed by an earlier attempt of this step (since %s) whose write was lost",
+		how, rec.CompletingSince.UTC().Format(time.RFC3339)))
 }
 
 func (h *Handler) finish(rec *record, now time.Time, outcome, note string) {
