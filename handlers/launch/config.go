@@ -35,8 +35,10 @@ const (
 // Gate tunes one fleet's launch gate. Zero fields are derived from the launch hook itself (read
 // with DescribeLifecycleHooks at an instance's first step), so a fleet whose stack has the launch
 // hook is gated without any setting: Timeout defaults to nine tenths of the hook's heartbeat
-// timeout (the gate abandons, with its reason, before the hook would without one). A Timeout at
-// or beyond that keeps the action alive with heartbeats every third of the hook's timeout.
+// timeout (the gate abandons, with its reason, before the hook would without one). A Timeout
+// longer than a third of the hook's timeout, the default one included, keeps the action alive
+// with heartbeats every third of the hook's timeout: the gate's decision may come after its
+// deadline (a lost follow-up recovered by the sweep), never after the hook's.
 type Gate struct {
 	// Disabled completes every launch action of the fleet with CONTINUE at once.
 	Disabled bool

@@ -451,7 +451,11 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 			g.Timeout = derived
 		}
 	}
-	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout > derived {
+	// Heartbeats whenever the gate may wait longer than a third of the hook's timeout, the derived
+	// timeout too: its decision can come later than its deadline (a lost follow-up the sweep
+	// recovers a grace and a sweep interval late, the second look of a late event), and the hook's
+	// own ABANDON would then terminate an instance the gate would have continued, jobs and all.
+	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout > hb/3 {
 		g.HeartbeatEvery = hb / 3
 	}
 	if g.Poll == 0 {

@@ -337,8 +337,19 @@ func TestGateDerivedFromTheHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := f.record(t)
-	if got := r.Deadline.Sub(r.StartedAt); got != 90*time.Second || r.Poll != DefaultPoll || r.HeartbeatEvery != 0 {
-		t.Fatalf("derived gate: timeout %s poll %s heartbeat %s; want 90s, %s, none", got, r.Poll, r.HeartbeatEvery, DefaultPoll)
+	// Heartbeats too: a decision the sweep recovers late must not lose the race with the hook.
+	if got := r.Deadline.Sub(r.StartedAt); got != 90*time.Second || r.Poll != DefaultPoll || r.HeartbeatEvery != 100*time.Second/3 {
+		t.Fatalf("derived gate: timeout %s poll %s heartbeat %s; want 90s, %s, %s", got, r.Poll, r.HeartbeatEvery, DefaultPoll, 100*time.Second/3)
+	}
+	// A gate no longer than a third of the hook's timeout needs none.
+	f1 := newFakes()
+	f1.hookHB = 10 * time.Minute
+	f1.health = []*[2]float64{nil}
+	if err := newHandler(t, f1, map[string]Gate{"green": {Timeout: 3 * time.Minute}}).Handle(context.Background(), launchMsg("green-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if r := f1.record(t); r.HeartbeatEvery != 0 {
+		t.Fatalf("3m gate on a 10m hook: heartbeat every %s, want none", r.HeartbeatEvery)
 	}
 
 	// A timeout beyond the hook's heartbeat timeout keeps the action alive with heartbeats.
