@@ -558,6 +558,31 @@ func TestCompletionBeforeALostWriteIsReportedCompleted(t *testing.T) {
 	}
 }
 
+// A claim whose write took longer than a step's time leaves no time for the step's calls: the
+// fence counts from before the write, so it stays inside the lease the write set however slow
+// the write was (another replica may take the step once the lease ends). The stop is sent by the
+// next step, once.
+func TestSlowClaimWriteLeavesTheStepFenced(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.StepTimeout = 100 * time.Millisecond })
+	r.world.addInstance("i-1", 1)
+	r.store.slowNext = 150 * time.Millisecond
+	r.start("i-1", "tok-1")
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 0 {
+		t.Fatalf("stop-intake sent %d times by a step whose time ran out during its claim", n)
+	}
+	if rec := r.record("tok-1"); rec.Phase != phaseStopIntake || rec.Note != fencedNote {
+		t.Fatalf("phase %s, note %q: want stop-intake still to do, fenced", rec.Phase, rec.Note)
+	}
+	r.world.setJobs("i-1", 0)
+	r.deliver(1000, nil)
+	if n := r.world.sent(DefaultStopIntakeDocument); n != 1 {
+		t.Fatalf("stop-intake sent %d times, want 1", n)
+	}
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Fatalf("outcome %q, want completed", rec.Outcome)
+	}
+}
+
 // A hook's timeouts are read again after hookReread: a stack update that lowered the hook's
 // heartbeat timeout reaches the drains started afterwards. A failing re-read keeps the last.
 func TestHookTimeoutsAreReadAgain(t *testing.T) {

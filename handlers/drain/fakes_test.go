@@ -22,6 +22,9 @@ type fakeStore struct {
 	items map[string]storedItem
 	// failSaves makes the next n saves fail with an error.
 	failSaves int
+	// slowNext makes the next save take this long (real time), as a throttled write retried by
+	// the SDK does.
+	slowNext time.Duration
 }
 
 type storedItem struct {
@@ -45,6 +48,12 @@ func (s *fakeStore) Load(_ context.Context, pk, sk string) ([]byte, int64, bool,
 
 func (s *fakeStore) Save(_ context.Context, pk, sk string, body []byte, version int64, due, expires time.Time) (bool, error) {
 	s.mu.Lock()
+	if d := s.slowNext; d > 0 {
+		s.slowNext = 0
+		s.mu.Unlock()
+		time.Sleep(d)
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.failSaves > 0 {
 		s.failSaves--

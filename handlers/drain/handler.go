@@ -206,6 +206,7 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 		return fmt.Errorf("drain: starting drain of %s: %w", la.EC2InstanceId, err)
 	}
 	now := h.d.Clock.Now()
+	began := time.Now() // the step's time runs from before its claim (see run)
 	if at.IsZero() || at.After(now) {
 		at = now
 	}
@@ -229,7 +230,9 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 	if err != nil {
 		return fmt.Errorf("drain: encoding drain of %s: %w", la.EC2InstanceId, err)
 	}
-	claimed, err := h.d.Store.Save(ctx, partitionKey(rec.Token), sortKey, body, 0, rec.Due, time.Time{})
+	claimCtx, cancel := h.stepContext(ctx, began)
+	claimed, err := h.d.Store.Save(claimCtx, partitionKey(rec.Token), sortKey, body, 0, rec.Due, time.Time{})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("drain: claiming drain of %s: %w", la.EC2InstanceId, err)
 	}
@@ -237,7 +240,7 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 		h.decision(rec, now, "claim", "duplicate: drain already claimed; nothing to do")
 		return nil
 	}
-	_, err = h.run(ctx, rec, 1)
+	_, err = h.run(ctx, rec, 1, began)
 	return err
 }
 
@@ -292,15 +295,18 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 		// Early (replicas' clocks differ): keep the chain alive.
 		return h.schedule(ctx, rec, version, rec.Due.Sub(now))
 	}
-	rec.Lease = nil // expired (or none): in run, a lease is one this replica holds
+	began := time.Now() // the step's time runs from before its lease (see run)
+	rec.Lease = nil     // expired (or none): in run, a lease is one this replica holds
 	if rec.Phase.leased() {
-		ok, err := h.lease(ctx, &rec, version, now)
+		leaseCtx, cancel := h.stepContext(ctx, began)
+		ok, err := h.lease(leaseCtx, &rec, version, now)
+		cancel()
 		if err != nil || !ok {
 			return err // !ok: another replica took this step
 		}
 		version++
 	}
-	saved, err := h.run(ctx, rec, version)
+	saved, err := h.run(ctx, rec, version, began)
 	if saved && sweeping {
 		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
 	}
@@ -379,14 +385,21 @@ func (h *Handler) lease(ctx context.Context, rec *record, version int64, now tim
 	return ok, nil
 }
 
+// stepContext is the context of a step that began (real time) when it read the clock its lease
+// is reckoned from. The step's calls run on their own bounded context: a cancelled message
+// context (worker shutting down) must not cut a step in half, and the deadline — StepTimeout
+// after began, well before the lease written from that moment ends — fences a replica that was
+// paused mid-step. Counting from before the lease write, not after it, keeps the fence inside
+// the lease however long that write took (SDK retries of a throttled write can take seconds).
+func (h *Handler) stepContext(ctx context.Context, began time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.WithoutCancel(ctx), began.Add(h.cfg.StepTimeout))
+}
+
 // run takes the step of a record at version, writes the result conditioned on that version, and
 // schedules the follow-up. It takes the lease before a phase that needs one (phase.leased) if
 // the record does not hold it yet. saved reports whether the step's result was written.
-func (h *Handler) run(ctx context.Context, rec record, version int64) (saved bool, err error) {
-	// The step's calls run on their own bounded context: a cancelled message context (worker
-	// shutting down) must not cut a step in half, and the deadline — before the lease ends —
-	// fences a replica that was paused mid-step.
-	stepCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
+func (h *Handler) run(ctx context.Context, rec record, version int64, began time.Time) (saved bool, err error) {
+	stepCtx, cancel := h.stepContext(ctx, began)
 	defer cancel()
 	f := h.byName[rec.Fleet]
 	ran := rec.Phase
