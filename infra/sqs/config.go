@@ -54,15 +54,16 @@ const (
 type SubscriberConfig struct {
 	// WaitTime is the long-poll wait of ReceiveMessage (whole seconds, 1s..20s; default 20s).
 	WaitTime time.Duration
-	// BatchSize is the most messages asked for per ReceiveMessage (1..10; default 10).
+	// BatchSize is the most messages asked for per ReceiveMessage (1..10; default 10). A FIFO
+	// queue is always asked for one at a time (see the package documentation).
 	BatchSize int
 	// MaxInFlight is the most messages held at once per Subscribe call (per queue), waiting for or
 	// in a handler (default 10). The subscriber never receives more than it has room for.
 	MaxInFlight int
 	// Receivers is the number of receive loops (concurrent long polls) per Subscribe call; they
-	// share MaxInFlight. Default DefaultReceivers on a standard queue and 1 on a FIFO queue, where
-	// one loop hands each batch's groups out in order (SQS itself never gives two receives the
-	// same group's messages while some are in flight, so more than one is correct there too).
+	// share MaxInFlight. Default DefaultReceivers on a standard queue and 1 on a FIFO queue (SQS
+	// never gives two receives the same group's messages while one is in flight, so more than one
+	// is correct there too).
 	Receivers int
 	// VisibilityTimeout is asked for on receive and renewed every half of it while the message is
 	// held (whole seconds, 1s..12h; default 30s).

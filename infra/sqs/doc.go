@@ -19,11 +19,14 @@
 //   - Ack deletes the message (DeleteMessage). Nack makes it visible again after
 //     SubscriberConfig.NackBackoff (ChangeMessageVisibility; 0 means at once). How often a message
 //     comes back is bounded by the queue's redrive policy (maxReceiveCount → DLQ), not here.
-//   - FIFO queues: the messages of one message group are handled one at a time, in order, even
-//     when one ReceiveMessage returns several of them. When one is nacked, released at MaxHold,
-//     or acked but not deleted (DeleteMessage failed), the group's later messages from the same
-//     batch are released at once (visibility 0) without being handled, so SQS redelivers the
-//     group from that message on: never out of order.
+//   - FIFO queues: each ReceiveMessage asks for one message, so the messages of one message group
+//     are handled one at a time, in order: SQS returns none of a group while one of it is in
+//     flight, and a message nacked, released at MaxHold or acked but not deleted (DeleteMessage
+//     failed) comes back before the rest of its group. Asking for more would let SQS return
+//     several of one group together; when the first failed, the rest would have to be released
+//     unhandled, and every such receive counts toward their maxReceiveCount: a message failing
+//     five times would take the messages queued behind it to the DLQ. Other groups are handled
+//     side by side (the loop polls again while a message is handled).
 //   - Close (or cancelling the context given to Subscribe) stops receiving, gives handlers that
 //     hold a message up to CloseTimeout to ack or nack it, and releases (visibility 0) every
 //     message not acked by then; nothing is lost. A long poll in progress is not cut short (SQS

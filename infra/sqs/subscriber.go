@@ -163,6 +163,15 @@ func (c *consumer) run(ctx context.Context) {
 	// Each loop asks for its share of the in-flight slots, so that the loops do poll side by side
 	// (one asking for them all would leave the others waiting for slots, not polling).
 	c.batch = max(1, min(c.cfg.BatchSize, c.cfg.MaxInFlight/n))
+	if c.fifo {
+		// One message per receive on a FIFO queue. SQS returns as many messages of one group as
+		// it can, and when the first fails the rest must be released so the group is delivered
+		// again in order; each such receive counts toward their maxReceiveCount, so a message
+		// failing five times would take the messages queued behind it to the DLQ, unhandled.
+		// Asked for one at a time, a group is never in flight twice (SQS holds it back), and
+		// other groups still run side by side: the loop polls again while one is handled.
+		c.batch = 1
+	}
 	// As many deleters as receive loops; they stop once every held message is settled.
 	var deleters sync.WaitGroup
 	for range n {
@@ -292,58 +301,19 @@ func (c *consumer) receive(ctx context.Context, n int) ([]types.Message, error) 
 	return msgs, nil
 }
 
-// dispatch starts handling a batch: one goroutine per message on standard queues, one per
-// message group (in batch order) on FIFO queues. Every message's visibility is renewed from
-// receipt, also while it waits for its turn in a FIFO group.
+// dispatch starts handling a batch, one goroutine per message. Every message's visibility is
+// renewed from receipt. On a FIFO queue a batch is one message (see run): SQS holds back the rest
+// of its group until it is deleted or visible again, so the group keeps its order.
 func (c *consumer) dispatch(msgs []types.Message, receivedAt time.Time) {
-	held := make([]heldMessage, len(msgs))
-	for i, m := range msgs {
+	for _, m := range msgs {
 		log := c.log.With("sqs_message_id", aws.ToString(m.MessageId))
-		held[i] = heldMessage{m: m, receipt: aws.ToString(m.ReceiptHandle), receivedAt: receivedAt, log: log}
-		held[i].lease = startLease(c, held[i].receipt, log)
-	}
-	if !c.fifo {
-		for _, h := range held {
-			c.held.Add(1)
-			go func() {
-				defer c.held.Done()
-				defer func() { <-c.slots }()
-				c.process(h)
-			}()
-		}
-		return
-	}
-	var order []string
-	groups := map[string][]heldMessage{}
-	for _, h := range held {
-		g := h.m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
-		if _, ok := groups[g]; !ok {
-			order = append(order, g)
-		}
-		groups[g] = append(groups[g], h)
-	}
-	for _, g := range order {
-		group := groups[g]
+		h := heldMessage{m: m, receipt: aws.ToString(m.ReceiptHandle), receivedAt: receivedAt, log: log}
+		h.lease = startLease(c, h.receipt, log)
 		c.held.Add(1)
 		go func() {
 			defer c.held.Done()
-			for i, h := range group {
-				acked := c.process(h)
-				<-c.slots
-				if acked {
-					continue
-				}
-				rest := group[i+1:]
-				if len(rest) > 0 {
-					c.log.Info("releasing the rest of a fifo group behind a message not acked", "group", g, "released", len(rest))
-				}
-				for _, r := range rest {
-					r.lease.stop()
-					c.release(r.receipt, 0, r.log)
-					<-c.slots
-				}
-				return
-			}
+			defer func() { <-c.slots }()
+			c.process(h)
 		}()
 	}
 }
@@ -358,8 +328,7 @@ type heldMessage struct {
 }
 
 // process delivers one message and settles it; it stops the message's lease before settling.
-// It reports whether the message was acked and deleted.
-func (c *consumer) process(h heldMessage) bool {
+func (c *consumer) process(h heldMessage) {
 	receipt, log, l := h.receipt, h.log, h.lease
 	defer l.stop()
 	hold := time.NewTimer(time.Until(h.receivedAt.Add(c.cfg.MaxHold)))
@@ -368,12 +337,12 @@ func (c *consumer) process(h heldMessage) bool {
 	case <-c.stop:
 		l.stop()
 		c.release(receipt, 0, log)
-		return false
+		return
 	case <-hold.C:
 		l.stop()
 		log.Warn("sqs message held past max hold before delivery: releasing it", "max_hold", c.cfg.MaxHold)
 		c.release(receipt, c.cfg.NackBackoff, log)
-		return false
+		return
 	default:
 	}
 
@@ -387,12 +356,12 @@ func (c *consumer) process(h heldMessage) bool {
 	case <-c.stop:
 		l.stop()
 		c.release(receipt, 0, log)
-		return false
+		return
 	case <-hold.C:
 		l.stop()
 		log.Warn("sqs message held past max hold before delivery: releasing it", "max_hold", c.cfg.MaxHold)
 		c.release(receipt, c.cfg.NackBackoff, log)
-		return false
+		return
 	}
 
 	stopping := c.stop
@@ -401,13 +370,14 @@ func (c *consumer) process(h heldMessage) bool {
 		select {
 		case <-msg.Acked():
 			l.stop()
-			// A message whose delete failed comes back: on a FIFO queue the group's later
-			// messages must then wait for it, so it does not count as acked.
-			return c.delete(receipt, log)
+			// A message whose delete failed comes back (on a FIFO queue, before the rest of
+			// its group).
+			c.delete(receipt, log)
+			return
 		case <-msg.Nacked():
 			l.stop()
 			c.release(receipt, c.cfg.NackBackoff, log)
-			return false
+			return
 		case <-hold.C:
 			if !msg.Nack() {
 				continue // acked just now
@@ -415,7 +385,7 @@ func (c *consumer) process(h heldMessage) bool {
 			log.Warn("handler held sqs message past max hold: released and nacked", "max_hold", c.cfg.MaxHold)
 			l.stop()
 			c.release(receipt, c.cfg.NackBackoff, log)
-			return false
+			return
 		case <-stopping:
 			stopping = nil
 			t := time.NewTimer(c.cfg.CloseTimeout)
@@ -428,7 +398,7 @@ func (c *consumer) process(h heldMessage) bool {
 			log.Warn("handler did not settle sqs message within the close timeout: released", "close_timeout", c.cfg.CloseTimeout)
 			l.stop()
 			c.release(receipt, 0, log)
-			return false
+			return
 		}
 	}
 }

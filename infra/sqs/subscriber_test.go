@@ -87,8 +87,9 @@ func TestPublishReceiveAck(t *testing.T) {
 	}
 }
 
-// Three messages of one FIFO group, sent together (so one ReceiveMessage returns them together),
-// with the first nacked once: the handler sees m1 (nacked), m1, m2, m3 and nothing else.
+// Three messages of one FIFO group, sent together (one ReceiveMessage asked for more would
+// return them together), with the first nacked once: the handler sees m1 (nacked), m1, m2, m3 and
+// nothing else, and m2 and m3 are received once each.
 func TestFIFOGroupInOrderAfterNack(t *testing.T) {
 	t.Parallel()
 	url := createQueue(t, true, nil)
@@ -133,6 +134,13 @@ func TestFIFOGroupInOrderAfterNack(t *testing.T) {
 	}
 	if got := rec.all()[1].count; got != 2 {
 		t.Errorf("redelivered m1 has receive count %d, want 2", got)
+	}
+	// m2 and m3 were never received beside m1's failed delivery: the nack cost them nothing
+	// toward the queue's maxReceiveCount.
+	for _, s := range rec.all()[2:] {
+		if s.count != 1 {
+			t.Errorf("%s has receive count %d, want 1", s.body, s.count)
+		}
 	}
 	sub.Close()
 	assertQueueEmpty(t, url)
