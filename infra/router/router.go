@@ -335,7 +335,11 @@ func classify(err error) failure {
 }
 
 // retryable says whether a transient failure is worth retrying in process: errors with an AWS
-// cause when infra/aws classifies them transient; anything else (timeouts included) always.
+// cause when infra/aws classifies them transient or a conflict (a scaling activity in progress,
+// contention: the resource is busy now, not wrong); anything else (timeouts included) always.
+// What is not retried here is nacked at once, and redelivered with the queue's nack backoff: a
+// conflict nacked straight away would spend the queue's maxReceiveCount in seconds and reach the
+// DLQ without a reason while the activity it waited for was still running.
 func retryable(err error) bool {
 	if classify(err) != transient {
 		return false
@@ -343,7 +347,7 @@ func retryable(err error) bool {
 	var apiErr smithy.APIError
 	var respErr *smithyhttp.ResponseError
 	if errors.As(err, &apiErr) || errors.As(err, &respErr) {
-		return rfaws.IsTransient(err)
+		return rfaws.IsTransient(err) || rfaws.IsConflict(err)
 	}
 	return true
 }

@@ -339,8 +339,10 @@ func (e apiError) ErrorCode() string             { return e.code }
 func (e apiError) ErrorMessage() string          { return e.code }
 func (e apiError) ErrorFault() smithy.ErrorFault { return smithy.FaultServer }
 
+// Throttling and a busy resource (a scaling activity in progress) are retried in process; a
+// refusal that retrying cannot change is not.
 func TestAWSErrorsRetriedOnlyWhenTransient(t *testing.T) {
-	for code, wantCalls := range map[string]int32{"ThrottlingException": 3, "AccessDeniedException": 1} {
+	for code, wantCalls := range map[string]int32{"ThrottlingException": 3, "ScalingActivityInProgress": 3, "AccessDeniedException": 1} {
 		t.Run(code, func(t *testing.T) {
 			var calls atomic.Int32
 			w := start(t, Registry{messages.KindCommand: func(context.Context, *messages.Message) error {
