@@ -139,6 +139,12 @@ func (h *Handler) notice(ctx context.Context, id string, at time.Time, kind stri
 		action, note = "stopped", "intake already stopped by command "+m.StopCommandID
 	default:
 		cmdID, err := h.d.Commands.Send(ctx, f.Documents.StopIntake, id)
+		if errors.Is(err, ErrUnreachable) {
+			// Already shutting down, or never reachable: a retry cannot send it either, and the
+			// mark is written (the jobs it loses are counted when it goes).
+			action, note = "unreachable", "intake not stopped: "+err.Error()
+			break
+		}
 		if err != nil {
 			h.m.Errors.WithLabelValues(f.Name, "stop_intake").Inc()
 			return fmt.Errorf("interrupt: stopping intake on %s after a %s notice: %w", id, kind, err)

@@ -80,6 +80,24 @@ func TestStopIntakeFailureIsRetried(t *testing.T) {
 	}
 }
 
+// An instance SSM cannot reach (ErrUnreachable) is recorded and acked: a retry could not send the
+// stop either.
+func TestUnreachableInstanceIsRecordedNotRetried(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-1"] = member{"green-asg", "InService"}
+	w.sendErr = fmt.Errorf("%w: InvalidInstanceId", ErrUnreachable)
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), spotMsg("i-1")); err != nil {
+		t.Fatalf("err = %v, want the notice acked", err)
+	}
+	if m := w.marks["i-1"]; !m.SpotInterrupted || m.IntakeStopped {
+		t.Fatalf("mark %+v: want the notice recorded, intake not stopped", m)
+	}
+	if got := count(h.m.Notices.WithLabelValues("green", "spot", "unreachable")); got != 1 {
+		t.Fatalf("unreachable notices = %v", got)
+	}
+}
+
 func TestRebalanceModes(t *testing.T) {
 	w := newFakeWorld()
 	w.members["i-b"] = member{"blue-asg", "InService"}

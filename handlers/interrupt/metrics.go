@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // cause, op — never instance IDs.
 type Metrics struct {
 	// Notices counts spot and rebalance notices by fleet ("" when unmanaged), kind (spot,
-	// rebalance) and action (stopped, reported, unmanaged).
+	// rebalance) and action (stopped, reported, unmanaged, unreachable: SSM could not reach it).
 	Notices *prometheus.CounterVec
 	// JobsLost counts jobs that were running when an instance went away outside a drain's
 	// control, by cause: spot (reclaimed after a warning), drain (the instance stopped or

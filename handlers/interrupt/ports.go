@@ -22,7 +22,13 @@ type Groups interface {
 	Terminate(ctx context.Context, instanceID string, decrement bool) error
 }
 
-// Commands sends an SSM document to an instance (infra/aws/runcmd implements it).
+// ErrUnreachable is wrapped by Commands.Send's error when SSM does not manage the instance (it is
+// shutting down or terminated, or its agent never registered): nothing can be sent to it, now or
+// on a retry.
+var ErrUnreachable = errors.New("ssm cannot reach the instance")
+
+// Commands sends an SSM document to an instance (infra/aws/marks.Commands implements it over
+// infra/aws/runcmd). An instance SSM does not manage is an error wrapping ErrUnreachable.
 type Commands interface {
 	Send(ctx context.Context, document, instanceID string) (commandID string, err error)
 }

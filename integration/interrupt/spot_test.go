@@ -7,6 +7,7 @@ import (
 
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
 )
 
@@ -87,5 +88,43 @@ func TestSpotWarningStopsIntakeScalesOutAndReportsLostJobs(t *testing.T) {
 	}
 	if len(e.decisions("interrupt decision", busy)) < 2 {
 		t.Errorf("want decision records for the notice and the reclaim")
+	}
+}
+
+// A spot warning for an instance SSM cannot reach (SendCommand refused with InvalidInstanceId:
+// already shutting down, or its agent never registered) is recorded once and acked: a retry could
+// not send the stop either, and before, the notice went round its queue's receives into the DLQ.
+func TestSpotWarningForAnInstanceSSMCannotReachIsRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	f := e.group(groupSpec{name: "unreach", desired: 1, min: 1, max: 2, terminateHook: true})
+	f.Policy = fleet.Policy{MinUptime: time.Hour, ScaleInWindow: time.Hour}
+	e.start([]fleet.Settings{f}, nil)
+	id := e.inService(f.GroupName, 1)[0]
+	ctx := context.Background()
+	if err := e.w.Emulator.InjectFault(ctx, emulator.Fault{Action: "SendCommand", Status: 400, Code: "InvalidInstanceId", InstanceID: id, Count: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.w.Emulator.SpotInterruption(ctx, id, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var m interrupt.Mark
+	e.eventually("the notice recorded", func() bool {
+		var found bool
+		m, found, _ = e.marks.Get(ctx, id)
+		return found && m.SpotInterrupted && len(e.decisions("interrupt decision", id)) > 0
+	})
+	if m.IntakeStopped || !e.sim(id).IntakeOpen {
+		t.Fatalf("mark %+v, intake open %v: nothing could be sent", m, e.sim(id).IntakeOpen)
+	}
+	d := e.decisions("interrupt decision", id)
+	if len(d) != 1 || d[0]["action"] != "unreachable" {
+		t.Fatalf("decisions %v: want one, action unreachable", d)
+	}
+	if got := count(t, e.im.Notices.WithLabelValues(f.Name, "spot", "unreachable")); got != 1 {
+		t.Errorf("notices_total{action=unreachable} = %v, want 1", got)
+	}
+	if n := len(of(e.log(), "fault.injected", id)); n != 1 {
+		t.Errorf("SendCommand refused %d times, want once (not retried)", n)
 	}
 }

@@ -102,3 +102,23 @@ func TestLaunchFollowUpsRepublishTheEventDelayed(t *testing.T) {
 		t.Fatalf("follow-up %s", b)
 	}
 }
+
+type fakeSender struct{ err error }
+
+func (f fakeSender) Send(context.Context, string, string) (string, error) { return "cmd-1", f.err }
+
+// SSM's InvalidInstanceId reaches the interrupt handler as ErrUnreachable; other errors as they are.
+func TestCommandsMapsAnInstanceSSMCannotReach(t *testing.T) {
+	ctx := context.Background()
+	c := Commands{Sender: fakeSender{err: &smithy.GenericAPIError{Code: "InvalidInstanceId", Message: "not in a valid state"}}}
+	if _, err := c.Send(ctx, "doc", "i-1"); !errors.Is(err, interrupt.ErrUnreachable) {
+		t.Fatalf("InvalidInstanceId: %v, want ErrUnreachable", err)
+	}
+	c = Commands{Sender: fakeSender{err: &smithy.GenericAPIError{Code: "ThrottlingException", Message: "slow down"}}}
+	if _, err := c.Send(ctx, "doc", "i-1"); err == nil || errors.Is(err, interrupt.ErrUnreachable) {
+		t.Fatalf("throttling: %v, want it as it is", err)
+	}
+	if id, err := (Commands{Sender: fakeSender{}}).Send(ctx, "doc", "i-1"); err != nil || id != "cmd-1" {
+		t.Fatalf("success: %q %v", id, err)
+	}
+}
