@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,16 @@ func TestWorkerStackShape(t *testing.T) {
 	cs := statementBySid(t, m, "TaskRole", "FleetStacks")
 	if path(cs, "Condition", "StringEquals", "cloudformation:RoleArn", "Fn::GetAtt", "0") != "StackRole" {
 		t.Errorf("change sets not bound to the stack role: %v", cs)
+	}
+	// A condition on a key a request never carries denies it: ExecuteChangeSet has no RoleArn
+	// parameter, so it must not sit in the statement conditioned on cloudformation:RoleArn.
+	for _, st := range statements(path(props(resource(t, m, "TaskRole")), "Policies", "0", "PolicyDocument")) {
+		if _, ok := path(st, "Condition", "StringEquals", "cloudformation:RoleArn").(map[string]any); ok && slices.Contains(list(st["Action"]), any("cloudformation:ExecuteChangeSet")) {
+			t.Errorf("ExecuteChangeSet conditioned on cloudformation:RoleArn (never in its request): %v", st)
+		}
+	}
+	if ex := statementBySid(t, m, "TaskRole", "FleetStacksExecute"); path(ex, "Action") != "cloudformation:ExecuteChangeSet" || ex["Condition"] != nil {
+		t.Errorf("ExecuteChangeSet statement %v", ex)
 	}
 	// The task role holds no IAM, EC2 or Events writes of its own.
 	for _, st := range statements(path(props(resource(t, m, "TaskRole")), "Policies", "0", "PolicyDocument")) {
