@@ -7,6 +7,9 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -105,6 +108,7 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 	t.Run("documents and config", func(t *testing.T) { checkSSM(ctx, t, c.ssm, fout, wout) })
 	t.Run("events reach the queues", func(t *testing.T) { checkDelivery(ctx, t, c, wout, fout) })
 	t.Run("short hooks and an update", func(t *testing.T) { checkSecondFleet(ctx, t, c, net, wout) })
+	t.Run("the publisher's environment", func(t *testing.T) { checkPublisherEnvironment(ctx, t, e, wout, fout) })
 }
 
 // A second fleet as tests and the demo make them: a terminate hook below AWS's 30 s minimum, no
@@ -536,5 +540,55 @@ func checkDelivery(ctx context.Context, t *testing.T, c clients, wout, fout map[
 		if !seen[name] {
 			t.Errorf("no %s event arrived on its queue", name)
 		}
+	}
+}
+
+// checkPublisherEnvironment: the worker stack's PublisherEnvironment output names the stack's own
+// queues, table and config parameter (the config holds none of them), and the publisher run with
+// exactly that environment reads the fleet. Loopback only: the instance's 10.x address is never
+// dialled (status's scrape of it is refused before any connection).
+func checkPublisherEnvironment(ctx context.Context, t *testing.T, e *emulator.Emulator, wout, fout map[string]string) {
+	env := map[string]string{}
+	for _, kv := range strings.Fields(wout["PublisherEnvironment"]) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			t.Fatalf("PublisherEnvironment %q: %q is not KEY=VALUE", wout["PublisherEnvironment"], kv)
+		}
+		env[k] = v
+	}
+	for k, want := range map[string]string{
+		"RUNNERFLEET_CONFIG_PARAMETER":           wout["ConfigParameterName"],
+		"RUNNERFLEET_QUEUES_CONTROL_NAME":        wout["ControlQueueUrl"],
+		"RUNNERFLEET_QUEUES_CONTROL_DEAD_LETTER": wout["ControlDeadLetterQueueUrl"],
+		"RUNNERFLEET_STATE_TABLE":                wout["StateTableName"],
+	} {
+		if want == "" || env[k] != want {
+			t.Errorf("PublisherEnvironment %s = %q, want %q", k, env[k], want)
+		}
+	}
+	if env["RUNNERFLEET_REGION"] == "" {
+		t.Errorf("PublisherEnvironment has no region: %v", env)
+	}
+	bin := filepath.Join(t.TempDir(), "publisher")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/runnerfleet/runnerfleet/cmd/publisher").CombinedOutput(); err != nil {
+		t.Fatalf("go build publisher: %v\n%s", err, out)
+	}
+	cmd := exec.CommandContext(ctx, bin, "status", "--fleet", fleetName, "--json")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RUNNERFLEET_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "RUNNERFLEET_ENDPOINT="+e.Endpoint, "RUNNERFLEET_LOOPBACK_ONLY=true",
+		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("publisher status with the stack's PublisherEnvironment: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), fout["GroupName"]) {
+		t.Errorf("publisher status does not name the fleet's group %s:\n%s", fout["GroupName"], out)
 	}
 }
