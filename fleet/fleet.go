@@ -13,6 +13,11 @@ type Settings struct {
 	GroupName string `mapstructure:"group" yaml:"group" json:"group"`
 	// StackName is the runner fleet's CloudFormation stack.
 	StackName string `mapstructure:"stack" yaml:"stack" json:"stack"`
+	// AllowCustomTemplate lets an update command carry its own template (publisher update
+	// --template) instead of the runner template the worker embeds. Off by default: the worker
+	// applies templates with its CloudFormation service role, so with it on, whoever may send to
+	// the control queue may deploy any template that role allows, not only new parameters.
+	AllowCustomTemplate bool `mapstructure:"allow_custom_template" yaml:"allow_custom_template" json:"allow_custom_template"`
 	// TickRule is the ARN (or name) of the EventBridge rule whose Scheduled Events tick this fleet.
 	TickRule string `mapstructure:"tick_rule" yaml:"tick_rule" json:"tick_rule"`
 	// TokenParameter is the SSM SecureString parameter holding the runner token. RunnerFleet only

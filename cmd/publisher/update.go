@@ -137,6 +137,13 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 	if err != nil {
 		return err
 	}
+	if cfg != nil && o.template != "" {
+		if f, ok := cfg.Fleet(o.send.fleet); ok && !f.AllowCustomTemplate {
+			return fmt.Errorf("fleet %s does not accept a custom template (the worker would refuse the command): "+
+				"leave out --template to apply the runner template the worker was built with, or set "+
+				"allow_custom_template: true on the fleet in the worker's config", o.send.fleet)
+		}
+	}
 	stack := o.stack
 	if cfg != nil && stack == "" {
 		if f, ok := cfg.Fleet(o.send.fleet); ok {

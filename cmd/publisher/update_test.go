@@ -137,3 +137,22 @@ func TestUpdateWithAnAWSSampleFile(t *testing.T) {
 		t.Errorf("a token value is quoted back:\n%s", msg)
 	}
 }
+
+// A fleet that does not accept custom templates (the default) refuses --template before anything
+// is sent: the worker would reject the command. With allow_custom_template the command carries it.
+func TestUpdateTemplateOnlyWhereTheFleetAcceptsOne(t *testing.T) {
+	tmpl := writeUpdateFile(t, "t.yaml", "Parameters:\n  Size: {Type: Number}\nResources: {}\n")
+	file := writeUpdateFile(t, "p.properties", "Size=3\n")
+	_, err := execute(t, "update", "--fleet", "blue", "--config", writeConfig(t), "--properties", file, "--template", tmpl, "--dry-run")
+	if err == nil || !strings.Contains(err.Error(), "allow_custom_template") {
+		t.Fatalf("err = %v, want the refusal naming allow_custom_template", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "w.yaml")
+	if err := os.WriteFile(cfg, []byte("fleets: [{name: blue, group: blue-asg, allow_custom_template: true}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := execute(t, "update", "--fleet", "blue", "--config", cfg, "--properties", file, "--template", tmpl, "--dry-run")
+	if err != nil || !strings.Contains(out, "Size: {Type: Number}") {
+		t.Fatalf("allowed: %v\n%s", err, out)
+	}
+}

@@ -56,6 +56,9 @@ type Fleet struct {
 	Stack string
 	// RoleARN is the CloudFormation service role to pass ("" none).
 	RoleARN string
+	// AllowTemplateBody accepts commands that carry their own template (fleet.Settings'
+	// AllowCustomTemplate); without it they are rejected.
+	AllowTemplateBody bool
 }
 
 // Config tunes the handler.
@@ -200,6 +203,11 @@ func (h *Handler) HandleCommand(ctx context.Context, c *messages.Command) error 
 
 	template := h.cfg.Template
 	if c.Update.TemplateBody != "" {
+		if !f.AllowTemplateBody {
+			return messages.Reject("update %s of fleet %s carries its own template, which this fleet does not accept: "+
+				"the worker applies the runner template it was built with. To allow custom templates, set "+
+				"allow_custom_template: true on the fleet in the worker's config", c.ID, f.Name)
+		}
 		template = []byte(c.Update.TemplateBody)
 	}
 	names, err := h.cfg.TemplateParameters(template)

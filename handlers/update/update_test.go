@@ -46,9 +46,10 @@ func newEnv(t *testing.T) *env {
 	h, err := New(Config{
 		Template:           []byte("InstanceType,VolumeSize,ImageId"),
 		TemplateParameters: paramsOf,
-		Fleets:             []Fleet{{Name: "docker", Stack: "runner-docker", RoleARN: role}, {Name: "plain", Stack: "runner-plain"}, {Name: "stackless"}},
-		Now:                c.now,
-		Sleep:              func(context.Context, time.Duration) error { return nil },
+		Fleets: []Fleet{{Name: "docker", Stack: "runner-docker", RoleARN: role, AllowTemplateBody: true},
+			{Name: "plain", Stack: "runner-plain"}, {Name: "stackless"}},
+		Now:   c.now,
+		Sleep: func(context.Context, time.Duration) error { return nil },
 	}, e.stacks, e.store, e.reg, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -332,9 +333,20 @@ func TestRefusals(t *testing.T) {
 			c.Update.TemplateBody = "bad"
 			return c
 		}(),
+		// Without the fleet's allow_custom_template, a control-queue sender could deploy any
+		// template with the worker's stack role.
+		"own template, fleet does not accept one": func() *messages.Command {
+			c := updateCmd("plain", nil, false)
+			c.Update.TemplateBody = "Size,Colour"
+			return c
+		}(),
 	} {
-		if err := e.h.HandleCommand(context.Background(), c); !messages.IsPermanent(err) {
+		err := e.h.HandleCommand(context.Background(), c)
+		if !messages.IsPermanent(err) {
 			t.Errorf("%s: %v, want a rejection", name, err)
+		}
+		if strings.HasPrefix(name, "own template") && (err == nil || !strings.Contains(err.Error(), "allow_custom_template")) {
+			t.Errorf("%s: %v, want it to name allow_custom_template", name, err)
 		}
 	}
 	if len(e.stacks.createCalls) != 0 {

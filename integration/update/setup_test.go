@@ -135,8 +135,9 @@ func newEnv(t *testing.T, opts ...envOptions) *env {
 		e.stackRule()
 	}
 	e.config = filepath.Join(t.TempDir(), "worker.yaml")
-	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nstate_table: %s\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s}\n",
-		emulator.Region, emu.Endpoint, e.table, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar)
+	cfg := fmt.Sprintf("region: %s\nendpoint: %s\nloopback_only: true\nstate_table: %s\nqueues:\n  control: {name: %q, dead_letter: %q}\nfleets:\n  - {name: %s, group: %s, stack: %s, token_parameter: %s, allow_custom_template: %t}\n",
+		emulator.Region, emu.Endpoint, e.table, e.control, e.dlq, e.fleet, "runnerfleet-"+e.stack, e.stack, e.tokenPar,
+		!o.runnerTemplate) // the small template's tests send it with every update
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func (e *env) startWorker() {
 	h, err := update.New(update.Config{
 		Template:           template,
 		TemplateParameters: properties.ParameterNames,
-		Fleets:             []update.Fleet{{Name: e.fleet, Stack: e.stack}},
+		Fleets:             []update.Fleet{{Name: e.fleet, Stack: e.stack, AllowTemplateBody: e.tmpl != ""}},
 		PollInterval:       200 * time.Millisecond,
 		ChangeSetWait:      5 * time.Second,
 	}, cf, table, e.reg, logger)

@@ -33,7 +33,7 @@ func NewUpdater(awsCfg aws.Config, fleets []fleet.Settings, roleARN string, stor
 	}
 	fs := make([]update.Fleet, 0, len(fleets))
 	for _, f := range fleets {
-		fs = append(fs, update.Fleet{Name: f.Name, Stack: f.StackName, RoleARN: roleARN})
+		fs = append(fs, update.Fleet{Name: f.Name, Stack: f.StackName, RoleARN: roleARN, AllowTemplateBody: f.AllowCustomTemplate})
 	}
 	h, err := update.New(update.Config{Template: runner.Template, TemplateParameters: properties.ParameterNames, Fleets: fs}, cf, store, reg, logger)
 	if err != nil {
