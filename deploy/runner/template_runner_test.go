@@ -184,6 +184,10 @@ func TestRunnerStackShape(t *testing.T) {
 	if g["CapacityRebalance"] != false {
 		t.Error("Group: CapacityRebalance must be false (the worker handles rebalance notices)")
 	}
+	// A stack update must not reset the desired capacity the worker set (nor a surge's MaxSize).
+	if path(resource(t, m, "Group"), "UpdatePolicy", "AutoScalingScheduledAction", "IgnoreUnmodifiedGroupSizeProperties") != true {
+		t.Error("Group: UpdatePolicy.AutoScalingScheduledAction.IgnoreUnmodifiedGroupSizeProperties must be true")
+	}
 	if path(g, "AutoScalingGroupName", "Fn::Sub") != "runnerfleet-${AWS::StackName}" {
 		t.Errorf("Group name %v", g["AutoScalingGroupName"])
 	}
