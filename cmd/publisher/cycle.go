@@ -18,9 +18,9 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
-// defaultCycleTimeout bounds cycle --wait: drains of long jobs may take hours (up to AWS's 48-hour
-// lifecycle limit); a day without an outcome means something else is wrong.
-const defaultCycleTimeout = 24 * time.Hour
+// defaultCycleTimeout bounds cycle --wait: a cycle ends when its last drain does, and a drain of a
+// long job may take up to AWS's 48-hour lifecycle limit.
+const defaultCycleTimeout = 49 * time.Hour
 
 type cycleOptions struct {
 	send           sendOptions
@@ -130,7 +130,11 @@ func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
 	}
 	fctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	return followCycle(fctx, stdout, load, o.send.fleet, want, o.abort, o.interval)
+	taken := newTakeCheck(table, cfg, c.ID, fmt.Sprintf("cycle %s of fleet %s", c.ID, o.send.fleet), c.IssuedAt)
+	if o.abort {
+		taken.what = fmt.Sprintf("the abort (command %s) of cycle %s of fleet %s", c.ID, want, o.send.fleet)
+	}
+	return followCycle(fctx, stdout, load, taken, o.send.fleet, want, o.abort, o.interval)
 }
 
 func describeLast(r cycle.Record) string {
@@ -143,7 +147,7 @@ func describeLast(r cycle.Record) string {
 // followCycle prints the cycle's progress lines (the record's events: launches, health,
 // retirements, counts) as they appear until cycle id ends, then its one-line outcome. A failed or
 // aborted cycle is an error, except when the abort is what was asked (aborting).
-func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (cycle.Record, error), fleet, id string, aborting bool, interval time.Duration) error {
+func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (cycle.Record, error), taken takeCheck, fleet, id string, aborting bool, interval time.Duration) error {
 	printed := map[cycle.Event]bool{}
 	waiting := false
 	for {
@@ -170,9 +174,16 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 			fmt.Fprintf(w, "%s  waiting for the worker to take cycle %s\n", time.Now().UTC().Format("15:04:05"), id)
 			waiting = true
 		}
+		// Until the cycle is ours (or, for an abort, while the cycle runs on): did the worker
+		// refuse the command, or never take it?
+		if rec.ID != id || aborting {
+			if err := taken.check(ctx); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("following cycle %s of fleet %s: gave up waiting: %w", id, fleet, ctx.Err())
+			return unknownOutcome{fmt.Errorf("following cycle %s of fleet %s: gave up waiting: %w", id, fleet, ctx.Err())}
 		case <-time.After(interval):
 		}
 	}

@@ -49,7 +49,7 @@ func TestFollowCyclePrintsProgressAndOutcome(t *testing.T) {
 		cycleAt("c1", cycle.StatusSucceeded, cycle.Progress{Total: 3, Replaced: 3, Floor: 2}, "cycle started", "replaced 0 of 3, waiting for health 1", "retiring i-1", "replaced 0 of 3, draining 1", "all 3 instances replaced"),
 	}}
 	var out bytes.Buffer
-	if err := followCycle(context.Background(), &out, r.load, "blue", "c1", false, time.Millisecond); err != nil {
+	if err := followCycle(context.Background(), &out, r.load, takeCheck{}, "blue", "c1", false, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
@@ -78,7 +78,7 @@ func TestFollowCycleFailsOnFailureAndAbort(t *testing.T) {
 	} {
 		r := &records{seq: []cycle.Record{cycleAt("c1", tc.st, cycle.Progress{Total: 3, Replaced: 1}, "replacement not healthy")}}
 		var out bytes.Buffer
-		err := followCycle(context.Background(), &out, r.load, "blue", "c1", tc.aborting, time.Millisecond)
+		err := followCycle(context.Background(), &out, r.load, takeCheck{}, "blue", "c1", tc.aborting, time.Millisecond)
 		if (err != nil) != tc.wantErr || !strings.Contains(out.String(), string(tc.st)) {
 			t.Errorf("%s (aborting %v): err %v\n%s", tc.st, tc.aborting, err, out.String())
 		}
@@ -113,5 +113,42 @@ func TestCycleDryRunAndRefusals(t *testing.T) {
 		if _, err := execute(t, args...); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
+	}
+}
+
+// --wait says at once when the worker refused the command (with its reason), and gives up with
+// exit status 3 when the worker never took it: before, both waited out the whole timeout and
+// exited 1, like a failed cycle.
+func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
+	notYet := &records{seq: []cycle.Record{{ID: "older", Status: cycle.StatusSucceeded}}}
+	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	refused := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
+		fate: func(context.Context) (string, bool, error) { return "cycle c0 of fleet blue is in progress", true, nil }}
+	var out bytes.Buffer
+	err := followCycle(context.Background(), &out, notYet.load, refused, "blue", "c1", false, time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "the worker refused cycle c1 of fleet blue: cycle c0 of fleet blue is in progress") || exitStatus(err) != 1 {
+		t.Fatalf("refused: %v (exit %d)", err, exitStatus(err))
+	}
+
+	neverTaken := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(-time.Second), now: func() time.Time { return now },
+		fate: func(context.Context) (string, bool, error) { return "", false, nil }}
+	err = followCycle(context.Background(), &out, notYet.load, neverTaken, "blue", "c1", false, time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "has not taken cycle c1") || exitStatus(err) != exitUnknown {
+		t.Fatalf("never taken: %v (exit %d)", err, exitStatus(err))
+	}
+
+	// Taken and accepted, still not in the record: wait on, until the timeout (outcome unknown).
+	accepted := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(-time.Second), now: func() time.Time { return now },
+		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = followCycle(ctx, &out, notYet.load, accepted, "blue", "c1", false, time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "gave up waiting") || exitStatus(err) != exitUnknown {
+		t.Fatalf("timeout: %v (exit %d)", err, exitStatus(err))
+	}
+	// A failed cycle is exit status 1.
+	failed := &records{seq: []cycle.Record{cycleAt("c1", cycle.StatusFailed, cycle.Progress{Total: 1}, "replacement not healthy")}}
+	if err := followCycle(context.Background(), &out, failed.load, accepted, "blue", "c1", false, time.Millisecond); exitStatus(err) != 1 {
+		t.Fatalf("failed cycle: %v (exit %d)", err, exitStatus(err))
 	}
 }

@@ -14,7 +14,7 @@ func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "publisher:", err)
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 

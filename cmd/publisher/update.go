@@ -225,7 +225,8 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return follow(fctx, stdout, followOptions{table: table, cf: cf, fleet: o.send.fleet, stack: stack, commandID: c.ID,
-		since: started.Add(-time.Minute), seen: seen, events: o.wait, interval: o.interval})
+		since: started.Add(-time.Minute), seen: seen, events: o.wait, interval: o.interval,
+		taken: newTakeCheck(table, cfg, c.ID, fmt.Sprintf("update %s of fleet %s", c.ID, o.send.fleet), c.IssuedAt)})
 }
 
 func lineOrder(l int) int {
@@ -256,6 +257,8 @@ type followOptions struct {
 	seen      map[string]bool
 	events    bool
 	interval  time.Duration
+	// taken tells a refused or never-taken command from one on its way.
+	taken takeCheck
 }
 
 // follow reads the fleet's update record until this command's update finishes (a plan: until
@@ -311,6 +314,11 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 				}
 			}
 		}
+		if !mine {
+			if err := o.taken.check(ctx); err != nil {
+				return err
+			}
+		}
 		if mine && rec.Finished() {
 			fmt.Fprintln(w, outcomeLine(rec))
 			if rec.Outcome == update.OutcomeFailed {
@@ -320,7 +328,7 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("following update %s of fleet %s: gave up waiting (phase %q): %w", o.commandID, o.fleet, phase, ctx.Err())
+			return unknownOutcome{fmt.Errorf("following update %s of fleet %s: gave up waiting (phase %q): %w", o.commandID, o.fleet, phase, ctx.Err())}
 		case <-time.After(o.interval):
 		}
 	}

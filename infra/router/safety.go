@@ -111,15 +111,68 @@ type safety struct {
 	log *slog.Logger
 }
 
-// ledgerEntry is the body of a command's ledger record.
-type ledgerEntry struct {
+// LedgerEntry is the body of a command's ledger record (CommandKey). The publisher reads it to
+// tell a command the worker refused from one it has not taken yet.
+type LedgerEntry struct {
 	MessageID  string    `json:"message_id"`
 	Fleet      string    `json:"fleet"`
 	Type       string    `json:"type"`
 	Sender     string    `json:"sender"`
 	Issuer     string    `json:"issuer,omitempty"`
-	AcceptedAt time.Time `json:"accepted_at"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	// Refused is why the worker refused the command (it went to the DLQ with this reason): by
+	// these checks, or by its handler. Empty while it was accepted and not refused.
+	Refused   string    `json:"refused,omitempty"`
+	RefusedAt time.Time `json:"refused_at,omitzero"`
 }
+
+// CommandKey is the state table key of a command's ledger record.
+func CommandKey(commandID string) (pk, sk string) { return "command#" + commandID, commandSortKey }
+
+// DecodeLedgerEntry reads a ledger record's body.
+func DecodeLedgerEntry(body []byte) (LedgerEntry, error) {
+	var e LedgerEntry
+	if err := json.Unmarshal(body, &e); err != nil {
+		return LedgerEntry{}, fmt.Errorf("command ledger record: %w", err)
+	}
+	return e, nil
+}
+
+// noteRefusal records in the ledger, best effort, that the command was refused and why, so that
+// publisher --wait can say so at once instead of waiting out its timeout. A command already in
+// the ledger keeps its entry and gains the reason; a refused repeat leaves the original alone.
+func (s *safety) noteRefusal(ctx context.Context, c *messages.Command, origin Origin, reason string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refusalWriteTimeout)
+	defer cancel()
+	pk, sk := CommandKey(c.ID)
+	now := s.cfg.Now().UTC()
+	for range 3 {
+		body, version, found, err := s.cfg.Ledger.Load(ctx, pk, sk)
+		if err != nil {
+			s.log.WarnContext(ctx, "recording a refused command in the ledger", "command_id", c.ID, "error", err.Error())
+			return
+		}
+		entry := LedgerEntry{MessageID: origin.MessageID, Fleet: c.Fleet, Type: string(c.Type), Sender: origin.SenderID, Issuer: c.Issuer}
+		if found {
+			if entry, err = DecodeLedgerEntry(body); err != nil || entry.Refused != "" {
+				return
+			}
+		}
+		entry.Refused, entry.RefusedAt = reason, now
+		out, _ := json.Marshal(entry)
+		ok, err := s.cfg.Ledger.Save(ctx, pk, sk, out, version, time.Time{}, now.Add(s.cfg.Retention))
+		if err != nil {
+			s.log.WarnContext(ctx, "recording a refused command in the ledger", "command_id", c.ID, "error", err.Error())
+			return
+		}
+		if ok {
+			return
+		}
+	}
+}
+
+// refusalWriteTimeout bounds noteRefusal: the refusal itself does not wait on it.
+const refusalWriteTimeout = 5 * time.Second
 
 func (s *safety) wrap(next HandlerFunc) HandlerFunc {
 	return func(ctx context.Context, m *messages.Message) error {
@@ -132,6 +185,9 @@ func (s *safety) wrap(next HandlerFunc) HandlerFunc {
 			reason := fmt.Sprintf(format, args...)
 			s.log.WarnContext(ctx, "command refused", "check", check, "reason", reason, "command_id", c.ID,
 				"command_type", string(c.Type), "command_fleet", c.Fleet, "sender_id", origin.SenderID, "issuer", c.Issuer)
+			if check != "repeat" {
+				s.noteRefusal(ctx, c, origin, reason)
+			}
 			return messages.Reject("%s", reason)
 		}
 		if !s.cfg.KnownFleet(c.Fleet) {
@@ -144,8 +200,8 @@ func (s *safety) wrap(next HandlerFunc) HandlerFunc {
 		} else if -age > commandClockSkew {
 			return refuse("age", "command %s is issued %s in the future (%s)", c.ID, (-age).Round(time.Second), c.IssuedAt.UTC().Format(time.RFC3339))
 		}
-		pk := "command#" + c.ID
-		entry := ledgerEntry{MessageID: origin.MessageID, Fleet: c.Fleet, Type: string(c.Type), Sender: origin.SenderID, Issuer: c.Issuer, AcceptedAt: now.UTC()}
+		pk, _ := CommandKey(c.ID)
+		entry := LedgerEntry{MessageID: origin.MessageID, Fleet: c.Fleet, Type: string(c.Type), Sender: origin.SenderID, Issuer: c.Issuer, AcceptedAt: now.UTC()}
 		body, _ := json.Marshal(entry)
 		first, err := s.cfg.Ledger.Save(ctx, pk, commandSortKey, body, 0, time.Time{}, now.Add(s.cfg.Retention))
 		if err != nil {
@@ -156,9 +212,9 @@ func (s *safety) wrap(next HandlerFunc) HandlerFunc {
 			if err != nil {
 				return fmt.Errorf("reading command %s from the ledger: %w", c.ID, err)
 			}
-			var prev ledgerEntry
+			var prev LedgerEntry
 			if found {
-				_ = json.Unmarshal(prevBody, &prev)
+				prev, _ = DecodeLedgerEntry(prevBody)
 			}
 			if !found || origin.MessageID == "" || prev.MessageID != origin.MessageID {
 				return refuse("repeat", "command id %s was already accepted at %s (SQS message %s); a repeated command is not run again",
@@ -168,7 +224,13 @@ func (s *safety) wrap(next HandlerFunc) HandlerFunc {
 		}
 		s.log.InfoContext(ctx, "command accepted", "command_id", c.ID, "command_type", string(c.Type), "command_fleet", c.Fleet,
 			"sender_id", origin.SenderID, "issuer", c.Issuer, "issued_at", c.IssuedAt.UTC().Format(time.RFC3339), "redelivery", !first)
-		return next(ctx, m)
+		err = next(ctx, m)
+		if messages.IsPermanent(err) {
+			// The handler refused it (a cycle in progress, an unknown stack…): dead-lettered
+			// with this reason by the router.
+			s.noteRefusal(ctx, c, origin, messages.Reason(err))
+		}
+		return err
 	}
 }
 

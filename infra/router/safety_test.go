@@ -175,3 +175,50 @@ func TestWithSenderPutsTheOriginInTheContext(t *testing.T) {
 		t.Errorf("fallback origin = %+v", o)
 	}
 }
+
+// A refused command is in the ledger with its reason, whether these checks or its handler refused
+// it, so publisher --wait can say so at once; a refused repeat leaves the original entry alone.
+func TestRefusalsAreRecordedInTheLedger(t *testing.T) {
+	e := newSafetyEnv(t)
+	entry := func(id string) LedgerEntry {
+		t.Helper()
+		pk, sk := CommandKey(id)
+		body, _, found, err := e.ledger.Load(context.Background(), pk, sk)
+		if err != nil || !found {
+			t.Fatalf("no ledger entry for %s: %v", id, err)
+		}
+		le, err := DecodeLedgerEntry(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return le
+	}
+	unknown := messages.NewCommand("nope", messages.CommandTick, e.now)
+	_ = e.handle(unknown, "AIDAALICE", "m-1")
+	if le := entry(unknown.ID); !strings.Contains(le.Refused, `unknown fleet "nope"`) || le.RefusedAt.IsZero() {
+		t.Errorf("unknown fleet: entry %+v", le)
+	}
+
+	busy := messages.NewCommand("docker", messages.CommandCycle, e.now)
+	h := e.mw(func(context.Context, *messages.Message) error {
+		return messages.Reject("cycle c0 of fleet docker is in progress")
+	})
+	ctx := context.WithValue(context.Background(), originKey{}, Origin{SenderID: "AIDAALICE", MessageID: "m-2"})
+	if err := h(ctx, &messages.Message{Kind: messages.KindCommand, ID: busy.ID, Payload: &busy}); !messages.IsPermanent(err) {
+		t.Fatalf("handler refusal: %v", err)
+	}
+	if le := entry(busy.ID); le.AcceptedAt.IsZero() || !strings.Contains(le.Refused, "is in progress") {
+		t.Errorf("handler refusal: entry %+v", le)
+	}
+
+	ok := messages.NewCommand("docker", messages.CommandTick, e.now)
+	if err := e.handle(ok, "AIDAALICE", "m-3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.handle(ok, "AIDAMALLORY", "m-4"); !messages.IsPermanent(err) {
+		t.Fatalf("repeat: %v", err)
+	}
+	if le := entry(ok.ID); le.Refused != "" || le.MessageID != "m-3" {
+		t.Errorf("the repeat's refusal overwrote the accepted command's entry: %+v", le)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
+	"github.com/runnerfleet/runnerfleet/infra/config"
+	"github.com/runnerfleet/runnerfleet/infra/router"
+)
+
+// exitUnknown is the exit status when publisher gave up waiting and does not know the outcome
+// (the operation may still be running, or the worker never took the command); 1 means it failed
+// or was refused.
+const exitUnknown = 3
+
+// unknownOutcome marks an error after which the outcome is not known (exit status exitUnknown).
+type unknownOutcome struct{ err error }
+
+func (u unknownOutcome) Error() string { return u.err.Error() }
+func (u unknownOutcome) Unwrap() error { return u.err }
+
+// exitStatus is the process's exit status for err.
+func exitStatus(err error) int {
+	if errors.As(err, new(unknownOutcome)) {
+		return exitUnknown
+	}
+	return 1
+}
+
+// takeMargin is how long past the worker's command age limit --wait still waits for it to take a
+// command: after that the worker refuses it as stale anyway.
+const takeMargin = time.Minute
+
+// takeCheck tells a command the worker refused, or never took, from one still on its way, while
+// --wait waits for it to show up in the operation's record.
+type takeCheck struct {
+	// fate reads the worker's command ledger: the refusal's reason, and whether it has the command.
+	fate func(ctx context.Context) (refused string, seen bool, err error)
+	// deadline is when a command not yet taken is given up on.
+	deadline time.Time
+	// what names the operation in messages ("cycle c1 of fleet blue").
+	what string
+	now  func() time.Time
+}
+
+// newTakeCheck checks command id against the worker's command ledger in table; the worker refuses
+// commands older than its command_max_age (cfg's, or the default).
+func newTakeCheck(table *state.Table, cfg *config.Config, id, what string, issued time.Time) takeCheck {
+	maxAge := config.DefaultCommandMaxAge
+	if cfg != nil && cfg.CommandMaxAge > 0 {
+		maxAge = cfg.CommandMaxAge
+	}
+	return takeCheck{
+		fate: func(ctx context.Context) (string, bool, error) {
+			pk, sk := router.CommandKey(id)
+			body, _, found, err := table.Load(ctx, pk, sk)
+			if err != nil || !found {
+				return "", false, err
+			}
+			e, err := router.DecodeLedgerEntry(body)
+			if err != nil {
+				return "", true, err
+			}
+			return e.Refused, true, nil
+		},
+		deadline: issued.Add(maxAge + takeMargin),
+		what:     what,
+		now:      time.Now,
+	}
+}
+
+// check returns an error when the worker refused the command (with its reason) or has not taken
+// it by the deadline; nil while it may still come. A failed read of the ledger waits on.
+func (k takeCheck) check(ctx context.Context) error {
+	if k.fate == nil {
+		return nil
+	}
+	refused, seen, err := k.fate(ctx)
+	switch {
+	case err != nil:
+		return nil
+	case refused != "":
+		return fmt.Errorf("the worker refused %s: %s", k.what, refused)
+	case !seen && k.now().After(k.deadline):
+		return unknownOutcome{fmt.Errorf("the worker has not taken %s by %s, when it would refuse it as stale: "+
+			"is a worker running, and can it read the control queue? (its log; the control queue's DLQ)",
+			k.what, k.deadline.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
