@@ -91,7 +91,12 @@ type Deps struct {
 	Jobs     Jobs
 	Marks    Marks
 	Drains   Drains
-	Logger   *slog.Logger
+	// Owners, when set, lets a state change of an instance outside every managed fleet stop at
+	// one DescribeInstances: EC2's state-change rule cannot be filtered by group, so in a busy
+	// account most of these events are someone else's, and looking for their drain means
+	// scanning the state table. Nil: every leaving instance is looked up.
+	Owners Owners
+	Logger *slog.Logger
 	// Metrics defaults to NewMetrics(nil).
 	Metrics *Metrics
 	// Clock defaults to the wall clock.

@@ -186,6 +186,17 @@ func (h *Handler) StateChange(ctx context.Context, s *messages.StateChange) erro
 		return nil
 	}
 	id := s.InstanceID
+	if h.d.Owners != nil {
+		// Only instances of a managed fleet have drains or marks. A failed look falls through to
+		// the full lookup: never miss one of ours because EC2 did not answer.
+		if group, tagged, err := h.d.Owners.GroupTag(ctx, id); err == nil {
+			if _, ours := h.byGroup[group]; !tagged || !ours {
+				h.m.StateChanges.WithLabelValues("not_managed").Inc()
+				return nil
+			}
+		}
+	}
+	h.m.StateChanges.WithLabelValues("looked_up").Inc()
 	found, fleetName, lost, err := h.d.Drains.FinishLost(ctx, id, s.State, -1)
 	if err != nil {
 		return fmt.Errorf("interrupt: instance %s %s: finishing its drain as lost: %w", id, s.State, err)

@@ -195,6 +195,41 @@ func TestStateChangeFinishesDrainAsLost(t *testing.T) {
 	}
 }
 
+// owners answers GroupTag from a map; err fails every look.
+type owners struct {
+	groups map[string]string
+	err    error
+}
+
+func (o owners) GroupTag(_ context.Context, id string) (string, bool, error) {
+	g, ok := o.groups[id]
+	return g, ok, o.err
+}
+
+// A state change of an instance outside every managed fleet stops at its group tag: nothing is
+// looked up (in AWS, a scan of the state table). One of ours, or a failed look, is looked up.
+func TestStateChangeOfAnotherGroupsInstanceIsNotLookedUp(t *testing.T) {
+	w := newFakeWorld()
+	w.drains["i-theirs"], w.drains["i-ours"], w.drains["i-unknown"] = 1, 1, 1
+	h := newTestHandler(t, w, nil)
+	h.d.Owners = owners{groups: map[string]string{"i-theirs": "someone-elses-asg", "i-ours": "blue-asg", "i-unknown": "blue-asg"}}
+	for _, id := range []string{"i-theirs", "i-ours"} {
+		if err := h.Handle(context.Background(), stateMsg(id, "terminated")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.d.Owners = owners{err: errors.New("ec2 throttled")}
+	if err := h.Handle(context.Background(), stateMsg("i-unknown", "terminated")); err != nil {
+		t.Fatal(err)
+	}
+	if _, looked := w.lostDrains["i-theirs"]; looked || w.lostDrains["i-ours"] != 1 || w.lostDrains["i-unknown"] != 1 {
+		t.Fatalf("lost drains %v: want i-ours and i-unknown (the look failed), not i-theirs", w.lostDrains)
+	}
+	if got := count(h.m.StateChanges.WithLabelValues("not_managed")); got != 1 {
+		t.Fatalf("not_managed = %v, want 1", got)
+	}
+}
+
 func drainCmd(fleetName, id string, replace bool) *messages.Message {
 	c := messages.NewCommand(fleetName, messages.CommandDrain, t0)
 	c.Drain.InstanceID, c.Drain.Replace = id, replace

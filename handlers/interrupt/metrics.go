@@ -20,6 +20,9 @@ type Metrics struct {
 	Retired *prometheus.CounterVec
 	// Errors counts failed calls by op (stop_intake, terminate, replace).
 	Errors *prometheus.CounterVec
+	// StateChanges counts leaving instances' state changes by result: not_managed (the instance's
+	// group tag names no managed fleet: nothing looked up) or looked_up.
+	StateChanges *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -28,15 +31,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "interrupt", Name: name, Help: help}, labels)
 	}
 	m := &Metrics{
-		Notices:    counter("notices_total", "Spot interruption and rebalance notices, by what was done.", "fleet", "kind", "action"),
-		JobsLost:   counter("jobs_lost_total", "Jobs running when an instance went away outside a completed drain.", "fleet", "cause"),
-		DrainsLost: counter("drains_lost_total", "Drains finished as lost: the instance stopped or terminated under them.", "fleet"),
-		Replaced:   counter("replaced_total", "Rebalance-marked instances replaced by a tick.", "fleet"),
-		Retired:    counter("retired_total", "Instances retired by a drain command.", "fleet", "replace"),
-		Errors:     counter("errors_total", "Failed calls, by operation.", "fleet", "op"),
+		Notices:      counter("notices_total", "Spot interruption and rebalance notices, by what was done.", "fleet", "kind", "action"),
+		JobsLost:     counter("jobs_lost_total", "Jobs running when an instance went away outside a completed drain.", "fleet", "cause"),
+		DrainsLost:   counter("drains_lost_total", "Drains finished as lost: the instance stopped or terminated under them.", "fleet"),
+		Replaced:     counter("replaced_total", "Rebalance-marked instances replaced by a tick.", "fleet"),
+		Retired:      counter("retired_total", "Instances retired by a drain command.", "fleet", "replace"),
+		Errors:       counter("errors_total", "Failed calls, by operation.", "fleet", "op"),
+		StateChanges: counter("state_changes_total", "State changes of leaving instances, by whether they were looked up (not_managed: not a fleet's).", "result"),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Notices, m.JobsLost, m.DrainsLost, m.Replaced, m.Retired, m.Errors)
+		reg.MustRegister(m.Notices, m.JobsLost, m.DrainsLost, m.Replaced, m.Retired, m.Errors, m.StateChanges)
 	}
 	return m
 }

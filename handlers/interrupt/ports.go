@@ -33,6 +33,15 @@ type Commands interface {
 	Send(ctx context.Context, document, instanceID string) (commandID string, err error)
 }
 
+// Owners tells an instance's Auto Scaling group from its aws:autoscaling:groupName tag
+// (infra/aws/marks.Owners implements it with DescribeInstances). EC2 keeps the tag while the
+// instance stops and for a while after it terminates, when the group no longer lists it.
+type Owners interface {
+	// GroupTag returns the group the instance was launched by; found is false when EC2 does not
+	// know the instance or it has no such tag.
+	GroupTag(ctx context.Context, instanceID string) (group string, found bool, err error)
+}
+
 // Jobs counts the jobs running on an instance from its runner's metrics; an error means the
 // metrics did not answer usefully (the caller falls back to what it saw before).
 type Jobs interface {

@@ -203,7 +203,7 @@ func (e *env) start(fleets []fleet.Settings, gates map[string]launch.Gate) {
 			FollowUps: drainadapter.FollowUps(pub, e.queue), Logger: logger})
 	must(e.t, err)
 	e.im = interrupt.NewMetrics(prometheus.NewRegistry())
-	e.ih, err = interrupt.New(interrupt.Config{Fleets: fleets}, interrupt.Deps{Groups: groups, Commands: marks.Commands{Sender: cmds}, Jobs: runners,
+	e.ih, err = interrupt.New(interrupt.Config{Fleets: fleets}, interrupt.Deps{Groups: groups, Commands: marks.Commands{Sender: cmds}, Owners: marks.Owners{API: e.ec2}, Jobs: runners,
 		Marks: e.marks, Drains: drains, Logger: logger, Metrics: e.im})
 	must(e.t, err)
 	e.lh, err = launch.New(launch.Config{Fleets: fleets, Gates: gates, SweepGrace: time.Second},

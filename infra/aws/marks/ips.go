@@ -39,3 +39,34 @@ func (p IPs) PrivateIP(ctx context.Context, id string) (string, error) {
 	}
 	return "", fmt.Errorf("instance %s has no private address (gone?)", id)
 }
+
+// Owners implements interrupt.Owners with EC2 DescribeInstances: the instance's
+// aws:autoscaling:groupName tag, which EC2 keeps on a stopping or terminated instance.
+type Owners struct{ API EC2API }
+
+// GroupTag returns the group the instance was launched by; found is false when EC2 does not know
+// the instance or it has no group tag.
+func (o Owners) GroupTag(ctx context.Context, id string) (string, bool, error) {
+	if o.API == nil {
+		return "", false, errors.New("marks: nil ec2 client")
+	}
+	out, err := o.API.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+		Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}},
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("describing instance %s: %w", id, err)
+	}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if aws.ToString(in.InstanceId) != id {
+				continue
+			}
+			for _, t := range in.Tags {
+				if aws.ToString(t.Key) == "aws:autoscaling:groupName" {
+					return aws.ToString(t.Value), true, nil
+				}
+			}
+		}
+	}
+	return "", false, nil
+}

@@ -92,7 +92,7 @@ func Wire(cfg WireConfig, c WireClients, reg prometheus.Registerer, logger *slog
 		return nil, err
 	}
 	ih, err := interrupt.New(interrupt.Config{Fleets: cfg.Fleets, Rebalance: cfg.Rebalance}, interrupt.Deps{
-		Groups: groups, Commands: Commands{Sender: cmds}, Jobs: runners, Marks: store, Drains: drains, Logger: logger,
+		Groups: groups, Commands: Commands{Sender: cmds}, Jobs: runners, Marks: store, Drains: drains, Owners: Owners{API: c.EC2}, Logger: logger,
 		Metrics: interrupt.NewMetrics(reg)})
 	if err != nil {
 		return nil, fmt.Errorf("building the interrupt handler: %w", err)
