@@ -69,6 +69,9 @@ func run(ctx context.Context, src config.Source, tickDelay time.Duration) error 
 	}
 	level, _ := observe.ParseLevel(cfg.LogLevel) // validated by Load
 	logger := observe.NewLogger(os.Stderr, level)
+	for _, w := range configWarnings(cfg) {
+		logger.Warn("config: " + w)
+	}
 
 	awsCfg, err := rfaws.LoadConfig(ctx, rfaws.ConfigOptions{Region: cfg.Region, BaseEndpoint: cfg.Endpoint, LoopbackOnly: cfg.LoopbackOnly})
 	if err != nil {
