@@ -132,7 +132,7 @@ func TestWorkerStackShape(t *testing.T) {
 
 	// Alarms named in the issue.
 	alarms := resources(m, "AWS::CloudWatch::Alarm")
-	for _, id := range []string{"LifecycleDeadLetterAlarm", "ControlDeadLetterAlarm", "OldestDrainAlarm", "ScrapeFailuresAlarm", "WorkerDownAlarm"} {
+	for _, id := range []string{"LifecycleDeadLetterAlarm", "ControlDeadLetterAlarm", "OldestDrainAlarm", "DrainDeadlineAlarm", "ScrapeFailuresAlarm", "WorkerDownAlarm"} {
 		if alarms[id] == nil {
 			t.Errorf("no alarm %s", id)
 		}

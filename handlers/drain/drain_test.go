@@ -1021,6 +1021,32 @@ func TestSweepPublishesFigures(t *testing.T) {
 	}
 }
 
+// The sweep reports the time left before the nearest maximum-drain deadline: the fleet's own
+// limit, which a fixed age threshold cannot know.
+func TestSweepReportsTheLeastTimeLeft(t *testing.T) {
+	r := newRig(t, nil)
+	sink := &fakeSink{}
+	r.h.d.Sink = sink
+	r.world.addInstance("i-1", 1)
+	r.world.addInstance("i-2", 1)
+	r.start("i-1", "tok-1")
+	r.world.advanceTo(t0.Add(30 * time.Second))
+	r.start("i-2", "tok-2")
+	r.world.advanceTo(t0.Add(40 * time.Second))
+	if _, err := r.h.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := r.record("tok-1").Deadline.Sub(t0.Add(40 * time.Second))
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.figs) != 1 || sink.figs[0].InProgress != 2 || sink.figs[0].LeastTimeLeft != want || want <= 0 {
+		t.Fatalf("figures %+v, want 2 in progress and %s left (the first drain's deadline)", sink.figs, want)
+	}
+	if got := counterValue(r.h.m.LeastTimeLeft.WithLabelValues("blue")); got != want.Seconds() {
+		t.Fatalf("least_time_left_seconds = %v, want %v", got, want.Seconds())
+	}
+}
+
 // Follow-up steps share StepConcurrency lanes; a new lifecycle event's first step does not wait
 // for them: with the only lane held by a slow step, another drain's follow-up waits (here until
 // its context ends) while a new event still claims its drain and stops intake at once.

@@ -12,6 +12,9 @@ type Metrics struct {
 	InProgress *prometheus.GaugeVec
 	// OldestAge is the age in seconds of the oldest unfinished drain per fleet, as of the last Sweep.
 	OldestAge *prometheus.GaugeVec
+	// LeastTimeLeft is the time in seconds before the nearest maximum-drain deadline of the
+	// fleet's unfinished drains (0 when none), as of the last Sweep.
+	LeastTimeLeft *prometheus.GaugeVec
 	// Duration observes how long finished drains took, by fleet and outcome.
 	Duration *prometheus.HistogramVec
 	// Heartbeats counts lifecycle heartbeats sent, by fleet.
@@ -38,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		OldestAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "runnerfleet", Subsystem: "drain", Name: "oldest_age_seconds",
 			Help: "Age of the oldest unfinished drain per fleet, as of the last sweep.",
+		}, []string{"fleet"}),
+		LeastTimeLeft: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "runnerfleet", Subsystem: "drain", Name: "least_time_left_seconds",
+			Help: "Time before the nearest maximum-drain deadline of the fleet's unfinished drains (0 when none), as of the last sweep: past it, jobs still running are killed.",
 		}, []string{"fleet"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "runnerfleet", Subsystem: "drain", Name: "duration_seconds",
@@ -67,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"fleet"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.InProgress, m.OldestAge, m.Duration, m.Heartbeats, m.Finished, m.Errors, m.Steps, m.Recovered)
+		reg.MustRegister(m.InProgress, m.OldestAge, m.LeastTimeLeft, m.Duration, m.Heartbeats, m.Finished, m.Errors, m.Steps, m.Recovered)
 	}
 	return m
 }

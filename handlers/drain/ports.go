@@ -101,6 +101,11 @@ type Figures struct {
 	// InProgress and OldestAge are read from the state table (the same for every replica).
 	InProgress int
 	OldestAge  time.Duration
+	// LeastTimeLeft is the time left before the nearest maximum-drain deadline of the unfinished
+	// drains (0 when none is in progress): past it a drain stops heartbeating, and a job still
+	// running is killed when the hook times out. It is the fleet's own limit (max_drain, the hook's
+	// global timeout, AWS's 48 h), which a fixed age threshold cannot know.
+	LeastTimeLeft time.Duration
 	// Finished counts the drains this replica finished since its last publish, by outcome;
 	// Heartbeats the heartbeats it sent. CloudWatch sums them across replicas.
 	Finished   map[string]int

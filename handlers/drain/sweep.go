@@ -22,6 +22,7 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 	now := h.d.Clock.Now()
 	count := map[string]int{}
 	oldest := map[string]time.Duration{}
+	left := map[string]time.Duration{}
 	for _, f := range h.cfg.Fleets {
 		count[f.Name], oldest[f.Name] = 0, 0
 	}
@@ -38,6 +39,9 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 		}
 		count[rec.Fleet]++
 		oldest[rec.Fleet] = max(oldest[rec.Fleet], now.Sub(rec.StartedAt))
+		if l, seen := left[rec.Fleet]; !seen || rec.Deadline.Sub(now) < l {
+			left[rec.Fleet] = max(rec.Deadline.Sub(now), 0)
+		}
 		// A newer worker's record is left to newer replicas (Handler.passOn).
 		if rec.Schema <= recordSchema && rec.Due.Add(h.cfg.SweepGrace).Before(now) {
 			overdue = append(overdue, rec.Token)
@@ -46,8 +50,9 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 	for f, n := range count {
 		h.m.InProgress.WithLabelValues(f).Set(float64(n))
 		h.m.OldestAge.WithLabelValues(f).Set(oldest[f].Seconds())
+		h.m.LeastTimeLeft.WithLabelValues(f).Set(left[f].Seconds())
 	}
-	h.publish(ctx, now, count, oldest)
+	h.publish(ctx, now, count, oldest, left)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, h.cfg.SweepConcurrency)
@@ -72,7 +77,7 @@ func (h *Handler) Sweep(ctx context.Context) (int, error) {
 
 // publish hands every fleet's figures to the Sink, if any; what a failed publish carried is
 // kept for the next one.
-func (h *Handler) publish(ctx context.Context, now time.Time, count map[string]int, oldest map[string]time.Duration) {
+func (h *Handler) publish(ctx context.Context, now time.Time, count map[string]int, oldest, left map[string]time.Duration) {
 	if h.d.Sink == nil {
 		return
 	}
@@ -81,7 +86,7 @@ func (h *Handler) publish(ctx context.Context, now time.Time, count map[string]i
 		t := h.unpublished[fleet]
 		delete(h.unpublished, fleet)
 		h.mu.Unlock()
-		fig := Figures{Fleet: fleet, At: now, InProgress: n, OldestAge: oldest[fleet], Finished: map[string]int{}}
+		fig := Figures{Fleet: fleet, At: now, InProgress: n, OldestAge: oldest[fleet], LeastTimeLeft: left[fleet], Finished: map[string]int{}}
 		if t != nil {
 			fig.Finished, fig.Heartbeats = t.finished, t.heartbeats
 		}

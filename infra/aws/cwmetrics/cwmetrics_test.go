@@ -86,7 +86,7 @@ func TestPublishDrainsAgainstEmulator(t *testing.T) {
 	at := time.Now().UTC().Truncate(time.Second)
 	fleetA := emulator.UniqueName(t, "fleet-a")
 	if err := sink.PublishDrains(ctx, drain.Figures{Fleet: fleetA, At: at, InProgress: 4, OldestAge: 90 * time.Second,
-		Finished: map[string]int{drain.OutcomeCompleted: 5, drain.OutcomeMaxDrain: 2}, Heartbeats: 11}); err != nil {
+		LeastTimeLeft: 2 * time.Hour, Finished: map[string]int{drain.OutcomeCompleted: 5, drain.OutcomeMaxDrain: 2}, Heartbeats: 11}); err != nil {
 		t.Fatalf("publishing: %v", err)
 	}
 	out, err := client.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(ns)})
@@ -102,14 +102,14 @@ func TestPublishDrainsAgainstEmulator(t *testing.T) {
 	}
 	slices.Sort(names)
 	want := []string{cwmetrics.MetricDrainErrors, cwmetrics.MetricDrainHeartbeats, cwmetrics.MetricDrainsFinished,
-		cwmetrics.MetricDrainsInProgress, cwmetrics.MetricOldestDrainAge}
+		cwmetrics.MetricDrainsInProgress, cwmetrics.MetricOldestDrainAge, cwmetrics.MetricDrainTimeLeft}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("metrics %v, want %v", names, want)
 	}
 	for name, v := range map[string]float64{
 		cwmetrics.MetricDrainsInProgress: 4, cwmetrics.MetricOldestDrainAge: 90, cwmetrics.MetricDrainsFinished: 7,
-		cwmetrics.MetricDrainErrors: 2, cwmetrics.MetricDrainHeartbeats: 11,
+		cwmetrics.MetricDrainErrors: 2, cwmetrics.MetricDrainHeartbeats: 11, cwmetrics.MetricDrainTimeLeft: 7200,
 	} {
 		stats, err := client.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
 			Namespace: aws.String(ns), MetricName: aws.String(name),
@@ -123,5 +123,28 @@ func TestPublishDrainsAgainstEmulator(t *testing.T) {
 		if len(stats.Datapoints) != 1 || aws.ToFloat64(stats.Datapoints[0].Sum) != v {
 			t.Errorf("%s datapoints %+v, want one with sum %g", name, stats.Datapoints, v)
 		}
+	}
+}
+
+// With no drain in progress there is no deadline: DrainTimeLeft is left out (the alarm on it
+// treats missing data as fine), not published as 0, which would read as a deadline now.
+func TestNoDrainTimeLeftWithoutDrains(t *testing.T) {
+	ctx := context.Background()
+	e := emulator.Start(t, emulator.Options{})
+	client := cwmetrics.NewClient(e.AWSConfig(t))
+	ns := emulator.UniqueName(t, "runnerfleet-ns")
+	sink, err := cwmetrics.New(client, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.PublishDrains(ctx, drain.Figures{Fleet: "idle", At: time.Now().UTC(), LeastTimeLeft: 0}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := client.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(ns), MetricName: aws.String(cwmetrics.MetricDrainTimeLeft)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Metrics) != 0 {
+		t.Fatalf("DrainTimeLeft published with no drain in progress: %+v", out.Metrics)
 	}
 }

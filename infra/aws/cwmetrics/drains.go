@@ -18,6 +18,9 @@ const (
 	MetricDrainsInProgress = "DrainsInProgress"
 	// MetricOldestDrainAge is the age in seconds of the oldest unfinished drain (Maximum).
 	MetricOldestDrainAge = "OldestDrainAge"
+	// MetricDrainTimeLeft is the time in seconds before the nearest maximum-drain deadline of the
+	// unfinished drains (Minimum); published only while a drain is in progress.
+	MetricDrainTimeLeft = "DrainTimeLeft"
 	// MetricDrainsFinished counts drains finished since the replica's last publish, any outcome
 	// (Sum across replicas).
 	MetricDrainsFinished = "DrainsFinished"
@@ -50,6 +53,9 @@ func (s *Sink) PublishDrains(ctx context.Context, f drain.Figures) error {
 		datum(MetricDrainsFinished, types.StandardUnitCount, float64(finished)),
 		datum(MetricDrainErrors, types.StandardUnitCount, float64(failed)),
 		datum(MetricDrainHeartbeats, types.StandardUnitCount, float64(f.Heartbeats)),
+	}
+	if f.InProgress > 0 {
+		data = append(data, datum(MetricDrainTimeLeft, types.StandardUnitSeconds, f.LeastTimeLeft.Seconds()))
 	}
 	if _, err := s.api.PutMetricData(ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(s.namespace), MetricData: data}); err != nil {
 		return fmt.Errorf("putting %d drain metrics of fleet %s to cloudwatch namespace %s: %w", len(data), f.Fleet, s.namespace, err)
