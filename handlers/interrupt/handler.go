@@ -308,7 +308,7 @@ func Refusal(f fleet.Settings, instanceID, group string, found bool) error {
 // ReplaceMarked retires, through the group and with a replacement, every rebalance-marked
 // instance of the fleet that is still in service, when the fleet's rebalance mode is act. It is
 // a fleet-level step: call it on the fleet's FIFO message group, before the scaling decision
-// (BeforeTick does). An instance already leaving is only recorded. It returns how many it
+// (the worker's tick does; BeforeTick wraps a tick handler the same way). An instance already leaving is only recorded. It returns how many it
 // replaced and every failure joined.
 func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, error) {
 	f, ok := h.byName[fleetName]
