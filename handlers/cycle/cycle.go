@@ -366,11 +366,11 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 // restoreMax gives back the room a surge raised MaxSize by, after an abort (a cycle's own end
 // does it in apply). It only logs a failure: the abort itself stands.
 func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
-	if rec.OriginalMax <= 0 {
+	if rec.OriginalMax <= 0 || rec.RaisedMax <= 0 {
 		return
 	}
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
-	if err == nil && g.Max > rec.OriginalMax {
+	if err == nil && h.restorable(f, g, rec) {
 		err = h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax)
 	}
 	if err != nil {
@@ -378,6 +378,21 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 		h.log.WarnContext(ctx, "cycle aborted: MaxSize not restored; set it back by hand",
 			"fleet", f.Name, "group", f.GroupName, "original_max", rec.OriginalMax, "error", err.Error())
 	}
+}
+
+// restorable reports whether the cycle gives back the room its surge took: MaxSize is what the
+// surge set it to, above the original. A MaxSize someone changed since is theirs: it is left, and
+// the decision logged.
+func (h *Handler) restorable(f FleetConfig, g GroupState, rec Record) bool {
+	if rec.OriginalMax <= 0 || rec.RaisedMax <= 0 || g.Max <= rec.OriginalMax {
+		return false
+	}
+	if g.Max != rec.RaisedMax {
+		h.log.Warn("cycle ended: MaxSize changed during the cycle, left as it is",
+			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
+		return false
+	}
+	return true
 }
 
 func orUnknown(s string) string {
@@ -541,7 +556,7 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 	}
 	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
 	// for good (the next cycle records the raised value as the original).
-	if p.finish.Final() && rec.OriginalMax > 0 && g.Max > rec.OriginalMax {
+	if p.finish.Final() && h.restorable(f, g, rec) {
 		if err := h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax); err != nil {
 			fail("restore_max", err)
 		}

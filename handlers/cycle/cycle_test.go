@@ -225,6 +225,29 @@ func TestLongDrainsAreNotAStall(t *testing.T) {
 	}
 }
 
+// A MaxSize someone else changed while the cycle ran (a stack update, an operator's cost cap) is
+// theirs: the cycle gives back only the room its own surge took.
+func TestMaxSizeChangedDuringTheCycleIsLeftAsItIs(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if m := g.maxSize(); m != 3 {
+		t.Fatalf("MaxSize %d after the first step, want the surge's 3", m)
+	}
+	g.mu.Lock()
+	g.state.Max = 20 // publisher update raised it
+	g.mu.Unlock()
+	rec := r.tickUntilDone(t, 50)
+	if rec.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s)", rec.Status, rec.Reason)
+	}
+	if m := g.maxSize(); m != 20 || g.restored != 0 {
+		t.Fatalf("MaxSize %d (restored %d times), want the operator's 20 left as it is", m, g.restored)
+	}
+}
+
 func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
 	g := newFakeGroup("2", "i-a", "i-b", "i-c")
 	r := newRig(t, g, nil)

@@ -135,6 +135,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired)
 	if target > g.Desired {
 		p.desired, p.max = target, max(g.Max, target)
+		if p.max > g.Max {
+			rec.RaisedMax = p.max
+		}
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
 		// Done once the fleet is back at its size and every replacement serves (the last

@@ -54,6 +54,10 @@ type Record struct {
 	// the cycle. OriginalMax is its MaxSize, restored at the end when the surge raised it.
 	Desired     int `json:"desired"`
 	OriginalMax int `json:"original_max"`
+	// RaisedMax is the MaxSize the surge last set (0: it never raised it). MaxSize is restored only
+	// while the group still has it: a MaxSize someone else changed during the cycle (a stack
+	// update, an operator's cost cap) is theirs, and is left as it is.
+	RaisedMax int `json:"raised_max,omitempty"`
 
 	// Old are the instances to replace, fixed at the start.
 	Old []string `json:"old"`
