@@ -40,8 +40,17 @@ func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *obser
 
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
+	// The sweeps' steps run on step contexts of their own: cancelling bgCtx ends the loop, not a
+	// step in flight, and the shutdown waits for it like for a message's step. Returning without
+	// waiting would cut it off, and its drain would wait a lease and a grace for another replica.
+	bgDone := make(chan struct{})
 	if background != nil {
-		go background(bgCtx)
+		go func() {
+			defer close(bgDone)
+			background(bgCtx)
+		}()
+	} else {
+		close(bgDone)
 	}
 
 	select {
@@ -68,10 +77,16 @@ func serve(ctx context.Context, cfg *config.Config, r *router.Router, srv *obser
 	hard := time.NewTimer(cfg.StopTimeout - time.Second)
 	defer hard.Stop()
 	var err error
-	select {
-	case err = <-runErr:
-	case <-hard.C:
-		err = fmt.Errorf("handlers still running at the stop timeout %s", cfg.StopTimeout)
+	for routerDone := false; !routerDone || bgDone != nil; {
+		select {
+		case err = <-runErr:
+			routerDone = true
+		case <-bgDone:
+			bgDone = nil
+		case <-hard.C:
+			err = fmt.Errorf("handlers or a sweep still running at the stop timeout %s", cfg.StopTimeout)
+			routerDone, bgDone = true, nil
+		}
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
