@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,17 +75,9 @@ func TestServeCutsASweepAtTheStopTimeout(t *testing.T) {
 		done <- serveWith(t, ctx, 2*time.Second, func(context.Context) { close(started); <-block })
 	}()
 	<-started
-	begun := time.Now()
 	cancel()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("serve returned nil with a sweep still running")
-		}
-		if took := time.Since(begun); took > 5*time.Second {
-			t.Fatalf("serve took %s, want about the stop timeout less a second", took)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return at the stop timeout")
+	// A serve that never returns is caught by go test's own -timeout.
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "at the stop timeout") {
+		t.Fatalf("serve: %v, want the stop timeout's error with a sweep still running", err)
 	}
 }
