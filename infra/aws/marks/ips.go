@@ -21,23 +21,36 @@ type IPs struct{ API EC2API }
 
 // PrivateIP returns the instance's private IPv4 address.
 func (p IPs) PrivateIP(ctx context.Context, id string) (string, error) {
-	if p.API == nil {
-		return "", errors.New("marks: nil ec2 client")
+	in, err := describeOne(ctx, p.API, id)
+	if err != nil {
+		return "", err
 	}
-	out, err := p.API.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
+	if in == nil || aws.ToString(in.PrivateIpAddress) == "" {
+		return "", fmt.Errorf("instance %s has no private address (gone?)", id)
+	}
+	return aws.ToString(in.PrivateIpAddress), nil
+}
+
+// describeOne describes one instance by an instance-id filter, so an instance EC2 no longer
+// knows is nil rather than a failed call.
+func describeOne(ctx context.Context, api EC2API, id string) (*ec2types.Instance, error) {
+	if api == nil {
+		return nil, errors.New("marks: nil ec2 client")
+	}
+	out, err := api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
 		Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}},
 	})
 	if err != nil {
-		return "", fmt.Errorf("describing instance %s: %w", id, err)
+		return nil, fmt.Errorf("describing instance %s: %w", id, err)
 	}
 	for _, r := range out.Reservations {
-		for _, in := range r.Instances {
-			if aws.ToString(in.InstanceId) == id && aws.ToString(in.PrivateIpAddress) != "" {
-				return aws.ToString(in.PrivateIpAddress), nil
+		for i := range r.Instances {
+			if aws.ToString(r.Instances[i].InstanceId) == id {
+				return &r.Instances[i], nil
 			}
 		}
 	}
-	return "", fmt.Errorf("instance %s has no private address (gone?)", id)
+	return nil, nil
 }
 
 // Owners implements interrupt.Owners with EC2 DescribeInstances: the instance's
@@ -47,25 +60,13 @@ type Owners struct{ API EC2API }
 // GroupTag returns the group the instance was launched by; found is false when EC2 does not know
 // the instance or it has no group tag.
 func (o Owners) GroupTag(ctx context.Context, id string) (string, bool, error) {
-	if o.API == nil {
-		return "", false, errors.New("marks: nil ec2 client")
+	in, err := describeOne(ctx, o.API, id)
+	if err != nil || in == nil {
+		return "", false, err
 	}
-	out, err := o.API.DescribeInstances(ctx, &ec2.DescribeInstancesInput{
-		Filters: []ec2types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}},
-	})
-	if err != nil {
-		return "", false, fmt.Errorf("describing instance %s: %w", id, err)
-	}
-	for _, r := range out.Reservations {
-		for _, in := range r.Instances {
-			if aws.ToString(in.InstanceId) != id {
-				continue
-			}
-			for _, t := range in.Tags {
-				if aws.ToString(t.Key) == "aws:autoscaling:groupName" {
-					return aws.ToString(t.Value), true, nil
-				}
-			}
+	for _, t := range in.Tags {
+		if aws.ToString(t.Key) == "aws:autoscaling:groupName" {
+			return aws.ToString(t.Value), true, nil
 		}
 	}
 	return "", false, nil
