@@ -142,11 +142,12 @@ type consumer struct {
 	deletes chan deleteReq
 }
 
-// deleteReq asks a deleter to delete one acked message; done receives whether SQS deleted it.
+// deleteReq asks a deleter to delete one acked message; done is signalled once SQS answered (a
+// failure is logged by the deleter: the message comes back after its visibility timeout).
 type deleteReq struct {
 	receipt string
 	log     *slog.Logger
-	done    chan bool
+	done    chan struct{}
 }
 
 // run runs the consumer's receive loops; once all have stopped and every held message is
@@ -403,11 +404,12 @@ func (c *consumer) process(h heldMessage) {
 	}
 }
 
-// delete removes an acked message through a deleter; it reports whether SQS deleted it.
-func (c *consumer) delete(receipt string, log *slog.Logger) bool {
-	done := make(chan bool, 1)
+// delete removes an acked message through a deleter and waits for SQS's answer, so the message's
+// in-flight slot is freed only then.
+func (c *consumer) delete(receipt string, log *slog.Logger) {
+	done := make(chan struct{}, 1)
 	c.deletes <- deleteReq{receipt: receipt, log: log, done: done}
-	return <-done
+	<-done
 }
 
 // deleter deletes acked messages, batching what is already waiting: it takes one request, then
@@ -446,7 +448,7 @@ func (c *consumer) deleteBatch(batch []deleteReq) {
 		if err != nil {
 			r.log.Error("deleting acked sqs message", "error", err)
 		}
-		r.done <- err == nil
+		r.done <- struct{}{}
 		return
 	}
 	entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
@@ -457,7 +459,7 @@ func (c *consumer) deleteBatch(batch []deleteReq) {
 	if err != nil {
 		for _, r := range batch {
 			r.log.Error("deleting acked sqs message", "error", err, "batch", len(batch))
-			r.done <- false
+			r.done <- struct{}{}
 		}
 		return
 	}
@@ -469,7 +471,7 @@ func (c *consumer) deleteBatch(batch []deleteReq) {
 		}
 		answered[i] = true
 		batch[i].log.Error("deleting acked sqs message", "error", fmt.Sprintf("%s: %s", aws.ToString(f.Code), aws.ToString(f.Message)))
-		batch[i].done <- false
+		batch[i].done <- struct{}{}
 	}
 	ok := make([]bool, len(batch))
 	for _, e := range out.Successful {
@@ -484,7 +486,7 @@ func (c *consumer) deleteBatch(batch []deleteReq) {
 		if !ok[i] {
 			r.log.Error("deleting acked sqs message", "error", "neither successful nor failed in the batch's answer")
 		}
-		r.done <- ok[i]
+		r.done <- struct{}{}
 	}
 }
 
