@@ -15,6 +15,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
+	"github.com/runnerfleet/runnerfleet/integration/drain/worker"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
@@ -77,7 +78,7 @@ func TestDrainWaitsForLongJobs(t *testing.T) {
 	if n := e.killed(); n != 0 {
 		t.Errorf("%d jobs killed", n)
 	}
-	if got := value(wk.Metrics.Finished.WithLabelValues("blue", drain.OutcomeCompleted)); got != 1 {
+	if got := e.finished(drain.OutcomeCompleted, wk); got != 1 {
 		t.Errorf("drains finished completed = %v, want 1", got)
 	}
 	// The sweep publishes the fleet's drain figures to CloudWatch (dimension Fleet).
@@ -101,6 +102,22 @@ func TestDrainWaitsForLongJobs(t *testing.T) {
 }
 
 // value reads one counter or gauge.
+// finished waits until the workers have counted a drain finished with outcome (the count comes
+// after the drain's last write, which comes after the completion that lets the emulator
+// terminate the instance), then returns their total: 1 when the drain finished exactly once.
+func (e *env) finished(outcome string, workers ...*worker.Worker) float64 {
+	e.t.Helper()
+	sum := func() float64 {
+		n := 0.0
+		for _, w := range workers {
+			n += value(w.Metrics.Finished.WithLabelValues("blue", outcome))
+		}
+		return n
+	}
+	e.eventually("the drain counted "+outcome, func() bool { return sum() >= 1 })
+	return sum()
+}
+
 func value(m prometheus.Metric) float64 {
 	var pb dto.Metric
 	if err := m.Write(&pb); err != nil {
@@ -148,9 +165,7 @@ func TestDuplicateEventsTwoWorkers(t *testing.T) {
 	if t.Failed() {
 		e.dump(l, id)
 	}
-	finished := value(w1.Metrics.Finished.WithLabelValues("blue", drain.OutcomeCompleted)) +
-		value(w2.Metrics.Finished.WithLabelValues("blue", drain.OutcomeCompleted))
-	if finished != 1 {
+	if finished := e.finished(drain.OutcomeCompleted, w1, w2); finished != 1 {
 		t.Errorf("workers finished %v drains, want 1", finished)
 	}
 }
@@ -176,7 +191,7 @@ func TestInstanceUnknownToSSMCompletedAtOnce(t *testing.T) {
 	if n := len(l.of("hook.timeout", id)); n != 0 {
 		t.Errorf("the action timed out instead of being completed at once")
 	}
-	if got := value(wk.Metrics.Finished.WithLabelValues("blue", drain.OutcomeNotManaged)); got != 1 {
+	if got := e.finished(drain.OutcomeNotManaged, wk); got != 1 {
 		t.Errorf("drains finished not-managed = %v, want 1", got)
 	}
 }
@@ -216,7 +231,7 @@ func TestStopIntakeFailingIsRetriedThenWatched(t *testing.T) {
 	if n := len(l.of("hook.timeout", id)); n != 0 {
 		t.Errorf("the hook timed out: heartbeats stopped while stop intake failed")
 	}
-	if got := value(wk.Metrics.Finished.WithLabelValues("blue", drain.OutcomeStopFailed)); got != 1 {
+	if got := e.finished(drain.OutcomeStopFailed, wk); got != 1 {
 		t.Errorf("drains finished stop-failed = %v, want 1", got)
 	}
 	if got := value(wk.Metrics.Errors.WithLabelValues("blue", "stop-intake-command")); got != 3 {
