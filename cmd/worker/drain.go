@@ -74,13 +74,20 @@ type sweeper struct {
 	launch interface {
 		Sweep(ctx context.Context) (int, error)
 	}
+	// backfill lists records written before the state table's index (state.Table.Backfill);
+	// it runs before the first sweep and again before each until it succeeds once.
+	backfill func(ctx context.Context) (int, error)
 }
 
 // run sweeps every interval until ctx ends; any replica may sweep at any time.
 func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	backfilled := s.backfill == nil
 	for {
+		if !backfilled {
+			backfilled = s.runBackfill(ctx, logger)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -96,6 +103,21 @@ func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Log
 			}
 		}
 	}
+}
+
+// runBackfill reports whether the backfill is done.
+func (s *sweeper) runBackfill(ctx context.Context, logger *slog.Logger) bool {
+	n, err := s.backfill(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		logger.Warn("state table: listing records written before its index (retried before the next sweep)", "error", err.Error())
+		return false
+	case err != nil:
+		return false
+	case n > 0:
+		logger.Info("state table: unfinished records written before its index are now listed", "count", n)
+	}
+	return true
 }
 
 func (s *sweeper) launchSweep(ctx context.Context) (int, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -155,5 +156,38 @@ func TestRunnerJobsByTemplate(t *testing.T) {
 	}
 	if _, err := j.RunningJobs(ctx, "nope", "i-1"); err == nil {
 		t.Error("unknown fleet accepted")
+	}
+}
+
+// The sweeper lists records written before the state table's index at once, before its first
+// sweep.
+func TestSweeperBackfillsBeforeItsFirstSweep(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	s := &sweeper{backfill: func(context.Context) (int, error) {
+		calls++
+		cancel() // the sweep's ticker (an hour) never fires: only the backfill ran
+		return 2, nil
+	}}
+	var logs strings.Builder
+	s.run(ctx, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
+	if calls != 1 {
+		t.Fatalf("backfill ran %d times before the first sweep, want 1", calls)
+	}
+	if !strings.Contains(logs.String(), "records written before its index are now listed") || !strings.Contains(logs.String(), "count=2") {
+		t.Errorf("log = %q; want the count of records listed", logs.String())
+	}
+}
+
+// A failed backfill is said, and not counted as done: it is tried again before the next sweep.
+func TestSweeperBackfillFailureIsRetried(t *testing.T) {
+	s := &sweeper{backfill: func(context.Context) (int, error) { return 0, fmt.Errorf("scan refused") }}
+	var logs strings.Builder
+	if s.runBackfill(context.Background(), slog.New(slog.NewTextHandler(&logs, nil))) {
+		t.Error("a failed backfill counted as done")
+	}
+	if !strings.Contains(logs.String(), "scan refused") || !strings.Contains(logs.String(), "retried before the next sweep") {
+		t.Errorf("log = %q; want the error and that it is retried", logs.String())
 	}
 }

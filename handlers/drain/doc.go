@@ -22,8 +22,10 @@
 // # State table key design
 //
 // The table (infra/aws/state) has partition key pk (S) and sort key sk (S), a numeric version
-// attribute, the record as JSON in body, due_at (unix seconds: when the next step is due) and
-// expires_at (unix seconds, the table's TTL attribute, set only on finished records).
+// attribute, the record as JSON in body, due_at (unix seconds: when the next step is due),
+// expires_at (unix seconds, the table's TTL attribute, set only on finished records) and, on
+// unfinished records only, open (the pk's kind, "drain#"): the key of the sparse index "open"
+// that Sweep queries, so a sweep reads the drains in flight, not every finished one.
 //
 //	pk = "drain#<LifecycleActionToken>", sk = "drain"   one drain (this package)
 //	pk = "fleet#<name>",                  sk = "scale"   a fleet's scaling state (handlers/scale)

@@ -94,7 +94,7 @@ type Deps struct {
 	// Owners, when set, lets a state change of an instance outside every managed fleet stop at
 	// one DescribeInstances: EC2's state-change rule cannot be filtered by group, so in a busy
 	// account most of these events are someone else's, and looking for their drain means
-	// scanning the state table. Nil: every leaving instance is looked up.
+	// listing the drains in progress. Nil: every leaving instance is looked up.
 	Owners Owners
 	Logger *slog.Logger
 	// Metrics defaults to NewMetrics(nil).

@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runnerfleet/runnerfleet/deploy/runner"
+	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
@@ -351,6 +352,22 @@ func checkTable(ctx context.Context, t *testing.T, api *dynamodb.Client) {
 	}
 	if tb.BillingModeSummary == nil || tb.BillingModeSummary.BillingMode != "PAY_PER_REQUEST" {
 		t.Errorf("billing %+v", tb.BillingModeSummary)
+	}
+	// The sparse index the worker lists unfinished records with (infra/aws/state.IndexOpen).
+	var index []string
+	for _, gsi := range tb.GlobalSecondaryIndexes {
+		if aws.ToString(gsi.IndexName) != state.IndexOpen {
+			continue
+		}
+		for _, k := range gsi.KeySchema {
+			index = append(index, aws.ToString(k.AttributeName)+"/"+string(k.KeyType))
+		}
+		if gsi.Projection == nil || gsi.Projection.ProjectionType != "ALL" {
+			t.Errorf("index %s projection %+v, want ALL", state.IndexOpen, gsi.Projection)
+		}
+	}
+	if strings.Join(index, ",") != state.AttrOpen+"/HASH,"+state.AttrPK+"/RANGE" {
+		t.Errorf("index %q keys %v, want %s/HASH,%s/RANGE", state.IndexOpen, index, state.AttrOpen, state.AttrPK)
 	}
 	ttl, err := api.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)})
 	if err != nil {

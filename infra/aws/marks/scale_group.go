@@ -24,7 +24,7 @@ type Group struct {
 
 var _ scale.Group = Group{}
 
-// Describe describes the group, then merges the marks (one scan of the state table). A failed
+// Describe describes the group, then merges the marks (one query of the state table). A failed
 // read of the marks fails the describe: a tick must not take a reclaimed instance for capacity.
 func (g Group) Describe(ctx context.Context, groupName string) (scale.GroupState, error) {
 	st, err := g.Group.Describe(ctx, groupName)

@@ -108,7 +108,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(m *interrupt.Mark
 	return interrupt.Mark{}, fmt.Errorf("marks: saving mark of %s: lost %d conditional writes in a row", id, updateRetries)
 }
 
-// List returns the unfinished marks of the group's instances (one filtered scan).
+// List returns the unfinished marks of the group's instances (one query of the unfinished marks).
 func (s *Store) List(ctx context.Context, group string) ([]interrupt.Mark, error) {
 	bodies, err := s.t.Unfinished(ctx, keyPrefix)
 	if err != nil {

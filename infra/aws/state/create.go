@@ -22,8 +22,8 @@ type AdminAPI interface {
 // seconds for an empty on-demand table, the emulator none.
 const tableWait = 2 * time.Minute
 
-// CreateTable creates the state table (on-demand, keys pk/sk, TTL on expires_at) and waits until
-// it is active. It is for the integration harness and the demo; deployed stacks carry the table
+// CreateTable creates the state table (on-demand, keys pk/sk, the sparse index "open", TTL on
+// expires_at) as deploy/ecs/worker.yaml declares it and waits until it is active. It is for the integration harness and the demo; deployed stacks carry the table
 // in deploy/ecs. An existing table of that name is accepted as is.
 func CreateTable(ctx context.Context, api AdminAPI, name string) error {
 	_, err := api.CreateTable(ctx, &dynamodb.CreateTableInput{
@@ -32,11 +32,20 @@ func CreateTable(ctx context.Context, api AdminAPI, name string) error {
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrOpen), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(IndexOpen),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(AttrOpen), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {

@@ -9,11 +9,20 @@
 //	body       S  the record itself, JSON owned by the handler that writes it
 //	due_at     N  unix seconds when the record's next step is due (absent: nothing due)
 //	expires_at N  unix seconds; set on finished records only; the table's TTL attribute
+//	open       S  the pk's kind ("drain#", "instance#": the pk up to its first '#'), on
+//	              unfinished records only; the key of the sparse index "open"
 //	write_id   S  random, one per Save: tells a write that landed from one that lost (see Save)
 //
-// A record without expires_at is unfinished; Unfinished lists them (a filtered Scan: the table
-// holds one item per drain, cycle, update or command in flight, plus finished ones until their
-// TTL, so a scan stays small).
+// A record without expires_at is unfinished. Unfinished lists those of one kind by querying the
+// sparse global secondary index "open" (hash open, range pk, all attributes projected): it
+// holds only unfinished records, so the hot paths that list them (every tick reads the fleet's
+// marks, every sweep its drains, every state change of a fleet's instance the drains in
+// progress) read what is in flight, not every finished record kept until its TTL. An index is
+// eventually consistent: a record written a moment ago may be missing from one listing (the
+// next tick or sweep sees it); a step always re-reads its record with Load before it acts.
+//
+// Records written before the index existed carry no open attribute; Backfill gives it to them
+// (the worker runs it at start-up).
 package state
 
 import (
@@ -22,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,13 +50,19 @@ const (
 	AttrBody      = "body"
 	AttrDueAt     = "due_at"
 	AttrExpiresAt = "expires_at"
+	AttrOpen      = "open"
 	AttrWriteID   = "write_id"
 )
+
+// IndexOpen is the sparse global secondary index of unfinished records (see the package doc).
+const IndexOpen = "open"
 
 // API is the part of the DynamoDB client that Table calls, with the SDK's signatures.
 type API interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
@@ -119,6 +135,8 @@ func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version in
 	}
 	if !expires.IsZero() {
 		item[AttrExpiresAt] = &types.AttributeValueMemberN{Value: strconv.FormatInt(expires.Unix(), 10)}
+	} else {
+		item[AttrOpen] = &types.AttributeValueMemberS{Value: kindOf(pk)}
 	}
 	var cond expression.ConditionBuilder
 	if version == 0 {
@@ -166,31 +184,39 @@ func (t *Table) landed(ctx context.Context, pk, sk string, version int64, writeI
 }
 
 // Unfinished returns the bodies of every unfinished record (no expires_at) whose pk starts with
-// prefix, in no particular order.
+// prefix, in no particular order. prefix must name a kind: it runs up to or past the pk's first
+// '#' ("drain#", "instance#i-0"). It queries the index "open" (eventually consistent, see the
+// package doc).
 func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error) {
-	filter := expression.Name(AttrPK).BeginsWith(prefix).
-		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt)))
-	expr, err := expression.NewBuilder().WithFilter(filter).Build()
+	kind := kindOf(prefix)
+	if kind == prefix && !strings.HasSuffix(prefix, "#") {
+		return nil, fmt.Errorf("listing unfinished records: prefix %q names no kind (want \"<kind>#...\")", prefix)
+	}
+	keyCond := expression.Key(AttrOpen).Equal(expression.Value(kind))
+	if prefix != kind {
+		keyCond = keyCond.And(expression.Key(AttrPK).BeginsWith(prefix))
+	}
+	expr, err := expression.NewBuilder().WithKeyCondition(keyCond).Build()
 	if err != nil {
-		return nil, fmt.Errorf("building filter for unfinished %q records: %w", prefix, err)
+		return nil, fmt.Errorf("building the query for unfinished %q records: %w", prefix, err)
 	}
 	var bodies [][]byte
-	in := &dynamodb.ScanInput{
+	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(t.name),
-		FilterExpression:          expr.Filter(),
+		IndexName:                 aws.String(IndexOpen),
+		KeyConditionExpression:    expr.KeyCondition(),
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
-		ConsistentRead:            aws.Bool(true),
 	}
 	for {
-		out, err := t.api.Scan(ctx, in)
+		out, err := t.api.Query(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+			return nil, fmt.Errorf("listing unfinished %q records of %s (index %q): %w%s", prefix, t.name, IndexOpen, err, missingIndexHint(err))
 		}
 		for _, item := range out.Items {
 			_, body, err := decode(item)
 			if err != nil {
-				return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+				return nil, fmt.Errorf("listing unfinished %q records of %s: %w", prefix, t.name, err)
 			}
 			bodies = append(bodies, body)
 		}
@@ -199,6 +225,106 @@ func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error)
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
+}
+
+// missingIndexHint says what to do when the table has no index "open": a table made by an
+// earlier worker stack. DynamoDB answers ValidationException ("The table does not have the
+// specified index"), moto ResourceNotFoundException ("Invalid index").
+func missingIndexHint(err error) string {
+	var apiErr interface{ ErrorCode() string }
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "ValidationException" || apiErr.ErrorCode() == "ResourceNotFoundException") &&
+		strings.Contains(err.Error(), "index") {
+		return "; the state table predates the index: update the worker stack (deploy/ecs/worker.yaml adds it) before this worker version"
+	}
+	return ""
+}
+
+// Backfill gives the open attribute to every unfinished record written before the index
+// existed, so that Unfinished lists it. It is a filtered Scan of the whole table, once per
+// worker start; each record gets an UpdateItem conditioned on its version and on still being
+// unfinished (a record rewritten meanwhile got the attribute from Save), which neither bumps
+// its version nor touches its body. Safe to run twice and on every replica. It returns how many
+// records it marked.
+func (t *Table) Backfill(ctx context.Context) (int, error) {
+	filter := expression.AttributeNotExists(expression.Name(AttrExpiresAt)).
+		And(expression.AttributeNotExists(expression.Name(AttrOpen)))
+	expr, err := expression.NewBuilder().WithFilter(filter).
+		WithProjection(expression.NamesList(expression.Name(AttrPK), expression.Name(AttrSK), expression.Name(AttrVersion))).Build()
+	if err != nil {
+		return 0, fmt.Errorf("building the backfill scan of %s: %w", t.name, err)
+	}
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(t.name),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	}
+	marked := 0
+	for {
+		out, err := t.api.Scan(ctx, in)
+		if err != nil {
+			return marked, fmt.Errorf("scanning %s for records without the open attribute: %w", t.name, err)
+		}
+		for _, item := range out.Items {
+			pk, _ := item[AttrPK].(*types.AttributeValueMemberS)
+			sk, _ := item[AttrSK].(*types.AttributeValueMemberS)
+			v, _ := item[AttrVersion].(*types.AttributeValueMemberN)
+			if pk == nil || sk == nil || v == nil {
+				continue // not a record of ours
+			}
+			version, perr := strconv.ParseInt(v.Value, 10, 64)
+			if perr != nil {
+				continue
+			}
+			ok, err := t.markOpen(ctx, pk.Value, sk.Value, version)
+			if err != nil {
+				return marked, err
+			}
+			if ok {
+				marked++
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return marked, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// markOpen sets one record's open attribute if it is still unfinished at version.
+func (t *Table) markOpen(ctx context.Context, pk, sk string, version int64) (bool, error) {
+	cond := expression.Name(AttrVersion).Equal(expression.Value(version)).
+		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt)))
+	upd := expression.Set(expression.Name(AttrOpen), expression.Value(kindOf(pk)))
+	expr, err := expression.NewBuilder().WithCondition(cond).WithUpdate(upd).Build()
+	if err != nil {
+		return false, fmt.Errorf("building the backfill of %s/%s: %w", pk, sk, err)
+	}
+	_, err = t.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(t.name),
+		Key:                       key(pk, sk),
+		ConditionExpression:       expr.Condition(),
+		UpdateExpression:          expr.Update(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	})
+	if err != nil {
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
+			return false, nil // rewritten or finished meanwhile: Save decided the attribute
+		}
+		return false, fmt.Errorf("marking %s/%s unfinished in %s: %w", pk, sk, t.name, err)
+	}
+	return true, nil
+}
+
+// kindOf is pk up to and including its first '#', or all of pk when it has none.
+func kindOf(pk string) string {
+	if i := strings.IndexByte(pk, '#'); i >= 0 {
+		return pk[:i+1]
+	}
+	return pk
 }
 
 func key(pk, sk string) map[string]types.AttributeValue {

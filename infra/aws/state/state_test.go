@@ -3,19 +3,26 @@ package state_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
 // newTable starts an emulator and creates a state table in it.
-func newTable(t *testing.T) (*state.Table, *dynamodb.Client, string) {
+func newTable(t *testing.T) (*state.Table, *dynamodb.Client, string) { return newTableB(t) }
+
+// newTableB is newTable for tests and benchmarks.
+func newTableB(t testing.TB) (*state.Table, *dynamodb.Client, string) {
 	t.Helper()
 	e := emulator.Start(t, emulator.Options{})
 	client := dynamodb.NewFromConfig(e.AWSConfig(t))
@@ -114,7 +121,108 @@ func TestTableConditionalWrites(t *testing.T) {
 		if len(bodies) != 1 || string(bodies[0]) != "open" {
 			t.Fatalf("Unfinished = %q, want [open]", bodies)
 		}
+		// A finished record that is written again unfinished is listed again; a longer prefix
+		// narrows the kind.
+		must(tbl.Save(ctx, "sweep#done", "drain", []byte(`reopened`), 2, time.Now(), time.Time{}))
+		bodies, err = tbl.Unfinished(ctx, "sweep#d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bodies) != 1 || string(bodies[0]) != "reopened" {
+			t.Fatalf("Unfinished(sweep#d) = %q, want [reopened]", bodies)
+		}
+		if _, err := tbl.Unfinished(ctx, "sweep"); err == nil || !strings.Contains(err.Error(), "names no kind") {
+			t.Fatalf("Unfinished(sweep) = %v; want a prefix naming no kind refused", err)
+		}
 	})
+}
+
+// A table whose records were written before the index existed: Backfill gives the unfinished
+// ones the open attribute without changing their version or body, and leaves finished ones out.
+func TestBackfillListsRecordsWrittenBeforeTheIndex(t *testing.T) {
+	ctx := context.Background()
+	tbl, client, name := newTable(t)
+	old := func(pk, body string, version int, finished bool) {
+		t.Helper()
+		item := map[string]types.AttributeValue{
+			state.AttrPK:      &types.AttributeValueMemberS{Value: pk},
+			state.AttrSK:      &types.AttributeValueMemberS{Value: "drain"},
+			state.AttrVersion: &types.AttributeValueMemberN{Value: fmt.Sprint(version)},
+			state.AttrBody:    &types.AttributeValueMemberS{Value: body},
+		}
+		if finished {
+			item[state.AttrExpiresAt] = &types.AttributeValueMemberN{Value: fmt.Sprint(time.Now().Add(time.Hour).Unix())}
+		}
+		if _, err := client.PutItem(ctx, &dynamodb.PutItemInput{TableName: &name, Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old("drain#old-open", "old-open", 3, false)
+	old("drain#old-done", "old-done", 4, true)
+	if _, err := tbl.Save(ctx, "drain#new", "drain", []byte("new"), 0, time.Now(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	list := func() string {
+		t.Helper()
+		bodies, err := tbl.Unfinished(ctx, "drain#")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]string, 0, len(bodies))
+		for _, b := range bodies {
+			got = append(got, string(b))
+		}
+		slices.Sort(got)
+		return strings.Join(got, ",")
+	}
+	if got := list(); got != "new" {
+		t.Fatalf("before the backfill Unfinished = %s; want only the record written with the index", got)
+	}
+	n, err := tbl.Backfill(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Backfill = %d, %v; want 1 record marked", n, err)
+	}
+	if got := list(); got != "new,old-open" {
+		t.Fatalf("after the backfill Unfinished = %s; want new,old-open", got)
+	}
+	body, v, _, err := tbl.Load(ctx, "drain#old-open", "drain")
+	if err != nil || v != 3 || string(body) != "old-open" {
+		t.Fatalf("backfilled record = %q version %d (%v); want it unchanged at version 3", body, v, err)
+	}
+	if n, err := tbl.Backfill(ctx); err != nil || n != 0 {
+		t.Fatalf("second Backfill = %d, %v; want nothing left to mark", n, err)
+	}
+}
+
+// A table made before the index existed (an earlier worker stack) is named, with what to do.
+func TestUnfinishedOnATableWithoutTheIndexSaysWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	e := emulator.Start(t, emulator.Options{})
+	client := dynamodb.NewFromConfig(e.AWSConfig(t))
+	name := emulator.UniqueName(t, "runnerfleet-old")
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   &name,
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(state.AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(state.AttrSK), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(state.AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(state.AttrSK), KeyType: types.KeyTypeRange},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := state.New(client, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tbl.Unfinished(ctx, "drain#")
+	if err == nil || !strings.Contains(err.Error(), "update the worker stack") {
+		t.Fatalf("Unfinished on a table without the index = %v; want the error to say to update the worker stack", err)
+	}
 }
 
 func TestNewRefusesNil(t *testing.T) {
