@@ -166,6 +166,9 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 		if _, err := d.interrupt.ReplaceMarked(ctx, fleet); err != nil {
 			d.logger.WarnContext(ctx, "replacing rebalance-marked instances", "tick_fleet", fleet, "error", err.Error())
 		}
+		if _, err := d.interrupt.CloseStale(ctx, fleet); err != nil {
+			d.logger.WarnContext(ctx, "closing stale marks", "tick_fleet", fleet, "error", err.Error())
+		}
 	}
 	return d.scaler.Tick(ctx, fleet, messageID)
 }

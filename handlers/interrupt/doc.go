@@ -17,6 +17,11 @@
 // whose rebalance mode is "act" (TerminateInstanceInAutoScalingGroup without decrement: the group
 // launches the replacement, the terminate hook drains the old one).
 //
+// A mark is closed (Gone) by its instance's state change. One that never comes (dead-lettered,
+// or lost in a worker outage longer than the queue's retention) would leave the mark open in
+// every tick's listing: CloseStale, run on each tick too, closes a mark whose instance has left
+// the fleet's group StaleMarkAge after the mark last changed, its lost jobs unknown.
+//
 // # Lost jobs
 //
 // Spot capacity is reclaimed two minutes after the warning whatever runs there: when the

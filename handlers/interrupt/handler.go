@@ -360,6 +360,79 @@ func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, err
 	return replaced, errors.Join(errs...)
 }
 
+// StaleMarkAge is how long after its last notice or action a mark whose instance has left its
+// group, with no state change seen, is closed by CloseStale. EC2 delivers the state change
+// within minutes of the instance leaving; one dead-lettered, or lost in a worker outage longer
+// than the queue's retention, never arrives, and the mark would stay open in every tick's
+// listing for ever.
+const StaleMarkAge = time.Hour
+
+// CloseStale closes the fleet's marks whose instance is no longer in the fleet's group
+// StaleMarkAge after the mark last changed, as a state change would have (Gone, Lost unknown,
+// State "left-group-unseen"). A mark of an instance still in the group stays, however old. It
+// is a fleet-level step, run on each tick like ReplaceMarked; it returns how many it closed and
+// every failure joined.
+func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error) {
+	f, ok := h.byName[fleetName]
+	if !ok {
+		return 0, nil
+	}
+	marks, err := h.d.Marks.List(ctx, f.GroupName)
+	if err != nil {
+		return 0, fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
+	}
+	now := h.d.Clock.Now()
+	var errs []error
+	closed := 0
+	for _, m := range marks {
+		if m.Gone || now.Sub(lastChange(m)) < StaleMarkAge {
+			continue
+		}
+		group, _, found, err := h.d.Groups.GroupOf(ctx, m.InstanceID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding the group of %s: %w", m.InstanceID, err))
+			continue
+		}
+		if found && group == f.GroupName {
+			continue
+		}
+		flipped := false
+		if _, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
+			flipped = !m.Gone
+			if m.Gone {
+				return false
+			}
+			m.Gone, m.State, m.GoneAt, m.Lost = true, StateLeftUnseen, now, -1
+			return true
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("closing the mark of %s: %w", m.InstanceID, err))
+			continue
+		}
+		if !flipped {
+			continue // a state change closed it meanwhile
+		}
+		closed++
+		h.log.InfoContext(ctx, "interrupt decision", "event", "tick", "fleet", f.Name, "instance_id", m.InstanceID,
+			"spot_interrupted", m.SpotInterrupted, "rebalance_recommended", m.RebalanceRecommended,
+			"action", "mark closed", "note", fmt.Sprintf("the instance left group %s and no state change arrived within %s; jobs it lost, if any, are unknown", f.GroupName, StaleMarkAge))
+	}
+	return closed, errors.Join(errs...)
+}
+
+// StateLeftUnseen is a closed mark's State when CloseStale closed it.
+const StateLeftUnseen = "left-group-unseen"
+
+// lastChange is the latest time a mark records.
+func lastChange(m Mark) time.Time {
+	last := m.SpotAt
+	for _, t := range []time.Time{m.RebalanceAt, m.StoppedAt, m.ReplacedAt} {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
 // TickFleet names the fleet a tick is for: a Scheduled Event of a fleet's tick rule, or a tick
 // or scale command; "" for anything else.
 func (h *Handler) TickFleet(msg *messages.Message) string {
@@ -378,7 +451,8 @@ func (h *Handler) TickFleet(msg *messages.Message) string {
 }
 
 // BeforeTick wraps a tick handler (the scale handler's Handle): for a tick of a fleet it first
-// replaces the fleet's rebalance-marked instances (ReplaceMarked), then calls next, which then
+// replaces the fleet's rebalance-marked instances (ReplaceMarked) and closes its stale marks
+// (CloseStale), then calls next, which then
 // sees them leaving and their replacements booting. A failed replacement is logged and left to
 // the next tick; it never holds the scaling decision back.
 func (h *Handler) BeforeTick(next func(ctx context.Context, msg *messages.Message) error) func(ctx context.Context, msg *messages.Message) error {
@@ -387,6 +461,9 @@ func (h *Handler) BeforeTick(next func(ctx context.Context, msg *messages.Messag
 			rctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
 			if _, err := h.ReplaceMarked(rctx, name); err != nil {
 				h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", name, "error", err.Error())
+			}
+			if _, err := h.CloseStale(rctx, name); err != nil {
+				h.log.WarnContext(ctx, "closing stale marks", "fleet", name, "error", err.Error())
 			}
 			cancel()
 		}

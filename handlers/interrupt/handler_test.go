@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -126,6 +127,46 @@ func TestRebalanceModes(t *testing.T) {
 	dec, ok := w.terminated["i-b"]
 	if !ok || dec || len(w.terminated) != 1 || !w.marks["i-b"].Replaced {
 		t.Fatalf("terminated = %v, mark %+v", w.terminated, w.marks["i-b"])
+	}
+}
+
+// A mark whose instance left its group and whose state change never came (dead-lettered, lost
+// in an outage) is closed an hour after its notice; a mark of an instance still in its group
+// stays however old, and a closed mark is closed once.
+func TestStaleMarksAreClosed(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-gone"] = member{"blue-asg", "InService"}
+	w.members["i-kept"] = member{"blue-asg", "InService"}
+	h := newTestHandler(t, w, map[string]RebalanceMode{"blue": RebalanceReport})
+	for _, id := range []string{"i-gone", "i-kept"} {
+		if err := h.Handle(context.Background(), rebalanceMsg(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delete(w.members, "i-gone") // terminated; its state change is lost
+	closeAt := func(after time.Duration) int {
+		t.Helper()
+		h.d.Clock = fixedClock{t0.Add(after)}
+		n, err := h.CloseStale(context.Background(), "blue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := closeAt(StaleMarkAge - time.Minute); n != 0 || w.marks["i-gone"].Gone {
+		t.Fatalf("closed %d before StaleMarkAge; mark %+v", n, w.marks["i-gone"])
+	}
+	if n := closeAt(StaleMarkAge + time.Minute); n != 1 {
+		t.Fatalf("closed %d after StaleMarkAge, want 1", n)
+	}
+	if m := w.marks["i-gone"]; !m.Gone || m.State != StateLeftUnseen || m.Lost != -1 || !m.GoneAt.Equal(t0.Add(StaleMarkAge+time.Minute)) {
+		t.Errorf("closed mark = %+v; want gone, left unseen, lost unknown", m)
+	}
+	if m := w.marks["i-kept"]; m.Gone {
+		t.Errorf("the mark of an instance still in its group was closed: %+v", m)
+	}
+	if n := closeAt(3 * StaleMarkAge); n != 0 {
+		t.Errorf("closed %d on the next tick, want 0", n)
 	}
 }
 
