@@ -163,12 +163,7 @@ func tick(ctx context.Context, d deps, fleet, source, messageID string) error {
 		}
 	}
 	if d.interrupt != nil && !active { // issue 7: rebalance-marked instances are replaced before the decision
-		if _, err := d.interrupt.ReplaceMarked(ctx, fleet); err != nil {
-			d.logger.WarnContext(ctx, "replacing rebalance-marked instances", "tick_fleet", fleet, "error", err.Error())
-		}
-		if _, err := d.interrupt.CloseStale(ctx, fleet); err != nil {
-			d.logger.WarnContext(ctx, "closing stale marks", "tick_fleet", fleet, "error", err.Error())
-		}
+		d.interrupt.PrepareTick(ctx, fleet)
 	}
 	return d.scaler.Tick(ctx, fleet, messageID)
 }

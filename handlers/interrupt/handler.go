@@ -308,8 +308,8 @@ func Refusal(f fleet.Settings, instanceID, group string, found bool) error {
 // ReplaceMarked retires, through the group and with a replacement, every rebalance-marked
 // instance of the fleet that is still in service, when the fleet's rebalance mode is act. It is
 // a fleet-level step: call it on the fleet's FIFO message group, before the scaling decision
-// (the worker's tick does; BeforeTick wraps a tick handler the same way). An instance already leaving is only recorded. It returns how many it
-// replaced and every failure joined.
+// (PrepareTick does, for the worker's tick and BeforeTick). An instance already leaving is only
+// recorded. It returns how many it replaced and every failure joined.
 func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, error) {
 	f, ok := h.byName[fleetName]
 	if !ok || h.rebalanceMode(f.Name) != RebalanceAct {
@@ -451,22 +451,29 @@ func (h *Handler) TickFleet(msg *messages.Message) string {
 }
 
 // BeforeTick wraps a tick handler (the scale handler's Handle): for a tick of a fleet it first
-// replaces the fleet's rebalance-marked instances (ReplaceMarked) and closes its stale marks
-// (CloseStale), then calls next, which then
-// sees them leaving and their replacements booting. A failed replacement is logged and left to
-// the next tick; it never holds the scaling decision back.
+// runs PrepareTick, then calls next, which then sees the replaced instances leaving and their
+// replacements booting.
 func (h *Handler) BeforeTick(next func(ctx context.Context, msg *messages.Message) error) func(ctx context.Context, msg *messages.Message) error {
 	return func(ctx context.Context, msg *messages.Message) error {
 		if name := h.TickFleet(msg); name != "" {
-			rctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
-			if _, err := h.ReplaceMarked(rctx, name); err != nil {
-				h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", name, "error", err.Error())
-			}
-			if _, err := h.CloseStale(rctx, name); err != nil {
-				h.log.WarnContext(ctx, "closing stale marks", "fleet", name, "error", err.Error())
-			}
-			cancel()
+			h.PrepareTick(ctx, name)
 		}
 		return next(ctx, msg)
+	}
+}
+
+// PrepareTick is the marks' part of a fleet's tick, run before its scaling decision (the
+// worker's tick and BeforeTick both call it): it replaces the fleet's rebalance-marked
+// instances (ReplaceMarked) and closes its stale marks (CloseStale), bounded together by the
+// step timeout. A failure is logged and left to the next tick; it never holds the scaling
+// decision back.
+func (h *Handler) PrepareTick(ctx context.Context, fleetName string) {
+	rctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
+	defer cancel()
+	if _, err := h.ReplaceMarked(rctx, fleetName); err != nil {
+		h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", fleetName, "error", err.Error())
+	}
+	if _, err := h.CloseStale(rctx, fleetName); err != nil {
+		h.log.WarnContext(ctx, "closing stale marks", "fleet", fleetName, "error", err.Error())
 	}
 }

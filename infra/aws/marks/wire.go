@@ -50,7 +50,7 @@ type WireClients struct {
 // Wiring is issue 7 wired for cmd/worker.
 type Wiring struct {
 	// Interrupt handles KindSpotInterruption, KindRebalance, KindStateChange and drain commands;
-	// call Interrupt.ReplaceMarked(ctx, fleet) on each tick before the scaling decision.
+	// call Interrupt.PrepareTick(ctx, fleet) on each tick before the scaling decision.
 	Interrupt *interrupt.Handler
 	// Launch handles KindLaunchAction; call Launch.Sweep periodically (with the drain sweep).
 	Launch *launch.Handler
