@@ -74,20 +74,19 @@ type sweeper struct {
 	launch interface {
 		Sweep(ctx context.Context) (int, error)
 	}
-	// backfill lists records written before the state table's index (state.Table.Backfill);
-	// it runs before the first sweep and again before each until it succeeds once.
-	backfill func(ctx context.Context) (int, error)
+	// backfill gives the state table's index the unfinished records written without it
+	// (state.Table.Backfill) and checks the index is usable (state.Table.IndexReady); nil: none.
+	backfill backfiller
 }
 
-// run sweeps every interval until ctx ends; any replica may sweep at any time.
+// run sweeps every interval until ctx ends; any replica may sweep at any time. The backfill
+// runs first, then before the sweeps it is due for.
 func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	backfilled := s.backfill == nil
+	s.backfill.started = time.Now()
 	for {
-		if !backfilled {
-			backfilled = s.runBackfill(ctx, logger)
-		}
+		s.backfill.maybe(ctx, time.Now(), logger)
 		select {
 		case <-ctx.Done():
 			return
@@ -105,19 +104,41 @@ func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Log
 	}
 }
 
-// runBackfill reports whether the backfill is done.
-func (s *sweeper) runBackfill(ctx context.Context, logger *slog.Logger) bool {
-	n, err := s.backfill(ctx)
+// Backfill schedule: at start, then every backfillEvery until it has succeeded with the worker
+// at least backfillFor old. A rolling deploy runs the old version beside this one for minutes,
+// and the old one writes records without the index's attribute; a failure (the index still being
+// built by the stack update) is retried on the same pace.
+const (
+	backfillEvery = 5 * time.Minute
+	backfillFor   = time.Hour
+)
+
+// backfiller runs a backfill on the schedule above.
+type backfiller struct {
+	run     func(ctx context.Context) (int, error)
+	started time.Time
+	next    time.Time
+	done    bool
+}
+
+// maybe runs the backfill when it is due at now.
+func (b *backfiller) maybe(ctx context.Context, now time.Time, logger *slog.Logger) {
+	if b.run == nil || b.done || now.Before(b.next) {
+		return
+	}
+	n, err := b.run(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		logger.Warn("state table: listing records written before its index (retried before the next sweep)", "error", err.Error())
-		return false
+		logger.Warn("state table: backfilling its index (retried in "+backfillEvery.String()+")", "error", err.Error())
 	case err != nil:
-		return false
 	case n > 0:
-		logger.Info("state table: unfinished records written before its index are now listed", "count", n)
+		logger.Info("state table: unfinished records written without the index's attribute are now listed", "count", n)
 	}
-	return true
+	if err == nil && now.Sub(b.started) >= backfillFor {
+		b.done = true
+		return
+	}
+	b.next = now.Add(backfillEvery)
 }
 
 func (s *sweeper) launchSweep(ctx context.Context) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -159,35 +160,67 @@ func TestRunnerJobsByTemplate(t *testing.T) {
 	}
 }
 
-// The sweeper lists records written before the state table's index at once, before its first
-// sweep.
+// The sweeper backfills the state table's index at once, before its first sweep.
 func TestSweeperBackfillsBeforeItsFirstSweep(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	calls := 0
-	s := &sweeper{backfill: func(context.Context) (int, error) {
+	s := &sweeper{backfill: backfiller{run: func(context.Context) (int, error) {
 		calls++
 		cancel() // the sweep's ticker (an hour) never fires: only the backfill ran
 		return 2, nil
-	}}
+	}}}
 	var logs strings.Builder
 	s.run(ctx, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	if calls != 1 {
 		t.Fatalf("backfill ran %d times before the first sweep, want 1", calls)
 	}
-	if !strings.Contains(logs.String(), "records written before its index are now listed") || !strings.Contains(logs.String(), "count=2") {
+	if !strings.Contains(logs.String(), "are now listed") || !strings.Contains(logs.String(), "count=2") {
 		t.Errorf("log = %q; want the count of records listed", logs.String())
 	}
 }
 
-// A failed backfill is said, and not counted as done: it is tried again before the next sweep.
-func TestSweeperBackfillFailureIsRetried(t *testing.T) {
-	s := &sweeper{backfill: func(context.Context) (int, error) { return 0, fmt.Errorf("scan refused") }}
+// The backfill runs every backfillEvery for the worker's first backfillFor (a rolling deploy's
+// old tasks write records without the index's attribute meanwhile), then stops; a failure, said
+// in the log, keeps it going past that.
+func TestBackfillSchedule(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	var fail bool
+	var ran []time.Duration
+	var now time.Time
+	b := backfiller{started: t0, run: func(context.Context) (int, error) {
+		ran = append(ran, now.Sub(t0))
+		if fail {
+			return 0, fmt.Errorf("index still being built")
+		}
+		return 0, nil
+	}}
 	var logs strings.Builder
-	if s.runBackfill(context.Background(), slog.New(slog.NewTextHandler(&logs, nil))) {
-		t.Error("a failed backfill counted as done")
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	at := func(d time.Duration) {
+		now = t0.Add(d)
+		b.maybe(context.Background(), now, logger)
 	}
-	if !strings.Contains(logs.String(), "scan refused") || !strings.Contains(logs.String(), "retried before the next sweep") {
-		t.Errorf("log = %q; want the error and that it is retried", logs.String())
+	for d := time.Duration(0); d <= 70*time.Minute; d += 30 * time.Second { // a sweep every 30 s
+		at(d)
+	}
+	want := []time.Duration{}
+	for d := time.Duration(0); d <= backfillFor; d += backfillEvery {
+		want = append(want, d)
+	}
+	if !slices.Equal(ran, want) {
+		t.Fatalf("backfill ran at %v, want %v", ran, want)
+	}
+	// A worker whose backfill fails past the first hour keeps retrying, and says why.
+	b, ran, fail = backfiller{started: t0, run: b.run}, nil, true
+	at(0)
+	at(61 * time.Minute)
+	at(62 * time.Minute)
+	at(66 * time.Minute)
+	if len(ran) != 3 || b.done {
+		t.Fatalf("failing backfill ran at %v (done %v); want at 0, 61m and 66m, not done", ran, b.done)
+	}
+	if !strings.Contains(logs.String(), "index still being built") {
+		t.Errorf("log = %q; want the failure", logs.String())
 	}
 }

@@ -106,7 +106,14 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	}
 	d := deps{cfg: cfg, logger: logger, metrics: newWorkerMetrics(reg), scaler: scaler, drain: drainer.Handle, cycle: cycler,
 		interrupt: wired.Interrupt, launch: wired.Launch, update: updater, safety: safety}
-	return d, &sweeper{drain: drainer, launch: wired.Launch, backfill: c.table.Backfill}, nil
+	backfill := func(ctx context.Context) (int, error) {
+		n, err := c.table.Backfill(ctx)
+		if err != nil {
+			return n, err
+		}
+		return n, c.table.IndexReady(ctx)
+	}
+	return d, &sweeper{drain: drainer, launch: wired.Launch, backfill: backfiller{run: backfill}}, nil
 }
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback

@@ -101,7 +101,6 @@ func TestDrainWaitsForLongJobs(t *testing.T) {
 	})
 }
 
-// value reads one counter or gauge.
 // finished waits until the workers have counted a drain finished with outcome (the count comes
 // after the drain's last write, which comes after the completion that lets the emulator
 // terminate the instance), then returns their total: 1 when the drain finished exactly once.
@@ -118,6 +117,7 @@ func (e *env) finished(outcome string, workers ...*worker.Worker) float64 {
 	return sum()
 }
 
+// value reads one counter or gauge.
 func value(m prometheus.Metric) float64 {
 	var pb dto.Metric
 	if err := m.Write(&pb); err != nil {

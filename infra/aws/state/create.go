@@ -23,8 +23,9 @@ type AdminAPI interface {
 const tableWait = 2 * time.Minute
 
 // CreateTable creates the state table (on-demand, keys pk/sk, the sparse index "open", TTL on
-// expires_at) as deploy/ecs/worker.yaml declares it and waits until it is active. It is for the integration harness and the demo; deployed stacks carry the table
-// in deploy/ecs. An existing table of that name is accepted as is.
+// expires_at) as deploy/ecs/worker.yaml declares it and waits until it is active. It is for the
+// integration harness and the demo; deployed stacks carry the table in deploy/ecs. An existing
+// table of that name is accepted as is.
 func CreateTable(ctx context.Context, api AdminAPI, name string) error {
 	_, err := api.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:   aws.String(name),

@@ -9,8 +9,8 @@
 //	body       S  the record itself, JSON owned by the handler that writes it
 //	due_at     N  unix seconds when the record's next step is due (absent: nothing due)
 //	expires_at N  unix seconds; set on finished records only; the table's TTL attribute
-//	open       S  the pk's kind ("drain#", "instance#": the pk up to its first '#'), on
-//	              unfinished records only; the key of the sparse index "open"
+//	open       S  the pk's kind ("drain#", "instance#": the pk up to and including its
+//	              first '#'), on unfinished records only; the key of the sparse index "open"
 //	write_id   S  random, one per Save: tells a write that landed from one that lost (see Save)
 //
 // A record without expires_at is unfinished. Unfinished lists those of one kind by querying the
@@ -186,7 +186,9 @@ func (t *Table) landed(ctx context.Context, pk, sk string, version int64, writeI
 // Unfinished returns the bodies of every unfinished record (no expires_at) whose pk starts with
 // prefix, in no particular order. prefix must name a kind: it runs up to or past the pk's first
 // '#' ("drain#", "instance#i-0"). It queries the index "open" (eventually consistent, see the
-// package doc).
+// package doc). While the index does not exist or is still being built (a worker stack update
+// that adds it: DynamoDB builds it from the table's items for minutes), it scans the table
+// instead, as earlier versions did, so no listing fails in the upgrade; IndexReady says which.
 func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error) {
 	kind := kindOf(prefix)
 	if kind == prefix && !strings.HasSuffix(prefix, "#") {
@@ -210,8 +212,11 @@ func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error)
 	}
 	for {
 		out, err := t.api.Query(ctx, in)
+		if err != nil && indexUnusable(err) {
+			return t.scanUnfinished(ctx, prefix)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("listing unfinished %q records of %s (index %q): %w%s", prefix, t.name, IndexOpen, err, missingIndexHint(err))
+			return nil, fmt.Errorf("listing unfinished %q records of %s (index %q): %w", prefix, t.name, IndexOpen, err)
 		}
 		for _, item := range out.Items {
 			_, body, err := decode(item)
@@ -227,16 +232,75 @@ func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error)
 	}
 }
 
-// missingIndexHint says what to do when the table has no index "open": a table made by an
-// earlier worker stack. DynamoDB answers ValidationException ("The table does not have the
-// specified index"), moto ResourceNotFoundException ("Invalid index").
-func missingIndexHint(err error) string {
-	var apiErr interface{ ErrorCode() string }
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "ValidationException" || apiErr.ErrorCode() == "ResourceNotFoundException") &&
-		strings.Contains(err.Error(), "index") {
-		return "; the state table predates the index: update the worker stack (deploy/ecs/worker.yaml adds it) before this worker version"
+// scanUnfinished is Unfinished without the index: a strongly consistent Scan of the whole table
+// filtered on the prefix and on attribute_not_exists(expires_at).
+func (t *Table) scanUnfinished(ctx context.Context, prefix string) ([][]byte, error) {
+	filter := expression.Name(AttrPK).BeginsWith(prefix).
+		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt)))
+	expr, err := expression.NewBuilder().WithFilter(filter).Build()
+	if err != nil {
+		return nil, fmt.Errorf("building filter for unfinished %q records: %w", prefix, err)
 	}
-	return ""
+	var bodies [][]byte
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(t.name),
+		FilterExpression:          expr.Filter(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+		ConsistentRead:            aws.Bool(true),
+	}
+	for {
+		out, err := t.api.Scan(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+		}
+		for _, item := range out.Items {
+			_, body, err := decode(item)
+			if err != nil {
+				return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
+			}
+			bodies = append(bodies, body)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return bodies, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// IndexReady reports whether Unfinished can query the index "open": nil when it can, else an
+// error that says why (missing: the table predates it; being built: a stack update is adding
+// it) and that listings scan the table meanwhile.
+func (t *Table) IndexReady(ctx context.Context) error {
+	_, err := t.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(t.name),
+		IndexName:                 aws.String(IndexOpen),
+		KeyConditionExpression:    aws.String("#o = :k"),
+		ExpressionAttributeNames:  map[string]string{"#o": AttrOpen},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":k": &types.AttributeValueMemberS{Value: "probe#"}},
+		Limit:                     aws.Int32(1),
+	})
+	switch {
+	case err == nil:
+		return nil
+	case indexUnusable(err):
+		return fmt.Errorf("state table %s: index %q missing or still being built, so listings of unfinished records scan the whole table; "+
+			"update the worker stack (deploy/ecs/worker.yaml adds the index) and wait for the index to be ACTIVE: %w", t.name, IndexOpen, err)
+	}
+	return fmt.Errorf("state table %s: querying index %q: %w", t.name, IndexOpen, err)
+}
+
+// indexUnusable tells a query refused because the index is missing or still being built.
+// DynamoDB answers ValidationException ("The table does not have the specified index",
+// "Cannot read from backfilling global secondary index"); moto ResourceNotFoundException
+// ("Invalid index").
+func indexUnusable(err error) bool {
+	var apiErr interface{ ErrorCode() string }
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	code := apiErr.ErrorCode()
+	return (code == "ValidationException" || code == "ResourceNotFoundException") && strings.Contains(strings.ToLower(err.Error()), "index")
 }
 
 // Backfill gives the open attribute to every unfinished record written before the index
@@ -295,7 +359,8 @@ func (t *Table) Backfill(ctx context.Context) (int, error) {
 // markOpen sets one record's open attribute if it is still unfinished at version.
 func (t *Table) markOpen(ctx context.Context, pk, sk string, version int64) (bool, error) {
 	cond := expression.Name(AttrVersion).Equal(expression.Value(version)).
-		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt)))
+		And(expression.AttributeNotExists(expression.Name(AttrExpiresAt))).
+		And(expression.AttributeNotExists(expression.Name(AttrOpen)))
 	upd := expression.Set(expression.Name(AttrOpen), expression.Value(kindOf(pk)))
 	expr, err := expression.NewBuilder().WithCondition(cond).WithUpdate(upd).Build()
 	if err != nil {
@@ -312,7 +377,7 @@ func (t *Table) markOpen(ctx context.Context, pk, sk string, version int64) (boo
 	if err != nil {
 		var ccf *types.ConditionalCheckFailedException
 		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
-			return false, nil // rewritten or finished meanwhile: Save decided the attribute
+			return false, nil // rewritten, finished or marked meanwhile: nothing left to do
 		}
 		return false, fmt.Errorf("marking %s/%s unfinished in %s: %w", pk, sk, t.name, err)
 	}

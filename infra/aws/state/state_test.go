@@ -194,8 +194,10 @@ func TestBackfillListsRecordsWrittenBeforeTheIndex(t *testing.T) {
 	}
 }
 
-// A table made before the index existed (an earlier worker stack) is named, with what to do.
-func TestUnfinishedOnATableWithoutTheIndexSaysWhatToDo(t *testing.T) {
+// A table made before the index existed (an earlier worker stack, or one whose index is still
+// being built): listings scan it instead and still find every unfinished record, and IndexReady
+// says what to do. On a table with the index, IndexReady is nil.
+func TestWithoutTheIndexListingsScanAndIndexReadySaysWhy(t *testing.T) {
 	ctx := context.Background()
 	e := emulator.Start(t, emulator.Options{})
 	client := dynamodb.NewFromConfig(e.AWSConfig(t))
@@ -219,9 +221,28 @@ func TestUnfinishedOnATableWithoutTheIndexSaysWhatToDo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tbl.Unfinished(ctx, "drain#")
-	if err == nil || !strings.Contains(err.Error(), "update the worker stack") {
-		t.Fatalf("Unfinished on a table without the index = %v; want the error to say to update the worker stack", err)
+	for _, r := range []struct {
+		pk       string
+		finished bool
+	}{{"drain#a", false}, {"drain#b", true}, {"launch#c", false}} {
+		var expires time.Time
+		if r.finished {
+			expires = time.Now().Add(time.Hour)
+		}
+		if ok, err := tbl.Save(ctx, r.pk, "x", []byte(r.pk), 0, time.Time{}, expires); err != nil || !ok {
+			t.Fatalf("Save(%s) = %v, %v", r.pk, ok, err)
+		}
+	}
+	bodies, err := tbl.Unfinished(ctx, "drain#")
+	if err != nil || len(bodies) != 1 || string(bodies[0]) != "drain#a" {
+		t.Fatalf("Unfinished without the index = %q, %v; want [drain#a] from a scan", bodies, err)
+	}
+	if err := tbl.IndexReady(ctx); err == nil || !strings.Contains(err.Error(), "update the worker stack") {
+		t.Errorf("IndexReady without the index = %v; want it to say to update the worker stack", err)
+	}
+	withIndex, _, _ := newTable(t)
+	if err := withIndex.IndexReady(ctx); err != nil {
+		t.Errorf("IndexReady with the index = %v", err)
 	}
 }
 
