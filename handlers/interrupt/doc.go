@@ -19,8 +19,9 @@
 //
 // A mark is closed (Gone) by its instance's state change. One that never comes (dead-lettered,
 // or lost in a worker outage longer than the queue's retention) would leave the mark open in
-// every tick's listing: CloseStale, run on each tick too, closes a mark whose instance has left
-// the fleet's group StaleMarkAge after the mark last changed, its lost jobs unknown.
+// every tick's listing: CloseStale, run on each tick too, closes a mark StaleMarkAge after a tick
+// first found its instance out of the fleet's group (a spot mark with the jobs seen at its
+// notice as lost, any other with lost jobs unknown).
 //
 // # Lost jobs
 //

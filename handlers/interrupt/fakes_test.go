@@ -28,6 +28,7 @@ type fakeWorld struct {
 	drains     map[string]int // instance → jobs seen by its drain (in progress)
 	lostDrains map[string]int
 	busy       bool
+	groupsOf   int // GroupsOf calls
 }
 
 func newFakeWorld() *fakeWorld {
@@ -40,6 +41,19 @@ func (w *fakeWorld) GroupOf(_ context.Context, id string) (string, string, bool,
 	defer w.mu.Unlock()
 	m, ok := w.members[id]
 	return m.group, m.state, ok, nil
+}
+
+func (w *fakeWorld) GroupsOf(_ context.Context, ids []string) (map[string]string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.groupsOf++
+	out := map[string]string{}
+	for _, id := range ids {
+		if m, ok := w.members[id]; ok {
+			out[id] = m.group
+		}
+	}
+	return out, nil
 }
 
 func (w *fakeWorld) Terminate(_ context.Context, id string, decrement bool) error {

@@ -360,51 +360,79 @@ func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, err
 	return replaced, errors.Join(errs...)
 }
 
-// StaleMarkAge is how long after its last notice or action a mark whose instance has left its
-// group, with no state change seen, is closed by CloseStale. EC2 delivers the state change
-// within minutes of the instance leaving; one dead-lettered, or lost in a worker outage longer
-// than the queue's retention, never arrives, and the mark would stay open in every tick's
-// listing for ever.
+// StaleMarkAge is how long a mark whose instance has left its group waits for the instance's
+// state change before CloseStale closes it. EC2 sends the state change within minutes of the
+// instance leaving, and a worker back from an outage handles the queued one within minutes; one
+// dead-lettered, or lost in an outage longer than the queue's retention, never comes, and the
+// mark would stay open in every tick's listing for ever.
 const StaleMarkAge = time.Hour
 
-// CloseStale closes the fleet's marks whose instance is no longer in the fleet's group
-// StaleMarkAge after the mark last changed, as a state change would have (Gone, Lost unknown,
-// State "left-group-unseen"). A mark of an instance still in the group stays, however old. It
-// is a fleet-level step, run on each tick like ReplaceMarked; it returns how many it closed and
-// every failure joined.
+// StateLeftUnseen is a closed mark's State when CloseStale closed it.
+const StateLeftUnseen = "left-group-unseen"
+
+// CloseStale closes the fleet's marks whose instance has been out of the fleet's group for
+// StaleMarkAge without a state change closing the mark: the first tick that finds the instance
+// gone from its group records when (LeftAt), a tick StaleMarkAge later closes the mark as a state
+// change would have (Gone, State "left-group-unseen"). A spot-interrupted instance's lost jobs
+// are the count seen at its notice, as StateChange reports when the instance cannot be scraped.
+// A mark whose instance is still in the group, in any lifecycle state, stays. One batched
+// lookup per tick, none without marks. It is a fleet-level step, run on each tick like
+// ReplaceMarked; it returns how many marks it closed and every failure joined.
 func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error) {
 	f, ok := h.byName[fleetName]
 	if !ok {
 		return 0, nil
 	}
 	marks, err := h.d.Marks.List(ctx, f.GroupName)
+	if err != nil || len(marks) == 0 {
+		if err != nil {
+			err = fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
+		}
+		return 0, err
+	}
+	ids := make([]string, 0, len(marks))
+	for _, m := range marks {
+		ids = append(ids, m.InstanceID)
+	}
+	groups, err := h.d.Groups.GroupsOf(ctx, ids)
 	if err != nil {
-		return 0, fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
+		return 0, fmt.Errorf("interrupt: finding the groups of fleet %s's marked instances: %w", f.Name, err)
 	}
 	now := h.d.Clock.Now()
 	var errs []error
 	closed := 0
 	for _, m := range marks {
-		if m.Gone || now.Sub(lastChange(m)) < StaleMarkAge {
+		if m.Gone || groups[m.InstanceID] == f.GroupName {
 			continue
 		}
-		group, _, found, err := h.d.Groups.GroupOf(ctx, m.InstanceID)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("finding the group of %s: %w", m.InstanceID, err))
+		if m.LeftAt.IsZero() {
+			if _, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
+				if m.Gone || !m.LeftAt.IsZero() {
+					return false
+				}
+				m.LeftAt = now
+				return true
+			}); err != nil {
+				errs = append(errs, fmt.Errorf("recording %s out of its group: %w", m.InstanceID, err))
+			}
 			continue
 		}
-		if found && group == f.GroupName {
+		if now.Sub(m.LeftAt) < StaleMarkAge {
 			continue
 		}
 		flipped := false
-		if _, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
+		m, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
 			flipped = !m.Gone
 			if m.Gone {
 				return false
 			}
 			m.Gone, m.State, m.GoneAt, m.Lost = true, StateLeftUnseen, now, -1
+			if m.SpotInterrupted {
+				m.Lost = m.JobsAtNotice
+			}
 			return true
-		}); err != nil {
+		})
+		if err != nil {
 			errs = append(errs, fmt.Errorf("closing the mark of %s: %w", m.InstanceID, err))
 			continue
 		}
@@ -412,25 +440,15 @@ func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error)
 			continue // a state change closed it meanwhile
 		}
 		closed++
+		if m.Lost > 0 {
+			h.m.JobsLost.WithLabelValues(f.Name, "spot").Add(float64(m.Lost))
+		}
 		h.log.InfoContext(ctx, "interrupt decision", "event", "tick", "fleet", f.Name, "instance_id", m.InstanceID,
-			"spot_interrupted", m.SpotInterrupted, "rebalance_recommended", m.RebalanceRecommended,
-			"action", "mark closed", "note", fmt.Sprintf("the instance left group %s and no state change arrived within %s; jobs it lost, if any, are unknown", f.GroupName, StaleMarkAge))
+			"spot_interrupted", m.SpotInterrupted, "rebalance_recommended", m.RebalanceRecommended, "left_at", m.LeftAt,
+			"action", "mark closed", "jobs_lost", m.Lost,
+			"note", fmt.Sprintf("the instance left group %s and no state change came within %s", f.GroupName, StaleMarkAge))
 	}
 	return closed, errors.Join(errs...)
-}
-
-// StateLeftUnseen is a closed mark's State when CloseStale closed it.
-const StateLeftUnseen = "left-group-unseen"
-
-// lastChange is the latest time a mark records.
-func lastChange(m Mark) time.Time {
-	last := m.SpotAt
-	for _, t := range []time.Time{m.RebalanceAt, m.StoppedAt, m.ReplacedAt} {
-		if t.After(last) {
-			last = t
-		}
-	}
-	return last
 }
 
 // TickFleet names the fleet a tick is for: a Scheduled Event of a fleet's tick rule, or a tick

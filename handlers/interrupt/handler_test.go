@@ -131,19 +131,21 @@ func TestRebalanceModes(t *testing.T) {
 }
 
 // A mark whose instance left its group and whose state change never came (dead-lettered, lost
-// in an outage) is closed an hour after its notice; a mark of an instance still in its group
-// stays however old, and a closed mark is closed once.
+// in an outage) is closed StaleMarkAge after a tick first found the instance gone, a spot
+// mark with the jobs seen at its notice as lost; a mark of an instance still in its group stays
+// however old; a closed mark is closed once; one group lookup per tick.
 func TestStaleMarksAreClosed(t *testing.T) {
 	w := newFakeWorld()
-	w.members["i-gone"] = member{"blue-asg", "InService"}
-	w.members["i-kept"] = member{"blue-asg", "InService"}
+	for _, id := range []string{"i-gone", "i-kept", "i-spot"} {
+		w.members[id] = member{"blue-asg", "InService"}
+	}
+	w.jobs["i-spot"] = 3
 	h := newTestHandler(t, w, map[string]RebalanceMode{"blue": RebalanceReport})
-	for _, id := range []string{"i-gone", "i-kept"} {
-		if err := h.Handle(context.Background(), rebalanceMsg(id)); err != nil {
+	for _, msg := range []*messages.Message{rebalanceMsg("i-gone"), rebalanceMsg("i-kept"), spotMsg("i-spot")} {
+		if err := h.Handle(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	delete(w.members, "i-gone") // terminated; its state change is lost
 	closeAt := func(after time.Duration) int {
 		t.Helper()
 		h.d.Clock = fixedClock{t0.Add(after)}
@@ -153,20 +155,69 @@ func TestStaleMarksAreClosed(t *testing.T) {
 		}
 		return n
 	}
-	if n := closeAt(StaleMarkAge - time.Minute); n != 0 || w.marks["i-gone"].Gone {
-		t.Fatalf("closed %d before StaleMarkAge; mark %+v", n, w.marks["i-gone"])
+	// Hours later the instances are still members: nothing closes, whatever the marks' age.
+	if n := closeAt(5 * time.Hour); n != 0 {
+		t.Fatalf("closed %d marks of members", n)
 	}
-	if n := closeAt(StaleMarkAge + time.Minute); n != 1 {
-		t.Fatalf("closed %d after StaleMarkAge, want 1", n)
+	delete(w.members, "i-gone") // both leave; their state changes are lost
+	delete(w.members, "i-spot")
+	left := 6 * time.Hour
+	if n := closeAt(left); n != 0 || !w.marks["i-gone"].LeftAt.Equal(t0.Add(left)) {
+		t.Fatalf("first tick out of the group: closed %d, mark %+v; want LeftAt recorded, nothing closed", n, w.marks["i-gone"])
 	}
-	if m := w.marks["i-gone"]; !m.Gone || m.State != StateLeftUnseen || m.Lost != -1 || !m.GoneAt.Equal(t0.Add(StaleMarkAge+time.Minute)) {
-		t.Errorf("closed mark = %+v; want gone, left unseen, lost unknown", m)
+	if n := closeAt(left + StaleMarkAge - time.Minute); n != 0 {
+		t.Fatalf("closed %d before StaleMarkAge had passed since the instance left", n)
 	}
-	if m := w.marks["i-kept"]; m.Gone {
-		t.Errorf("the mark of an instance still in its group was closed: %+v", m)
+	if n := closeAt(left + StaleMarkAge); n != 2 {
+		t.Fatalf("closed %d StaleMarkAge after the instances left, want 2", n)
 	}
-	if n := closeAt(3 * StaleMarkAge); n != 0 {
-		t.Errorf("closed %d on the next tick, want 0", n)
+	if m := w.marks["i-gone"]; !m.Gone || m.State != StateLeftUnseen || m.Lost != -1 {
+		t.Errorf("closed rebalance mark = %+v; want gone, left unseen, lost unknown", m)
+	}
+	if m := w.marks["i-spot"]; !m.Gone || m.Lost != 3 {
+		t.Errorf("closed spot mark = %+v; want the 3 jobs seen at the notice lost", m)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("blue", "spot")); got != 3 {
+		t.Errorf("jobs lost (spot) = %v, want 3", got)
+	}
+	if m := w.marks["i-kept"]; m.Gone || !m.LeftAt.IsZero() {
+		t.Errorf("the mark of an instance still in its group changed: %+v", m)
+	}
+	if n := closeAt(3 * left); n != 0 {
+		t.Errorf("closed %d on a later tick, want 0", n)
+	}
+	if w.groupsOf != 5 {
+		t.Errorf("%d group lookups over 5 ticks, want one each", w.groupsOf)
+	}
+}
+
+// A state change that arrives after a tick found the instance gone closes the mark as usual
+// (with its own lost count), and CloseStale then leaves it alone.
+func TestLateStateChangeWinsOverCloseStale(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-spot"] = member{"blue-asg", "InService"}
+	w.jobs["i-spot"] = 2
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), spotMsg("i-spot")); err != nil {
+		t.Fatal(err)
+	}
+	delete(w.members, "i-spot")
+	if _, err := h.CloseStale(context.Background(), "blue"); err != nil {
+		t.Fatal(err)
+	}
+	w.jobs["i-spot"] = 1
+	if err := h.StateChange(context.Background(), &messages.StateChange{InstanceID: "i-spot", State: "terminated"}); err != nil {
+		t.Fatal(err)
+	}
+	h.d.Clock = fixedClock{t0.Add(2 * StaleMarkAge)}
+	if n, err := h.CloseStale(context.Background(), "blue"); err != nil || n != 0 {
+		t.Fatalf("CloseStale after the state change = %d, %v; want nothing to close", n, err)
+	}
+	if m := w.marks["i-spot"]; !m.Gone || m.State != "terminated" || m.Lost != 1 {
+		t.Errorf("mark = %+v; want closed by the state change with its own count", m)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("blue", "spot")); got != 1 {
+		t.Errorf("jobs lost (spot) = %v, want 1, counted once", got)
 	}
 }
 

@@ -16,6 +16,10 @@ type Groups interface {
 	// GroupOf returns the instance's Auto Scaling group and lifecycle state
 	// (DescribeAutoScalingInstances); found is false when no group knows the instance.
 	GroupOf(ctx context.Context, instanceID string) (group, state string, found bool, err error)
+	// GroupsOf returns the Auto Scaling group of each instance a group knows, in as few
+	// DescribeAutoScalingInstances calls as it takes (50 instances each); instances no group
+	// knows are absent.
+	GroupsOf(ctx context.Context, instanceIDs []string) (map[string]string, error)
 	// Terminate terminates the instance through its group (TerminateInstanceInAutoScalingGroup),
 	// so the group's terminate hook drains it; decrement lowers the desired capacity, otherwise
 	// the group launches a replacement. Permanent refusals wrap ErrRefused.
@@ -104,6 +108,10 @@ type Mark struct {
 	// Replaced: a tick retired the instance through its group with a replacement.
 	Replaced   bool      `json:"replaced,omitempty"`
 	ReplacedAt time.Time `json:"replaced_at,omitzero"`
+
+	// LeftAt: a tick first found the instance out of its group with the mark still open (its
+	// state change not handled yet); CloseStale closes the mark StaleMarkAge later.
+	LeftAt time.Time `json:"left_at,omitzero"`
 
 	// Gone: the instance shut down (State), at GoneAt; Lost jobs were running then (-1 unknown).
 	Gone   bool      `json:"gone,omitempty"`

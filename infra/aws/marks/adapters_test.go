@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,14 +25,24 @@ import (
 type fakeAS struct {
 	termErr   error
 	decrement *bool
+	batches   []int // InstanceIds per DescribeAutoScalingInstances call
 }
 
+// DescribeAutoScalingInstances knows i-1 and every instance whose id starts with "i-m", all in
+// group g, and answers 50 instances at most, as AWS does.
 func (f *fakeAS) DescribeAutoScalingInstances(_ context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error) {
-	if in.InstanceIds[0] != "i-1" {
-		return &autoscaling.DescribeAutoScalingInstancesOutput{}, nil
+	f.batches = append(f.batches, len(in.InstanceIds))
+	if len(in.InstanceIds) > 50 {
+		return nil, &smithy.GenericAPIError{Code: "ValidationError", Message: "at most 50 instance ids"}
 	}
-	return &autoscaling.DescribeAutoScalingInstancesOutput{AutoScalingInstances: []astypes.AutoScalingInstanceDetails{
-		{InstanceId: aws.String("i-1"), AutoScalingGroupName: aws.String("g"), LifecycleState: aws.String("InService")}}}, nil
+	out := &autoscaling.DescribeAutoScalingInstancesOutput{}
+	for _, id := range in.InstanceIds {
+		if id == "i-1" || strings.HasPrefix(id, "i-m") {
+			out.AutoScalingInstances = append(out.AutoScalingInstances, astypes.AutoScalingInstanceDetails{
+				InstanceId: aws.String(id), AutoScalingGroupName: aws.String("g"), LifecycleState: aws.String("InService")})
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeAS) TerminateInstanceInAutoScalingGroup(_ context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error) {
@@ -49,6 +62,19 @@ func TestGroups(t *testing.T) {
 	}
 	if _, _, found, err := g.GroupOf(ctx, "i-2"); err != nil || found {
 		t.Fatalf("GroupOf i-2: found %v err %v", found, err)
+	}
+	// GroupsOf: 120 instances, 60 of them members, in calls of 50 at most.
+	var ids []string
+	for i := range 60 {
+		ids = append(ids, fmt.Sprintf("i-m%02d", i), fmt.Sprintf("i-x%02d", i))
+	}
+	as.batches = nil
+	groups, err := g.GroupsOf(ctx, ids)
+	if err != nil || len(groups) != 60 || groups["i-m59"] != "g" || groups["i-x00"] != "" {
+		t.Fatalf("GroupsOf = %d groups, %v; want the 60 members in g", len(groups), err)
+	}
+	if !slices.Equal(as.batches, []int{50, 50, 20}) {
+		t.Errorf("GroupsOf called with batches %v, want [50 50 20]", as.batches)
 	}
 	if err := g.Terminate(ctx, "i-1", false); err != nil || as.decrement == nil || *as.decrement {
 		t.Fatalf("terminate without decrement: %v %v", err, as.decrement)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -46,6 +47,34 @@ func (g *Groups) GroupOf(ctx context.Context, id string) (string, string, bool, 
 		}
 	}
 	return "", "", false, nil
+}
+
+// describeBatch is DescribeAutoScalingInstances' largest InstanceIds list.
+const describeBatch = 50
+
+// GroupsOf returns the group of each instance a group knows, 50 instances per call.
+func (g *Groups) GroupsOf(ctx context.Context, ids []string) (map[string]string, error) {
+	out := make(map[string]string, len(ids))
+	for batch := range slices.Chunk(ids, describeBatch) {
+		in := &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: batch}
+		for {
+			page, err := g.api.DescribeAutoScalingInstances(ctx, in)
+			if err != nil && rfaws.IsNotFound(err) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("describing %d auto scaling instances: %w", len(batch), err)
+			}
+			for _, inst := range page.AutoScalingInstances {
+				out[aws.ToString(inst.InstanceId)] = aws.ToString(inst.AutoScalingGroupName)
+			}
+			if aws.ToString(page.NextToken) == "" {
+				break
+			}
+			in.NextToken = page.NextToken
+		}
+	}
+	return out, nil
 }
 
 // Terminate calls TerminateInstanceInAutoScalingGroup. A refusal that retrying cannot change
