@@ -33,6 +33,12 @@ func (s LifecycleState) Booting() bool { return strings.HasPrefix(string(s), "Pe
 // InService reports whether the instance is in service: it is scraped and may take jobs.
 func (s LifecycleState) InService() bool { return s == StateInService }
 
+// Terminating reports whether the group is terminating the instance (Terminating,
+// Terminating:Wait, Terminating:Proceed, Terminated).
+func (s LifecycleState) Terminating() bool {
+	return strings.HasPrefix(string(s), "Terminat")
+}
+
 // Leaving reports whether the instance is terminating, detaching, in standby or warmed: it is
 // not part of the group's serving capacity and no scaling decision counts or touches it.
 func (s LifecycleState) Leaving() bool { return !s.Booting() && !s.InService() }

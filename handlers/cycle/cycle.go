@@ -370,8 +370,8 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 		return
 	}
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
-	if err == nil && h.restorable(f, g, rec) {
-		err = h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax)
+	if err == nil {
+		err = h.giveBack(ctx, f, g, rec)
 	}
 	if err != nil {
 		h.m.applyErrs.WithLabelValues(f.Name, "restore_max").Inc()
@@ -539,29 +539,61 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 		failed = append(failed, op+": "+err.Error())
 		log.WarnContext(ctx, "applying cycle step", "op", op, "error", err.Error())
 	}
+	desired := g.Desired
 	if p.desired > 0 {
 		if err := h.deps.Group.SetCapacity(ctx, g.Name, p.desired, p.max); err != nil {
 			fail("set_capacity", err)
+		} else {
+			desired = p.desired
 		}
 	}
 	for _, id := range p.retire {
 		if !slices.ContainsFunc(g.Members, func(m Member) bool { return m.ID == id }) {
 			continue // never terminate what is not a member of this group
 		}
-		if err := h.deps.Group.TerminateInstance(ctx, id); err != nil {
-			fail("terminate", fmt.Errorf("%s: %w", id, err))
-			continue
+		// A decrement below the group's MinSize is refused by Auto Scaling, for ever: a cycle
+		// without surge at the group's minimum replaces in place instead (the group launches the
+		// replacement now, as the next step would have asked it to).
+		if desired-1 < g.Min {
+			if err := h.deps.Group.ReplaceInstance(ctx, id); err != nil {
+				fail("terminate", fmt.Errorf("%s (in place, the group is at its MinSize %d): %w", id, g.Min, err))
+				continue
+			}
+		} else {
+			if err := h.deps.Group.TerminateInstance(ctx, id); err != nil {
+				fail("terminate", fmt.Errorf("%s: %w", id, err))
+				continue
+			}
+			desired--
 		}
 		h.m.retired.WithLabelValues(f.Name).Inc()
 	}
 	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
 	// for good (the next cycle records the raised value as the original).
-	if p.finish.Final() && h.restorable(f, g, rec) {
-		if err := h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax); err != nil {
+	if p.finish.Final() {
+		if err := h.giveBack(ctx, f, g, rec); err != nil {
 			fail("restore_max", err)
 		}
 	}
 	return failed
+}
+
+// giveBack returns the room a surge raised MaxSize by, at a cycle's end. A cycle that failed or
+// was aborted before its last retirement leaves the desired capacity above the original MaxSize,
+// and MaxSize cannot go below it: the desired capacity is lowered to the original MaxSize first
+// (the group's terminate hook drains what it removes).
+func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record) error {
+	if !h.restorable(f, g, rec) {
+		return nil
+	}
+	if g.Desired > rec.OriginalMax {
+		if err := h.deps.Group.SetCapacity(ctx, g.Name, rec.OriginalMax, 0); err != nil {
+			return fmt.Errorf("lowering the desired capacity %d to the original MaxSize %d: %w", g.Desired, rec.OriginalMax, err)
+		}
+		h.log.InfoContext(ctx, "cycle ended with the surge's capacity: desired capacity lowered to the original MaxSize",
+			"fleet", f.Name, "group", g.Name, "desired", g.Desired, "original_max", rec.OriginalMax)
+	}
+	return h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax)
 }
 
 // ParameterChange starts a cycle of every instance of each fleet whose token parameter changed

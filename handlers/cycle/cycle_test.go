@@ -139,6 +139,42 @@ func TestCycleWithoutSurgeSpendsTheBudget(t *testing.T) {
 	}
 }
 
+// A cycle without surge on a group at its MinSize: Auto Scaling refuses every decrement, so
+// the cycle replaces in place (no decrement) and finishes, never below the floor.
+func TestCycleWithoutSurgeAtMinSizeReplacesInPlace(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.state.Min = 3
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 50)
+	st, _ := g.snapshot()
+	if rec.Status != StatusSucceeded || len(g.inPlace) != 3 || st.Desired != 3 || g.minServing < 2 {
+		t.Fatalf("status %s (%s), in place %v, desired %d, min serving %d; want succeeded, all 3 in place, desired 3, never below 2",
+			rec.Status, rec.Reason, g.inPlace, st.Desired, g.minServing)
+	}
+}
+
+// An old instance an operator puts into Standby during the cycle is set aside: the cycle
+// neither retires it nor waits for it (it would hold scaling for as long as it stays there),
+// and says so when it ends.
+func TestAnOldInstanceInStandbyIsSetAside(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	g.setState("i-c", fleet.StateStandby)
+	rec := r.tickUntilDone(t, 50)
+	if rec.Status != StatusSucceeded || rec.Progress.Aside != 1 || !strings.Contains(rec.Reason, "i-c (Standby)") {
+		t.Fatalf("status %s reason %q progress %+v; want succeeded with i-c set aside", rec.Status, rec.Reason, rec.Progress)
+	}
+	if _, terminated := g.snapshot(); slices.Contains(terminated, "i-c") {
+		t.Errorf("the cycle terminated i-c, in Standby")
+	}
+}
+
 func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
 	g := newFakeGroup("2", "i-a", "i-b", "i-c")
 	r := newRig(t, g, nil)
@@ -155,6 +191,9 @@ func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
 	}
 	if m := g.maxSize(); m != 3 {
 		t.Errorf("MaxSize %d after the failed cycle, want the original 3 (the surge's room given back)", m)
+	}
+	if st, _ := g.snapshot(); st.Desired != 3 {
+		t.Errorf("desired %d after the failed cycle, want 3: the surge's capacity lowered to restore MaxSize", st.Desired)
 	}
 	// Later ticks do nothing.
 	active, err := r.h.Advance(context.Background(), "blue", "later")

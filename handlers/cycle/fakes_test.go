@@ -20,6 +20,7 @@ type fakeGroup struct {
 	drainSteps int
 	leaving    map[string]int // id → Describes left before it is gone
 	terminated []string
+	inPlace    []string // terminated without decrement
 	setCalls   int
 	restored   int
 	// minServing is the least number of serving instances any Describe saw (health decides).
@@ -111,30 +112,60 @@ func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) e
 
 func (g *fakeGroup) maxSize() int { g.mu.Lock(); defer g.mu.Unlock(); return g.state.Max }
 
+// RestoreMax never goes below the desired capacity, as the real adapter (cyclestate.Group).
 func (g *fakeGroup) RestoreMax(_ context.Context, _ string, max int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.restored++
-	g.state.Max = max
+	g.state.Max = maxInt(max, g.state.Desired)
 	return nil
 }
 
+func maxInt(a, b int) int { return max(a, b) }
+
+// TerminateInstance refuses to decrement below MinSize, as Auto Scaling does.
 func (g *fakeGroup) TerminateInstance(_ context.Context, id string) error {
+	return g.terminate(id, true)
+}
+
+func (g *fakeGroup) ReplaceInstance(_ context.Context, id string) error {
+	return g.terminate(id, false)
+}
+
+func (g *fakeGroup) terminate(id string, decrement bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.terminateErr != nil {
 		return g.terminateErr
 	}
+	if decrement && g.state.Desired-1 < g.state.Min {
+		return fmt.Errorf("ValidationError: Currently, desiredSize equals minSize (%d). Terminating instance without replacement will violate group's min size constraint", g.state.Min)
+	}
 	for i, m := range g.state.Members {
 		if m.ID == id && m.State.InService() {
 			g.state.Members[i].State = fleet.StateTerminatingWait
 			g.leaving[id] = g.drainSteps
-			g.state.Desired--
+			if decrement {
+				g.state.Desired--
+			} else {
+				g.inPlace = append(g.inPlace, id)
+			}
 			g.terminated = append(g.terminated, id)
 			return nil
 		}
 	}
 	return fmt.Errorf("%s is not InService", id)
+}
+
+// setState moves a member to a lifecycle state (an operator's Standby).
+func (g *fakeGroup) setState(id string, st fleet.LifecycleState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, m := range g.state.Members {
+		if m.ID == id {
+			g.state.Members[i].State = st
+		}
+	}
 }
 
 func (g *fakeGroup) snapshot() (GroupState, []string) {
@@ -225,6 +256,7 @@ func (s *fakeStore) get(f string) Record {
 // clone deep-copies a record the way a JSON round trip would.
 func clone(r Record) Record {
 	r.Old, r.Kept, r.Retired, r.Healthy, r.Events = slices.Clone(r.Old), slices.Clone(r.Kept), slices.Clone(r.Retired), slices.Clone(r.Healthy), slices.Clone(r.Events)
+	r.Aside = slices.Clone(r.Aside)
 	if r.Seen != nil {
 		m := make(map[string]time.Time, len(r.Seen))
 		for k, v := range r.Seen {

@@ -38,6 +38,9 @@ type plan struct {
 //     retired first, up to S per step (at least 1), without charging the budget;
 //   - an old instance whose runner cannot be read is retired only when enough others serve
 //     without it;
+//   - an old instance an operator moved out of service (Standby, detaching, a warm pool) is set
+//     aside: neither retired nor waited for (a drain is waited for only while the instance is
+//     terminating, or retired and still InService);
 //   - a replacement not healthy within rec.HealthTimeout of being first seen fails the cycle,
 //     and that step retires nothing;
 //   - a cycle that has not moved (no replacement launched or healthy, no old instance retired or
@@ -75,10 +78,19 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		}
 		if old[m.ID] {
 			switch {
-			case retired[m.ID] || m.State.Leaving():
+			case m.State.Terminating() || retired[m.ID] && m.State.InService():
 				pr.Draining++
 				if retired[m.ID] && m.State.InService() && now.Sub(rec.retiredAt(m.ID)) > retireRetryAfter {
 					retryRetire = append(retryRetire, m.ID)
+				}
+			case m.State.Leaving():
+				// Standby, detaching, warmed: an operator took it out of service. Waiting for it
+				// would hold the cycle (and scaling) for as long as they keep it there.
+				pr.Aside++
+				if !slices.Contains(rec.Aside, m.ID) {
+					rec.Aside = append(rec.Aside, m.ID)
+					moved = true
+					rec.event(now, fmt.Sprintf("%s is %s: set aside, neither retired nor waited for", m.ID, m.State))
 				}
 			default:
 				oldLive = append(oldLive, m)
@@ -144,6 +156,10 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		// retirement of a cycle without surge lowered desired; its replacement comes now).
 		if p.desired == 0 && pr.WaitingForHealth == 0 {
 			p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
+			if pr.Aside > 0 {
+				p.reason = fmt.Sprintf("%d of %d instances replaced; %d set aside out of service, not replaced: %v",
+					len(rec.Old)-pr.Aside, len(rec.Old), pr.Aside, asideNow(rec, g))
+			}
 			return p
 		}
 		stalled(now, rec, g, runners, &p, 0, 0, 0)
@@ -260,6 +276,19 @@ func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner
 	p.finish, p.reason = StatusFailed, fmt.Sprintf("no progress for %s with nothing in flight: %s; nothing more is retired",
 		now.Sub(rec.MovedAt).Round(time.Second), why)
 	return true
+}
+
+// asideNow lists the old instances still set aside in the group.
+func asideNow(rec *Record, g GroupState) []string {
+	aside := set(rec.Aside)
+	var out []string
+	for _, m := range g.Members {
+		if aside[m.ID] && m.State.Leaving() && !m.State.Terminating() {
+			out = append(out, fmt.Sprintf("%s (%s)", m.ID, m.State))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func unhealthyWhyOrServing(m Member, r Runner) string {

@@ -27,6 +27,10 @@ type Group interface {
 	// TerminateInstance terminates one instance through its group, decrementing the desired
 	// capacity, so the group's terminate lifecycle hook — the drain — runs before it goes.
 	TerminateInstance(ctx context.Context, instanceID string) error
+	// ReplaceInstance terminates one instance through its group without decrementing the
+	// desired capacity: the group launches its replacement at once, and the terminate hook
+	// drains it. For a group at its MinSize, where a decrement is refused.
+	ReplaceInstance(ctx context.Context, instanceID string) error
 }
 
 // GroupState is what Group.Describe returns.

@@ -67,6 +67,9 @@ type Record struct {
 	// A retired instance never counts as serving again, even while the group still says
 	// InService: so a step of a stale replica can never retire beyond the budget.
 	Retired []string `json:"retired,omitempty"`
+	// Aside are old instances found out of service but not terminating (Standby, detaching, a
+	// warm pool): an operator's, neither retired nor waited for (Progress.Aside).
+	Aside []string `json:"aside,omitempty"`
 	// RetiredAt is when each was (last) asked to terminate.
 	RetiredAt map[string]time.Time `json:"retired_at,omitempty"`
 	// Seen maps each replacement (an instance neither old nor kept) to when a step first saw it:
@@ -107,6 +110,9 @@ type Progress struct {
 	Floor   int `json:"floor"`
 	// Rejected counts in-service instances whose job requests GitLab rejects.
 	Rejected int `json:"rejected"`
+	// Aside counts old instances an operator moved out of service (Standby, detaching, a warm
+	// pool): the cycle neither retires nor waits for them.
+	Aside int `json:"aside,omitempty"`
 }
 
 // Event is one progress line of a cycle.

@@ -174,12 +174,22 @@ func (g *Groups) SetDesiredCapacity(ctx context.Context, groupName string, desir
 // capacity so no replacement is launched; the group's terminate lifecycle hook (the drain)
 // still runs before the instance goes.
 func (g *Groups) TerminateInstance(ctx context.Context, instanceID string) error {
+	return g.terminate(ctx, instanceID, true)
+}
+
+// ReplaceInstance terminates one instance through its group without decrementing the desired
+// capacity, so the group launches its replacement at once; the terminate hook still runs first.
+func (g *Groups) ReplaceInstance(ctx context.Context, instanceID string) error {
+	return g.terminate(ctx, instanceID, false)
+}
+
+func (g *Groups) terminate(ctx context.Context, instanceID string, decrement bool) error {
 	_, err := g.as.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId:                     aws.String(instanceID),
-		ShouldDecrementDesiredCapacity: aws.Bool(true),
+		ShouldDecrementDesiredCapacity: aws.Bool(decrement),
 	})
 	if err != nil {
-		return fmt.Errorf("terminating %s through its auto scaling group: %w", instanceID, err)
+		return fmt.Errorf("terminating %s through its auto scaling group (decrement %v): %w", instanceID, decrement, err)
 	}
 	return nil
 }

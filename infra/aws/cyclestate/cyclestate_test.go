@@ -117,10 +117,11 @@ func (f *fakeAS) UpdateAutoScalingGroup(_ context.Context, in *autoscaling.Updat
 func (f *fakeAS) TerminateInstanceInAutoScalingGroup(_ context.Context, in *autoscaling.TerminateInstanceInAutoScalingGroupInput, _ ...func(*autoscaling.Options)) (*autoscaling.TerminateInstanceInAutoScalingGroupOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	id := aws.ToString(in.InstanceId)
 	if !aws.ToBool(in.ShouldDecrementDesiredCapacity) {
-		return nil, errors.New("test: a cycle must decrement")
+		id += " in place"
 	}
-	f.terminated = append(f.terminated, aws.ToString(in.InstanceId))
+	f.terminated = append(f.terminated, id)
 	return &autoscaling.TerminateInstanceInAutoScalingGroupOutput{}, nil
 }
 
@@ -203,7 +204,10 @@ func TestGroupSurgeRaisesMaxFirstAndRestores(t *testing.T) {
 		t.Fatalf("restore below desired: %v %v", err, as.maxUpdates)
 	}
 	if err := g.TerminateInstance(ctx, "i-1"); err != nil || as.terminated[0] != "i-1" {
-		t.Fatal(err)
+		t.Fatalf("TerminateInstance: %v %v; want i-1 terminated with a decrement", err, as.terminated)
+	}
+	if err := g.ReplaceInstance(ctx, "i-2"); err != nil || as.terminated[1] != "i-2 in place" {
+		t.Fatalf("ReplaceInstance: %v %v; want i-2 terminated without a decrement", err, as.terminated)
 	}
 }
 

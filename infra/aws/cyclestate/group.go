@@ -144,3 +144,9 @@ func maxInt(a, b int) int {
 func (g *Group) TerminateInstance(ctx context.Context, instanceID string) error {
 	return g.groups.TerminateInstance(ctx, instanceID)
 }
+
+// ReplaceInstance terminates one instance through its group without decrementing the desired
+// capacity (the group launches its replacement); the terminate hook (the drain) runs first.
+func (g *Group) ReplaceInstance(ctx context.Context, instanceID string) error {
+	return g.groups.ReplaceInstance(ctx, instanceID)
+}
