@@ -110,9 +110,11 @@ type Observation struct {
 // older than QueueMaxAge) and the spare slots asked for; without a fresh queue signal, a
 // saturated fleet grows by half its running jobs per decision. Scale-in removes only idle, scraped
 // instances older than MinUptime, at most MaxScaleInStep per decision, once the fleet has had
-// spare capacity for ScaleInWindow, and never while more than MaxUnknownShare of the in-service
-// instances are unknown; an unknown instance counts as capacity but never as spare. Instances whose intake is stopped, unhealthy or spot-interrupted offer
-// no slots.
+// spare capacity for ScaleInWindow, never while more than MaxUnknownShare of the in-service
+// instances are unknown, and never while the group has not made launches it was asked for; an
+// unknown instance counts as capacity but never as spare. Instances whose intake is stopped,
+// unhealthy or spot-interrupted offer no slots. When GitLab rejects every scraped runner's job
+// requests, the fleet does not grow past its size (new runners would be rejected too).
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
 	eff := EffectiveAt(now, p)
@@ -142,11 +144,17 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	freshestAge := time.Duration(math.MaxInt64)
 	serving := 0 // slots of scraped, serving instances
 	inService := 0
+	healthy, rejected := 0, 0 // scraped in-service instances whose job requests succeed, fail
 	for _, inst := range members {
 		switch {
 		case inst.State.Booting():
 			obs.Booting++
 			obs.Capacity += obs.SlotsPerInstance
+			continue
+		case inst.State.InService() && (inst.IntakeStopped || inst.SpotInterrupted):
+			// Its marks say it offers nothing, whether or not its runner still answers (an idle
+			// runner told to stop exits at once, and its scrape fails).
+			inService++
 			continue
 		case inst.Unknown:
 			inService++
@@ -155,6 +163,11 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 			continue
 		}
 		inService++
+		if inst.Healthy {
+			healthy++
+		} else {
+			rejected++
+		}
 		if inst.Serving() {
 			obs.RunningJobs += inst.RunningJobs
 			obs.Capacity += inst.Capacity
@@ -209,7 +222,22 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	if deficit := obs.Wanted - obs.Capacity; deficit > 0 {
 		target = base + ceilDiv(deficit, obs.SlotsPerInstance)
 	}
+	rejectedAll := ""
+	if healthy == 0 && rejected > 0 && target > max(base, lo) {
+		// GitLab rejects every runner's job requests (a revoked or expired token): a new
+		// instance registers with the same token and serves nothing either, so growing for the
+		// demand would only pay for instances up to the maximum. Only the floor holds.
+		rejectedAll = fmt.Sprintf("GitLab rejects the job requests of all %d scraped runners "+
+			"(a revoked or expired runner token?): new instances would be rejected too, so the fleet does not grow for demand; "+
+			"fix the token parameter (a change of it starts a cycle)", rejected)
+		target = base
+	}
 	target = min(max(target, lo), hi)
+	if rejectedAll != "" && target == base {
+		d.State.SpareSince = time.Time{}
+		d.Reason = "no scale-out: " + rejectedAll + "; " + summary
+		return d
+	}
 	if target > base {
 		d.Desired = target
 		d.State.LastScaleOut = now
@@ -233,6 +261,13 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	}
 	if blocked := unknownGuard(p, obs.Unknown, inService); blocked != "" {
 		d.Reason = "no scale-in: " + blocked + "; " + summary
+		return d
+	}
+	if missing > 0 {
+		// Their slots count as coming capacity, not as spare: removing a running instance for
+		// a launch that may never come (no spot capacity, a quota, a broken launch template)
+		// would leave the fleet short.
+		d.Reason = fmt.Sprintf("no scale-in: the group has not made %d of the launches it was asked for; %s", missing, summary)
 		return d
 	}
 	if over <= 0 {

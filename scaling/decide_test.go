@@ -55,6 +55,36 @@ func TestDecide(t *testing.T) {
 			desired: 2, reasonHas: "scale out 0 → 2",
 		},
 		{
+			name:    "missing launches: no running instance is removed for a launch the group has not made",
+			policy:  func(p *fleet.Policy) { p.MinInstances = 2 },
+			in:      Input{Desired: 3, Instances: []fleet.Instance{inst("a", 0), inst("b", 0)}, State: spareFor(time.Hour)},
+			desired: 3, reasonHas: "has not made 1 of the launches",
+		},
+		{
+			name:    "rejected: GitLab rejects every runner, the fleet does not grow for it",
+			policy:  func(p *fleet.Policy) { p.IdleSlots = 4 },
+			in:      Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
+			desired: 2, reasonHas: "GitLab rejects the job requests of all 2",
+		},
+		{
+			name:    "rejected: the policy's floor still holds",
+			policy:  func(p *fleet.Policy) { p.MinInstances, p.IdleSlots = 3, 4 },
+			in:      Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
+			desired: 3, reasonHas: "scale out 2 → 3",
+		},
+		{
+			name:    "rejected: one healthy runner is enough to grow",
+			policy:  func(p *fleet.Policy) { p.IdleSlots = 4 },
+			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
+			desired: 3, protect: []string{"a"}, reasonHas: "scale out 2 → 3",
+		},
+		{
+			name: "marks: an intake-stopped instance whose scrape fails offers no slots",
+			in: Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4),
+				with(inst("s", 0), func(i *fleet.Instance) { i.Unknown, i.IntakeStopped, i.SpotInterrupted = true, true, true })}},
+			desired: 3, protect: []string{"a"}, reasonHas: "have 4 on 2 instances (0 booting, 0 unknown)",
+		},
+		{
 			name:    "max: a huge queue is capped by the policy",
 			policy:  func(p *fleet.Policy) { p.MaxInstances = 3 },
 			in:      Input{Desired: 1, Instances: []fleet.Instance{with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = false, 100 })}},
