@@ -549,7 +549,7 @@ func TestValidatePolicyListsEveryProblem(t *testing.T) {
 	p := fleet.Policy{MinInstances: 0, MaxInstances: -1, IdleSlots: -1, ScaleFactor: -1, ScaleFactorLimit: -1,
 		InstanceSlots: -1, ScaleInWindow: -time.Second, MaxScaleInStep: -1, MinUptime: -time.Second,
 		MaxUnknownShare: 2, QueueMaxAge: -time.Second,
-		Schedules: []fleet.Schedule{{Periods: []string{"not cron"}, Timezone: "Mars/Olympus", Min: ptr(0), IdleSlots: ptr(-1)}, {}}}
+		Schedules: []fleet.Schedule{{Periods: []string{"not cron", "@every 1m"}, Timezone: "Mars/Olympus", Min: ptr(0), IdleSlots: ptr(-1)}, {}}}
 	err := ValidatePolicy(p)
 	if err == nil {
 		t.Fatal("ValidatePolicy accepted an invalid policy")
@@ -557,7 +557,7 @@ func TestValidatePolicyListsEveryProblem(t *testing.T) {
 	for _, want := range []string{"min must be at least 1", "max (-1)", "idle_slots", "scale_factor must", "scale_factor_limit",
 		"instance_slots", "scale_in_window", "max_scale_in_step", "min_uptime", "max_unknown_share", "queue_max_age",
 		"schedules[0]: timezone", "schedules[0]: min", "schedules[0]: idle_slots", "schedules[1]: periods must not be empty",
-		`schedules[0].periods[0] "not cron"`} {
+		`schedules[0].periods[0] "not cron"`, `schedules[0].periods[1] "@every 1m": @every is an interval`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -3,6 +3,7 @@ package scaling
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -17,6 +18,12 @@ func ValidatePolicy(p fleet.Policy) error {
 	errs := []error{p.Validate()}
 	for i, s := range p.Schedules {
 		for j, period := range s.Periods {
+			if strings.HasPrefix(strings.TrimSpace(period), "@every") {
+				// An interval from whenever it starts, not a time of day: it never matches a
+				// minute of the clock, so the schedule would never apply.
+				errs = append(errs, fmt.Errorf("policy: schedules[%d].periods[%d] %q: @every is an interval, not a time of day; use a 5-field cron expression such as \"* 8-17 * * 1-5\"", i, j, period))
+				continue
+			}
 			if _, err := cron.ParseStandard(period); err != nil {
 				errs = append(errs, fmt.Errorf("policy: schedules[%d].periods[%d] %q: %w", i, j, period, err))
 			}

@@ -107,7 +107,7 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("scale: fleet %q: metrics_url: %w", f.Name, err))
 			}
 		}
-		if err := f.Policy.WithDefaults().Validate(); err != nil {
+		if err := scaling.ValidatePolicy(f.Policy.WithDefaults()); err != nil {
 			errs = append(errs, fmt.Errorf("scale: fleet %q: %w", f.Name, err))
 		}
 	}

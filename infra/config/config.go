@@ -17,6 +17,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/messages"
+	"github.com/runnerfleet/runnerfleet/scaling"
 )
 
 // Limits and defaults, with why.
@@ -489,7 +490,7 @@ func (c *Config) Validate() error {
 		if d.CommandRetries < 0 {
 			add("%s.drain.command_retries %d: want at least 0", key, d.CommandRetries)
 		}
-		if err := f.Policy.Validate(); err != nil {
+		if err := scaling.ValidatePolicy(f.Policy); err != nil { // schedules' cron periods too
 			add("%s: %w", key, err)
 		}
 	}

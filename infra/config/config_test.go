@@ -101,6 +101,8 @@ func TestValidationRules(t *testing.T) {
 		{"bad level", minimal + "log_level: loud\n", "log_level"},
 		{"wrong type", minimal + "stop_timeout: soon\n", "stop_timeout"},
 		{"policy", "fleets: [{name: x, group: g, policy: {min: 3, max: 2}}]\n", "max (2) must be at least min (3)"},
+		{"schedule period with seconds", "fleets: [{name: x, group: g, policy: {schedules: [{periods: ['0 * 8-18 * * 1-5'], min: 3}]}}]\n", `schedules[0].periods[0] "0 * 8-18 * * 1-5"`},
+		{"schedule period @every", "fleets: [{name: x, group: g, policy: {schedules: [{periods: ['@every 1m'], min: 3}]}}]\n", "@every is an interval"},
 		{"timeout of unknown kind", minimal + "handler: {timeouts: {lifecycle.termnate: 1m}}\n", "handler.timeouts.lifecycle.termnate: not a message kind"},
 		{"bad state table", minimal + "state_table: 'no spaces'\n", `state_table "no spaces"`},
 		{"bad state table arn", minimal + "state_table: 'arn:aws:dynamodb:eu-west-1:1:stream/x'\n", "state_table"},
