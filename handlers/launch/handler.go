@@ -75,8 +75,12 @@ type record struct {
 	// JobsAtTimeout is the runner's running jobs when the gate timed out without a healthy look
 	// (omitted when none or unknown).
 	JobsAtTimeout int `json:"jobs_at_timeout,omitempty"`
-	// Seen: OK and Rejected hold the counters of the previous answered look.
-	Seen          bool      `json:"seen,omitempty"`
+	// Seen: OK and Rejected hold the counters of the previous answered look; BaselineAt is when
+	// they were first taken (the first answered look, or the look after the runner restarted).
+	Seen       bool      `json:"seen,omitempty"`
+	BaselineAt time.Time `json:"baseline_at,omitzero"`
+	// LateLooks counts the looks added after the deadline (lateLooks).
+	LateLooks     int       `json:"late_looks,omitempty"`
 	OK            float64   `json:"ok"`
 	Rejected      float64   `json:"rejected"`
 	Last          string    `json:"last,omitempty"`
@@ -239,9 +243,13 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 // heartbeatRetry is the longest wait before a failed heartbeat is tried again.
 const heartbeatRetry = 5 * time.Second
 
-// minLooks is the fewest looks at a runner before it is abandoned: health is seen as job requests
-// that succeeded between two looks.
-const minLooks = 2
+// lateLooks bounds the looks added after the deadline, so that an ABANDON of a runner that
+// answers rests on two answered looks at least a poll apart (health is job requests that
+// succeeded between two looks): an event handled late (a worker outage, a backlog) gets its first
+// look at or past the deadline, one handled just before it gets its second a moment after its
+// first, and a late first look that gets no answer leaves nothing to compare. A runner that never
+// answered in two looks or more is abandoned at the deadline.
+const lateLooks = 3
 
 // step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
 func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
@@ -265,7 +273,7 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		rec.Last, rec.Note = ReasonNoAnswer, err.Error()
 	case !rec.Seen || ok < rec.OK || rejected < rec.Rejected:
 		// First answer (or the runner restarted and its counters too): nothing to compare yet.
-		rec.Seen, rec.OK, rec.Rejected = true, ok, rejected
+		rec.Seen, rec.OK, rec.Rejected, rec.BaselineAt = true, ok, rejected, now
 		rec.Last = ReasonNoJobRequest
 		if rejected > 0 && ok == 0 {
 			rec.Last = ReasonTokenRejected
@@ -286,14 +294,16 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	switch {
 	case rec.Last == ReasonHealthy:
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonHealthy, now
-	case !now.Before(rec.Deadline) && rec.Checks < minLooks:
-		// The deadline passed before a second look: the event came late (a worker outage, a
-		// backlog). Health is a change between two looks, so one look can never see it; without
-		// this every instance launched during an outage would be abandoned. One more look, one
-		// poll later (heartbeats go on as ever).
+	case !now.Before(rec.Deadline) && rec.LateLooks < lateLooks &&
+		(!rec.Seen && rec.Checks < 2 || rec.Seen && now.Sub(rec.BaselineAt) < rec.Poll):
+		// The deadline came before two answered looks a poll apart: health is a change between
+		// two looks, so what the gate has cannot show it, and without this every instance
+		// launched during an outage would be abandoned. One more look, one poll later
+		// (heartbeats go on as ever).
 		rec.Due = now.Add(rec.Poll)
-		rec.Note = joinNote(rec.Note, fmt.Sprintf("first look %s after the launch, past the deadline: one more look before deciding",
-			now.Sub(rec.StartedAt).Round(time.Second)))
+		rec.LateLooks++
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("look %d, %s after the launch, is past the deadline without two answered looks a poll apart: one more look before deciding",
+			rec.Checks, now.Sub(rec.StartedAt).Round(time.Second)))
 		rec.FollowUps++
 	case !now.Before(rec.Deadline):
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
@@ -456,6 +466,14 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 	// recovers a grace and a sweep interval late, the second look of a late event), and the hook's
 	// own ABANDON would then terminate an instance the gate would have continued, jobs and all.
 	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout > hb/3 {
+		g.HeartbeatEvery = hb / 3
+	}
+	// A configured interval above a third of the hook's timeout (a stack update that lowered
+	// it, a typo) would let the hook time out between heartbeats, and its ABANDON bypasses the
+	// gate's check for running jobs: heartbeat at least that often, as drains are held to.
+	if hb > 0 && g.HeartbeatEvery > hb/3 {
+		h.log.WarnContext(ctx, "launch gate: heartbeat_interval above a third of the launch hook's heartbeat timeout; using a third of it",
+			"group", group, "hook", hook, "heartbeat_interval", g.HeartbeatEvery, "hook_heartbeat_timeout", hb)
 		g.HeartbeatEvery = hb / 3
 	}
 	if g.Poll == 0 {

@@ -366,6 +366,17 @@ func TestGateDerivedFromTheHook(t *testing.T) {
 	if r := f2.record(t); r.HeartbeatEvery != 10*time.Second || f2.heartbeats < 2 {
 		t.Fatalf("heartbeat every %s, %d heartbeats; want every 10s, at least 2", r.HeartbeatEvery, f2.heartbeats)
 	}
+
+	// A configured interval the hook would time out between is held to a third of the hook's.
+	f3 := newFakes()
+	f3.hookHB = 30 * time.Second
+	f3.health = []*[2]float64{nil}
+	if err := newHandler(t, f3, map[string]Gate{"blue": {Timeout: 5 * time.Minute, HeartbeatEvery: time.Minute}}).Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if r := f3.record(t); r.HeartbeatEvery != 10*time.Second {
+		t.Fatalf("a 1m heartbeat_interval on a 30s hook: heartbeat every %s, want 10s", r.HeartbeatEvery)
+	}
 }
 
 // A heartbeat that fails is tried again a little later, not at once: a gate whose heartbeats
@@ -409,6 +420,8 @@ func TestLateEventLooksTwiceBeforeDeciding(t *testing.T) {
 	}{
 		"healthy runner continues": {[]*[2]float64{{1, 0}, {4, 0}}, ResultContinue, ReasonHealthy},
 		"silent runner abandoned":  {[]*[2]float64{{0, 0}}, ResultAbandon, ReasonNoJobRequest},
+		// The first look got no answer: the two answered looks it takes come after it.
+		"no answer first, then healthy": {[]*[2]float64{nil, {1, 0}, {4, 0}}, ResultContinue, ReasonHealthy},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFakes()
@@ -425,10 +438,39 @@ func TestLateEventLooksTwiceBeforeDeciding(t *testing.T) {
 			if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
 				t.Fatal(err)
 			}
+			if len(f.completes) == 0 && f.looks == 2 { // a second look that was the first answered one
+				f.advance(10 * time.Second)
+				if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+					t.Fatal(err)
+				}
+			}
 			r := f.record(t)
-			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || f.looks != 2 {
-				t.Fatalf("completes %v, reason %s, looks %d; want %s (%s) after 2 looks", f.completes, r.Reason, f.looks, tc.result, tc.why)
+			wantLooks := max(2, len(tc.health))
+			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || f.looks != wantLooks {
+				t.Fatalf("completes %v, reason %s, looks %d; want %s (%s) after %d looks", f.completes, r.Reason, f.looks, tc.result, tc.why, wantLooks)
 			}
 		})
+	}
+}
+
+// An event handled a moment before the deadline gets its second look at the deadline, a second
+// after its first: too soon for the runner's counters to move. The ABANDON waits for a look a
+// poll after the first.
+func TestSecondLookAPollAfterTheFirst(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {1, 0}, {4, 0}}
+	h := newHandler(t, f, gate)
+	f.advance(59 * time.Second) // the gate's timeout is a minute
+	for range 3 {
+		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.completes) > 0 {
+			break
+		}
+		f.advance(f.delays[len(f.delays)-1])
+	}
+	if r := f.record(t); len(f.completes) != 1 || f.completes[0] != ResultContinue || r.Reason != ReasonHealthy || f.looks != 3 {
+		t.Fatalf("completes %v, reason %s, looks %d, delays %v; want CONTINUE (healthy) on the third look", f.completes, r.Reason, f.looks, f.delays)
 	}
 }
