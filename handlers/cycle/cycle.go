@@ -402,19 +402,19 @@ func orUnknown(s string) string {
 	return s
 }
 
-// Active reports whether a cycle of the fleet is in progress. It is the scale handler's Hold: while
-// it is true, ticks still decide and report but resize nothing (the cycle owns the desired
-// capacity until it ends).
+// Active reports whether a cycle of the fleet owns its desired capacity: from its start until
+// its tail, when only drains are left (Record.HoldsCapacity). It is the scale handler's Hold:
+// while it is true, ticks still decide and report but resize nothing.
 func (h *Handler) Active(ctx context.Context, fleetName string) (bool, error) {
 	rec, _, err := h.deps.State.Load(ctx, fleetName)
 	if err != nil {
 		return false, fmt.Errorf("loading cycle of fleet %s: %w", fleetName, err)
 	}
-	return rec.Active(), nil
+	return rec.HoldsCapacity(), nil
 }
 
-// Advance takes one step of the fleet's cycle in progress, if any, and reports whether a cycle is
-// (still) in progress after it. messageID dedupes redeliveries ("" never dedupes). The step is
+// Advance takes one step of the fleet's cycle in progress, if any, and reports whether the cycle
+// owns the fleet's capacity after it (Active). messageID dedupes redeliveries ("" never dedupes). The step is
 // claimed with a conditional write before any Auto Scaling call: a step lost to another writer
 // does nothing. A failed Auto Scaling call is logged and counted; the next step decides again
 // from what the group then is.
@@ -442,7 +442,7 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	log := h.log.With("fleet", f.Name, "cycle_id", rec.ID, "message_id", messageID)
 	if messageID != "" && rec.LastMessageID == messageID {
 		h.m.steps.WithLabelValues(f.Name, "duplicate").Inc()
-		return true, nil
+		return rec.HoldsCapacity(), nil
 	}
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
 	if errors.Is(err, ErrGroupNotFound) {
@@ -493,8 +493,8 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		"replaced", rec.Progress.Replaced, "total", rec.Progress.Total, "draining", rec.Progress.Draining,
 		"waiting_for_health", rec.Progress.WaitingForHealth, "serving", rec.Progress.Serving,
 		"floor", rec.Progress.Floor, "rejected", rec.Progress.Rejected,
-		"events", texts, "apply_errors", applyErrs)
-	return !rec.Status.Final(), nil
+		"tail", rec.Tail, "events", texts, "apply_errors", applyErrs)
+	return rec.HoldsCapacity(), nil
 }
 
 func progressLine(p Progress) string {

@@ -2,6 +2,7 @@ package cycle
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -64,11 +65,10 @@ func (r *rig) tickUntilDone(t *testing.T, n int) Record {
 	t.Helper()
 	for i := range n {
 		r.clk.add(time.Minute)
-		active, err := r.h.Advance(context.Background(), "blue", "tick-"+string(rune('a'+i%26))+r.clk.now().Format("150405"))
-		if err != nil {
+		if _, err := r.h.Advance(context.Background(), "blue", "tick-"+string(rune('a'+i%26))+r.clk.now().Format("150405")); err != nil {
 			t.Fatalf("tick %d: %v", i, err)
 		}
-		if !active {
+		if !r.st.get("blue").Active() { // Advance's answer is whether it holds the capacity
 			break
 		}
 	}
@@ -261,6 +261,59 @@ func TestLongDrainsAreNotAStall(t *testing.T) {
 	}
 	if took := rec.FinishedAt.Sub(rec.StartedAt); took < 40*time.Minute {
 		t.Fatalf("finished after %s: the drains were not waited for", took)
+	}
+}
+
+// Once only drains are left, the cycle gives the capacity back to scaling (a long job would
+// otherwise hold the fleet's scaling for as long as it runs), takes no part in the desired
+// capacity and ignores what scaling launches, and still succeeds when the drains end.
+func TestTheTailOfDrainsDoesNotHoldScaling(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	g.drainSteps = 40
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var released time.Time
+	for i := range 200 {
+		r.clk.add(time.Minute)
+		holds, err := r.h.Advance(ctx, "blue", fmt.Sprintf("tick-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := r.st.get("blue")
+		if !rec.Active() {
+			break
+		}
+		if active, err := r.h.Active(ctx, "blue"); err != nil || active != holds {
+			t.Fatalf("Active = %v, %v; Advance said %v", active, err, holds)
+		}
+		if holds {
+			continue
+		}
+		if released.IsZero() {
+			released = r.clk.now()
+			if rec.Progress.Draining == 0 {
+				t.Fatalf("released the capacity with nothing draining: %+v", rec.Progress)
+			}
+			// Scaling, now in charge, grows the fleet by one; its new instance never serves.
+			g.mu.Lock()
+			g.state.Desired++
+			g.state.Max++
+			g.mu.Unlock()
+			r.hl.unknownNew = true
+		}
+	}
+	rec := r.st.get("blue")
+	if released.IsZero() || rec.Status != StatusSucceeded {
+		t.Fatalf("released at %v, status %s (%s); want the capacity released in the tail, then success", released, rec.Status, rec.Reason)
+	}
+	if took := rec.FinishedAt.Sub(released); took < 30*time.Minute {
+		t.Errorf("succeeded %s after the release: the drains were not waited for", took)
+	}
+	if st, _ := g.snapshot(); st.Desired != 3 {
+		t.Errorf("desired %d at the end, want scaling's 3 left as it is", st.Desired)
 	}
 }
 

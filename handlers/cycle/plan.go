@@ -48,6 +48,10 @@ type plan struct {
 //     for health) fails with what holds it: a group that does not launch, or instances the cycle
 //     keeps that do not serve, so no old one can be retired within the budget. It would
 //     otherwise wait for ever, and scaling holds still while a cycle runs;
+//   - once every old instance is retired, the desired capacity is back at D and every
+//     replacement serves, only drains are left: the cycle's tail (rec.Tail) gives the capacity
+//     back to scaling, takes no part in the desired capacity and ignores the instances scaling
+//     launches;
 //   - the cycle succeeds when no old instance is left in the group (every drain finished), the
 //     desired capacity is back at D and every replacement serves.
 func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner) plan {
@@ -106,6 +110,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		if kept[m.ID] {
 			continue
 		}
+		if _, ok := rec.Seen[m.ID]; !ok && rec.Tail {
+			continue // launched by scaling, which owns the capacity in the tail
+		}
 		if _, ok := rec.Seen[m.ID]; !ok {
 			rec.Seen[m.ID] = now
 			moved = true
@@ -145,11 +152,17 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		return p
 	}
 	target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired)
-	if target > g.Desired {
+	if target > g.Desired && !rec.Tail {
 		p.desired, p.max = target, max(g.Max, target)
 		if p.max > g.Max {
 			rec.RaisedMax = p.max
 		}
+	}
+	if len(oldLive) == 0 && pr.Draining > 0 && p.desired == 0 && pr.WaitingForHealth == 0 && !rec.Tail {
+		// Only drains are left, for as long as their jobs run: holding scaling until the
+		// longest ends would leave queued jobs waiting on a fleet that cannot grow.
+		rec.Tail = true
+		rec.event(now, fmt.Sprintf("every old instance retired and every replacement serving: scaling resumes while %d drain(s) finish", pr.Draining))
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
 		// Done once the fleet is back at its size and every replacement serves (the last

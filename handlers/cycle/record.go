@@ -67,6 +67,10 @@ type Record struct {
 	// A retired instance never counts as serving again, even while the group still says
 	// InService: so a step of a stale replica can never retire beyond the budget.
 	Retired []string `json:"retired,omitempty"`
+	// Tail: every old instance is retired, the desired capacity is back at Desired and every
+	// replacement serves; only drains are left, which last as long as their jobs (up to 48 h).
+	// The cycle gives the capacity back to scaling and only waits for them.
+	Tail bool `json:"tail,omitempty"`
 	// Aside are old instances found out of service but not terminating (Standby, detaching, a
 	// warm pool): an operator's, neither retired nor waited for (Progress.Aside).
 	Aside []string `json:"aside,omitempty"`
@@ -123,6 +127,10 @@ type Event struct {
 
 // Active reports whether a cycle is in progress: scaling decisions must then hold still.
 func (r Record) Active() bool { return r.ID != "" && r.Status == StatusRunning }
+
+// HoldsCapacity reports whether the cycle owns the fleet's desired capacity: while it runs,
+// until its tail (only drains left).
+func (r Record) HoldsCapacity() bool { return r.Active() && !r.Tail }
 
 func (r Record) retiredAt(id string) time.Time { return r.RetiredAt[id] }
 
