@@ -13,9 +13,10 @@ import (
 )
 
 // newCycler builds the cycle handler (issue 10): the cycle record in the state table, the group
-// driven directly, and runner health from a scraper of its own. A fleet's `cycle:` settings are its
+// driven directly, runner health from a scraper of its own, and the instance marks (a runner a
+// notice stopped does not serve). A fleet's `cycle:` settings are its
 // defaults (zero values: surge 1, max-unavailable 1, health timeout 10 m, on a token change: cycle).
-func newCycler(cfg *config.Config, c clients, reg prometheus.Registerer, logger *slog.Logger) (*cycle.Handler, error) {
+func newCycler(cfg *config.Config, c clients, marks cycle.Marks, reg prometheus.Registerer, logger *slog.Logger) (*cycle.Handler, error) {
 	store, err := cyclestate.New(c.table)
 	if err != nil {
 		return nil, err
@@ -37,7 +38,7 @@ func newCycler(cfg *config.Config, c clients, reg prometheus.Registerer, logger 
 		fleets[i] = cycle.FleetConfig{Settings: f, MaxUnavailable: f.Cycle.MaxUnavailable, Surge: f.Cycle.Surge,
 			HealthTimeout: f.Cycle.HealthTimeout, OnTokenChange: f.Cycle.OnTokenChange}
 	}
-	h, err := cycle.New(cycle.Config{Fleets: fleets}, cycle.Deps{Group: group, Health: health, State: store, Registerer: reg}, logger)
+	h, err := cycle.New(cycle.Config{Fleets: fleets}, cycle.Deps{Group: group, Health: health, State: store, Marks: marks, Registerer: reg}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("building the cycle handler: %w", err)
 	}

@@ -75,7 +75,7 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err != nil {
 		return deps{}, nil, fmt.Errorf("building the interrupt and launch handlers: %w", err)
 	}
-	cycler, err := newCycler(cfg, c, reg, logger) // issue 10
+	cycler, err := newCycler(cfg, c, wired.Marks, reg, logger) // issue 10
 	if err != nil {
 		return deps{}, nil, err
 	}

@@ -130,9 +130,11 @@ func (c Config) Validate() error {
 
 // Deps are the handler's adapters; none may be nil.
 type Deps struct {
-	Group      Group
-	Health     Health
-	State      StateStore
+	Group  Group
+	Health Health
+	State  StateStore
+	// Marks, optional, names instances whose intake a spot or rebalance notice stopped.
+	Marks      Marks
 	Registerer prometheus.Registerer
 }
 
@@ -454,6 +456,21 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	runners, err := h.check(ctx, f, g)
 	if err != nil {
 		return true, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
+	}
+	if h.deps.Marks != nil {
+		// A runner told to stop by a notice still answers, with its cumulative counters and its
+		// configured slots, while its jobs finish: it serves nothing, and counting it as
+		// serving could retire another serving instance below the floor.
+		stopped, err := h.deps.Marks.IntakeStopped(ctx, f.GroupName)
+		if err != nil {
+			return true, fmt.Errorf("reading instance marks of fleet %s: %w", f.Name, err)
+		}
+		for id, why := range stopped {
+			if r, ok := runners[id]; ok {
+				r.Healthy, r.Stopped = false, why
+				runners[id] = r
+			}
+		}
 	}
 	now := h.cfg.Now()
 	before, prev := len(rec.Events), rec.Progress

@@ -317,6 +317,38 @@ func TestTheTailOfDrainsDoesNotHoldScaling(t *testing.T) {
 	}
 }
 
+type fakeMarks map[string]string
+
+func (m fakeMarks) IntakeStopped(context.Context, string) (map[string]string, error) { return m, nil }
+
+// A runner a spot notice stopped still answers (cumulative counters, configured slots) while its
+// jobs finish: the cycle counts it as not serving, and retires it before serving ones.
+func TestARunnerANoticeStoppedDoesNotServe(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	r.h.deps.Marks = fakeMarks{"i-b": "spot interruption warning: being reclaimed"}
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.st.get("blue").Progress; p.Serving != 2 {
+		t.Fatalf("serving %d at the start, want 2: i-b's intake is stopped", p.Serving)
+	}
+	rec := r.tickUntilDone(t, 60)
+	if rec.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s)", rec.Status, rec.Reason)
+	}
+	first := ""
+	for _, e := range rec.Events {
+		if strings.HasPrefix(e.Text, "retiring ") {
+			first = e.Text
+			break
+		}
+	}
+	if !strings.HasPrefix(first, "retiring i-b (spot interruption warning") {
+		t.Errorf("first retirement %q, want i-b, with why", first)
+	}
+}
+
 // A MaxSize someone else changed while the cycle ran (a stack update, an operator's cost cap) is
 // theirs: the cycle gives back only the room its own surge took.
 func TestMaxSizeChangedDuringTheCycleIsLeftAsItIs(t *testing.T) {

@@ -315,6 +315,8 @@ func unhealthyWhy(m Member, r Runner) string {
 	switch {
 	case !m.State.InService():
 		return "still " + string(m.State)
+	case r.Stopped != "":
+		return r.Stopped
 	case !r.Known && r.Reason != "":
 		return "runner metrics: " + r.Reason
 	case !r.Known:

@@ -74,6 +74,15 @@ type Runner struct {
 	Healthy     bool
 	RunningJobs int
 	Capacity    int
+	// Stopped says why the runner's intake was stopped outside the cycle (a spot or rebalance
+	// notice, from Marks); such a runner is not Healthy.
+	Stopped string
+}
+
+// Marks names a group's instances whose intake was stopped by a spot interruption warning or a
+// rebalance recommendation, with why. infra/aws/marks implements it.
+type Marks interface {
+	IntakeStopped(ctx context.Context, group string) (map[string]string, error)
 }
 
 // Health reads the runners of a fleet. infra/aws/cyclestate implements it over infra/scrape.

@@ -96,6 +96,19 @@ func TestStoreUpdateMergesAndRetriesLostRaces(t *testing.T) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("list %v %v", list, err)
 	}
+	for id, f := range map[string]func(m *interrupt.Mark){
+		"i-s":    func(m *interrupt.Mark) { m.SpotInterrupted, m.IntakeStopped = true, true },
+		"i-r":    func(m *interrupt.Mark) { m.RebalanceRecommended, m.IntakeStopped = true, true },
+		"i-open": func(m *interrupt.Mark) { m.RebalanceRecommended = true },
+	} {
+		if _, err := s.Update(ctx, id, func(m *interrupt.Mark) bool { m.Group = "g2"; f(m); return true }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped, err := s.IntakeStopped(ctx, "g2")
+	if err != nil || len(stopped) != 2 || !strings.Contains(stopped["i-s"], "spot") || !strings.Contains(stopped["i-r"], "rebalance") {
+		t.Fatalf("IntakeStopped = %v, %v; want i-s (spot) and i-r (rebalance), not i-open", stopped, err)
+	}
 	if _, err := s.Update(ctx, "i-1", func(m *interrupt.Mark) bool { m.Gone = true; return true }); err != nil {
 		t.Fatal(err)
 	}

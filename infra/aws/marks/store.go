@@ -108,6 +108,25 @@ func (s *Store) Update(ctx context.Context, id string, fn func(m *interrupt.Mark
 	return interrupt.Mark{}, fmt.Errorf("marks: saving mark of %s: lost %d conditional writes in a row", id, updateRetries)
 }
 
+// IntakeStopped names the group's instances whose intake a notice stopped, or that are being
+// reclaimed, with why (handlers/cycle.Marks).
+func (s *Store) IntakeStopped(ctx context.Context, group string) (map[string]string, error) {
+	marks, err := s.List(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range marks {
+		switch {
+		case m.SpotInterrupted:
+			out[m.InstanceID] = "spot interruption warning: being reclaimed"
+		case m.IntakeStopped:
+			out[m.InstanceID] = "intake stopped after a rebalance recommendation"
+		}
+	}
+	return out, nil
+}
+
 // List returns the unfinished marks of the group's instances (one query of the unfinished marks).
 func (s *Store) List(ctx context.Context, group string) ([]interrupt.Mark, error) {
 	bodies, err := s.t.Unfinished(ctx, keyPrefix)
