@@ -317,6 +317,43 @@ func TestTheTailOfDrainsDoesNotHoldScaling(t *testing.T) {
 	}
 }
 
+// Without surge the last retirement lowers the desired capacity and the next step raises it
+// back: the cycle succeeds only once the group has launched that replacement, not while it is
+// short of an instance (no capacity, a quota).
+func TestCycleWithoutSurgeWaitsForTheLastReplacement(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 60 && len(r.st.get("blue").Retired) < 2; i++ {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("a-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.mu.Lock()
+	g.launchFails = true
+	g.mu.Unlock()
+	for i := range 4 {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("b-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec := r.st.get("blue"); rec.Status != StatusRunning {
+		st, _ := g.snapshot()
+		t.Fatalf("status %s (%s) with %d members for desired %d; want running until the replacement launches", rec.Status, rec.Reason, len(st.Members), st.Desired)
+	}
+	g.mu.Lock()
+	g.launchFails = false
+	g.mu.Unlock()
+	if rec := r.tickUntilDone(t, 20); rec.Status != StatusSucceeded {
+		t.Fatalf("status %s (%s) once the group launches", rec.Status, rec.Reason)
+	}
+}
+
 type fakeMarks map[string]string
 
 func (m fakeMarks) IntakeStopped(context.Context, string) (map[string]string, error) { return m, nil }

@@ -166,8 +166,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
 		// Done once the fleet is back at its size and every replacement serves (the last
-		// retirement of a cycle without surge lowered desired; its replacement comes now).
-		if p.desired == 0 && pr.WaitingForHealth == 0 {
+		// retirement of a cycle without surge lowered desired; its replacement comes now, and
+		// the group must have launched it: a group short of capacity is not a success).
+		if p.desired == 0 && pr.WaitingForHealth == 0 && liveMembers(g) >= rec.Desired {
 			p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
 			if pr.Aside > 0 {
 				p.reason = fmt.Sprintf("%d of %d instances replaced; %d set aside out of service, not replaced: %v",
@@ -289,6 +290,18 @@ func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner
 	p.finish, p.reason = StatusFailed, fmt.Sprintf("no progress for %s with nothing in flight: %s; nothing more is retired",
 		now.Sub(rec.MovedAt).Round(time.Second), why)
 	return true
+}
+
+// liveMembers counts the group's members neither leaving nor set aside: launched and booting
+// ones included.
+func liveMembers(g GroupState) int {
+	n := 0
+	for _, m := range g.Members {
+		if !m.State.Leaving() {
+			n++
+		}
+	}
+	return n
 }
 
 // asideNow lists the old instances still set aside in the group.
