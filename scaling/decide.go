@@ -317,8 +317,14 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	return d
 }
 
-// decidePinned follows an operator's pin: raise at once, or remove idle instances (any number,
-// no window, no minimum uptime) until the pin is reached.
+// MaxPinnedRemovals bounds the instances a pin removes in one decision: each is one
+// TerminateInstanceInAutoScalingGroup, made in series within the tick's apply timeout and
+// against the account's Auto Scaling request rate, which the drains they start need too. A pin
+// far below the fleet's size reaches it over a few ticks.
+const MaxPinnedRemovals = 50
+
+// decidePinned follows an operator's pin: raise at once, or remove idle instances (up to
+// MaxPinnedRemovals a decision, no window, no minimum uptime) until the pin is reached.
 func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d Decision, summary string) Decision {
 	target := max(*in.Pinned, 0)
 	if in.GroupMax > 0 {
@@ -333,7 +339,7 @@ func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d
 		d.Reason = fmt.Sprintf("pinned at %d: scale out %d → %d: %s", target, in.Desired, target, summary)
 	case target < base:
 		for _, c := range removable(now, 0, members, d.State.IdleSince) {
-			if len(d.Remove) >= in.Desired-target { // each removal decrements desired
+			if len(d.Remove) >= min(in.Desired-target, MaxPinnedRemovals) { // each removal decrements desired
 				break
 			}
 			d.Remove = append(d.Remove, c.ID)

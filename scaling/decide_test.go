@@ -504,6 +504,17 @@ func idleInstances(n int) []fleet.Instance {
 	return out
 }
 
+// A pin far below the fleet's size removes at most MaxPinnedRemovals a decision: a tick's
+// terminations are made in series within its apply timeout.
+func TestPinRemovesInBatches(t *testing.T) {
+	t.Parallel()
+	in := Input{Desired: 300, Pinned: ptr(1), Instances: idleInstances(300)}
+	d := Decide(monday0900, basePolicy(), in)
+	if len(d.Remove) != MaxPinnedRemovals || d.Desired != 300-MaxPinnedRemovals {
+		t.Fatalf("removed %d, desired %d; want %d removed, desired %d", len(d.Remove), d.Desired, MaxPinnedRemovals, 300-MaxPinnedRemovals)
+	}
+}
+
 func TestDecideIdleSinceCarried(t *testing.T) {
 	t.Parallel()
 	p := basePolicy()

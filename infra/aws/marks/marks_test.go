@@ -121,6 +121,28 @@ func TestStoreUpdateMergesAndRetriesLostRaces(t *testing.T) {
 	}
 }
 
+// A mark this version cannot read fails only its own group's listing: other fleets' ticks go on.
+func TestUnreadableMarkFailsOnlyItsGroup(t *testing.T) {
+	tab := newFakeTable()
+	s, err := NewStore(tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Update(ctx, "i-ok", func(m *interrupt.Mark) bool { m.Group, m.SpotInterrupted = "g", true; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := tab.Save(ctx, keyPrefix+"i-odd", sortKey, []byte(`{"group":"other","jobs_at_notice":"three"}`), 0, time.Time{}, time.Time{}); !ok {
+		t.Fatal("seed")
+	}
+	if list, err := s.List(ctx, "g"); err != nil || len(list) != 1 || list[0].InstanceID != "i-ok" {
+		t.Fatalf("List(g) = %v, %v; want i-ok, the other group's unreadable mark skipped", list, err)
+	}
+	if _, err := s.List(ctx, "other"); err == nil || !strings.Contains(err.Error(), "unreadable mark") {
+		t.Fatalf("List(other) = %v; want its unreadable mark to fail it", err)
+	}
+}
+
 type fakeGroup struct{ scale.Group }
 
 func (fakeGroup) Describe(context.Context, string) (scale.GroupState, error) {

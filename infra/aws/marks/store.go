@@ -135,9 +135,19 @@ func (s *Store) List(ctx context.Context, group string) ([]interrupt.Mark, error
 	}
 	var out []interrupt.Mark
 	for _, b := range bodies {
+		// Another group's mark is not this group's concern, even one this version cannot read
+		// (a field another version wrote differently): only the group is read first. An
+		// unreadable mark of this group fails the listing: a tick must not take a reclaimed
+		// instance for capacity.
+		var head struct {
+			Group string `json:"group"`
+		}
+		if json.Unmarshal(b, &head) == nil && head.Group != group {
+			continue
+		}
 		var m interrupt.Mark
 		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("marks: listing marks: unreadable mark: %w", err)
+			return nil, fmt.Errorf("marks: listing marks of group %s: unreadable mark: %w", group, err)
 		}
 		if m.Group == group && !m.Gone {
 			out = append(out, m)
