@@ -1,6 +1,7 @@
 package cycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -373,7 +374,7 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 	}
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
 	if err == nil {
-		err = h.giveBack(ctx, f, g, rec)
+		err = h.giveBack(ctx, f, g, rec, true)
 	}
 	if err != nil {
 		h.m.applyErrs.WithLabelValues(f.Name, "restore_max").Inc()
@@ -385,16 +386,8 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 // restorable reports whether the cycle gives back the room its surge took: MaxSize is what the
 // surge set it to, above the original. A MaxSize someone changed since is theirs: it is left, and
 // the decision logged.
-func (h *Handler) restorable(f FleetConfig, g GroupState, rec Record) bool {
-	if rec.OriginalMax <= 0 || rec.RaisedMax <= 0 || g.Max <= rec.OriginalMax {
-		return false
-	}
-	if g.Max != rec.RaisedMax {
-		h.log.Warn("cycle ended: MaxSize changed during the cycle, left as it is",
-			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
-		return false
-	}
-	return true
+func restorable(g GroupState, rec Record) bool {
+	return rec.OriginalMax > 0 && rec.RaisedMax > 0 && g.Max > rec.OriginalMax && g.Max == rec.RaisedMax
 }
 
 func orUnknown(s string) string {
@@ -431,6 +424,17 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	}
 	if !rec.Active() {
 		h.m.active.WithLabelValues(f.Name).Set(0)
+		if rec.Status.Final() && rec.RaisedMax > 0 && h.cfg.Now().Sub(rec.FinishedAt) < restoreWindow {
+			// The surge's MaxSize may still be raised: the cycle ended while a surge instance kept
+			// the desired capacity above the original (giveBack is a no-op once it is restored).
+			if g, err := h.deps.Group.Describe(ctx, f.GroupName); err == nil && g.Desired <= rec.OriginalMax && restorable(g, rec) {
+				if err := h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax); err != nil {
+					h.log.WarnContext(ctx, "restoring MaxSize after the cycle", "fleet", f.Name, "error", err.Error())
+				} else {
+					h.log.InfoContext(ctx, "cycle's surge MaxSize given back", "fleet", f.Name, "group", f.GroupName, "max_size", rec.OriginalMax)
+				}
+			}
+		}
 		if !rec.TokenChangedAt.IsZero() && rec.Status.Final() {
 			// A token change arrived during the last cycle: its own cycle starts now.
 			err := h.start(ctx, f, start{id: "token-after-" + rec.ID, trigger: TriggerToken, all: true})
@@ -587,30 +591,111 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 	}
 	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
 	// for good (the next cycle records the raised value as the original).
-	if p.finish.Final() {
-		if err := h.giveBack(ctx, f, g, rec); err != nil {
+	// The surge's room goes back when the cycle hands the capacity to scaling (its tail) or
+	// ends; a failed or aborted cycle first undoes what is left of its surge.
+	if p.finish.Final() || p.tail {
+		if err := h.giveBack(ctx, f, g, rec, p.finish == StatusFailed || p.finish == StatusAborted); err != nil {
 			fail("restore_max", err)
 		}
 	}
 	return failed
 }
 
-// giveBack returns the room a surge raised MaxSize by, at a cycle's end. A cycle that failed or
-// was aborted before its last retirement leaves the desired capacity above the original MaxSize,
-// and MaxSize cannot go below it: the desired capacity is lowered to the original MaxSize first
-// (the group's terminate hook drains what it removes).
-func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record) error {
-	if !h.restorable(f, g, rec) {
+// giveBack returns the room a surge raised MaxSize by, when the cycle hands the capacity to
+// scaling (its tail) or ends, and on the ticks after it (restoreWindow) should that fail. A cycle
+// that failed or was aborted (undo) first undoes what is left of its surge, each step through
+// the group's terminate hook (drained, never killed) and on instances it chooses, never leaving
+// the choice to Auto Scaling (whose termination policy prefers the oldest launch template: the
+// old, healthy instances):
+//   - its replacements that never served (broken or still booting) are retired;
+//   - launches the group has not made are cancelled (this terminates nothing);
+//   - a healthy surge instance has replaced an old one: an old one is retired (the fewest-jobs
+//     rule is the cycle's; here the oldest), so the desired capacity is back at the original
+//     MaxSize.
+//
+// Then MaxSize goes back, unless someone changed it meanwhile (theirs, logged).
+func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, undo bool) error {
+	if rec.RaisedMax > 0 && g.Max > rec.OriginalMax && g.Max != rec.RaisedMax {
+		h.log.WarnContext(ctx, "cycle: MaxSize changed during the cycle, left as it is",
+			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
+	}
+	if !restorable(g, rec) {
 		return nil
 	}
-	if g.Desired > rec.OriginalMax {
-		if err := h.deps.Group.SetCapacity(ctx, g.Name, rec.OriginalMax, 0); err != nil {
-			return fmt.Errorf("lowering the desired capacity %d to the original MaxSize %d: %w", g.Desired, rec.OriginalMax, err)
+	desired, live := g.Desired, liveMembers(g)
+	var errs []error
+	retire := func(id, why string) {
+		if desired-1 < g.Min || desired <= rec.OriginalMax {
+			return
 		}
-		h.log.InfoContext(ctx, "cycle ended with the surge's capacity: desired capacity lowered to the original MaxSize",
-			"fleet", f.Name, "group", g.Name, "desired", g.Desired, "original_max", rec.OriginalMax)
+		if err := h.deps.Group.TerminateInstance(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("retiring %s (%s): %w", id, why, err))
+			return
+		}
+		desired--
+		live--
+		h.log.InfoContext(ctx, "cycle ended: giving back the surge", "fleet", f.Name, "group", g.Name, "instance_id", id, "why", why)
 	}
-	return h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax)
+	if undo {
+		for _, id := range unservedReplacements(rec, g) {
+			retire(id, "a replacement that never served")
+		}
+		if desired > rec.OriginalMax && live < desired {
+			to := max(live, rec.OriginalMax, g.Min)
+			if err := h.deps.Group.SetCapacity(ctx, g.Name, to, 0); err != nil {
+				errs = append(errs, fmt.Errorf("cancelling the surge's launches not made (desired %d → %d): %w", desired, to, err))
+			} else {
+				desired = to
+			}
+		}
+		for _, id := range oldInService(rec, g) {
+			retire(id, "an old instance a healthy replacement took over from")
+		}
+	}
+	if desired > rec.OriginalMax {
+		h.log.InfoContext(ctx, "cycle: MaxSize stays raised until the desired capacity is back at the original MaxSize",
+			"fleet", f.Name, "group", g.Name, "desired", desired, "max_size", g.Max, "original_max", rec.OriginalMax)
+		return errors.Join(errs...)
+	}
+	if err := h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// oldInService lists the cycle's old instances still in service and not retired, oldest first.
+func oldInService(rec Record, g GroupState) []string {
+	old, retired := set(rec.Old), set(rec.Retired)
+	var ms []Member
+	for _, m := range g.Members {
+		if old[m.ID] && !retired[m.ID] && m.State.InService() {
+			ms = append(ms, m)
+		}
+	}
+	slices.SortFunc(ms, func(a, b Member) int { return cmp.Or(a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID)) })
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// restoreWindow is how long after a cycle ends its ticks still try to give back the surge's
+// MaxSize (giveBack), once the desired capacity allows.
+const restoreWindow = 24 * time.Hour
+
+// unservedReplacements lists the cycle's replacements in the group that never served (not in
+// rec.Healthy), booting or in service, not leaving.
+func unservedReplacements(rec Record, g GroupState) []string {
+	var out []string
+	for _, m := range g.Members {
+		if _, ours := rec.Seen[m.ID]; !ours || slices.Contains(rec.Healthy, m.ID) || m.State.Leaving() {
+			continue
+		}
+		out = append(out, m.ID)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ParameterChange starts a cycle of every instance of each fleet whose token parameter changed

@@ -186,14 +186,16 @@ func TestUnhealthyReplacementStopsTheCycle(t *testing.T) {
 	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "not healthy within 5m0s") || !strings.Contains(rec.Reason, "timeout") {
 		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
 	}
-	if _, terminated := g.snapshot(); len(terminated) != 0 {
-		t.Fatalf("retired %v although no replacement became healthy", terminated)
+	// No old instance is retired; the cycle's own replacement, which never served, is, so the
+	// fleet is back where it started: desired 3, MaxSize 3.
+	if _, terminated := g.snapshot(); !slices.Equal(terminated, []string{"i-new01"}) {
+		t.Fatalf("retired %v, want only the replacement that never served", terminated)
 	}
 	if m := g.maxSize(); m != 3 {
 		t.Errorf("MaxSize %d after the failed cycle, want the original 3 (the surge's room given back)", m)
 	}
 	if st, _ := g.snapshot(); st.Desired != 3 {
-		t.Errorf("desired %d after the failed cycle, want 3: the surge's capacity lowered to restore MaxSize", st.Desired)
+		t.Errorf("desired %d after the failed cycle, want 3", st.Desired)
 	}
 	// Later ticks do nothing.
 	active, err := r.h.Advance(context.Background(), "blue", "later")
@@ -241,8 +243,12 @@ func TestAKeptInstanceThatDoesNotServeFailsTheCycleWithItsName(t *testing.T) {
 	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "i-kept (runner metrics: timeout)") {
 		t.Fatalf("status %s reason %q", rec.Status, rec.Reason)
 	}
-	if _, terminated := g.snapshot(); len(terminated) != 0 {
-		t.Fatalf("retired %v below the budget", terminated)
+	// The failed cycle gives back its surge: its healthy replacement took over from the oldest
+	// old instance, which is retired, so desired and MaxSize are back at 3; never below the
+	// floor of 2 serving.
+	st, terminated := g.snapshot()
+	if !slices.Equal(terminated, []string{"i-a"}) || st.Desired != 3 || g.maxSize() != 3 || g.minServing < 2 {
+		t.Fatalf("retired %v, desired %d, MaxSize %d, min serving %d; want [i-a], 3, 3, at least 2", terminated, st.Desired, g.maxSize(), g.minServing)
 	}
 }
 
@@ -270,6 +276,7 @@ func TestLongDrainsAreNotAStall(t *testing.T) {
 func TestTheTailOfDrainsDoesNotHoldScaling(t *testing.T) {
 	g := newFakeGroup("2", "i-a", "i-b")
 	g.drainSteps = 40
+	g.state.Max = 4 // room for the surge and for scaling: MaxSize is not the cycle's here
 	r := newRig(t, g, nil)
 	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
 		t.Fatal(err)
@@ -300,7 +307,6 @@ func TestTheTailOfDrainsDoesNotHoldScaling(t *testing.T) {
 			// Scaling, now in charge, grows the fleet by one; its new instance never serves.
 			g.mu.Lock()
 			g.state.Desired++
-			g.state.Max++
 			g.mu.Unlock()
 			r.hl.unknownNew = true
 		}
@@ -386,6 +392,83 @@ func TestARunnerANoticeStoppedDoesNotServe(t *testing.T) {
 	}
 }
 
+// The surge's MaxSize goes back when the tail begins, so scaling, in charge again, is held to the
+// group's own maximum; and a fleet scaling shrank during the tail still ends the cycle as a
+// success (its size is scaling's by then).
+func TestTheTailGivesBackMaxSizeAndSurvivesAScaleIn(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.drainSteps = 20
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	shrunk := false
+	for i := 0; i < 200 && r.st.get("blue").Active(); i++ {
+		r.clk.add(time.Minute)
+		holds, err := r.h.Advance(ctx, "blue", fmt.Sprintf("t-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holds || shrunk || !r.st.get("blue").Active() {
+			continue
+		}
+		if m := g.maxSize(); m != 3 {
+			t.Fatalf("MaxSize %d when the tail began, want the original 3 back", m)
+		}
+		g.mu.Lock() // scaling removes an idle replacement
+		for j, m := range g.state.Members {
+			if strings.HasPrefix(m.ID, "i-new") && m.State.InService() {
+				g.state.Members = slices.Delete(g.state.Members, j, j+1)
+				g.state.Desired--
+				break
+			}
+		}
+		g.mu.Unlock()
+		shrunk = true
+	}
+	if rec := r.st.get("blue"); !shrunk || rec.Status != StatusSucceeded {
+		t.Fatalf("shrunk %v, status %s (%s); want success after scaling shrank the fleet in the tail", shrunk, rec.Status, rec.Reason)
+	}
+}
+
+// Without surge, the tail does not begin before the last replacement is listed, so its health is
+// still the cycle's to judge: a last replacement that never serves fails the cycle.
+func TestTheTailWaitsForTheLastReplacement(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	g.drainSteps = 10
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 60 && len(r.st.get("blue").Retired) < 2; i++ {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("a-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.mu.Lock()
+	g.launchFails = true
+	g.mu.Unlock()
+	for i := range 2 {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("b-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec := r.st.get("blue"); rec.Tail {
+		t.Fatalf("tail began with the last replacement not launched: %+v", rec.Progress)
+	}
+	g.mu.Lock()
+	g.launchFails = false
+	g.mu.Unlock()
+	r.hl.unknownNew = true // the last replacement (and every later one) never answers
+	if rec := r.tickUntilDone(t, 30); rec.Status != StatusFailed || !strings.Contains(rec.Reason, "not healthy within") {
+		t.Fatalf("status %s (%s); want failed: the last replacement never served", rec.Status, rec.Reason)
+	}
+}
+
 // A MaxSize someone else changed while the cycle ran (a stack update, an operator's cost cap) is
 // theirs: the cycle gives back only the room its own surge took.
 func TestMaxSizeChangedDuringTheCycleIsLeftAsItIs(t *testing.T) {
@@ -430,6 +513,42 @@ func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
 	}
 	if m := g.maxSize(); m != 3 {
 		t.Errorf("MaxSize %d after the abort, want the original 3 (the surge's room given back)", m)
+	}
+}
+
+// A cycle that ended with a healthy surge instance (aborted before its retirement) leaves the
+// desired capacity above the original MaxSize: the surge's MaxSize stays until scaling brings the
+// desired capacity down, and a later tick then gives it back, rather than the cycle lowering the
+// desired capacity and letting Auto Scaling pick an old, healthy instance to terminate.
+func TestSurgeMaxSizeIsGivenBackOnceTheDesiredCapacityAllows(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c", "i-new01")
+	g.state.Max = 4
+	r := newRig(t, g, nil)
+	now := r.clk.now()
+	r.st.rec["blue"] = Record{ID: "c1", Status: StatusAborted, FinishedAt: now, Desired: 3, OriginalMax: 3, RaisedMax: 4,
+		Old: []string{"i-a", "i-b", "i-c"}, Seen: map[string]time.Time{"i-new01": now}, Healthy: []string{"i-new01"}}
+	r.st.ver["blue"] = 5
+	advance := func() {
+		t.Helper()
+		r.clk.add(time.Minute)
+		if holds, err := r.h.Advance(context.Background(), "blue", ""); err != nil || holds {
+			t.Fatalf("Advance = %v, %v; want an ended cycle, holding nothing", holds, err)
+		}
+	}
+	advance()
+	if m := g.maxSize(); m != 4 {
+		t.Fatalf("MaxSize %d while the desired capacity is 4, want it left at 4", m)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("terminated %v; the surge's healthy instance and the old ones are scaling's to remove", terminated)
+	}
+	g.mu.Lock() // scaling removes the idle surplus
+	g.state.Desired = 3
+	g.state.Members = g.state.Members[:3]
+	g.mu.Unlock()
+	advance()
+	if m := g.maxSize(); m != 3 {
+		t.Fatalf("MaxSize %d once the desired capacity is 3, want the original 3 given back", m)
 	}
 }
 

@@ -22,6 +22,8 @@ type plan struct {
 	// finish, when set, ends the cycle with reason.
 	finish Status
 	reason string
+	// tail is set by the step that began the cycle's tail (the surge's MaxSize goes back then).
+	tail bool
 }
 
 // decide advances rec by one step from the group g and the runners' health, and returns the
@@ -158,17 +160,20 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			rec.RaisedMax = p.max
 		}
 	}
-	if len(oldLive) == 0 && pr.Draining > 0 && p.desired == 0 && pr.WaitingForHealth == 0 && !rec.Tail {
+	if len(oldLive) == 0 && pr.Draining > 0 && p.desired == 0 && pr.WaitingForHealth == 0 && liveMembers(g) >= rec.Desired && !rec.Tail {
 		// Only drains are left, for as long as their jobs run: holding scaling until the
-		// longest ends would leave queued jobs waiting on a fleet that cannot grow.
+		// longest ends would leave queued jobs waiting on a fleet that cannot grow. (Every
+		// replacement is launched and serves: the group lists as many as the cycle's size.)
 		rec.Tail = true
+		p.tail = true
 		rec.event(now, fmt.Sprintf("every old instance retired and every replacement serving: scaling resumes while %d drain(s) finish", pr.Draining))
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
 		// Done once the fleet is back at its size and every replacement serves (the last
 		// retirement of a cycle without surge lowered desired; its replacement comes now, and
-		// the group must have launched it: a group short of capacity is not a success).
-		if p.desired == 0 && pr.WaitingForHealth == 0 && liveMembers(g) >= rec.Desired {
+		// the group must have launched it: a group short of capacity is not a success). In the
+		// tail the size is scaling's, checked when the tail began.
+		if rec.Tail || p.desired == 0 && pr.WaitingForHealth == 0 && liveMembers(g) >= rec.Desired {
 			p.finish, p.reason = StatusSucceeded, fmt.Sprintf("all %d instances replaced", len(rec.Old))
 			if pr.Aside > 0 {
 				p.reason = fmt.Sprintf("%d of %d instances replaced; %d set aside out of service, not replaced: %v",
