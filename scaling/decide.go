@@ -110,11 +110,11 @@ type Observation struct {
 // older than QueueMaxAge) and the spare slots asked for; without a fresh queue signal, a
 // saturated fleet grows by half its running jobs per decision. Scale-in removes only idle, scraped
 // instances older than MinUptime, at most MaxScaleInStep per decision, once the fleet has had
-// spare capacity for ScaleInWindow, never while more than MaxUnknownShare of the in-service
-// instances are unknown, and never while the group has not made launches it was asked for; an
-// unknown instance counts as capacity but never as spare. Instances whose intake is stopped,
+// spare capacity for ScaleInWindow, and never while more than MaxUnknownShare of the in-service
+// instances are unknown; an unknown instance counts as capacity but never as spare, and launches
+// the group has not made are cancelled before any running instance is removed. Instances whose intake is stopped,
 // unhealthy or spot-interrupted offer no slots. When GitLab rejects every scraped runner's job
-// requests, the fleet does not grow past its size (new runners would be rejected too).
+// requests, the fleet grows only to its floor and by one probe every RejectedProbeEvery.
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
 	eff := EffectiveAt(now, p)
@@ -225,12 +225,20 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	rejectedAll := ""
 	if healthy == 0 && rejected > 0 && target > max(base, lo) {
 		// GitLab rejects every runner's job requests (a revoked or expired token): a new
-		// instance registers with the same token and serves nothing either, so growing for the
-		// demand would only pay for instances up to the maximum. Only the floor holds.
-		rejectedAll = fmt.Sprintf("GitLab rejects the job requests of all %d scraped runners "+
-			"(a revoked or expired runner token?): new instances would be rejected too, so the fleet does not grow for demand; "+
-			"fix the token parameter (a change of it starts a cycle)", rejected)
-		target = base
+		// instance registering with the same token serves nothing either, so growing for the
+		// demand would only pay for instances up to the maximum. The floor holds, and one
+		// instance probes every RejectedProbeEvery: once the token parameter is fixed (no cycle
+		// needed), it serves and the fleet grows again.
+		if newest := newestLaunch(members); obs.Booting == 0 && now.Sub(newest) >= RejectedProbeEvery {
+			target = base + 1
+			rejectedAll = fmt.Sprintf("GitLab rejects the job requests of all %d scraped runners (a revoked or expired runner token?): "+
+				"one instance probes whether the token parameter is fixed; the fleet grows for demand once a runner serves", rejected)
+		} else {
+			target = base
+			rejectedAll = fmt.Sprintf("GitLab rejects the job requests of all %d scraped runners "+
+				"(a revoked or expired runner token?): new instances would be rejected too, so the fleet does not grow for demand "+
+				"(one instance probes every %s); fix the token parameter", rejected, RejectedProbeEvery)
+		}
 	}
 	target = min(max(target, lo), hi)
 	if rejectedAll != "" && target == base {
@@ -243,6 +251,9 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		d.State.LastScaleOut = now
 		d.State.SpareSince = time.Time{}
 		d.Reason = fmt.Sprintf("scale out %d → %d: %s", in.Desired, target, summary)
+		if rejectedAll != "" {
+			d.Reason = fmt.Sprintf("scale out %d → %d: %s; %s", in.Desired, target, rejectedAll, summary)
+		}
 		return d
 	}
 
@@ -263,18 +274,29 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		d.Reason = "no scale-in: " + blocked + "; " + summary
 		return d
 	}
-	if missing > 0 {
-		// Their slots count as coming capacity, not as spare: removing a running instance for
-		// a launch that may never come (no spot capacity, a quota, a broken launch template)
-		// would leave the fleet short.
-		d.Reason = fmt.Sprintf("no scale-in: the group has not made %d of the launches it was asked for; %s", missing, summary)
-		return d
-	}
 	if over <= 0 {
 		if spareFor := now.Sub(d.State.SpareSince); spareFor < p.ScaleInWindow {
 			d.Reason = fmt.Sprintf("no scale-in yet: spare capacity for %s of %s; %s", spareFor, p.ScaleInWindow, summary)
 			return d
 		}
+	}
+	if missing > 0 {
+		// Launches the group was asked for and has not made (no spot capacity, a quota, a
+		// broken launch template) go first: removing a running instance while one may never
+		// come would leave the fleet short. Cancelling them lowers the desired capacity to no
+		// fewer than the members listed, which terminates nothing.
+		cancel := min(missing, in.Desired-lo)
+		if over <= 0 {
+			cancel = min(cancel, surplus/obs.SlotsPerInstance)
+		}
+		if cancel <= 0 {
+			d.Reason = fmt.Sprintf("no scale-in: the group has not made %d of the launches it was asked for; %s", missing, summary)
+			return d
+		}
+		d.Desired = in.Desired - cancel
+		d.State.LastScaleIn = now
+		d.Reason = fmt.Sprintf("scale in %d → %d, cancelling %d launch(es) the group has not made: %s", in.Desired, d.Desired, cancel, summary)
+		return d
 	}
 
 	// Each removal lowers the group's desired capacity by one (terminate with decrement): the
@@ -315,6 +337,21 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	d.State.LastScaleIn = now
 	d.Reason = fmt.Sprintf("scale in %d → %d, removing idle %s: %s", in.Desired, d.Desired, strings.Join(d.Remove, ","), summary)
 	return d
+}
+
+// RejectedProbeEvery is how often a fleet whose every runner GitLab rejects launches one
+// instance anyway: it serves once the token parameter is fixed, and the fleet then grows again.
+const RejectedProbeEvery = 30 * time.Minute
+
+// newestLaunch is the latest LaunchedAt of members (zero for none).
+func newestLaunch(members []fleet.Instance) time.Time {
+	var newest time.Time
+	for _, m := range members {
+		if m.LaunchedAt.After(newest) {
+			newest = m.LaunchedAt
+		}
+	}
+	return newest
 }
 
 // MaxPinnedRemovals bounds the instances a pin removes in one decision: each is one

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,7 +72,18 @@ func TestDecideInvariants(t *testing.T) {
 			if in.Pinned != nil && d.Desired < max(*in.Pinned, in.GroupMin, 0) {
 				t.Fatalf("case %d: removal below the pin %d: desired %d\n%s", n, *in.Pinned, d.Desired, d.Reason)
 			}
-		} else if d.Desired != in.Desired && (d.Desired < in.Desired || (in.Pinned == nil && d.Desired > p.MaxInstances)) {
+		} else if d.Desired < in.Desired {
+			// Only launches the group has not made are cancelled: never below the members listed.
+			live := 0
+			for _, i := range in.Instances {
+				if !i.State.Leaving() {
+					live++
+				}
+			}
+			if d.Desired < live || !strings.Contains(d.Reason, "cancelling") {
+				t.Fatalf("case %d: desired %d from %d without removals, %d members listed\n%s", n, d.Desired, in.Desired, live, d.Reason)
+			}
+		} else if d.Desired != in.Desired && in.Pinned == nil && d.Desired > p.MaxInstances {
 			t.Fatalf("case %d: desired %d from %d without removals (max %d)\n%s", n, d.Desired, in.Desired, p.MaxInstances, d.Reason)
 		}
 		for _, id := range d.Unprotect {

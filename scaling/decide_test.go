@@ -55,16 +55,28 @@ func TestDecide(t *testing.T) {
 			desired: 2, reasonHas: "scale out 0 → 2",
 		},
 		{
-			name:    "missing launches: no running instance is removed for a launch the group has not made",
+			name:    "missing launches: cancelled before any running instance is removed",
 			policy:  func(p *fleet.Policy) { p.MinInstances = 2 },
 			in:      Input{Desired: 3, Instances: []fleet.Instance{inst("a", 0), inst("b", 0)}, State: spareFor(time.Hour)},
-			desired: 3, reasonHas: "has not made 1 of the launches",
+			desired: 2, reasonHas: "cancelling 1 launch(es) the group has not made",
 		},
 		{
-			name:    "rejected: GitLab rejects every runner, the fleet does not grow for it",
+			name:    "missing launches: a burst's unmade launches go, then idle instances can",
+			in:      Input{Desired: 10, Instances: idleInstances(6), State: spareFor(3 * time.Hour)},
+			desired: 6, reasonHas: "cancelling 4 launch(es)",
+		},
+		{
+			name:   "rejected: GitLab rejects every runner, the fleet does not grow for it (a probe launched lately)",
+			policy: func(p *fleet.Policy) { p.IdleSlots = 4 },
+			in: Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }),
+				with(inst("b", 0), func(i *fleet.Instance) { i.Healthy, i.LaunchedAt = false, monday0900.Add(-10*time.Minute) })}},
+			desired: 2, reasonHas: "GitLab rejects the job requests of all 2",
+		},
+		{
+			name:    "rejected: one instance probes every half hour (the token parameter may be fixed)",
 			policy:  func(p *fleet.Policy) { p.IdleSlots = 4 },
 			in:      Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
-			desired: 2, reasonHas: "GitLab rejects the job requests of all 2",
+			desired: 3, reasonHas: "one instance probes",
 		},
 		{
 			name:    "rejected: the policy's floor still holds",

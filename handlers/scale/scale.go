@@ -537,6 +537,18 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f fleet.Settings,
 		}
 		return failed
 	}
+	if d.Desired < g.Desired && len(d.Remove) == 0 {
+		// Cancelling launches the group has not made: never below the members it lists, which
+		// would let Auto Scaling pick an instance to terminate.
+		if live := liveMembers(g); d.Desired < live {
+			fail("set_desired", fmt.Errorf("refusing to lower the desired capacity to %d below the %d instances listed", d.Desired, live))
+			return failed
+		}
+		if err := h.deps.Group.SetDesiredCapacity(ctx, g.Name, d.Desired); err != nil {
+			fail("set_desired", err)
+		}
+		return failed
+	}
 	for _, id := range d.Remove {
 		if !slices.ContainsFunc(g.Members, func(m Member) bool { return m.Instance.ID == id }) {
 			continue // never terminate what is not a member of this group
@@ -546,6 +558,17 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f fleet.Settings,
 		}
 	}
 	return failed
+}
+
+// liveMembers counts the group's members that are not leaving.
+func liveMembers(g GroupState) int {
+	n := 0
+	for _, m := range g.Members {
+		if !m.Instance.State.Leaving() {
+			n++
+		}
+	}
+	return n
 }
 
 func unknownReasons(instances []fleet.Instance) map[string]string {

@@ -540,3 +540,21 @@ func TestSwitchedOffGroupIsNotLaunchedInto(t *testing.T) {
 		}
 	}
 }
+
+// Launches the group was asked for and has not made (no spot capacity, a quota) are cancelled
+// before a running instance is removed: the desired capacity goes down to the members listed,
+// and nothing is terminated.
+func TestLaunchesNotMadeAreCancelledFirst(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{MinInstances: 2, ScaleInWindow: time.Minute, MinUptime: time.Nanosecond}, "i-1", "i-2")
+	r.group.state.Desired = 3 // one launch the group never made
+	r.scr.set("i-1", busy(0, 4))
+	r.scr.set("i-2", busy(0, 4))
+	r.tick(t, "tick-1")
+	r.advance(2 * time.Minute)
+	r.tick(t, "tick-2")
+	desired, terminated, _, _ := r.group.snapshot()
+	if desired != 2 || len(terminated) != 0 {
+		t.Fatalf("desired %d, terminated %v; want the unmade launch cancelled (desired 2), nothing terminated", desired, terminated)
+	}
+}
