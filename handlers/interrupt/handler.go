@@ -402,7 +402,21 @@ func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error)
 	var errs []error
 	closed := 0
 	for _, m := range marks {
-		if m.Gone || groups[m.InstanceID] == f.GroupName {
+		if m.Gone {
+			continue
+		}
+		if groups[m.InstanceID] == f.GroupName {
+			if !m.LeftAt.IsZero() {
+				// Back in its group (a lookup that missed it): its hour starts again when it
+				// really leaves.
+				if _, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
+					changed := !m.LeftAt.IsZero()
+					m.LeftAt = time.Time{}
+					return changed
+				}); err != nil {
+					errs = append(errs, fmt.Errorf("recording %s back in its group: %w", m.InstanceID, err))
+				}
+			}
 			continue
 		}
 		if m.LeftAt.IsZero() {
@@ -421,7 +435,8 @@ func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error)
 			continue
 		}
 		flipped := false
-		m, err := h.d.Marks.Update(ctx, m.InstanceID, func(m *Mark) bool {
+		id := m.InstanceID
+		m, err := h.d.Marks.Update(ctx, id, func(m *Mark) bool {
 			flipped = !m.Gone
 			if m.Gone {
 				return false
@@ -433,7 +448,7 @@ func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error)
 			return true
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("closing the mark of %s: %w", m.InstanceID, err))
+			errs = append(errs, fmt.Errorf("closing the mark of %s: %w", id, err))
 			continue
 		}
 		if !flipped {

@@ -159,6 +159,15 @@ func TestStaleMarksAreClosed(t *testing.T) {
 	if n := closeAt(5 * time.Hour); n != 0 {
 		t.Fatalf("closed %d marks of members", n)
 	}
+	// A lookup that misses an instance for one tick does not start its hour: back in its group,
+	// its LeftAt is cleared.
+	delete(w.members, "i-gone")
+	closeAt(5*time.Hour + time.Minute)
+	w.members["i-gone"] = member{"blue-asg", "InService"}
+	closeAt(5*time.Hour + 2*time.Minute)
+	if m := w.marks["i-gone"]; !m.LeftAt.IsZero() {
+		t.Fatalf("LeftAt %v kept for an instance back in its group", m.LeftAt)
+	}
 	delete(w.members, "i-gone") // both leave; their state changes are lost
 	delete(w.members, "i-spot")
 	left := 6 * time.Hour
@@ -186,8 +195,8 @@ func TestStaleMarksAreClosed(t *testing.T) {
 	if n := closeAt(3 * left); n != 0 {
 		t.Errorf("closed %d on a later tick, want 0", n)
 	}
-	if w.groupsOf != 5 {
-		t.Errorf("%d group lookups over 5 ticks, want one each", w.groupsOf)
+	if w.groupsOf != 7 {
+		t.Errorf("%d group lookups over 7 ticks, want one each", w.groupsOf)
 	}
 }
 

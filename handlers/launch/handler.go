@@ -42,7 +42,7 @@ const (
 	sortKey   = "launch"
 	// recordSchema is the layout of the record this code writes; raise it with any change an
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
-	recordSchema = 1
+	recordSchema = 2 // 2: LateLooks, BaselineAt
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
@@ -195,6 +195,8 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		}
 		return nil
 	}
+	// Saved by this code, the record has this schema's fields: an older replica must leave it.
+	rec.Schema = recordSchema
 	switch {
 	case rec.Phase == phaseDone:
 		return nil
@@ -300,7 +302,7 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		// two looks, so what the gate has cannot show it, and without this every instance
 		// launched during an outage would be abandoned. One more look, one poll later
 		// (heartbeats go on as ever).
-		rec.Due = now.Add(rec.Poll)
+		rec.Due = h.nextDue(rec, now, now.Add(rec.Poll))
 		rec.LateLooks++
 		rec.Note = joinNote(rec.Note, fmt.Sprintf("look %d, %s after the launch, is past the deadline without two answered looks a poll apart: one more look before deciding",
 			rec.Checks, now.Sub(rec.StartedAt).Round(time.Second)))
@@ -309,19 +311,24 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
 		h.spareBusy(ctx, rec)
 	default:
-		rec.Due = minTime(now.Add(rec.Poll), rec.Deadline)
-		if rec.HeartbeatEvery > 0 {
-			next := rec.LastHeartbeat.Add(rec.HeartbeatEvery)
-			if !next.After(now) {
-				// The heartbeat just failed (LastHeartbeat unchanged): try again soon, not at
-				// once, or a gate whose heartbeats keep failing (a missing permission, throttling)
-				// loops as fast as its follow-ups go round, and the throttling spreads.
-				next = now.Add(min(heartbeatRetry, rec.HeartbeatEvery/4))
-			}
-			rec.Due = minTime(rec.Due, next)
-		}
+		rec.Due = h.nextDue(rec, now, minTime(now.Add(rec.Poll), rec.Deadline))
 		rec.FollowUps++
 	}
+}
+
+// nextDue is look, or the next heartbeat when that comes first.
+func (h *Handler) nextDue(rec *record, now, look time.Time) time.Time {
+	if rec.HeartbeatEvery <= 0 {
+		return look
+	}
+	next := rec.LastHeartbeat.Add(rec.HeartbeatEvery)
+	if !next.After(now) {
+		// The heartbeat just failed (LastHeartbeat unchanged): try again soon, not at once, or a
+		// gate whose heartbeats keep failing (a missing permission, throttling) loops as fast as
+		// its follow-ups go round, and the throttling spreads.
+		next = now.Add(min(heartbeatRetry, rec.HeartbeatEvery/4))
+	}
+	return minTime(look, next)
 }
 
 // spareBusy turns a decided ABANDON into CONTINUE when the runner is running jobs: ABANDON

@@ -474,3 +474,19 @@ func TestSecondLookAPollAfterTheFirst(t *testing.T) {
 		t.Fatalf("completes %v, reason %s, looks %d, delays %v; want CONTINUE (healthy) on the third look", f.completes, r.Reason, f.looks, f.delays)
 	}
 }
+
+// The looks added past the deadline keep the hook's heartbeats: the next follow-up comes for
+// whichever is due first.
+func TestLateLooksKeepHeartbeating(t *testing.T) {
+	f := newFakes()
+	f.hookHB = 30 * time.Second // a heartbeat every 10 s
+	f.health = []*[2]float64{{1, 0}}
+	h := newHandler(t, f, map[string]Gate{"blue": {Timeout: time.Minute, Poll: 20 * time.Second}})
+	f.advance(5 * time.Minute)
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.record(t); r.LateLooks != 1 || len(f.delays) != 1 || f.delays[0] > 10*time.Second {
+		t.Fatalf("late looks %d, follow-up delays %v; want one late look and the next step within the 10 s heartbeat", r.LateLooks, f.delays)
+	}
+}
