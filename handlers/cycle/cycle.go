@@ -246,6 +246,9 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	if err != nil {
 		return fmt.Errorf("loading cycle of fleet %s: %w", f.Name, err)
 	}
+	if err := h.newer(f, rec); err != nil {
+		return err
+	}
 	if rec.ID == s.id {
 		if rec.Active() {
 			_, err := h.Advance(ctx, f.Name, "") // redelivered: carry on
@@ -259,7 +262,7 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 			// token, so a token cycle of everything follows when this one ends.
 			rec.TokenChangedAt = h.cfg.Now()
 			rec.event(rec.TokenChangedAt, "token parameter changed: a cycle of every instance follows this one")
-			ok, err := h.deps.State.Save(ctx, f.Name, rec, ver)
+			ok, err := h.save(ctx, f.Name, rec, ver)
 			if err != nil {
 				return fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
 			}
@@ -314,7 +317,7 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	if len(next.Old) == 0 {
 		next.finish(now, StatusSucceeded, "nothing to replace: every instance runs launch template version "+g.CurrentVersion)
 	}
-	ok, err := h.deps.State.Save(ctx, f.Name, next, ver)
+	ok, err := h.save(ctx, f.Name, next, ver)
 	if err != nil {
 		return fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
 	}
@@ -339,6 +342,9 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 		if err != nil {
 			return fmt.Errorf("loading cycle of fleet %s: %w", f.Name, err)
 		}
+		if err := h.newer(f, rec); err != nil {
+			return err
+		}
 		if !rec.Active() {
 			h.log.InfoContext(ctx, "cycle abort: no cycle in progress", "fleet", f.Name, "command_id", c.ID, "last_cycle", rec.ID, "last_status", rec.Status)
 			return nil
@@ -351,7 +357,7 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 		}
 		rec.finish(now, StatusAborted, fmt.Sprintf("aborted by %s (command %s) after %d of %d replaced",
 			orUnknown(c.Issuer), c.ID, rec.Progress.Replaced, rec.Progress.Total))
-		ok, err := h.deps.State.Save(ctx, f.Name, rec, ver)
+		ok, err := h.save(ctx, f.Name, rec, ver)
 		if err != nil {
 			return fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
 		}
@@ -381,6 +387,23 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 		h.log.WarnContext(ctx, "cycle aborted: MaxSize not restored; set it back by hand",
 			"fleet", f.Name, "group", f.GroupName, "original_max", rec.OriginalMax, "error", err.Error())
 	}
+}
+
+// newer refuses a record a newer worker wrote (a rolling deploy runs old and new replicas side
+// by side): saving it with this code would drop what it does not know. The error is transient,
+// so the message is retried, by a newer replica in the end.
+func (h *Handler) newer(f FleetConfig, rec Record) error {
+	if rec.Schema <= recordSchema {
+		return nil
+	}
+	return fmt.Errorf("cycle %s of fleet %s was written by a newer worker (schema %d, this one knows %d): left to a newer replica",
+		rec.ID, f.Name, rec.Schema, recordSchema)
+}
+
+// save writes rec with this code's schema, conditioned on version.
+func (h *Handler) save(ctx context.Context, fleetName string, rec Record, version int64) (bool, error) {
+	rec.Schema = recordSchema
+	return h.deps.State.Save(ctx, fleetName, rec, version)
 }
 
 // restorable reports whether the cycle gives back the room its surge took: MaxSize is what the
@@ -421,6 +444,12 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	rec, ver, err := h.deps.State.Load(ctx, f.Name)
 	if err != nil {
 		return false, fmt.Errorf("loading cycle of fleet %s: %w", f.Name, err)
+	}
+	if err := h.newer(f, rec); err != nil {
+		// A newer replica's cycle: this tick takes no step (it would drop what it does not know),
+		// and holds the capacity as the record says; the next tick may reach a newer replica.
+		h.log.WarnContext(ctx, err.Error())
+		return rec.HoldsCapacity(), nil
 	}
 	if !rec.Active() {
 		h.m.active.WithLabelValues(f.Name).Set(0)
@@ -487,7 +516,7 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	} else if rec.Progress != prev || rec.Steps == 1 {
 		rec.event(now, progressLine(rec.Progress))
 	}
-	claimed, err := h.deps.State.Save(ctx, f.Name, rec, ver)
+	claimed, err := h.save(ctx, f.Name, rec, ver)
 	if err != nil {
 		return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
 	}

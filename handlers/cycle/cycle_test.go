@@ -787,3 +787,29 @@ func TestAbortDropsAFollowingTokenCycle(t *testing.T) {
 		t.Fatalf("after the abort: %s %s token changed %v", rec.Status, rec.Trigger, rec.TokenChangedAt)
 	}
 }
+
+// A cycle record a newer worker wrote (a rolling deploy) is left to a newer replica: a tick
+// takes no step (saving it would drop fields this code does not know) but holds as the record
+// says, and an abort or a new cycle is retried rather than refused.
+func TestARecordOfANewerSchemaIsLeftAlone(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	r.st.rec["blue"] = Record{Schema: recordSchema + 1, ID: "c-new", Status: StatusRunning, Desired: 2, Old: []string{"i-a", "i-b"}}
+	r.st.ver["blue"] = 3
+	holds, err := r.h.Advance(context.Background(), "blue", "tick-1")
+	if err != nil || !holds {
+		t.Fatalf("Advance = %v, %v; want it to hold, without error", holds, err)
+	}
+	if r.st.saves != 0 || g.setCalls != 0 {
+		t.Fatalf("%d saves, %d capacity calls on a newer worker's cycle; want none", r.st.saves, g.setCalls)
+	}
+	for _, args := range []messages.CycleArgs{{Abort: true}, {MaxUnavailable: 1, Surge: 1}} {
+		err := r.command(t, args)
+		if err == nil || messages.IsPermanent(err) || !strings.Contains(err.Error(), "newer worker") {
+			t.Errorf("command %+v = %v; want a retried (not rejected) error naming the newer worker", args, err)
+		}
+	}
+	if r.st.saves != 0 {
+		t.Errorf("%d saves; want the newer record untouched", r.st.saves)
+	}
+}

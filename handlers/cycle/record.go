@@ -28,9 +28,16 @@ const (
 // maxEvents bounds Record.Events: the record is one DynamoDB item (400 KB).
 const maxEvents = 50
 
+// recordSchema is the layout of the record this code writes. Raise it with any change an older
+// worker would misread or lose on saving; a worker leaves records of a newer schema to newer
+// replicas (Handler.newer). 1: Tail and Aside (records without a schema are 0).
+const recordSchema = 1
+
 // Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
 // state machine: a worker restart, a duplicate tick or another replica reads it and carries on.
 type Record struct {
+	// Schema is the layout the record was written with (recordSchema).
+	Schema int `json:"schema,omitempty"`
 	// ID names the cycle: the id of the command that started it, or of the token change event.
 	ID      string `json:"id"`
 	Trigger string `json:"trigger"`
