@@ -510,7 +510,8 @@ func (h *Handler) publish(ctx context.Context, log *slog.Logger, fm FleetMetrics
 	}
 }
 
-// apply carries out a claimed decision: protect, unprotect, then raise desired or remove idle
+// apply carries out a claimed decision: protect, unprotect, then raise desired, cancel launches
+// the group has not made (lower desired, never below the members listed) or remove idle
 // instances. Every call is tried even when an earlier one failed; failures are returned in words.
 func (h *Handler) apply(ctx context.Context, log *slog.Logger, f fleet.Settings, g GroupState, d scaling.Decision) []string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ApplyTimeout)
