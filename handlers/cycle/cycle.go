@@ -380,7 +380,7 @@ func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
 	}
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
 	if err == nil {
-		err = h.giveBack(ctx, f, g, rec, true)
+		err = h.giveBack(ctx, f, g, rec, true, nil)
 	}
 	if err != nil {
 		h.m.applyErrs.WithLabelValues(f.Name, "restore_max").Inc()
@@ -620,10 +620,11 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 	}
 	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
 	// for good (the next cycle records the raised value as the original).
-	// The surge's room goes back when the cycle hands the capacity to scaling (its tail) or
-	// ends; a failed or aborted cycle first undoes what is left of its surge.
-	if p.finish.Final() || p.tail {
-		if err := h.giveBack(ctx, f, g, rec, p.finish == StatusFailed || p.finish == StatusAborted); err != nil {
+	// The surge's room goes back when the cycle hands the capacity to scaling (on every step of
+	// its tail until it can: a retirement retried in the tail may only now bring the desired
+	// capacity down) or ends; a failed or aborted cycle first undoes what is left of its surge.
+	if p.finish.Final() || rec.Tail {
+		if err := h.giveBack(ctx, f, g, rec, p.finish == StatusFailed || p.finish == StatusAborted, p.undo); err != nil {
 			fail("restore_max", err)
 		}
 	}
@@ -638,12 +639,12 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 // old, healthy instances):
 //   - its replacements that never served (broken or still booting) are retired;
 //   - launches the group has not made are cancelled (this terminates nothing);
-//   - a healthy surge instance has replaced an old one: an old one is retired (the fewest-jobs
-//     rule is the cycle's; here the oldest), so the desired capacity is back at the original
-//     MaxSize.
+//   - a healthy surge instance has replaced an old one: an old one is retired, in the cycle's
+//     retirement order (those that serve nothing first) and never below the floor of serving
+//     instances, so the desired capacity is back at the original MaxSize.
 //
 // Then MaxSize goes back, unless someone changed it meanwhile (theirs, logged).
-func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, undo bool) error {
+func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, undo bool, order []undoCandidate) error {
 	if rec.RaisedMax > 0 && g.Max > rec.OriginalMax && g.Max != rec.RaisedMax {
 		h.log.WarnContext(ctx, "cycle: MaxSize changed during the cycle, left as it is",
 			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
@@ -677,8 +678,21 @@ func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec
 				desired = to
 			}
 		}
-		for _, id := range oldInService(rec, g) {
-			retire(id, "an old instance a healthy replacement took over from")
+		if order == nil { // an abort: no runners read; oldest first, each counted as serving
+			for _, id := range oldInService(rec, g) {
+				order = append(order, undoCandidate{id: id, serving: true})
+			}
+		}
+		serving := rec.Progress.Serving
+		for _, c := range order {
+			if c.serving && serving-1 < rec.Progress.Floor {
+				continue // never below the floor: one that serves nothing goes first, or none
+			}
+			before := desired
+			retire(c.id, "an old instance a healthy replacement took over from")
+			if c.serving && desired < before {
+				serving--
+			}
 		}
 	}
 	if desired > rec.OriginalMax {

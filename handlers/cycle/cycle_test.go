@@ -813,3 +813,45 @@ func TestARecordOfANewerSchemaIsLeftAlone(t *testing.T) {
 		t.Errorf("%d saves; want the newer record untouched", r.st.saves)
 	}
 }
+
+// A tail that began with the desired capacity still above the original MaxSize (the last
+// retirement's terminate failed and was retried) gives MaxSize back on a later tail step, once
+// the desired capacity is down, not only when the cycle ends.
+func TestTheTailGivesBackMaxSizeOnceItCan(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-new01", "i-new02", "i-new03")
+	g.drainSteps = 50
+	g.state.Desired, g.state.Max = 3, 4
+	g.state.Members[0].Version = "1"
+	r := newRig(t, g, nil)
+	now := r.clk.now()
+	r.st.rec["blue"] = Record{Schema: recordSchema, ID: "c1", Status: StatusRunning, StartedAt: now, MovedAt: now, Tail: true,
+		Desired: 3, MaxUnavailable: 1, Surge: 1, OriginalMax: 3, RaisedMax: 4, HealthTimeout: 5 * time.Minute,
+		Old: []string{"i-a"}, Retired: []string{"i-a"}, RetiredAt: map[string]time.Time{"i-a": now},
+		Seen:    map[string]time.Time{"i-new01": now, "i-new02": now, "i-new03": now},
+		Healthy: []string{"i-new01", "i-new02", "i-new03"}}
+	r.st.ver["blue"] = 7
+	r.clk.add(30 * time.Second)
+	if _, err := r.h.Advance(context.Background(), "blue", "tick-1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := g.maxSize(); m != 3 {
+		t.Fatalf("MaxSize %d on a tail step with the desired capacity at 3, want the original 3 back", m)
+	}
+}
+
+// A failed cycle undoing its surge retires an old instance that serves nothing before one that
+// serves, and never takes the serving instances below the floor.
+func TestUndoRetiresWhatServesNothingFirst(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	r := newRig(t, g, nil)
+	r.hl.unknown["i-b"], r.hl.unknown["i-c"] = true, true
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 30)
+	st, terminated := g.snapshot()
+	if rec.Status != StatusFailed || !slices.Equal(terminated, []string{"i-b"}) || st.Desired != 3 || g.maxSize() != 3 {
+		t.Fatalf("status %s (%s), retired %v, desired %d, MaxSize %d; want failed, [i-b] (unreadable) retired, 3, 3",
+			rec.Status, rec.Reason, terminated, st.Desired, g.maxSize())
+	}
+}

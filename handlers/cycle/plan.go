@@ -22,8 +22,26 @@ type plan struct {
 	// finish, when set, ends the cycle with reason.
 	finish Status
 	reason string
-	// tail is set by the step that began the cycle's tail (the surge's MaxSize goes back then).
-	tail bool
+	// undo lists the old instances not yet retired, in the order a failed cycle that undoes its
+	// surge retires them (the retirement order), and whether each serves.
+	undo []undoCandidate
+}
+
+type undoCandidate struct {
+	id      string
+	serving bool
+}
+
+// retireRank orders old instances for retirement: 0 job requests rejected, 1 not serving
+// (not in service, unreadable, intake stopped), 2 serving.
+func retireRank(m Member, r Runner) int {
+	switch {
+	case m.State.InService() && r.Known && r.Rejected:
+		return 0
+	case !m.State.InService() || !r.Healthy:
+		return 1
+	}
+	return 2
 }
 
 // decide advances rec by one step from the group g and the runners' health, and returns the
@@ -147,6 +165,16 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		rec.MovedAt = now
 	}
 
+	// Rejected first, then unreadable, then healthy; fewest jobs first (their drains end
+	// sooner); then oldest. A failed cycle that undoes its surge retires in this order too.
+	slices.SortStableFunc(oldLive, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(retireRank(a, runners[a.ID]), retireRank(b, runners[b.ID])),
+			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
+			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
+	})
+	for _, m := range oldLive {
+		p.undo = append(p.undo, undoCandidate{id: m.ID, serving: retireRank(m, runners[m.ID]) == 2})
+	}
 	if len(late) > 0 {
 		slices.Sort(late)
 		p.finish, p.reason = StatusFailed, fmt.Sprintf("replacement not healthy within %s: %v; nothing more is retired",
@@ -165,7 +193,6 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		// longest ends would leave queued jobs waiting on a fleet that cannot grow. (Every
 		// replacement is launched and serves: the group lists as many as the cycle's size.)
 		rec.Tail = true
-		p.tail = true
 		rec.event(now, fmt.Sprintf("every old instance retired and every replacement serving: scaling resumes while %d drain(s) finish", pr.Draining))
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
@@ -185,23 +212,7 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		return p
 	}
 
-	// Rejected first, then unreadable, then healthy; fewest jobs first (their drains end
-	// sooner); then oldest.
-	rank := func(m Member) int {
-		r := runners[m.ID]
-		switch {
-		case m.State.InService() && r.Known && r.Rejected:
-			return 0
-		case !m.State.InService() || !r.Healthy:
-			return 1
-		}
-		return 2
-	}
-	slices.SortStableFunc(oldLive, func(a, b Member) int {
-		return cmp.Or(cmp.Compare(rank(a), rank(b)),
-			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
-			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
-	})
+	rank := func(m Member) int { return retireRank(m, runners[m.ID]) }
 	healthyOld := 0
 	for _, m := range oldLive {
 		if rank(m) == 2 {
