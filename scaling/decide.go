@@ -114,7 +114,8 @@ type Observation struct {
 // instances are unknown; an unknown instance counts as capacity but never as spare, and launches
 // the group has not made are cancelled before any running instance is removed. Instances whose intake is stopped,
 // unhealthy or spot-interrupted offer no slots. When GitLab rejects every scraped runner's job
-// requests, the fleet grows only to its floor and by one probe every RejectedProbeEvery.
+// requests, the fleet grows only to its floor and by one probe every RejectedProbeEvery, and
+// idle rejected instances above the floor are removed, oldest first.
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
 	eff := EffectiveAt(now, p)
@@ -226,10 +227,10 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	if healthy == 0 && rejected > 0 && target > max(base, lo) {
 		// GitLab rejects every runner's job requests (a revoked or expired token): a new
 		// instance registering with the same token serves nothing either, so growing for the
-		// demand would only pay for instances up to the maximum. The floor holds, and one
-		// instance probes every RejectedProbeEvery: once the token parameter is fixed (no cycle
-		// needed), it serves and the fleet grows again.
-		if newest := newestLaunch(members); obs.Booting == 0 && now.Sub(newest) >= RejectedProbeEvery {
+		// demand would only pay for instances up to the maximum. The floor holds, and, once the
+		// fleet is down to it, one instance probes every RejectedProbeEvery: once the token
+		// parameter is fixed (no cycle needed), it serves and the fleet grows again.
+		if newest := newestLaunch(members); obs.Booting == 0 && base <= lo && now.Sub(newest) >= RejectedProbeEvery {
 			target = base + 1
 			rejectedAll = fmt.Sprintf("GitLab rejects the job requests of all %d scraped runners (a revoked or expired runner token?): "+
 				"one instance probes whether the token parameter is fixed; the fleet grows for demand once a runner serves", rejected)
@@ -243,6 +244,28 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	target = min(max(target, lo), hi)
 	if rejectedAll != "" && target == base {
 		d.State.SpareSince = time.Time{}
+		// Rejected runners serve nothing and never free a slot, so the usual scale-in never
+		// removes them: idle ones above the floor go, oldest first (a probe is the newest), so
+		// probes replace them instead of adding up to the maximum.
+		limit := min(p.MaxScaleInStep, in.Desired-lo)
+		if obs.Booting > 0 {
+			limit = 0 // a probe in flight: keep what is scraped until it is scraped too
+		}
+		for _, inst := range oldestFirst(members) {
+			if len(d.Remove) >= limit {
+				break
+			}
+			if inst.Idle() && !inst.Healthy && now.Sub(inst.LaunchedAt) >= p.MinUptime {
+				d.Remove = append(d.Remove, inst.ID)
+			}
+		}
+		if len(d.Remove) > 0 {
+			d.Unprotect = slices.DeleteFunc(d.Unprotect, func(id string) bool { return slices.Contains(d.Remove, id) })
+			d.Desired = in.Desired - len(d.Remove)
+			d.State.LastScaleIn = now
+			d.Reason = fmt.Sprintf("scale in %d → %d, removing idle rejected %s: %s; %s", in.Desired, d.Desired, strings.Join(d.Remove, ","), rejectedAll, summary)
+			return d
+		}
 		d.Reason = "no scale-out: " + rejectedAll + "; " + summary
 		return d
 	}
@@ -342,6 +365,15 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 // RejectedProbeEvery is how often a fleet whose every runner GitLab rejects launches one
 // instance anyway: it serves once the token parameter is fixed, and the fleet then grows again.
 const RejectedProbeEvery = 30 * time.Minute
+
+// oldestFirst returns members sorted by launch time, oldest first (then by ID).
+func oldestFirst(members []fleet.Instance) []fleet.Instance {
+	out := slices.Clone(members)
+	slices.SortStableFunc(out, func(a, b fleet.Instance) int {
+		return cmp.Or(a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
 
 // newestLaunch is the latest LaunchedAt of members (zero for none).
 func newestLaunch(members []fleet.Instance) time.Time {

@@ -66,15 +66,15 @@ func TestDecide(t *testing.T) {
 			desired: 6, reasonHas: "cancelling 4 launch(es)",
 		},
 		{
-			name:   "rejected: GitLab rejects every runner, the fleet does not grow for it (a probe launched lately)",
+			name:   "rejected: GitLab rejects every runner, the fleet does not grow for it (a probe launched lately); the oldest idle one above the floor goes",
 			policy: func(p *fleet.Policy) { p.IdleSlots = 4 },
 			in: Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }),
 				with(inst("b", 0), func(i *fleet.Instance) { i.Healthy, i.LaunchedAt = false, monday0900.Add(-10*time.Minute) })}},
-			desired: 2, reasonHas: "GitLab rejects the job requests of all 2",
+			desired: 1, remove: []string{"a"}, reasonHas: "removing idle rejected a: GitLab rejects the job requests of all 2",
 		},
 		{
-			name:    "rejected: one instance probes every half hour (the token parameter may be fixed)",
-			policy:  func(p *fleet.Policy) { p.IdleSlots = 4 },
+			name:    "rejected: at its floor, the fleet probes with one instance every half hour (the token parameter may be fixed)",
+			policy:  func(p *fleet.Policy) { p.MinInstances, p.IdleSlots = 2, 4 },
 			in:      Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
 			desired: 3, reasonHas: "one instance probes",
 		},
@@ -524,6 +524,40 @@ func TestPinRemovesInBatches(t *testing.T) {
 	d := Decide(monday0900, basePolicy(), in)
 	if len(d.Remove) != MaxPinnedRemovals || d.Desired != 300-MaxPinnedRemovals {
 		t.Fatalf("removed %d, desired %d; want %d removed, desired %d", len(d.Remove), d.Desired, MaxPinnedRemovals, 300-MaxPinnedRemovals)
+	}
+}
+
+// A fleet whose every runner GitLab rejects, for a day, with every new runner rejected too:
+// probes replace old rejected instances rather than add up to the maximum.
+func TestRejectedFleetStaysNearItsFloor(t *testing.T) {
+	t.Parallel()
+	p := basePolicy()
+	p.IdleSlots, p.MaxInstances = 4, 40
+	var members []fleet.Instance
+	for _, id := range []string{"a", "b"} {
+		members = append(members, with(inst(id, 0), func(i *fleet.Instance) { i.Healthy = false }))
+	}
+	desired, state, next := 2, State{}, 0
+	for minute := range 24 * 60 {
+		now := monday0900.Add(time.Duration(minute) * time.Minute)
+		for i := range members { // a launch boots for 3 minutes, then its runner is rejected
+			if members[i].State.Booting() && now.Sub(members[i].LaunchedAt) >= 3*time.Minute {
+				members[i] = fleet.Instance{ID: members[i].ID, State: fleet.StateInService, LaunchedAt: members[i].LaunchedAt, Capacity: 4, QueueStale: true}
+			}
+		}
+		d := Decide(now, p, Input{Desired: desired, Instances: members, State: state})
+		members = slices.DeleteFunc(members, func(i fleet.Instance) bool { return slices.Contains(d.Remove, i.ID) })
+		for len(members) < d.Desired {
+			next++
+			members = append(members, fleet.Instance{ID: fmt.Sprintf("n%03d", next), State: fleet.StatePending, LaunchedAt: now})
+		}
+		desired, state = d.Desired, d.State
+		if desired > p.MinInstances+1 {
+			t.Fatalf("minute %d: desired %d, want at most the floor and one probe (%s)", minute, desired, d.Reason)
+		}
+	}
+	if next < 40 || next > 50 {
+		t.Errorf("%d probes in a day, want about one every %s", next, RejectedProbeEvery)
 	}
 }
 
