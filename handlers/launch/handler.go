@@ -42,7 +42,7 @@ const (
 	sortKey   = "launch"
 	// recordSchema is the layout of the record this code writes; raise it with any change an
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
-	recordSchema = 2 // 2: LateLooks, BaselineAt
+	recordSchema = 2 // 2: LateLooks, LateDue, BaselineAt
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
@@ -80,7 +80,10 @@ type record struct {
 	Seen       bool      `json:"seen,omitempty"`
 	BaselineAt time.Time `json:"baseline_at,omitzero"`
 	// LateLooks counts the looks added after the deadline (lateLooks).
-	LateLooks     int       `json:"late_looks,omitempty"`
+	LateLooks int `json:"late_looks,omitempty"`
+	// LateDue is when the last look added past the deadline is due: a step before it (a
+	// heartbeat's) decides nothing.
+	LateDue       time.Time `json:"late_due,omitzero"`
 	OK            float64   `json:"ok"`
 	Rejected      float64   `json:"rejected"`
 	Last          string    `json:"last,omitempty"`
@@ -296,13 +299,18 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	switch {
 	case rec.Last == ReasonHealthy:
 		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonHealthy, now
+	case !now.Before(rec.Deadline) && now.Before(rec.LateDue):
+		// Woken for a heartbeat before the added look is due: nothing to decide yet.
+		rec.Due = h.nextDue(rec, now, rec.LateDue)
+		rec.FollowUps++
 	case !now.Before(rec.Deadline) && rec.LateLooks < lateLooks &&
 		(!rec.Seen && rec.Checks < 2 || rec.Seen && now.Sub(rec.BaselineAt) < rec.Poll):
 		// The deadline came before two answered looks a poll apart: health is a change between
 		// two looks, so what the gate has cannot show it, and without this every instance
 		// launched during an outage would be abandoned. One more look, one poll later
 		// (heartbeats go on as ever).
-		rec.Due = h.nextDue(rec, now, now.Add(rec.Poll))
+		rec.LateDue = now.Add(rec.Poll)
+		rec.Due = h.nextDue(rec, now, rec.LateDue)
 		rec.LateLooks++
 		rec.Note = joinNote(rec.Note, fmt.Sprintf("look %d, %s after the launch, is past the deadline without two answered looks a poll apart: one more look before deciding",
 			rec.Checks, now.Sub(rec.StartedAt).Round(time.Second)))

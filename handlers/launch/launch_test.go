@@ -490,3 +490,26 @@ func TestLateLooksKeepHeartbeating(t *testing.T) {
 		t.Fatalf("late looks %d, follow-up delays %v; want one late look and the next step within the 10 s heartbeat", r.LateLooks, f.delays)
 	}
 }
+
+// Heartbeats due more often than the poll wake the gate past its deadline without deciding:
+// the added look still comes a poll after the one before it.
+func TestHeartbeatsDoNotUseUpLateLooks(t *testing.T) {
+	f := newFakes()
+	f.hookHB = 300 * time.Second // a heartbeat every 100 s
+	f.health = []*[2]float64{{1, 0}, {1, 0}, {1, 0}, {1, 0}, {4, 0}}
+	h := newHandler(t, f, map[string]Gate{"blue": {Timeout: time.Minute, Poll: 400 * time.Second, HeartbeatEvery: 100 * time.Second}})
+	f.advance(5 * time.Minute) // the event comes past the gate's deadline
+	for range 8 {
+		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.completes) > 0 {
+			break
+		}
+		f.advance(f.delays[len(f.delays)-1])
+	}
+	if r := f.record(t); len(f.completes) != 1 || f.completes[0] != ResultContinue || r.Reason != ReasonHealthy {
+		t.Fatalf("completes %v, reason %s, looks %d, delays %v; want CONTINUE once the runner asks for jobs a poll later",
+			f.completes, r.Reason, f.looks, f.delays)
+	}
+}
