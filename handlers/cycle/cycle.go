@@ -453,16 +453,8 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	}
 	if !rec.Active() {
 		h.m.active.WithLabelValues(f.Name).Set(0)
-		if rec.Status.Final() && rec.RaisedMax > 0 && h.cfg.Now().Sub(rec.FinishedAt) < restoreWindow {
-			// The surge's MaxSize may still be raised: the cycle ended while a surge instance kept
-			// the desired capacity above the original (giveBack is a no-op once it is restored).
-			if g, err := h.deps.Group.Describe(ctx, f.GroupName); err == nil && g.Desired <= rec.OriginalMax && restorable(g, rec) {
-				if err := h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax); err != nil {
-					h.log.WarnContext(ctx, "restoring MaxSize after the cycle", "fleet", f.Name, "error", err.Error())
-				} else {
-					h.log.InfoContext(ctx, "cycle's surge MaxSize given back", "fleet", f.Name, "group", f.GroupName, "max_size", rec.OriginalMax)
-				}
-			}
+		if rec.Status.Final() && rec.RaisedMax > 0 && !rec.MaxGivenBack && h.cfg.Now().Sub(rec.FinishedAt) < restoreWindow {
+			h.giveBackLater(ctx, f, rec, ver)
 		}
 		if !rec.TokenChangedAt.IsZero() && rec.Status.Final() {
 			// A token change arrived during the last cycle: its own cycle starts now.
@@ -721,6 +713,31 @@ func oldInService(rec Record, g GroupState) []string {
 		out[i] = m.ID
 	}
 	return out
+}
+
+// giveBackLater gives back the surge's MaxSize on a tick after the cycle ended, once the desired
+// capacity allows (the cycle ended while a surge instance kept it above the original). Once
+// MaxSize is back, or is no longer the surge's (someone changed it), the record says so and
+// later ticks look no more.
+func (h *Handler) giveBackLater(ctx context.Context, f FleetConfig, rec Record, ver int64) {
+	g, err := h.deps.Group.Describe(ctx, f.GroupName)
+	if err != nil {
+		return
+	}
+	if restorable(g, rec) {
+		if g.Desired > rec.OriginalMax {
+			return // not yet
+		}
+		if err := h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax); err != nil {
+			h.log.WarnContext(ctx, "restoring MaxSize after the cycle", "fleet", f.Name, "error", err.Error())
+			return
+		}
+		h.log.InfoContext(ctx, "cycle's surge MaxSize given back", "fleet", f.Name, "group", f.GroupName, "max_size", rec.OriginalMax)
+	}
+	rec.MaxGivenBack = true
+	if _, err := h.save(ctx, f.Name, rec, ver); err != nil { // a lost write only means one more look
+		h.log.WarnContext(ctx, "recording the surge's MaxSize given back", "fleet", f.Name, "error", err.Error())
+	}
 }
 
 // restoreWindow is how long after a cycle ends its ticks still try to give back the surge's

@@ -550,6 +550,19 @@ func TestSurgeMaxSizeIsGivenBackOnceTheDesiredCapacityAllows(t *testing.T) {
 	if m := g.maxSize(); m != 3 {
 		t.Fatalf("MaxSize %d once the desired capacity is 3, want the original 3 given back", m)
 	}
+	// Given back: later ticks do not look at the group for it any more.
+	if !r.st.get("blue").MaxGivenBack {
+		t.Fatal("the record does not say MaxSize was given back")
+	}
+	g.mu.Lock()
+	before := g.describes
+	g.mu.Unlock()
+	advance()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.describes != before {
+		t.Errorf("%d more Describe calls after MaxSize was given back, want none", g.describes-before)
+	}
 }
 
 func TestSecondCycleWhileOneRunsIsRefused(t *testing.T) {

@@ -23,6 +23,7 @@ type fakeGroup struct {
 	inPlace    []string // terminated without decrement
 	setCalls   int
 	restored   int
+	describes  int
 	// minServing is the least number of serving instances any Describe saw (health decides).
 	health       *fakeHealth
 	minServing   int
@@ -45,6 +46,7 @@ func newFakeGroup(version string, ids ...string) *fakeGroup {
 func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.describes++
 	// Drains progress; launches come into service.
 	var members []Member
 	for _, m := range g.state.Members {

@@ -30,7 +30,7 @@ const maxEvents = 50
 
 // recordSchema is the layout of the record this code writes. Raise it with any change an older
 // worker would misread or lose on saving; a worker leaves records of a newer schema to newer
-// replicas (Handler.newer). 1: Tail and Aside (records without a schema are 0).
+// replicas (Handler.newer). 1: Tail, Aside, MaxGivenBack (records without a schema are 0).
 const recordSchema = 1
 
 // Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
@@ -74,6 +74,9 @@ type Record struct {
 	// A retired instance never counts as serving again, even while the group still says
 	// InService: so a step of a stale replica can never retire beyond the budget.
 	Retired []string `json:"retired,omitempty"`
+	// MaxGivenBack: after the cycle ended, a tick found the surge's MaxSize given back (or no
+	// longer the surge's); ticks stop looking.
+	MaxGivenBack bool `json:"max_given_back,omitempty"`
 	// Tail: every old instance is retired, the desired capacity is back at Desired and every
 	// replacement serves; only drains are left, which last as long as their jobs (up to 48 h).
 	// The cycle gives the capacity back to scaling and only waits for them.
