@@ -406,6 +406,12 @@ func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d
 		d.Desired = target
 		d.State.LastScaleOut = now
 		d.Reason = fmt.Sprintf("pinned at %d: scale out %d → %d: %s", target, in.Desired, target, summary)
+	case target < base && in.Desired > len(members) && in.Desired > target:
+		// Launches the group has not made go before any running instance (see Decide).
+		d.Desired = max(in.Desired-(in.Desired-len(members)), target)
+		d.State.LastScaleIn = now
+		d.Reason = fmt.Sprintf("pinned at %d: scale in %d → %d, cancelling %d launch(es) the group has not made: %s",
+			target, in.Desired, d.Desired, in.Desired-d.Desired, summary)
 	case target < base:
 		for _, c := range removable(now, 0, members, d.State.IdleSince) {
 			if len(d.Remove) >= min(in.Desired-target, MaxPinnedRemovals) { // each removal decrements desired

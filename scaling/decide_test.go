@@ -458,6 +458,11 @@ func TestDecide(t *testing.T) {
 			desired: 2, remove: []string{"c"}, protect: []string{"a", "b"},
 		},
 		{
+			name:    "pinned below launches the group has not made: those are cancelled first",
+			in:      Input{Desired: 10, Pinned: ptr(6), Instances: idleInstances(6)},
+			desired: 6, reasonHas: "cancelling 4 launch(es)",
+		},
+		{
 			name:    "pinned with every instance busy waits",
 			in:      Input{Desired: 2, Pinned: ptr(1), Instances: []fleet.Instance{inst("a", 1), inst("b", 2)}},
 			desired: 2, protect: []string{"a", "b"}, reasonHas: "waiting",

@@ -375,11 +375,17 @@ func TestPinHoldsCapacityThenResumes(t *testing.T) {
 		t.Errorf("published %d times, want 5: two pin ticks and three pinned ticks all report", n)
 	}
 
-	// Pin below the busy count: only idle ones go.
+	// Pin below the busy count: the two launches the fake group never made are cancelled
+	// first, then only idle instances go.
 	one := 1
 	if err := r.h.Handle(context.Background(), scaleCommand(t, r.clock(), &one, false, 0)); err != nil {
 		t.Fatal(err)
 	}
+	if desired, terminated, _, _ := r.group.snapshot(); desired != 3 || len(terminated) != 0 {
+		t.Fatalf("pin 1: desired %d, terminated %v; want the 2 launches not made cancelled first (desired 3), nothing terminated", desired, terminated)
+	}
+	r.advance(time.Minute)
+	r.tick(t, "tick-after-pin")
 	_, terminated, _, _ := r.group.snapshot()
 	if slices.Contains(terminated, "i-3") || len(terminated) != 2 {
 		t.Errorf("pin 1 terminated %v, want the two idle instances and never busy i-3", terminated)
