@@ -60,6 +60,29 @@ func (r *rig) command(t *testing.T, args messages.CycleArgs) error {
 	return r.h.Command(context.Background(), &c)
 }
 
+// tickUntilRetired advances the cycle once a minute until it has retired n instances (at most
+// 60 ticks).
+func (r *rig) tickUntilRetired(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < 60 && len(r.st.get("blue").Retired) < n; i++ {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(context.Background(), "blue", fmt.Sprintf("retire-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ticks advances the cycle n times, once a minute.
+func (r *rig) ticks(t *testing.T, n int) {
+	t.Helper()
+	for i := range n {
+		r.clk.add(time.Minute)
+		if _, err := r.h.Advance(context.Background(), "blue", fmt.Sprintf("tick-%d-%s", i, r.clk.now().Format("150405"))); err != nil {
+			t.Fatalf("tick %d: %v", i, err)
+		}
+	}
+}
+
 // tickUntilDone advances the cycle once a minute until it ends (or n ticks).
 func (r *rig) tickUntilDone(t *testing.T, n int) Record {
 	t.Helper()
@@ -332,29 +355,14 @@ func TestCycleWithoutSurgeWaitsForTheLastReplacement(t *testing.T) {
 	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	for i := 0; i < 60 && len(r.st.get("blue").Retired) < 2; i++ {
-		r.clk.add(time.Minute)
-		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("a-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g.mu.Lock()
-	g.launchFails = true
-	g.mu.Unlock()
-	for i := range 4 {
-		r.clk.add(time.Minute)
-		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("b-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.tickUntilRetired(t, 2)
+	g.setLaunchFails(true)
+	r.ticks(t, 4)
 	if rec := r.st.get("blue"); rec.Status != StatusRunning {
 		st, _ := g.snapshot()
 		t.Fatalf("status %s (%s) with %d members for desired %d; want running until the replacement launches", rec.Status, rec.Reason, len(st.Members), st.Desired)
 	}
-	g.mu.Lock()
-	g.launchFails = false
-	g.mu.Unlock()
+	g.setLaunchFails(false)
 	if rec := r.tickUntilDone(t, 20); rec.Status != StatusSucceeded {
 		t.Fatalf("status %s (%s) once the group launches", rec.Status, rec.Reason)
 	}
@@ -441,28 +449,13 @@ func TestTheTailWaitsForTheLastReplacement(t *testing.T) {
 	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1}); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	for i := 0; i < 60 && len(r.st.get("blue").Retired) < 2; i++ {
-		r.clk.add(time.Minute)
-		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("a-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g.mu.Lock()
-	g.launchFails = true
-	g.mu.Unlock()
-	for i := range 2 {
-		r.clk.add(time.Minute)
-		if _, err := r.h.Advance(ctx, "blue", fmt.Sprintf("b-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.tickUntilRetired(t, 2)
+	g.setLaunchFails(true)
+	r.ticks(t, 2)
 	if rec := r.st.get("blue"); rec.Tail {
 		t.Fatalf("tail began with the last replacement not launched: %+v", rec.Progress)
 	}
-	g.mu.Lock()
-	g.launchFails = false
-	g.mu.Unlock()
+	g.setLaunchFails(false)
 	r.hl.unknownNew = true // the last replacement (and every later one) never answers
 	if rec := r.tickUntilDone(t, 30); rec.Status != StatusFailed || !strings.Contains(rec.Reason, "not healthy within") {
 		t.Fatalf("status %s (%s); want failed: the last replacement never served", rec.Status, rec.Reason)

@@ -115,15 +115,20 @@ func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) e
 func (g *fakeGroup) maxSize() int { g.mu.Lock(); defer g.mu.Unlock(); return g.state.Max }
 
 // RestoreMax never goes below the desired capacity, as the real adapter (cyclestate.Group).
-func (g *fakeGroup) RestoreMax(_ context.Context, _ string, max int) error {
+func (g *fakeGroup) RestoreMax(_ context.Context, _ string, to int) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.restored++
-	g.state.Max = maxInt(max, g.state.Desired)
+	g.state.Max = max(to, g.state.Desired)
 	return nil
 }
 
-func maxInt(a, b int) int { return max(a, b) }
+// setLaunchFails makes the group launch nothing (true) or launch again (false).
+func (g *fakeGroup) setLaunchFails(fails bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.launchFails = fails
+}
 
 // TerminateInstance refuses to decrement below MinSize, as Auto Scaling does.
 func (g *fakeGroup) TerminateInstance(_ context.Context, id string) error {
