@@ -218,12 +218,8 @@ func (t *Table) Unfinished(ctx context.Context, prefix string) ([][]byte, error)
 		if err != nil {
 			return nil, fmt.Errorf("listing unfinished %q records of %s (index %q): %w", prefix, t.name, IndexOpen, err)
 		}
-		for _, item := range out.Items {
-			_, body, err := decode(item)
-			if err != nil {
-				return nil, fmt.Errorf("listing unfinished %q records of %s: %w", prefix, t.name, err)
-			}
-			bodies = append(bodies, body)
+		if bodies, err = appendBodies(bodies, out.Items); err != nil {
+			return nil, fmt.Errorf("listing unfinished %q records of %s: %w", prefix, t.name, err)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
 			return bodies, nil
@@ -254,12 +250,8 @@ func (t *Table) scanUnfinished(ctx context.Context, prefix string) ([][]byte, er
 		if err != nil {
 			return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
 		}
-		for _, item := range out.Items {
-			_, body, err := decode(item)
-			if err != nil {
-				return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
-			}
-			bodies = append(bodies, body)
+		if bodies, err = appendBodies(bodies, out.Items); err != nil {
+			return nil, fmt.Errorf("scanning %s for unfinished %q records: %w", t.name, prefix, err)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
 			return bodies, nil
@@ -397,6 +389,18 @@ func key(pk, sk string) map[string]types.AttributeValue {
 		AttrPK: &types.AttributeValueMemberS{Value: pk},
 		AttrSK: &types.AttributeValueMemberS{Value: sk},
 	}
+}
+
+// appendBodies appends the bodies of items to bodies.
+func appendBodies(bodies [][]byte, items []map[string]types.AttributeValue) ([][]byte, error) {
+	for _, item := range items {
+		_, body, err := decode(item)
+		if err != nil {
+			return nil, err
+		}
+		bodies = append(bodies, body)
+	}
+	return bodies, nil
 }
 
 func decode(item map[string]types.AttributeValue) (int64, []byte, error) {
