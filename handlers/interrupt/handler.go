@@ -315,10 +315,24 @@ func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, err
 	if !ok || h.rebalanceMode(f.Name) != RebalanceAct {
 		return 0, nil
 	}
+	marks, err := h.listMarks(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	return h.replaceMarked(ctx, f, marks)
+}
+
+// listMarks lists the fleet's unfinished marks.
+func (h *Handler) listMarks(ctx context.Context, f fleet.Settings) ([]Mark, error) {
 	marks, err := h.d.Marks.List(ctx, f.GroupName)
 	if err != nil {
-		return 0, fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
+		return nil, fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
 	}
+	return marks, nil
+}
+
+// replaceMarked is ReplaceMarked on marks already listed.
+func (h *Handler) replaceMarked(ctx context.Context, f fleet.Settings, marks []Mark) (int, error) {
 	var errs []error
 	replaced := 0
 	for _, m := range marks {
@@ -383,12 +397,17 @@ func (h *Handler) CloseStale(ctx context.Context, fleetName string) (int, error)
 	if !ok {
 		return 0, nil
 	}
-	marks, err := h.d.Marks.List(ctx, f.GroupName)
-	if err != nil || len(marks) == 0 {
-		if err != nil {
-			err = fmt.Errorf("interrupt: listing marks of fleet %s: %w", f.Name, err)
-		}
+	marks, err := h.listMarks(ctx, f)
+	if err != nil {
 		return 0, err
+	}
+	return h.closeStale(ctx, f, marks)
+}
+
+// closeStale is CloseStale on marks already listed.
+func (h *Handler) closeStale(ctx context.Context, f fleet.Settings, marks []Mark) (int, error) {
+	if len(marks) == 0 {
+		return 0, nil
 	}
 	ids := make([]string, 0, len(marks))
 	for _, m := range marks {
@@ -501,12 +520,23 @@ func (h *Handler) BeforeTick(next func(ctx context.Context, msg *messages.Messag
 // step timeout. A failure is logged and left to the next tick; it never holds the scaling
 // decision back.
 func (h *Handler) PrepareTick(ctx context.Context, fleetName string) {
+	f, ok := h.byName[fleetName]
+	if !ok {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
 	defer cancel()
-	if _, err := h.ReplaceMarked(rctx, fleetName); err != nil {
-		h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", fleetName, "error", err.Error())
+	marks, err := h.listMarks(rctx, f) // once for both steps
+	if err != nil {
+		h.log.WarnContext(ctx, "preparing the tick", "fleet", fleetName, "error", err.Error())
+		return
 	}
-	if _, err := h.CloseStale(rctx, fleetName); err != nil {
+	if h.rebalanceMode(f.Name) == RebalanceAct {
+		if _, err := h.replaceMarked(rctx, f, marks); err != nil {
+			h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", fleetName, "error", err.Error())
+		}
+	}
+	if _, err := h.closeStale(rctx, f, marks); err != nil {
 		h.log.WarnContext(ctx, "closing stale marks", "fleet", fleetName, "error", err.Error())
 	}
 }
