@@ -316,10 +316,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 			d.Reason = fmt.Sprintf("no scale-in: the group has not made %d of the launches it was asked for; %s", missing, summary)
 			return d
 		}
-		d.Desired = in.Desired - cancel
-		d.State.LastScaleIn = now
-		d.Reason = fmt.Sprintf("scale in %d → %d, cancelling %d launch(es) the group has not made: %s", in.Desired, d.Desired, cancel, summary)
-		return d
+		return cancelLaunches(now, d, in.Desired, in.Desired-cancel, "", summary)
 	}
 
 	// Each removal lowers the group's desired capacity by one (terminate with decrement): the
@@ -359,6 +356,15 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	d.Desired = in.Desired - len(d.Remove)
 	d.State.LastScaleIn = now
 	d.Reason = fmt.Sprintf("scale in %d → %d, removing idle %s: %s", in.Desired, d.Desired, strings.Join(d.Remove, ","), summary)
+	return d
+}
+
+// cancelLaunches lowers the desired capacity from desired to to, cancelling launches the group
+// has not made: the caller keeps to at or above the members listed, so nothing is terminated.
+func cancelLaunches(now time.Time, d Decision, desired, to int, prefix, summary string) Decision {
+	d.Desired = to
+	d.State.LastScaleIn = now
+	d.Reason = fmt.Sprintf("%sscale in %d → %d, cancelling %d launch(es) the group has not made: %s", prefix, desired, to, desired-to, summary)
 	return d
 }
 
@@ -408,10 +414,7 @@ func decidePinned(now time.Time, in Input, base int, members []fleet.Instance, d
 		d.Reason = fmt.Sprintf("pinned at %d: scale out %d → %d: %s", target, in.Desired, target, summary)
 	case target < base && in.Desired > len(members) && in.Desired > target:
 		// Launches the group has not made go before any running instance (see Decide).
-		d.Desired = max(in.Desired-(in.Desired-len(members)), target)
-		d.State.LastScaleIn = now
-		d.Reason = fmt.Sprintf("pinned at %d: scale in %d → %d, cancelling %d launch(es) the group has not made: %s",
-			target, in.Desired, d.Desired, in.Desired-d.Desired, summary)
+		d = cancelLaunches(now, d, in.Desired, max(len(members), target), fmt.Sprintf("pinned at %d: ", target), summary)
 	case target < base:
 		for _, c := range removable(now, 0, members, d.State.IdleSince) {
 			if len(d.Remove) >= min(in.Desired-target, MaxPinnedRemovals) { // each removal decrements desired
