@@ -35,6 +35,9 @@ func (f *fakeAS) DescribeAutoScalingInstances(_ context.Context, in *autoscaling
 	if len(in.InstanceIds) > 50 {
 		return nil, &smithy.GenericAPIError{Code: "ValidationError", Message: "at most 50 instance ids"}
 	}
+	if slices.Contains(in.InstanceIds, "i-bad") {
+		return nil, &smithy.GenericAPIError{Code: "InvalidInstanceID.NotFound", Message: "i-bad"}
+	}
 	out := &autoscaling.DescribeAutoScalingInstancesOutput{}
 	for _, id := range in.InstanceIds {
 		if id == "i-1" || strings.HasPrefix(id, "i-m") {
@@ -75,6 +78,16 @@ func TestGroups(t *testing.T) {
 	}
 	if !slices.Equal(as.batches, []int{50, 50, 20}) {
 		t.Errorf("GroupsOf called with batches %v, want [50 50 20]", as.batches)
+	}
+	// A batch refused as not found because of one id: the others are asked one by one, and the
+	// member among them is still found in its group.
+	as.batches = nil
+	groups, err = g.GroupsOf(ctx, []string{"i-m01", "i-bad", "i-x01"})
+	if err != nil || len(groups) != 1 || groups["i-m01"] != "g" {
+		t.Fatalf("GroupsOf with an unknown id = %v, %v; want i-m01 in g", groups, err)
+	}
+	if !slices.Equal(as.batches, []int{3, 1, 1, 1}) {
+		t.Errorf("GroupsOf with an unknown id called with batches %v, want [3 1 1 1]", as.batches)
 	}
 	if err := g.Terminate(ctx, "i-1", false); err != nil || as.decrement == nil || *as.decrement {
 		t.Fatalf("terminate without decrement: %v %v", err, as.decrement)

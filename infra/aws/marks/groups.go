@@ -52,13 +52,22 @@ func (g *Groups) GroupOf(ctx context.Context, id string) (string, string, bool, 
 // describeBatch is DescribeAutoScalingInstances' largest InstanceIds list.
 const describeBatch = 50
 
-// GroupsOf returns the group of each instance a group knows, 50 instances per call.
+// GroupsOf returns the group of each instance a group knows, 50 instances per call. AWS leaves
+// instances no group knows out of its answer; a batch refused as not found (an id it cannot
+// parse, say) is asked again one instance at a time, since an instance wrongly reported absent
+// would see its mark closed an hour later (interrupt.CloseStale).
 func (g *Groups) GroupsOf(ctx context.Context, ids []string) (map[string]string, error) {
 	out := make(map[string]string, len(ids))
 	for batch := range slices.Chunk(ids, describeBatch) {
 		in := &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: batch}
 		for {
 			page, err := g.api.DescribeAutoScalingInstances(ctx, in)
+			if err != nil && rfaws.IsNotFound(err) && len(batch) > 1 && in.NextToken == nil {
+				if err := g.oneByOne(ctx, batch, out); err != nil {
+					return nil, err
+				}
+				break
+			}
 			if err != nil && rfaws.IsNotFound(err) {
 				break
 			}
@@ -75,6 +84,20 @@ func (g *Groups) GroupsOf(ctx context.Context, ids []string) (map[string]string,
 		}
 	}
 	return out, nil
+}
+
+// oneByOne adds to out the group of each of ids that a group knows, one call per instance.
+func (g *Groups) oneByOne(ctx context.Context, ids []string, out map[string]string) error {
+	for _, id := range ids {
+		group, _, found, err := g.GroupOf(ctx, id)
+		if err != nil {
+			return err
+		}
+		if found {
+			out[id] = group
+		}
+	}
+	return nil
 }
 
 // Terminate calls TerminateInstanceInAutoScalingGroup. A refusal that retrying cannot change
