@@ -255,7 +255,7 @@ func (c Command) Validate() error {
 		if len(a.TemplateBody) > MaxTemplateBody {
 			p.add("field \"update.template_body\": %d bytes exceed CloudFormation's %d-byte limit", len(a.TemplateBody), MaxTemplateBody)
 		}
-		if prefix := tokenPrefixIn(a.TemplateBody); prefix != "" {
+		if prefix := tokenIn(a.TemplateBody); prefix != "" {
 			p.add("field \"update.template_body\": the template contains what looks like a GitLab token (%q); tokens never travel in commands", prefix)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/runnerfleet/runnerfleet/deploy/runner"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -277,6 +278,17 @@ func TestCommandsRefuseTokens(t *testing.T) {
 	if _, err := c.Marshal(); err != nil {
 		t.Errorf("parameters naming the token's SSM parameter refused: %v", err)
 	}
+	// A template that names the prefix in its descriptions, as the shipped runner template does
+	// ("the runner authentication token (glrt-...)"), carries no token.
+	if !strings.Contains(string(runner.Template), "glrt-") {
+		t.Fatal("the runner template no longer names the token prefix: this case tests nothing")
+	}
+	c.Update.Parameters = nil
+	c.Update.TemplateBody = string(runner.Template)
+	if _, err := c.Marshal(); err != nil {
+		t.Errorf("the shipped runner template refused: %v", err)
+	}
+	c.Update.TemplateBody = ""
 	// So is naming the KMS key that encrypts it (the runner template's TokenKmsKeyArn).
 	c.Update.Parameters = map[string]string{"TokenKmsKeyArn": "arn:aws:kms:r:1:key/x"}
 	if _, err := c.Marshal(); err != nil {

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -16,6 +17,20 @@ func tokenPrefixIn(s string) string {
 		if strings.Contains(s, p) {
 			return p
 		}
+	}
+	return ""
+}
+
+// tokenShape matches a GitLab token itself: a prefix, then at least eight of the characters
+// tokens are made of. A text that only names the prefix ("the runner token (glrt-...)", as the
+// runner template's descriptions do) does not match.
+var tokenShape = regexp.MustCompile(`(glrtr?-|glpat-|GR1348941)[0-9A-Za-z_-]{8,}`)
+
+// tokenIn returns the prefix of the first GitLab token in s, or "". It is for free text (a
+// template body) where the prefixes may be named; a single value is held to tokenPrefixIn.
+func tokenIn(s string) string {
+	if m := tokenShape.FindStringSubmatch(s); m != nil {
+		return m[1]
 	}
 	return ""
 }
