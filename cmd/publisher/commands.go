@@ -33,14 +33,21 @@ type sendOptions struct {
 }
 
 func (o *sendOptions) addFlags(cmd *cobra.Command, fleetRequired bool) {
+	o.addReadFlags(cmd, fleetRequired)
+	f := cmd.Flags()
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the message instead of publishing it")
+	f.StringVar(&o.queue, "queue", "", "control queue name or URL (default: queues.control.name of the config)")
+	f.StringVar(&o.issuer, "issuer", os.Getenv("USER"), "who sends the command (recorded in it; a claim: the worker audits the SQS sender)")
+}
+
+// addReadFlags registers the flags of a command that only reads (status): the fleet, the config
+// and where AWS is.
+func (o *sendOptions) addReadFlags(cmd *cobra.Command, fleetRequired bool) {
 	f := cmd.Flags()
 	f.StringVar(&o.fleet, "fleet", "", "the fleet (a name from the worker's config) (required)")
-	f.BoolVar(&o.dryRun, "dry-run", false, "print the message instead of publishing it")
 	f.StringVar(&o.config, "config", "", "the worker's YAML config (default $"+config.EnvFile+", else the SSM parameter named by $"+config.EnvParameter+")")
-	f.StringVar(&o.queue, "queue", "", "control queue name or URL (default: queues.control.name of the config)")
 	f.StringVar(&o.region, "region", "", "AWS region (default: the config's, else $AWS_REGION)")
 	f.StringVar(&o.endpoint, "endpoint", "", "AWS endpoint URL (default: the config's, else $AWS_ENDPOINT_URL)")
-	f.StringVar(&o.issuer, "issuer", os.Getenv("USER"), "who sends the command (recorded in it; a claim: the worker audits the SQS sender)")
 	if fleetRequired {
 		_ = cmd.MarkFlagRequired("fleet")
 	}
@@ -65,8 +72,8 @@ func newTickCmd() *cobra.Command {
 		Use:   "tick --fleet NAME [--dry-run]",
 		Short: "Ask for one tick of a fleet now, as its schedule rule would",
 		Long: `tick sends a tick command for the fleet: the worker handles it as one firing of the fleet's
-tick rule (today it logs and counts it; scaling, cycles and updates act on it as they land).
-It prints the command's id.`,
+tick rule: it advances a cycle or update in progress, then decides on scaling (replacing marked
+instances first). It prints the command's id.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c := messages.NewCommand(o.fleet, messages.CommandTick, time.Now())

@@ -26,12 +26,14 @@ type cycleOptions struct {
 	send           sendOptions
 	maxUnavailable int
 	surge          int
-	all            bool
-	abort          bool
-	wait           bool
-	table          string
-	timeout        time.Duration
-	interval       time.Duration
+	// pairSet: exactly one of --surge and --max-unavailable was given (refused: the other would be 0).
+	pairSet  bool
+	all      bool
+	abort    bool
+	wait     bool
+	table    string
+	timeout  time.Duration
+	interval time.Duration
 }
 
 func newCycleCmd() *cobra.Command {
@@ -44,21 +46,23 @@ version (every instance with --all). The worker launches replacements first (--s
 desired capacity), waits until each replacement's runner takes jobs, then retires old instances
 through the group so each is drained (its jobs finish) before it goes. The instances serving never
 drop below desired − --max-unavailable. A replacement not healthy within the fleet's health
-timeout stops the cycle with the reason; nothing more is retired. 0 for both --surge and
---max-unavailable means the fleet's defaults.
+timeout stops the cycle with the reason; nothing more is retired. Pass --surge and
+--max-unavailable together (0 is a value: --surge 0 replaces in place), or neither for the
+fleet's defaults.
 
 --abort stops the cycle in progress after its step in flight (retired instances still drain).
 --wait follows the cycle: counting lines (replaced k of n, draining, waiting for health) and a
 one-line outcome; it exits non-zero when the cycle fails or is aborted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.pairSet = cmd.Flags().Changed("surge") != cmd.Flags().Changed("max-unavailable")
 			return runCycle(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
 	o.send.addFlags(cmd, true)
 	f := cmd.Flags()
-	f.IntVar(&o.maxUnavailable, "max-unavailable", 0, "instances that may be out of service at once (0: the fleet's default)")
-	f.IntVar(&o.surge, "surge", 0, "replacements launched above the desired capacity (0: the fleet's default)")
+	f.IntVar(&o.maxUnavailable, "max-unavailable", 0, "instances that may be out of service at once (with --surge; neither: the fleet's defaults)")
+	f.IntVar(&o.surge, "surge", 0, "replacements launched above the desired capacity (with --max-unavailable; neither: the fleet's defaults)")
 	f.BoolVar(&o.all, "all", false, "replace every instance, not only those off the current launch template version")
 	f.BoolVar(&o.abort, "abort", false, "stop the cycle in progress after its step in flight")
 	f.BoolVar(&o.wait, "wait", false, "follow the cycle until it ends (non-zero exit on failure or abort)")
@@ -78,6 +82,14 @@ func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
 	}
 	if o.maxUnavailable < 0 || o.surge < 0 {
 		return errors.New("--surge and --max-unavailable must not be negative")
+	}
+	if o.pairSet && !o.abort {
+		// The worker takes the fleet's defaults only when both are 0: one flag alone would run
+		// with 0 for the other, not with its default.
+		return errors.New("pass --surge and --max-unavailable together (0 is a value), or neither for the fleet's defaults")
+	}
+	if o.wait && o.timeout <= 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration", o.timeout)
 	}
 	c := messages.NewCommand(o.send.fleet, messages.CommandCycle, time.Now())
 	c.Issuer = o.send.issuer
@@ -149,13 +161,16 @@ func describeLast(r cycle.Record) string {
 // aborted cycle is an error, except when the abort is what was asked (aborting).
 func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (cycle.Record, error), taken takeCheck, fleet, id string, aborting bool, interval time.Duration) error {
 	printed := map[cycle.Event]bool{}
-	waiting := false
+	waiting, seen := false, false
+	var reads readErrors
 	for {
 		rec, err := load(ctx)
-		if err != nil {
-			return fmt.Errorf("reading the cycle record of fleet %s: %w", fleet, err)
-		}
-		if rec.ID == id {
+		switch {
+		case err != nil:
+			// The cycle runs on whatever this process can read: look again until the timeout.
+			reads.note(w, fmt.Sprintf("reading the cycle record of fleet %s", fleet), err)
+		case rec.ID == id:
+			seen = true
 			for _, ev := range rec.Events {
 				if !printed[ev] {
 					fmt.Fprintf(w, "%s  %s\n", ev.At.UTC().Format("15:04:05"), ev.Text)
@@ -170,7 +185,12 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 				}
 				return fmt.Errorf("cycle %s of fleet %s %s", rec.ID, fleet, rec.Status)
 			}
-		} else if !waiting {
+		case seen:
+			// Another cycle took the fleet's record (a token change, another operator) before
+			// this one was seen to end.
+			return unknownOutcome{fmt.Errorf("cycle %s of fleet %s: the fleet's record now holds cycle %s (%s) and this one was not seen to end: see publisher status",
+				id, fleet, rec.ID, rec.Status)}
+		case !waiting:
 			fmt.Fprintf(w, "%s  waiting for the worker to take cycle %s\n", time.Now().UTC().Format("15:04:05"), id)
 			waiting = true
 		}
@@ -183,7 +203,7 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 		}
 		select {
 		case <-ctx.Done():
-			return unknownOutcome{fmt.Errorf("following cycle %s of fleet %s: gave up waiting: %w", id, fleet, ctx.Err())}
+			return unknownOutcome{reads.wrap(fmt.Errorf("following cycle %s of fleet %s: gave up waiting: %w", id, fleet, ctx.Err()))}
 		case <-time.After(interval):
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,7 @@ func TestFollowCycleFailsOnFailureAndAbort(t *testing.T) {
 func TestCycleDryRunAndRefusals(t *testing.T) {
 	t.Setenv("RUNNERFLEET_CONFIG", "")
 	t.Setenv("RUNNERFLEET_CONFIG_PARAMETER", "")
-	out, err := execute(t, "cycle", "--fleet", "blue", "--config", writeConfig(t), "--dry-run", "--all", "--surge", "2")
+	out, err := execute(t, "cycle", "--fleet", "blue", "--config", writeConfig(t), "--dry-run", "--all", "--surge", "2", "--max-unavailable", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +151,69 @@ func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
 	failed := &records{seq: []cycle.Record{cycleAt("c1", cycle.StatusFailed, cycle.Progress{Total: 1}, "replacement not healthy")}}
 	if err := followCycle(context.Background(), &out, failed.load, accepted, "blue", "c1", false, time.Millisecond); exitStatus(err) != 1 {
 		t.Fatalf("failed cycle: %v (exit %d)", err, exitStatus(err))
+	}
+}
+
+// --wait does not know the outcome when it cannot read the record (expired credentials) or when
+// another cycle takes the fleet's record before this one is seen to end: exit status 3, never 1
+// ("failed") while the cycle may be running on.
+func TestFollowCycleUnknownOutcomes(t *testing.T) {
+	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	accepted := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
+		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+	var out bytes.Buffer
+	reads := 0
+	expired := func(context.Context) (cycle.Record, error) {
+		reads++
+		return cycle.Record{}, errors.New("ExpiredTokenException: the security token included in the request is expired")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := followCycle(ctx, &out, expired, accepted, "blue", "c1", false, time.Millisecond)
+	if err == nil || exitStatus(err) != exitUnknown || !strings.Contains(err.Error(), "ExpiredTokenException") {
+		t.Fatalf("failed reads: %v (exit %d); want exit 3 naming the last failed read", err, exitStatus(err))
+	}
+	if reads < 2 || strings.Count(out.String(), "ExpiredTokenException") != 1 {
+		t.Errorf("%d reads, output %q: want reads retried and the error printed once", reads, out.String())
+	}
+
+	out.Reset()
+	moved := &records{seq: []cycle.Record{
+		cycleAt("c1", cycle.StatusRunning, cycle.Progress{Total: 2}, "replacement i-1 launched"),
+		cycleAt("token-c2", cycle.StatusRunning, cycle.Progress{Total: 2}),
+	}}
+	err = followCycle(context.Background(), &out, moved.load, accepted, "blue", "c1", false, time.Millisecond)
+	if err == nil || exitStatus(err) != exitUnknown || !strings.Contains(err.Error(), "now holds cycle token-c2") {
+		t.Fatalf("record taken by another cycle: %v (exit %d); want exit 3 at once", err, exitStatus(err))
+	}
+	// The same for an abort: it follows the cycle it aborts, never "waiting for the worker to take" it.
+	out.Reset()
+	moved.next = 0
+	err = followCycle(context.Background(), &out, moved.load, accepted, "blue", "c1", true, time.Millisecond)
+	if exitStatus(err) != exitUnknown || strings.Contains(out.String(), "waiting for the worker to take") {
+		t.Fatalf("abort, record taken: %v (exit %d), output %q", err, exitStatus(err), out.String())
+	}
+}
+
+// One of --surge and --max-unavailable alone would run with 0 for the other (the worker takes the
+// fleet's defaults only when both are 0), so it is refused; so is a --timeout that ends at once.
+func TestCycleFlagsThatWouldSurprise(t *testing.T) {
+	for _, args := range [][]string{
+		{"cycle", "--fleet", "blue", "--queue", "q", "--dry-run", "--max-unavailable", "2"},
+		{"cycle", "--fleet", "blue", "--queue", "q", "--dry-run", "--surge", "3"},
+		{"cycle", "--fleet", "blue", "--queue", "q", "--wait", "--timeout", "0s"},
+		{"cycle", "--fleet", "blue", "--queue", "q", "--wait", "--timeout", "-5m"},
+	} {
+		if _, err := execute(t, args...); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+	for _, args := range [][]string{
+		{"cycle", "--fleet", "blue", "--queue", "q", "--dry-run", "--max-unavailable", "2", "--surge", "0"},
+		{"cycle", "--fleet", "blue", "--queue", "q", "--dry-run"},
+	} {
+		if _, err := execute(t, args...); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }

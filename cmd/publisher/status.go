@@ -52,7 +52,7 @@ metrics (jobs, capacity, whether GitLab accepts its job requests). It prints tab
 			return runStatus(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
-	o.send.addFlags(cmd, true)
+	o.send.addReadFlags(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table (default $"+envStateTable+", else state_table of the config)")
 	f.BoolVar(&o.json, "json", false, "print one JSON document instead of tables")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
@@ -90,4 +91,24 @@ func (k takeCheck) check(ctx context.Context) error {
 			k.what, k.deadline.UTC().Format(time.RFC3339))}
 	}
 	return nil
+}
+
+// readErrors notes the failed reads of a --wait loop, which looks again until its timeout: a read
+// that fails (expired credentials, throttling, a network blip) says nothing of the outcome.
+type readErrors struct{ last error }
+
+// note prints the error when it differs from the last one noted (not once per look).
+func (r *readErrors) note(w io.Writer, what string, err error) {
+	if r.last == nil || r.last.Error() != err.Error() {
+		fmt.Fprintf(w, "%s  %s failed (looking again until --timeout): %v\n", time.Now().UTC().Format("15:04:05"), what, err)
+	}
+	r.last = err
+}
+
+// wrap adds the last failed read to the error that ends the wait.
+func (r *readErrors) wrap(err error) error {
+	if r.last == nil {
+		return err
+	}
+	return fmt.Errorf("%w (last failed read: %v)", err, r.last)
 }

@@ -68,7 +68,8 @@ TokenParameterName.
 The worker then creates a change set (parameters absent from the file keep their previous values),
 executes it, and follows the stack to a final status. --plan prints the change set and changes
 nothing. --wait shows the stack's events as they happen and ends with a one-line outcome; it exits
-non-zero when the update fails.`,
+non-zero when the update fails. --dry-run checks the file and prints the command without asking
+AWS anything (so it cannot tell a new stack's missing required parameters).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUpdate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -133,9 +134,23 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 		return err
 	}
 
+	if o.timeout < 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration (0: the default)", o.timeout)
+	}
 	cfg, err := loadConfig(ctx, &o.send)
 	if err != nil {
 		return err
+	}
+	if cfg != nil {
+		f, ok := cfg.Fleet(o.send.fleet)
+		if !ok {
+			return fmt.Errorf("fleet %q is not in the worker's configuration", o.send.fleet)
+		}
+		// The worker updates the stack its config names, whatever --stack says: a different one
+		// would be planned, checked and followed here while another is changed.
+		if o.stack != "" && f.StackName != "" && o.stack != f.StackName {
+			return fmt.Errorf("--stack %s is not fleet %s's stack %s in the worker's configuration, which the worker updates", o.stack, o.send.fleet, f.StackName)
+		}
 	}
 	if cfg != nil && o.template != "" {
 		if f, ok := cfg.Fleet(o.send.fleet); ok && !f.AllowCustomTemplate {
@@ -151,7 +166,8 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 		}
 	}
 	var cf *stacks.Stacks
-	if stack != "" {
+	// --dry-run asks nothing of AWS: a new stack's required parameters are checked when it is sent.
+	if stack != "" && !o.send.dryRun {
 		awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
 		if err != nil {
 			return err
@@ -224,7 +240,11 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return follow(fctx, stdout, followOptions{table: table, cf: cf, fleet: o.send.fleet, stack: stack, commandID: c.ID,
+	load := func(ctx context.Context, pk, sk string) ([]byte, bool, error) {
+		body, _, found, err := table.Load(ctx, pk, sk)
+		return body, found, err
+	}
+	return follow(fctx, stdout, followOptions{load: load, cf: cf, fleet: o.send.fleet, stack: stack, commandID: c.ID,
 		since: started.Add(-time.Minute), seen: seen, events: o.wait, interval: o.interval,
 		taken: newTakeCheck(table, cfg, c.ID, fmt.Sprintf("update %s of fleet %s", c.ID, o.send.fleet), c.IssuedAt)})
 }
@@ -248,7 +268,8 @@ func awsOptions(o *sendOptions, cfg *config.Config) rfaws.ConfigOptions {
 }
 
 type followOptions struct {
-	table     *state.Table
+	// load reads the fleet's update record (pk, sk of update.Key): the state table's Load.
+	load      func(ctx context.Context, pk, sk string) (body []byte, found bool, err error)
 	cf        *stacks.Stacks
 	fleet     string
 	stack     string
@@ -271,19 +292,26 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		seen = map[string]bool{}
 	}
 	phase := ""
-	printed, busyNoted := false, false
+	printed, busyNoted, seenMine := false, false, false
+	var reads readErrors
 	for {
-		body, _, found, err := o.table.Load(ctx, pk, sk)
-		if err != nil {
-			return fmt.Errorf("reading the update record: %w", err)
-		}
+		body, found, err := o.load(ctx, pk, sk)
 		var rec update.Record
-		if found {
-			if rec, err = update.DecodeRecord(body); err != nil {
-				return err
-			}
+		if err == nil && found {
+			rec, err = update.DecodeRecord(body)
+		}
+		if err != nil {
+			// The update runs on whatever this process can read: look again until the timeout.
+			reads.note(w, "reading the update record", err)
+			found = false
 		}
 		mine := found && rec.CommandID == o.commandID
+		if found && !mine && seenMine {
+			// Another update took the fleet's record before this one was seen to end.
+			return unknownOutcome{fmt.Errorf("update %s of fleet %s: the fleet's record now holds update %s (phase %s) and this one was not seen to end: see publisher status",
+				o.commandID, o.fleet, rec.CommandID, rec.Phase)}
+		}
+		seenMine = seenMine || mine
 		if found && !mine && !rec.Finished() && !busyNoted {
 			busyNoted = true
 			fmt.Fprintf(w, "another update (%s, phase %s) of fleet %s is unfinished: the worker refuses this one until it ends (see the control queue's DLQ)\n",
@@ -328,7 +356,7 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 		}
 		select {
 		case <-ctx.Done():
-			return unknownOutcome{fmt.Errorf("following update %s of fleet %s: gave up waiting (phase %q): %w", o.commandID, o.fleet, phase, ctx.Err())}
+			return unknownOutcome{reads.wrap(fmt.Errorf("following update %s of fleet %s: gave up waiting (phase %q): %w", o.commandID, o.fleet, phase, ctx.Err()))}
 		case <-time.After(o.interval):
 		}
 	}

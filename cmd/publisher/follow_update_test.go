@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnerfleet/runnerfleet/handlers/update"
+)
+
+// update --wait does not know the outcome when it cannot read the record or when another update
+// takes the fleet's record before this one is seen to end: exit status 3, never 1 ("failed").
+func TestFollowUpdateUnknownOutcomes(t *testing.T) {
+	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	accepted := takeCheck{what: "update u1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
+		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+	reads := 0
+	expired := func(context.Context, string, string) ([]byte, bool, error) {
+		reads++
+		return nil, false, errors.New("ExpiredTokenException: the security token included in the request is expired")
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := follow(ctx, &out, followOptions{load: expired, fleet: "blue", commandID: "u1", interval: time.Millisecond, taken: accepted})
+	if err == nil || exitStatus(err) != exitUnknown || !strings.Contains(err.Error(), "ExpiredTokenException") {
+		t.Fatalf("failed reads: %v (exit %d); want exit 3 naming the last failed read", err, exitStatus(err))
+	}
+	if reads < 2 || strings.Count(out.String(), "ExpiredTokenException") != 1 {
+		t.Errorf("%d reads, output %q: want reads retried and the error printed once", reads, out.String())
+	}
+
+	body := func(id, phase string) []byte {
+		b, err := json.Marshal(update.Record{CommandID: id, Fleet: "blue", Phase: phase})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	seq := [][]byte{body("u1", update.PhaseExecuting), body("u2", update.PhaseExecuting)}
+	n := 0
+	moved := func(context.Context, string, string) ([]byte, bool, error) {
+		b := seq[min(n, len(seq)-1)]
+		n++
+		return b, true, nil
+	}
+	out.Reset()
+	err = follow(context.Background(), &out, followOptions{load: moved, fleet: "blue", commandID: "u1", interval: time.Millisecond, taken: accepted})
+	if err == nil || exitStatus(err) != exitUnknown || !strings.Contains(err.Error(), "now holds update u2") {
+		t.Fatalf("record taken by another update: %v (exit %d); want exit 3 at once", err, exitStatus(err))
+	}
+}
+
+// A mistyped fleet is named as such (not as a missing stack), a --stack other than the one the
+// worker updates is refused, and so is a negative --timeout: all before anything is sent.
+func TestUpdateRefusesWhatWouldMislead(t *testing.T) {
+	t.Setenv("RUNNERFLEET_CONFIG", "")
+	t.Setenv("RUNNERFLEET_CONFIG_PARAMETER", "")
+	cfg := writeUpdateFile(t, "w.yaml", "fleets: [{name: blue, group: blue-asg, stack: blue}]\n")
+	props := writeUpdateFile(t, "ok.properties", "MaxSize=3\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--fleet", "typo", "--wait"}, `fleet "typo" is not in the worker's configuration`},
+		{[]string{"--fleet", "blue", "--stack", "green", "--dry-run"}, "--stack green is not fleet blue's stack blue"},
+		{[]string{"--fleet", "blue", "--timeout", "-5m", "--wait"}, "--timeout -5m0s"},
+	} {
+		args := append([]string{"update", "--config", cfg, "--properties", props}, tc.args...)
+		_, err := execute(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v; want %q", tc.args, err, tc.want)
+		}
+	}
+	// --dry-run asks nothing of AWS, even with a config that names the stack.
+	if _, err := execute(t, "update", "--config", cfg, "--properties", props, "--fleet", "blue", "--dry-run"); err != nil {
+		t.Errorf("dry run: %v", err)
+	}
+}
