@@ -85,15 +85,18 @@
 // The action is completed (CONTINUE, on a fresh bounded context) only after the runner's
 // running jobs were seen at zero — from its metrics, or from the status document when the
 // metrics stop answering — and the unregister document ran. An unknown job count never
-// completes. An instance already gone or not managed by SSM is completed at once (the first
-// step sends stop intake and, only when SendCommand fails, asks DescribeInstanceInformation
-// whether any command can reach the instance: one call in the common case; an agent whose
-// connection is lost counts as reachable, since jobs may be running). A failing
+// completes. An instance already gone, or not managed by SSM and whose runner reports no job,
+// is completed at once (the first step sends stop intake and, only when SendCommand fails, asks
+// DescribeInstanceInformation whether any command can reach the instance: one call in the
+// common case; an agent whose connection is lost counts as reachable, since jobs may be
+// running); one whose runner reports jobs is watched like a failed stop. A failing
 // SSM command (one still pending after CommandTimeout counts as failed; the worker sends it with
 // that delivery timeout, so SSM never runs it later) is retried with backoff (CommandRetries);
-// after that the drain keeps
-// heartbeating and watching the metrics until the jobs end, then completes with outcome
-// "stop-failed". When the maximum drain passes with jobs still running, the drain stops
+// after that the drain keeps heartbeating and watching the metrics until the jobs end — with
+// intake still open, until a second zero a poll after the first — then completes with outcome
+// "stop-failed". An unregister document that keeps refusing (the service still runs) sends the
+// drain back to the jobs: it completes with "unregister-failed" only on a zero seen after that,
+// and a job seen instead is waited for and the runner unregistered again. When the maximum drain passes with jobs still running, the drain stops
 // heartbeating and records "max-drain": the hook's own timeout then ends the action; this
 // handler never completes it while jobs run.
 package drain

@@ -3,6 +3,7 @@ package drain
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -1163,5 +1164,122 @@ func TestHangingCallDoesNotStarveTheHeartbeat(t *testing.T) {
 	// polls it, or — when that send was cut too — watches again; either way within the interval.
 	if (rec.Phase != phaseWatch && rec.Phase != phaseStatusWait) || !rec.Due.Before(r.world.Now().Add(rec.HeartbeatEvery)) {
 		t.Errorf("after the cut read: phase %s due %s, want watch or status-wait within the heartbeat interval", rec.Phase, rec.Due.Sub(r.world.Now()))
+	}
+}
+
+// The unregister document refuses while the service still runs: a job taken after the zero it
+// was sent on (a job request in flight when intake stopped). After its retries the drain looks
+// at the jobs again, watches the job end, unregisters, and completes: never with the job running.
+func TestUnregisterRefusedLooksAtTheJobsAgain(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.failDocs[DefaultUnregisterDocument] = 3 // the first send and both retries
+	var tookAt time.Time
+	r.world.afterSend = func(doc string) {
+		if doc == DefaultUnregisterDocument && tookAt.IsZero() {
+			tookAt = r.world.now
+			r.world.jobs["i-1"] = 1
+		}
+	}
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if !tookAt.IsZero() && now.Sub(tookAt) > 2*time.Minute {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeCompleted || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions; want completed once", rec.Outcome, len(r.world.completes))
+	}
+	if n := r.world.sent(DefaultUnregisterDocument); n != 4 {
+		t.Errorf("unregister sent %d times, want 4 (three refused, one after the job ended)", n)
+	}
+	if rec.FinishedAt.Sub(tookAt) < 2*time.Minute {
+		t.Errorf("finished %s after the job started, before it ended", rec.FinishedAt.Sub(tookAt))
+	}
+}
+
+// Stop intake failed, so the runner still takes jobs: a single zero does not complete the drain.
+// Here a job starts right after the first zero; the drain completes only after it ends.
+func TestStopFailedCompletesOnASecondZero(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.failDocs[DefaultStopIntakeDocument] = -1
+	var tookAt time.Time
+	r.world.afterJobsRead = func(id string, n int) {
+		if n == 0 && tookAt.IsZero() {
+			tookAt = r.world.now
+			r.world.jobs[id] = 1
+		}
+	}
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if !tookAt.IsZero() && now.Sub(tookAt) > time.Minute {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeStopFailed || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions; want %s once", rec.Outcome, len(r.world.completes), OutcomeStopFailed)
+	}
+	if tookAt.IsZero() || rec.FinishedAt.Sub(tookAt) < time.Minute {
+		t.Errorf("finished at +%s, job taken at +%s: completed before the job ended", rec.FinishedAt.Sub(t0), tookAt.Sub(t0))
+	}
+}
+
+// An instance SSM does not manage whose runner still reports jobs is not completed at once: the
+// drain watches the jobs end (no command can stop its intake), then completes as not-managed.
+func TestNotManagedWithJobsRunningWaitsForThem(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	r.world.managed["i-1"] = false
+	r.start("i-1", "tok-1")
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > 90*time.Second {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if len(r.world.sends) != 0 {
+		t.Errorf("%d SSM commands for an instance SSM does not manage", len(r.world.sends))
+	}
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeNotManaged || len(r.world.completes) != 1 || rec.FinishedAt.Sub(t0) < 90*time.Second {
+		t.Errorf("outcome %s, %d completions, finished at +%s; want not-managed once, after the jobs ended",
+			rec.Outcome, len(r.world.completes), rec.FinishedAt.Sub(t0))
+	}
+}
+
+// A completion that lands but whose answer is lost (the retry finds no pending action) is this
+// drain's own: reported completed, not "action-gone".
+func TestCompletionWithALostAnswerIsReportedCompleted(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.completeLost = 1
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	rec := r.record("tok-1")
+	if rec.Outcome != OutcomeCompleted || len(r.world.completes) != 1 {
+		t.Errorf("outcome %s with %d completions; want completed once", rec.Outcome, len(r.world.completes))
+	}
+}
+
+// A status command is never looked for after a lost write (its answer is only worth having
+// fresh); stop intake and unregister are, so they are not sent twice.
+func TestLeaseMarksOnlyTheSideEffectsUnsure(t *testing.T) {
+	for ph, want := range map[phase]bool{phaseStatus: false, phaseStopIntake: true, phaseUnregister: true, phaseWatch: false} {
+		b, err := leasedBody(record{Phase: ph}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec record
+		if err := json.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.Unsure != nil; got != want {
+			t.Errorf("phase %s: unsure %v, want %v", ph, got, want)
+		}
 	}
 }

@@ -110,12 +110,13 @@ type fakeWorld struct {
 	// lostAnswers: the next n Sends of a document reach SSM (the command is taken) but their
 	// answer is lost (the caller gets an error), as with a timeout after SSM took the call.
 	lostAnswers   map[string]int
-	findErr       error                 // Find fails with it
-	finds         int                   // Find calls
-	afterSend     func(document string) // runs after each successful Send (under mu)
-	afterComplete func()                // runs after each successful Complete (under mu)
-	statusOut     map[string]string     // document → stdout override
-	pendingFor    int                   // statuses stay Pending this many reads
+	findErr       error                  // Find fails with it
+	finds         int                    // Find calls
+	afterSend     func(document string)  // runs after each successful Send (under mu)
+	afterComplete func()                 // runs after each successful Complete (under mu)
+	afterJobsRead func(id string, n int) // runs after each answered RunningJobs (under mu)
+	statusOut     map[string]string      // document → stdout override
+	pendingFor    int                    // statuses stay Pending this many reads
 	reads         map[string]int
 	// pause, when set, blocks Send until released (a paused replica).
 	pause chan struct{}
@@ -129,6 +130,9 @@ type fakeWorld struct {
 	heartbeats   []time.Time
 	completes    []string
 	completeErrs int
+	// completeLost: the next n Completes land (the action is completed) but their answer is
+	// lost (the caller gets an error), as with a timeout after AWS took the call.
+	completeLost int
 	actionGone   bool // every action refused
 	completed    map[string]bool
 	violations   []string
@@ -204,7 +208,11 @@ func (w *fakeWorld) RunningJobs(ctx context.Context, _, id string) (int, error) 
 	if err := w.metricsErr[id]; err != nil {
 		return 0, err
 	}
-	return w.jobs[id], nil
+	n := w.jobs[id]
+	if w.afterJobsRead != nil {
+		w.afterJobsRead(id, n)
+	}
+	return n, nil
 }
 
 // Commands
@@ -360,6 +368,10 @@ func (w *fakeWorld) Complete(ctx context.Context, _, _, token, id, result string
 	delete(w.groupState, id)
 	if w.afterComplete != nil {
 		w.afterComplete()
+	}
+	if w.completeLost > 0 {
+		w.completeLost--
+		return false, errors.New("fake: operation error Auto Scaling: CompleteLifecycleAction, context deadline exceeded")
 	}
 	return true, nil
 }

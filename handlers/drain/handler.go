@@ -382,6 +382,11 @@ func (h *Handler) lease(ctx context.Context, rec *record, version int64, now tim
 	if err != nil {
 		return false, fmt.Errorf("drain: leasing drain %s: %w", tokenHash(rec.Token), err)
 	}
+	if ok && rec.Phase == phaseComplete && rec.CompletingSince.IsZero() {
+		// As written: a CompleteLifecycleAction this step makes whose answer is lost (an SDK
+		// retry then finds no pending action) is this step's own, not someone else's.
+		rec.CompletingSince = now
+	}
 	return ok, nil
 }
 

@@ -140,12 +140,15 @@ func (p phase) sends() string {
 }
 
 // leasedBody encodes rec as written with a lease: when its phase sends a document, the stored
-// record is marked unsure of that document from now (and a complete phase, CompletingSince). If the step's own write never lands (the
+// record is marked unsure of that document from now. If the step's own write never lands (the
 // worker dies, the save fails) after the command went out, whoever takes the step next looks
 // for the command (adopt) instead of sending it again. The step's own write clears the mark; the
-// replica holding the lease does not look (rec, in memory, is unchanged).
+// replica holding the lease does not look (rec, in memory, is unchanged). A complete phase gets
+// CompletingSince, which lease also keeps in memory (see actionGone).
 func leasedBody(rec record, now time.Time) ([]byte, error) {
-	if role := rec.Phase.sends(); role != "" && rec.Unsure == nil {
+	// Not the status document: its answer is only worth having fresh (commandFailed), and one
+	// adopted minutes later would read jobs from the past.
+	if role := rec.Phase.sends(); role != "" && role != roleStatus && rec.Unsure == nil {
 		rec.Unsure = &unsure{Document: role, At: now}
 	}
 	if rec.Phase == phaseComplete && rec.CompletingSince.IsZero() {

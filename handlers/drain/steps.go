@@ -1,6 +1,7 @@
 package drain
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -159,6 +160,14 @@ func (h *Handler) stopIntake(ctx context.Context, rec *record, f fleet.Settings,
 		h.finish(rec, now, OutcomeActionGone, "the instance is already "+state)
 		return
 	default:
+		// No command can stop its intake, but its runner may still answer: never complete
+		// while it reports jobs running; watch them end, as when stop intake fails.
+		if n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID); err == nil && n > 0 {
+			rec.StopFailed, rec.Outcome = true, OutcomeNotManaged
+			rec.Note = fmt.Sprintf("SSM does not manage the instance, and its runner reports %d job(s) running: watching the metrics until they end", n)
+			rec.Phase, rec.Due = phaseWatch, now
+			return
+		}
 		rec.Outcome, rec.Note = OutcomeNotManaged, "SSM does not manage the instance: no command can reach it; completing at once"
 	}
 	rec.Phase, rec.Due = phaseComplete, now
@@ -270,10 +279,12 @@ func (h *Handler) commandFailed(rec *record, f fleet.Settings, now time.Time, ro
 		rec.Phase, rec.Due = phaseWatch, now
 		return
 	}
+	// The unregister document refuses while the service still runs: the runner may have taken
+	// a job after the zero it was sent on (a job request in flight when intake stopped). Look at
+	// the jobs again before completing without unregistering (sawJobs).
 	rec.UnregisterFailed = true
-	rec.Outcome = OutcomeUnregisterFailed
-	rec.Note = reason + fmt.Sprintf("; gave up after %d retries: completing without unregistering (no job runs)", f.Drain.CommandRetries)
-	rec.Phase, rec.Due = phaseComplete, now
+	rec.Note = reason + fmt.Sprintf("; gave up after %d retries: looking at the jobs again before completing without unregistering", f.Drain.CommandRetries)
+	rec.Phase, rec.Due = phaseWatch, now
 }
 
 // retryCall schedules the same phase again, with backoff, after a failed call that is not an
@@ -321,15 +332,28 @@ func (h *Handler) statusWait(ctx context.Context, rec *record, f fleet.Settings,
 	h.sawJobs(rec, f, now, *rep.RunningJobs)
 }
 
-// sawJobs moves on from a job count: keep watching while jobs run; at zero, unregister (or,
-// when stop intake failed, complete: the runner still runs and could not be unregistered).
+// sawJobs moves on from a job count: keep watching while jobs run; at zero, unregister. When
+// stop intake failed, the runner still takes jobs: it completes only on a second zero a poll
+// after the first, and without unregistering (it could not be stopped). When the unregister
+// document kept refusing (the service still ran), a zero seen after that completes without
+// unregistering; jobs seen instead mean the runner was alive, and it is unregistered again once
+// they end.
 func (h *Handler) sawJobs(rec *record, f fleet.Settings, now time.Time, n int) {
+	prev := rec.Jobs
 	rec.Jobs = n
 	switch {
 	case n > 0:
+		rec.UnregisterFailed = false
+		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
+	case rec.StopFailed && prev != 0:
+		rec.Note = "no job runs, but intake is open (stop intake failed): looking again a poll later before completing"
 		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
 	case rec.StopFailed:
-		rec.Outcome = OutcomeStopFailed
+		rec.Outcome = cmp.Or(rec.Outcome, OutcomeStopFailed) // or not-managed, set when no command could reach it
+		rec.Phase, rec.Due = phaseComplete, now
+	case rec.UnregisterFailed:
+		rec.Outcome = OutcomeUnregisterFailed
+		rec.Note = "no job runs after the unregister document kept refusing: completing without unregistering"
 		rec.Phase, rec.Due = phaseComplete, now
 	default:
 		rec.Phase, rec.Due = phaseUnregister, now
