@@ -275,7 +275,14 @@ func (h *Handler) Retire(ctx context.Context, c *messages.Command) error {
 		return messages.Reject("drain command %s: %v", c.ID, err)
 	}
 	log := h.log.With("command_id", c.ID, "issuer", c.Issuer, "fleet", f.Name, "instance_id", id, "replace", c.Drain.Replace)
-	if st := fleet.LifecycleState(state); !st.InService() && !st.Booting() {
+	st := fleet.LifecycleState(state)
+	if strings.Contains(state, "Standby") || strings.HasPrefix(state, "Warmed") {
+		// Not leaving: set aside by an operator, or in the warm pool. Acking it would say the
+		// drain was done when nothing happened.
+		return messages.Reject("drain command %s: instance %s is %s, set aside from the group's capacity: "+
+			"put it back in service first (aws autoscaling exit-standby) or terminate it yourself", c.ID, id, state)
+	}
+	if !st.InService() && !st.Booting() {
 		log.InfoContext(ctx, "retire decision", "lifecycle_state", state, "action", "none", "note", "already leaving its group")
 		return nil
 	}

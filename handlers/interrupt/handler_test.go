@@ -361,9 +361,15 @@ func TestRetire(t *testing.T) {
 	if err := h.Handle(ctx, drainCmd("blue", "i-0000000000000000a", false)); err != nil || len(w.terminated) != 1 {
 		t.Fatalf("second drain: %v, terminated %v", err, w.terminated)
 	}
+	// An instance in Standby or the warm pool is not leaving: refused with the reason, never
+	// acked as done while nothing happens.
+	w.members["i-0000000000000000f"] = member{"blue-asg", "Standby"}
+	w.members["i-00000000000000010"] = member{"blue-asg", "Warmed:Running"}
 	for id, want := range map[string]string{
 		"i-0000000000000000c": "belongs to Auto Scaling group other-asg, not to fleet \"blue\"",
 		"i-0000000000000000d": "is not in any Auto Scaling group",
+		"i-0000000000000000f": "is Standby, set aside from the group's capacity",
+		"i-00000000000000010": "is Warmed:Running, set aside",
 	} {
 		err := h.Handle(ctx, drainCmd("blue", id, false))
 		if !messages.IsPermanent(err) || !strings.Contains(messages.Reason(err), want) {
