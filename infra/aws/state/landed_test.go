@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +46,39 @@ func TestSaveKnowsItsOwnRetriedWrite(t *testing.T) {
 	ok, err = tbl.Save(context.Background(), "drain#tok", "drain", []byte(`{}`), 0, time.Time{}, time.Time{})
 	if err != nil || ok {
 		t.Fatalf("write lost to another writer: Save = %v, %v; want false", ok, err)
+	}
+}
+
+// throttledAPI fails every read and write, as DynamoDB does when it throttles.
+type throttledAPI struct{ API }
+
+func (throttledAPI) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return nil, &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+}
+
+func (throttledAPI) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return nil, &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+}
+
+// The errors of a record keyed by a lifecycle action token (a drain's, a launch gate's) carry
+// its hash, never the token: the router logs every transient error's text.
+func TestErrorsNeverQuoteAnActionToken(t *testing.T) {
+	tbl, err := New(throttledAPI{}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "b4e5a1c2-SECRET-TOKEN"
+	ctx := context.Background()
+	for _, pk := range []string{"drain#" + token, "launch#" + token} {
+		_, _, _, lerr := tbl.Load(ctx, pk, "x")
+		_, serr := tbl.Save(ctx, pk, "x", []byte(`{}`), 0, time.Time{}, time.Time{})
+		for _, err := range []error{lerr, serr} {
+			if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), "sha256:") {
+				t.Errorf("%s: error %v; want the key's hash, not the token", pk, err)
+			}
+		}
+	}
+	if _, _, _, err := tbl.Load(ctx, "instance#i-0abc", "mark"); err == nil || !strings.Contains(err.Error(), "instance#i-0abc") {
+		t.Errorf("other keys are shown as they are: %v", err)
 	}
 }

@@ -28,6 +28,8 @@ package state
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -99,14 +101,14 @@ func (t *Table) Load(ctx context.Context, pk, sk string) (body []byte, version i
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", pk, sk, t.name, err)
+		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", keyText(pk), sk, t.name, err)
 	}
 	if len(out.Item) == 0 {
 		return nil, 0, false, nil
 	}
 	version, body, err = decode(out.Item)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", pk, sk, t.name, err)
+		return nil, 0, false, fmt.Errorf("reading state %s/%s from %s: %w", keyText(pk), sk, t.name, err)
 	}
 	return body, version, true, nil
 }
@@ -146,7 +148,7 @@ func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version in
 	}
 	expr, err := expression.NewBuilder().WithCondition(cond).Build()
 	if err != nil {
-		return false, fmt.Errorf("building condition for state %s/%s: %w", pk, sk, err)
+		return false, fmt.Errorf("building condition for state %s/%s: %w", keyText(pk), sk, err)
 	}
 	_, err = t.api.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 aws.String(t.name),
@@ -160,7 +162,7 @@ func (t *Table) Save(ctx context.Context, pk, sk string, body []byte, version in
 		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
 			return t.landed(ctx, pk, sk, version+1, writeID)
 		}
-		return false, fmt.Errorf("writing state %s/%s version %d to %s: %w", pk, sk, version+1, t.name, err)
+		return false, fmt.Errorf("writing state %s/%s version %d to %s: %w", keyText(pk), sk, version+1, t.name, err)
 	}
 	return true, nil
 }
@@ -176,7 +178,7 @@ func (t *Table) landed(ctx context.Context, pk, sk string, version int64, writeI
 		ExpressionAttributeNames: map[string]string{"#v": AttrVersion},
 	})
 	if err != nil {
-		return false, fmt.Errorf("checking whether state %s/%s version %d landed in %s: %w", pk, sk, version, t.name, err)
+		return false, fmt.Errorf("checking whether state %s/%s version %d landed in %s: %w", keyText(pk), sk, version, t.name, err)
 	}
 	v, _ := out.Item[AttrVersion].(*types.AttributeValueMemberN)
 	id, _ := out.Item[AttrWriteID].(*types.AttributeValueMemberS)
@@ -356,7 +358,7 @@ func (t *Table) markOpen(ctx context.Context, pk, sk string, version int64) (boo
 	upd := expression.Set(expression.Name(AttrOpen), expression.Value(kindOf(pk)))
 	expr, err := expression.NewBuilder().WithCondition(cond).WithUpdate(upd).Build()
 	if err != nil {
-		return false, fmt.Errorf("building the backfill of %s/%s: %w", pk, sk, err)
+		return false, fmt.Errorf("building the backfill of %s/%s: %w", keyText(pk), sk, err)
 	}
 	_, err = t.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(t.name),
@@ -371,7 +373,7 @@ func (t *Table) markOpen(ctx context.Context, pk, sk string, version int64) (boo
 		if errors.As(err, &ccf) || rfaws.IsConflict(err) {
 			return false, nil // rewritten, finished or marked meanwhile: nothing left to do
 		}
-		return false, fmt.Errorf("marking %s/%s unfinished in %s: %w", pk, sk, t.name, err)
+		return false, fmt.Errorf("marking %s/%s unfinished in %s: %w", keyText(pk), sk, t.name, err)
 	}
 	return true, nil
 }
@@ -417,4 +419,20 @@ func decode(item map[string]types.AttributeValue) (int64, []byte, error) {
 		return 0, nil, errors.New("item has no string body")
 	}
 	return version, []byte(b.Value), nil
+}
+
+// tokenKinds are the kinds whose partition key holds a lifecycle action token (the drain's and
+// the launch gate's records): their keys appear in errors, and so in logs, only hashed.
+var tokenKinds = []string{"drain#", "launch#"}
+
+// keyText is pk as errors show it: a key holding a lifecycle action token shows the token's
+// hash instead (the first 6 bytes of its SHA-256 in hex, the token_hash of the handlers' logs).
+func keyText(pk string) string {
+	for _, kind := range tokenKinds {
+		if token, ok := strings.CutPrefix(pk, kind); ok {
+			sum := sha256.Sum256([]byte(token))
+			return kind + "sha256:" + hex.EncodeToString(sum[:6])
+		}
+	}
+	return pk
 }
