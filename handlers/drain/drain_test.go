@@ -1283,3 +1283,36 @@ func TestLeaseMarksOnlyTheSideEffectsUnsure(t *testing.T) {
 		}
 	}
 }
+
+// A drain of a fleet this replica's config lacks (a rolling deploy that adds the fleet) is not
+// stepped with empty settings: its action is kept alive and its follow-up passed on, untouched.
+func TestDrainOfAnUnknownFleetIsPassedOn(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 2)
+	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "green", Group: "green-asg", Hook: "drain-hook",
+		InstanceID: "i-1", Phase: phaseWatch, StartedAt: t0, Deadline: t0.Add(time.Hour),
+		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
+	body, _ := jsonMarshal(rec)
+	if ok, _ := r.store.Save(context.Background(), partitionKey("tok-1"), sortKey, body, 0, rec.Due, time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	r.world.advanceTo(t0.Add(time.Minute))
+	step := messages.DrainStep{Fleet: "green", InstanceID: "i-1", ActionToken: "tok-1", GroupName: "green-asg", Attempt: 1}
+	if err := r.h.Advance(context.Background(), &step); err != nil {
+		t.Fatal(err)
+	}
+	got, version, _, _ := r.store.Load(context.Background(), partitionKey("tok-1"), sortKey)
+	if !bytes.Equal(got, body) || version != 1 {
+		t.Errorf("record rewritten (version %d): %s", version, got)
+	}
+	if len(r.world.heartbeats) != 1 || len(r.world.sends) != 0 || len(r.world.completes) != 0 {
+		t.Errorf("%d heartbeats, %d commands, %d completions: want one heartbeat and nothing else",
+			len(r.world.heartbeats), len(r.world.sends), len(r.world.completes))
+	}
+	if q, ok := r.queue.pop(); !ok || q.step.Attempt != 1 {
+		t.Errorf("follow-up %+v (%v): want the latest passed on", q, ok)
+	}
+	if !strings.Contains(r.logs.String(), "config does not have") {
+		t.Error("no log line says why the drain was left")
+	}
+}

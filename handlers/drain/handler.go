@@ -274,7 +274,13 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 		return messages.Reject("drain: drain record %s unreadable: %v", tokenHash(token), err)
 	}
 	if rec.Schema > recordSchema {
-		return h.passOn(ctx, rec, version, attempt, sweeping)
+		return h.passOn(ctx, rec, version, attempt, sweeping, "drain record written by a newer worker: left to a newer replica")
+	}
+	if _, ok := h.byName[rec.Fleet]; !ok {
+		// A rolling deploy that adds the fleet (or removes it with drains in flight): stepping
+		// with no settings would send documents without names and never end. Leave it to a
+		// replica that knows the fleet, keeping its action alive meanwhile.
+		return h.passOn(ctx, rec, version, attempt, sweeping, "drain of a fleet this worker's config does not have: left to a replica that has it")
 	}
 	if rec.Phase == phaseDone {
 		return nil
@@ -315,11 +321,12 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 
 // passOn leaves a drain whose record a newer worker wrote (a rolling deploy runs old and new
 // replicas side by side) to a newer replica: this version's code would drop what it does not
-// know when it saves the record, so it neither steps nor writes it. It does keep the action
+// know when it saves the record, so it neither steps nor writes it. The same for a drain of a
+// fleet this replica's config lacks (why says which). It does keep the action
 // alive (keepAlive). The latest follow-up is sent again (any replica may receive it), so the
 // chain survives until a newer replica takes it; stale follow-ups and sweeps do nothing.
-func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64, sweeping bool) error {
-	h.log.Warn("drain record written by a newer worker: left to a newer replica",
+func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64, sweeping bool, why string) error {
+	h.log.Warn(why,
 		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 		"schema", rec.Schema, "known_schema", recordSchema)
 	h.keepAlive(ctx, rec)
