@@ -1316,3 +1316,30 @@ func TestDrainOfAnUnknownFleetIsPassedOn(t *testing.T) {
 		t.Error("no log line says why the drain was left")
 	}
 }
+
+// Once a step is written, its follow-up is what carries the drain on (a redelivery of the message
+// is stale and does nothing): it is sent on a context of its own, not the message's that a worker
+// shutting down cancels, and sent again when SQS fails it once.
+func TestFollowUpOutlivesTheMessageAndOneFailure(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.queue.fail = 1
+	r.world.afterSend = func(string) { cancel() } // SIGTERM while the stop intake is sent
+	if err := r.h.Start(ctx, action("i-1", "tok-1"), r.world.Now()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if r.queue.len() != 1 {
+		t.Fatalf("%d follow-ups queued, want the stop's follow-up", r.queue.len())
+	}
+	r.world.afterSend = nil
+	r.deliver(1000, func(now time.Time) {
+		if now.Sub(t0) > time.Minute {
+			r.world.setJobs("i-1", 0)
+		}
+	})
+	r.world.check(t)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
+		t.Errorf("outcome %q, want completed without a sweep", rec.Outcome)
+	}
+}

@@ -404,6 +404,8 @@ type fakeQueue struct {
 	items []queued
 	// drop makes the next n schedules vanish (a lost follow-up) after succeeding.
 	drop int
+	// fail makes the next n schedules fail (SQS errors after the SDK's retries).
+	fail int
 	// wholeSeconds rounds every delay up to whole seconds, as SQS's DelaySeconds does.
 	wholeSeconds bool
 }
@@ -413,9 +415,13 @@ type queued struct {
 	step messages.DrainStep
 }
 
-func (q *fakeQueue) Schedule(_ context.Context, s messages.DrainStep, delay time.Duration) error {
+func (q *fakeQueue) Schedule(ctx context.Context, s messages.DrainStep, delay time.Duration) error {
 	if delay < 0 || delay > MaxDelay {
 		return fmt.Errorf("fake queue: delay %s outside [0, %s]", delay, MaxDelay)
+	}
+	// As the SDK does: a call on a cancelled context never reaches SQS.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	now := q.world.Now()
 	q.mu.Lock()
@@ -424,6 +430,10 @@ func (q *fakeQueue) Schedule(_ context.Context, s messages.DrainStep, delay time
 		delay = (delay + time.Second - 1).Truncate(time.Second)
 	}
 	at := now.Add(delay)
+	if q.fail > 0 {
+		q.fail--
+		return errors.New("fake queue: SendMessage: service unavailable")
+	}
 	if q.drop > 0 {
 		q.drop--
 		return nil

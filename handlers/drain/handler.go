@@ -481,7 +481,17 @@ func (h *Handler) run(ctx context.Context, rec record, version int64, began time
 		}
 		return true, nil
 	}
-	return true, h.schedule(ctx, rec, version+1, rec.Due.Sub(now))
+	// The step is written: only its follow-up carries the drain on (a redelivery of this
+	// message is stale now and does nothing), so it is sent on its own bounded context, not the
+	// message's, which a worker shutting down cancels; and sent again once if SQS fails it.
+	// What still fails is left to the sweep.
+	sctx, cancelSchedule := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancelSchedule()
+	err = h.schedule(sctx, rec, version+1, rec.Due.Sub(now))
+	if err != nil && sctx.Err() == nil {
+		err = h.schedule(sctx, rec, version+1, max(rec.Due.Sub(h.d.Clock.Now()), 0))
+	}
+	return true, err
 }
 
 // clampDue keeps a next step within what one delayed message can reach.
