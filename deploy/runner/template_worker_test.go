@@ -104,7 +104,10 @@ func TestWorkerStackShape(t *testing.T) {
 			t.Errorf("ExecuteChangeSet conditioned on cloudformation:RoleArn (never in its request): %v", st)
 		}
 	}
-	if ex := statementBySid(t, m, "TaskRole", "FleetStacksExecute"); path(ex, "Action") != "cloudformation:ExecuteChangeSet" || ex["Condition"] != nil {
+	// Only the worker's own change sets (runnerfleet-…) are executed, not one an administrator
+	// prepared on a fleet stack.
+	if ex := statementBySid(t, m, "TaskRole", "FleetStacksExecute"); path(ex, "Action") != "cloudformation:ExecuteChangeSet" ||
+		path(ex, "Condition", "StringLike", "cloudformation:ChangeSetName") == nil {
 		t.Errorf("ExecuteChangeSet statement %v", ex)
 	}
 	// The task role holds no IAM, EC2 or Events writes of its own.

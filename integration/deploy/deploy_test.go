@@ -7,9 +7,11 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -102,6 +104,7 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 			checkSkipped(ctx, t, c.cfn, stack)
 		}
 	})
+	t.Run("roles and retention", func(t *testing.T) { checkRolesAndRetention(ctx, t, c.cfn) })
 	t.Run("queues", func(t *testing.T) { checkQueues(ctx, t, c.sqs, wout) })
 	t.Run("rules", func(t *testing.T) { checkRules(ctx, t, c.evb, wout, fout) })
 	t.Run("table", func(t *testing.T) { checkTable(ctx, t, c.ddb) })
@@ -244,6 +247,184 @@ func declaredTypes(t *testing.T, body string) map[string]string {
 		t.Fatalf("found only %d resources in the template", len(out))
 	}
 	return out
+}
+
+// checkRolesAndRetention reads the templates the deployed stacks hold (the emulator evaluates no
+// IAM, README.md (Running on AWS)): the worker stack's CloudFormation service role may tag what the
+// fleet's launch template tags on launch, only within RunInstances; the task role touches only
+// change sets the worker named; it may read launch templates (a group on $Latest or $Default);
+// and no resource with a fixed name is retained when the stack's first create rolls back.
+func checkRolesAndRetention(ctx context.Context, t *testing.T, api *cloudformation.Client) {
+	checkTemplatePolicies(t, stackTemplate(ctx, t, api, workerStack), stackTemplate(ctx, t, api, fleetStack))
+}
+
+// checkTemplatePolicies is checkRolesAndRetention on the decoded worker and fleet templates.
+func checkTemplatePolicies(t *testing.T, worker, fleet map[string]any) {
+	stackRole, taskRole := policyStatements(t, worker, "StackRole"), policyStatements(t, worker, "TaskRole")
+
+	// Auto Scaling checks that whoever creates or updates a group may launch its launch template:
+	// RunInstances, passing the instance role, and tagging each resource type it tags on launch.
+	var tagged []string
+	for _, ts := range listOf(walk(fleet, "Resources", "LaunchTemplate", "Properties", "LaunchTemplateData", "TagSpecifications")) {
+		if rt, _ := walk(ts, "ResourceType").(string); rt != "" {
+			tagged = append(tagged, rt)
+		}
+	}
+	if len(tagged) == 0 {
+		t.Error("the fleet's launch template tags nothing on launch; this check expects instance and volume")
+	}
+	for _, rt := range tagged {
+		found := false
+		for _, st := range allowing(stackRole, "ec2:CreateTags") {
+			if walk(st, "Condition", "StringEquals", "ec2:CreateAction") != "RunInstances" {
+				continue
+			}
+			for _, r := range listOf(st["Resource"]) {
+				found = found || strings.HasSuffix(fmt.Sprint(r), ":"+rt+"/*")
+			}
+		}
+		if !found {
+			t.Errorf("StackRole: no ec2:CreateTags on %s/* with ec2:CreateAction RunInstances; the launch template tags %s on launch", rt, rt)
+		}
+	}
+	for _, st := range allowing(stackRole, "ec2:CreateTags") {
+		for _, r := range listOf(st["Resource"]) {
+			if (strings.HasSuffix(fmt.Sprint(r), ":instance/*") || strings.HasSuffix(fmt.Sprint(r), ":volume/*")) &&
+				walk(st, "Condition", "StringEquals", "ec2:CreateAction") != "RunInstances" {
+				t.Errorf("StackRole: ec2:CreateTags on %v outside RunInstances: %v", r, st)
+			}
+		}
+	}
+	if len(allowing(stackRole, "ec2:RunInstances")) == 0 {
+		t.Error("StackRole: no ec2:RunInstances")
+	}
+	rolePath, _ := walk(fleet, "Resources", "InstanceRole", "Properties", "Path").(string)
+	passes := false
+	for _, st := range allowing(stackRole, "iam:PassRole") {
+		for _, r := range listOf(st["Resource"]) {
+			passes = passes || walk(st, "Condition", "StringEquals", "iam:PassedToService") == "ec2.amazonaws.com" &&
+				strings.HasSuffix(fmt.Sprint(r), ":role"+rolePath+"*")
+		}
+	}
+	if rolePath == "" || !passes {
+		t.Errorf("StackRole: does not pass the fleet's instance role (path %q) to EC2", rolePath)
+	}
+
+	// Change sets: only those the worker names (runnerfleet-<command id>), as a name or an ARN.
+	for _, action := range []string{"cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet"} {
+		sts := allowing(taskRole, action)
+		if action != "cloudformation:DeleteChangeSet" && len(sts) == 0 {
+			t.Errorf("TaskRole: no %s", action)
+		}
+		for _, st := range sts {
+			names := listOf(walk(st, "Condition", "StringLike", "cloudformation:ChangeSetName"))
+			if len(names) == 0 {
+				t.Errorf("TaskRole: %s without a cloudformation:ChangeSetName condition: %v", action, st)
+			}
+			for _, n := range names {
+				if s := fmt.Sprint(n); !strings.HasPrefix(s, "runnerfleet-") && !strings.Contains(s, ":changeSet/runnerfleet-") {
+					t.Errorf("TaskRole: %s on change sets %q, not only runnerfleet-*", action, s)
+				}
+			}
+		}
+	}
+	// infra/aws/cyclestate resolves a group's $Latest or $Default launch template version.
+	readsTemplates := false
+	for _, st := range allowing(taskRole, "ec2:DescribeLaunchTemplates") {
+		readsTemplates = readsTemplates || slices.Contains(listOf(st["Resource"]), any("*"))
+	}
+	if !readsTemplates {
+		t.Error("TaskRole: no ec2:DescribeLaunchTemplates on *")
+	}
+
+	// The state table outlives the stack, but not a failed first create: its name is fixed, so a
+	// table left by a rollback would make every retry fail with "already exists".
+	table, _ := walk(worker, "Resources", "StateTable").(map[string]any)
+	if table["DeletionPolicy"] != "RetainExceptOnCreate" || table["UpdateReplacePolicy"] != "Retain" {
+		t.Errorf("StateTable: DeletionPolicy %v, UpdateReplacePolicy %v; want RetainExceptOnCreate, Retain",
+			table["DeletionPolicy"], table["UpdateReplacePolicy"])
+	}
+	for name, tm := range map[string]map[string]any{workerStack: worker, fleetStack: fleet} {
+		rs, _ := tm["Resources"].(map[string]any)
+		for id, r := range rs {
+			if walk(r, "DeletionPolicy") != "Retain" {
+				continue
+			}
+			props, _ := walk(r, "Properties").(map[string]any)
+			for k, v := range props {
+				if strings.HasSuffix(k, "Name") && v != nil {
+					t.Errorf("stack %s: %s is named (%s) and kept by DeletionPolicy Retain even when the first create fails; use RetainExceptOnCreate", name, id, k)
+				}
+			}
+		}
+	}
+}
+
+// stackTemplate returns the template a stack holds, decoded; short-form functions (!Sub, !Ref,
+// !GetAtt) decode as their plain arguments.
+func stackTemplate(ctx context.Context, t *testing.T, api *cloudformation.Client, stack string) map[string]any {
+	t.Helper()
+	tmpl, err := api.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String(stack)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(aws.ToString(tmpl.TemplateBody)), &m); err != nil {
+		t.Fatalf("parsing the template of %s: %v", stack, err)
+	}
+	return m
+}
+
+// policyStatements returns the statements of a role's inline policies.
+func policyStatements(t *testing.T, tm map[string]any, role string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, p := range listOf(walk(tm, "Resources", role, "Properties", "Policies")) {
+		for _, st := range listOf(walk(p, "PolicyDocument", "Statement")) {
+			if m, ok := st.(map[string]any); ok {
+				out = append(out, m)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("role %s has no policy statements", role)
+	}
+	return out
+}
+
+// allowing returns the Allow statements whose Action names action.
+func allowing(sts []map[string]any, action string) []map[string]any {
+	var out []map[string]any
+	for _, st := range sts {
+		if st["Effect"] == "Allow" && slices.Contains(listOf(st["Action"]), any(action)) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// walk follows map keys from v; nil when one is missing.
+func walk(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// listOf returns v as a list: a list as it is, a single value as a list of one, nil as none.
+func listOf(v any) []any {
+	switch l := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		return l
+	default:
+		return []any{l}
+	}
 }
 
 func checkQueues(ctx context.Context, t *testing.T, api *sqs.Client, wout map[string]string) {
