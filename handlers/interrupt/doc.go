@@ -11,11 +11,14 @@
 //
 //	pk = "instance#<instance id>", sk = "mark"   one instance's marks (this package's Mark, JSON)
 //
-// The fleet's next tick, on its FIFO message group, reads the marks: the scale handler sees a
-// marked instance as offering no capacity (infra/aws/marks.Group decorates its Group) and scales
-// out for it, and Replacer, run just before the tick, replaces rebalance-marked instances of fleets
+// The fleet's next tick, on its FIFO message group, reads the marks. ReplaceMarked, run just
+// before the scaling decision, replaces spot-marked instances, and rebalance-marked ones of fleets
 // whose rebalance mode is "act" (TerminateInstanceInAutoScalingGroup without decrement: the group
-// launches the replacement, the terminate hook drains the old one).
+// launches one replacement, the terminate hook drains the old one). Not raising the desired
+// capacity for a spot instance matters: the group replaces a reclaimed instance on its own, so a
+// raise would make two launches for one instance lost. The scale handler sees a marked instance
+// still in the group as offering no capacity (infra/aws/marks.Group decorates its Group): one not
+// replaced yet (its replace failed, or it was still booting) is scaled out for.
 //
 // A mark is closed (Gone) by its instance's state change. One that never comes (dead-lettered,
 // or lost in a worker outage longer than the queue's retention) would leave the mark open in
@@ -25,11 +28,13 @@
 //
 // # Lost jobs
 //
-// Spot capacity is reclaimed two minutes after the warning whatever runs there: when the
-// instance shuts down, the jobs still running (a last scrape, else the count seen at the notice)
-// are reported lost in a decision record and runnerfleet_interrupt_jobs_lost_total. An instance
-// that stops or terminates while its drain is in progress finishes that drain as "lost" with
-// the count of jobs that were running (Drains).
+// Spot capacity is reclaimed two minutes after the warning whatever runs there. An instance
+// that stops or terminates while its drain is in progress (a replaced spot instance's, usually)
+// finishes that drain as "lost" with the count of jobs it was running (Drains; cause "drain" in
+// runnerfleet_interrupt_jobs_lost_total). A spot instance reclaimed outside any drain (never
+// replaced) reports the jobs still running (a last scrape, else the count seen at the notice) as
+// lost, cause "spot". One replaced whose drain already ended reports nothing more: its drain saw
+// its jobs end, or counted them lost.
 //
 // # Safe twice
 //

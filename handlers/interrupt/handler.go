@@ -171,7 +171,7 @@ func (h *Handler) notice(ctx context.Context, id string, at time.Time, kind stri
 func nextStep(kind string, stop bool) string {
 	switch {
 	case kind == kindSpot:
-		return "next tick counts it as offering no capacity; EC2 reclaims it"
+		return "next tick replaces it through its group (one launch); its terminate hook drains it until EC2 reclaims it"
 	case stop:
 		return "next tick replaces it; its terminate hook drains it"
 	}
@@ -217,8 +217,11 @@ func (h *Handler) StateChange(ctx context.Context, s *messages.StateChange) erro
 		return nil
 	}
 	// Jobs are lost only where nothing waited for them: a reclaimed spot instance outside a drain.
+	// One replaced through its group had a drain, which counts its jobs: finished lost (now, or by
+	// an earlier try of this message), or completed with none left.
 	n := -1
-	if m.SpotInterrupted && !found {
+	spotLoss := m.SpotInterrupted && !found && !m.Replaced
+	if spotLoss {
 		if c, err := h.d.Jobs.RunningJobs(ctx, m.Fleet, id); err == nil {
 			n = c
 		} else {
@@ -242,7 +245,7 @@ func (h *Handler) StateChange(ctx context.Context, s *messages.StateChange) erro
 	}
 	attrs := []any{"event", "state-change", "fleet", m.Fleet, "instance_id", id, "state", s.State,
 		"spot_interrupted", m.SpotInterrupted, "rebalance_recommended", m.RebalanceRecommended}
-	if m.SpotInterrupted && !found {
+	if spotLoss {
 		if n > 0 {
 			h.m.JobsLost.WithLabelValues(m.Fleet, "spot").Add(float64(n))
 		}
@@ -312,14 +315,20 @@ func Refusal(f fleet.Settings, instanceID, group string, found bool) error {
 	return nil
 }
 
-// ReplaceMarked retires, through the group and with a replacement, every rebalance-marked
-// instance of the fleet that is still in service, when the fleet's rebalance mode is act. It is
-// a fleet-level step: call it on the fleet's FIFO message group, before the scaling decision
-// (PrepareTick does, for the worker's tick and BeforeTick). An instance already leaving is only
-// recorded. It returns how many it replaced and every failure joined.
+// ReplaceMarked retires, through the group and with a replacement, every instance of the fleet
+// still in service that a spot interruption warning marked, or a rebalance recommendation when the
+// fleet's rebalance mode is act. It is a fleet-level step: call it on the fleet's FIFO message
+// group, before the scaling decision (PrepareTick does, for the worker's tick and BeforeTick).
+// An instance already leaving is only recorded. It returns how many it replaced and every
+// failure joined.
+//
+// A spot instance goes this way too, not by raising the desired capacity for it: when EC2
+// reclaims it, the group would replace it on its own, one launch too many for one instance lost.
+// Terminated without decrement, it gets exactly one replacement, at once, and its terminate hook
+// drains it until the reclaim (a state change then finishes that drain as lost, jobs counted).
 func (h *Handler) ReplaceMarked(ctx context.Context, fleetName string) (int, error) {
 	f, ok := h.byName[fleetName]
-	if !ok || h.rebalanceMode(f.Name) != RebalanceAct {
+	if !ok {
 		return 0, nil
 	}
 	marks, err := h.listMarks(ctx, f)
@@ -342,8 +351,9 @@ func (h *Handler) listMarks(ctx context.Context, f fleet.Settings) ([]Mark, erro
 func (h *Handler) replaceMarked(ctx context.Context, f fleet.Settings, marks []Mark) (int, error) {
 	var errs []error
 	replaced := 0
+	act := h.rebalanceMode(f.Name) == RebalanceAct
 	for _, m := range marks {
-		if !m.RebalanceRecommended || m.Replaced || m.Gone || m.SpotInterrupted {
+		if m.Replaced || m.Gone || !m.SpotInterrupted && !(act && m.RebalanceRecommended) {
 			continue
 		}
 		group, state, found, err := h.d.Groups.GroupOf(ctx, m.InstanceID)
@@ -376,7 +386,7 @@ func (h *Handler) replaceMarked(ctx context.Context, f fleet.Settings, marks []M
 			errs = append(errs, fmt.Errorf("recording %s replaced: %w", m.InstanceID, err))
 		}
 		h.log.InfoContext(ctx, "interrupt decision", "event", "tick", "fleet", f.Name, "instance_id", m.InstanceID,
-			"rebalance_recommended", true, "lifecycle_state", state, "action", action)
+			"spot_interrupted", m.SpotInterrupted, "rebalance_recommended", m.RebalanceRecommended, "lifecycle_state", state, "action", action)
 	}
 	return replaced, errors.Join(errs...)
 }
@@ -468,7 +478,7 @@ func (h *Handler) closeStale(ctx context.Context, f fleet.Settings, marks []Mark
 				return false
 			}
 			m.Gone, m.State, m.GoneAt, m.Lost = true, StateLeftUnseen, now, -1
-			if m.SpotInterrupted {
+			if m.SpotInterrupted && !m.Replaced { // replaced: its drain accounted for its jobs
 				m.Lost = m.JobsAtNotice
 			}
 			return true
@@ -522,7 +532,7 @@ func (h *Handler) BeforeTick(next func(ctx context.Context, msg *messages.Messag
 }
 
 // PrepareTick is the marks' part of a fleet's tick, run before its scaling decision (the
-// worker's tick and BeforeTick both call it): it replaces the fleet's rebalance-marked
+// worker's tick and BeforeTick both call it): it replaces the fleet's spot- and rebalance-marked
 // instances (ReplaceMarked) and closes its stale marks (CloseStale), bounded together by the
 // step timeout. A failure is logged and left to the next tick; it never holds the scaling
 // decision back.
@@ -538,10 +548,8 @@ func (h *Handler) PrepareTick(ctx context.Context, fleetName string) {
 		h.log.WarnContext(ctx, "preparing the tick", "fleet", fleetName, "error", err.Error())
 		return
 	}
-	if h.rebalanceMode(f.Name) == RebalanceAct {
-		if _, err := h.replaceMarked(rctx, f, marks); err != nil {
-			h.log.WarnContext(ctx, "replacing rebalance-marked instances", "fleet", fleetName, "error", err.Error())
-		}
+	if _, err := h.replaceMarked(rctx, f, marks); err != nil {
+		h.log.WarnContext(ctx, "replacing marked instances", "fleet", fleetName, "error", err.Error())
 	}
 	if _, err := h.closeStale(rctx, f, marks); err != nil {
 		h.log.WarnContext(ctx, "closing stale marks", "fleet", fleetName, "error", err.Error())

@@ -424,3 +424,35 @@ func TestReclaimDuringDrainCountsTheDrainOnly(t *testing.T) {
 		t.Errorf("mark %+v: gone, without a second lost count", m)
 	}
 }
+
+// A spot-marked instance is replaced through its group (no decrement) by the next tick, once, in
+// any rebalance mode: raising the desired capacity for it would make two launches once the group
+// replaces the reclaimed instance itself. Its reclaim after its drain ended reports nothing
+// lost: the drain saw its jobs end (or counted them).
+func TestSpotIsReplacedThroughTheGroupOnce(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-g"] = member{"green-asg", "InService"}
+	w.jobs["i-g"] = 2
+	h := newTestHandler(t, w, map[string]RebalanceMode{"green": RebalanceReport})
+	if err := h.Handle(context.Background(), spotMsg("i-g")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		h.PrepareTick(context.Background(), "green")
+	}
+	dec, ok := w.terminated["i-g"]
+	if !ok || dec || len(w.terminated) != 1 || !w.marks["i-g"].Replaced {
+		t.Fatalf("terminated = %v, mark %+v: want i-g replaced once, without decrement", w.terminated, w.marks["i-g"])
+	}
+	// The drain saw the jobs end and completed; then EC2 reclaims the instance.
+	delete(w.jobs, "i-g")
+	if err := h.Handle(context.Background(), stateMsg("i-g", "terminated")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("green", "spot")); got != 0 {
+		t.Errorf("jobs lost (spot) = %v, want 0: the replaced instance's drain accounted for them", got)
+	}
+	if m := w.marks["i-g"]; !m.Gone || m.Lost != -1 {
+		t.Errorf("mark %+v: want gone, no lost count of its own", m)
+	}
+}

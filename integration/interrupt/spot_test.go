@@ -2,6 +2,7 @@ package interrupt_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,12 +13,16 @@ import (
 )
 
 // A spot warning for a busy instance: its intake stops at once (jobs queued afterwards all start
-// elsewhere), the next tick counts it as offering no capacity and scales out, and when EC2
-// reclaims it the jobs it was still running are reported lost — as many as the simulator killed.
-func TestSpotWarningStopsIntakeScalesOutAndReportsLostJobs(t *testing.T) {
+// elsewhere), the next tick replaces it through its group (no decrement: one launch, where a raise
+// of the desired capacity would make two once the group replaces the reclaimed instance itself),
+// its drain waits on its job, and when EC2 reclaims it the drain finishes as lost with the job it
+// was still running — as many as the simulator killed.
+func TestSpotWarningStopsIntakeReplacesAndReportsLostJobs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
-	f := e.group(groupSpec{name: "spot", desired: 2, min: 1, max: 4, terminateHook: true})
+	// A minute's heartbeat timeout, as in production where the reclaim's state change comes long
+	// before the drain's next heartbeat would find the action gone (see lost_test.go).
+	f := e.group(groupSpec{name: "spot", desired: 2, min: 1, max: 4, terminateHook: true, hookTimeout: 60})
 	// Three idle slots wanted: two instances of two slots cover one running job; without one of
 	// them they do not.
 	f.Policy = fleet.Policy{IdleSlots: 3, MinUptime: time.Hour, ScaleInWindow: time.Hour}
@@ -51,10 +56,18 @@ func TestSpotWarningStopsIntakeScalesOutAndReportsLostJobs(t *testing.T) {
 		t.Fatalf("mark %+v", m)
 	}
 
-	// The next tick scales out for it.
+	// The next tick replaces it through its group: desired unchanged, the instance terminating
+	// (its hook holds it for the drain), one replacement launched.
 	e.tick(f.Name)
-	if d := e.desired(f.GroupName); d != 3 {
-		t.Fatalf("after the warning the tick set desired %d, want 3", d)
+	if d := e.desired(f.GroupName); d != 2 {
+		t.Fatalf("after the warning the tick set desired %d, want 2 (replaced, not scaled out)", d)
+	}
+	e.eventually("the interrupted instance terminating and one replacement", func() bool {
+		ms := e.members(f.GroupName)
+		return len(ms) == 3 && strings.HasPrefix(string(ms[busy].LifecycleState), "Terminating")
+	})
+	if m, _, _ = e.marks.Get(ctx, busy); !m.Replaced {
+		t.Fatalf("mark %+v: want it replaced", m)
 	}
 
 	// Jobs queued now all start elsewhere.
@@ -73,18 +86,25 @@ func TestSpotWarningStopsIntakeScalesOutAndReportsLostJobs(t *testing.T) {
 		t.Errorf("the interrupted instance started %d jobs, want only the first", n)
 	}
 
-	// The reclaim kills the long job; the worker reports it lost.
+	// The reclaim kills the long job; its drain finishes as lost with it, counted once.
 	e.eventually("the reclaim reported", func() bool {
 		m, _, _ = e.marks.Get(ctx, busy)
 		return m.Gone
 	})
 	evs := e.log()
 	k := killed(evs, busy)
-	if k != 1 || m.Lost != k {
-		t.Fatalf("killed %d (emulator), reported lost %d; want both 1", k, m.Lost)
+	rec := e.drainOf(busy)
+	if k != 1 || rec == nil || rec["outcome"] != "lost" || rec["jobs"] != float64(k) {
+		t.Fatalf("killed %d (emulator), drain %v; want the drain lost with the 1 killed job", k, rec)
 	}
-	if got := count(t, e.im.JobsLost.WithLabelValues(f.Name, "spot")); got != 1 {
-		t.Errorf("jobs_lost_total{cause=spot} = %v, want 1", got)
+	if got := count(t, e.im.JobsLost.WithLabelValues(f.Name, "drain")); got != 1 {
+		t.Errorf("jobs_lost_total{cause=drain} = %v, want 1", got)
+	}
+	if got := count(t, e.im.JobsLost.WithLabelValues(f.Name, "spot")); got != 0 {
+		t.Errorf("jobs_lost_total{cause=spot} = %v, want 0: counted once, by the drain", got)
+	}
+	if m.Lost != -1 {
+		t.Errorf("mark lost %d, want -1 (the drain's count stands)", m.Lost)
 	}
 	if len(e.decisions("interrupt decision", busy)) < 2 {
 		t.Errorf("want decision records for the notice and the reclaim")
