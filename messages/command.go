@@ -240,6 +240,10 @@ func (c Command) Validate() error {
 		for _, k := range sortedKeys(a.Parameters) {
 			v := a.Parameters[k]
 			field := "update.parameters." + k
+			if tokenPrefixIn(k) != "" {
+				p.add("field \"update.parameters\": a key looks like a GitLab token; tokens never travel in commands")
+				continue
+			}
 			if !parameterKeyPattern.MatchString(k) {
 				p.add("field \"update.parameters\": key %s is not a CloudFormation parameter name (1-255 letters and digits)", quote(k))
 				continue

@@ -251,6 +251,13 @@ func TestCommandsRefuseTokens(t *testing.T) {
 		{"registration token value", update(`{"Extra":"GR1348941abcdef"}`, ""), `contains "GR1348941"`},
 		{"token in template", update(`{}`, "Token: "+secret), `"update.template_body": the template contains what looks like a GitLab token`},
 		{"token as issuer", strings.Replace(validScale, `"issuer":"alice"`, `"issuer":"`+secret+`"`, 1), `"issuer" looks like a GitLab token`},
+		// Values a reason would quote: never quoted when they look like a token.
+		{"token as instance id", `{"kind":"command","schema":1,"id":"x","issued_at":"2026-11-27T17:00:00Z","fleet":"docker","type":"drain","drain":{"instance_id":"` + secret + `"}}`,
+			`"drain.instance_id"`},
+		{"token as scale.for", strings.Replace(validScale, `"scale":{"desired":3}`, `"scale":{"desired":3,"for":"`+secret+`"}`, 1), `"scale.for": <redacted`},
+		{"token as type", strings.Replace(validScale, `"type":"scale"`, `"type":"`+secret+`"`, 1), `unknown command type <redacted`},
+		{"token as parameter key", update(`{"`+secret+`":"x"}`, ""), `a key looks like a GitLab token`},
+		{"token as parameter key of letters and digits", update(`{"GR1348941CANARY0123456789":"x"}`, ""), `a key looks like a GitLab token`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -83,9 +83,13 @@ func goTypeWords(t string) string {
 	return t
 }
 
-// quote quotes a value for a reason, cut to a readable length. Never call it on a value that may
-// be a secret.
+// quote quotes a value for a reason, cut to a readable length. A value that looks like a GitLab
+// token is not quoted at all: a reason goes to the DLQ's attributes and the worker's log.
 func quote(s string) string {
+	if tokenPrefixIn(s) != "" {
+		// A value a reason quotes goes to the DLQ's attributes and the worker's log.
+		return "<redacted: looks like a GitLab token>"
+	}
 	const max = 64
 	if len(s) > max {
 		cut := max
