@@ -290,29 +290,38 @@ func (r *Router) run(ctx context.Context, q Queue, kind string, h HandlerFunc, m
 	attempt := func(msg *message.Message) ([]*message.Message, error) {
 		return nil, h(msg.Context(), m)
 	}
-	retry := middleware.Retry{
-		MaxRetries:          r.cfg.Retry.MaxRetries,
-		InitialInterval:     r.cfg.Retry.InitialInterval,
-		MaxInterval:         r.cfg.Retry.MaxInterval,
-		Multiplier:          r.cfg.Retry.Multiplier,
-		RandomizationFactor: 0,
-		ResetContextOnRetry: true,
-		ShouldRetry: func(p middleware.RetryParams) bool {
-			// RetryNum counts the failures so far from 0; the last attempt's failure is final.
-			if p.RetryNum >= r.cfg.Retry.MaxRetries || ctx.Err() != nil || !retryable(p.Err) {
-				return false
-			}
-			r.metrics.Retries.WithLabelValues(q.Name, kind).Inc()
-			r.logger.WarnContext(ctx, "transient failure: retrying", "error", p.Err.Error(), "retry", p.RetryNum+1, "wait", p.Delay.String())
-			return true
-		},
-	}
-	// Recoverer outside Retry: a panic is permanent and never retried.
 	timeout := r.cfg.HandlerTimeout
 	if t, ok := r.cfg.Timeouts[m.Kind]; ok {
 		timeout = t
 	}
-	chain := middleware.Recoverer(retry.Middleware(middleware.Timeout(timeout)(attempt)))
+	once := middleware.Timeout(timeout)(attempt)
+	// The retries are a loop of our own, not Watermill's Retry middleware: that one advances its
+	// backoff once to tell ShouldRetry the delay and again to wait, so the real waits were every
+	// other step of the series (I·M, I·M³, …), longer than the budget the config's max_hold is
+	// checked against (config.RetryBudget). Here the waits are I, I·M, I·M², … up to MaxInterval.
+	loop := func(msg *message.Message) ([]*message.Message, error) {
+		wait := min(r.cfg.Retry.InitialInterval, r.cfg.Retry.MaxInterval)
+		for n := 0; ; n++ {
+			msg.SetContext(ctx) // each attempt gets the message's context, not the last one's timeout
+			_, err := once(msg)
+			// n counts the failures so far; the last attempt's failure is final.
+			if err == nil || n >= r.cfg.Retry.MaxRetries || ctx.Err() != nil || !retryable(err) {
+				return nil, err
+			}
+			r.metrics.Retries.WithLabelValues(q.Name, kind).Inc()
+			r.logger.WarnContext(ctx, "transient failure: retrying", "error", err.Error(), "retry", n+1, "wait", wait.String())
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, err
+			case <-t.C:
+			}
+			wait = min(time.Duration(float64(wait)*r.cfg.Retry.Multiplier), r.cfg.Retry.MaxInterval)
+		}
+	}
+	// Recoverer outside the retries: a panic is permanent and never retried.
+	chain := middleware.Recoverer(loop)
 	carrier := message.NewMessage(m.ID, nil)
 	carrier.SetContext(ctx)
 	_, err := chain(carrier)

@@ -377,3 +377,29 @@ func TestPerKindTimeout(t *testing.T) {
 		t.Errorf("attempts = %d, want 1", calls.Load())
 	}
 }
+
+// The waits between retries are the series the config's max_hold check budgets for (I, I·M, …):
+// Watermill's Retry middleware advanced its backoff twice per retry, so its waits were every
+// other step (here 200 ms then 3.2 s, where 50 ms then 200 ms are due), past the budget.
+func TestRetryWaitsFollowTheBudgetedSeries(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	w := start(t, Registry{messages.KindCommand: func(context.Context, *messages.Message) error {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		return errors.New("transient: try again")
+	}}, Config{Retry: Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 10 * time.Second, Multiplier: 4}})
+	if w.send(t, tick(t)) {
+		t.Fatal("a failing message was acked")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 3 {
+		t.Fatalf("%d attempts, want 3", len(at))
+	}
+	first, second := at[1].Sub(at[0]), at[2].Sub(at[1])
+	if first < 50*time.Millisecond || second < 200*time.Millisecond || first+second > 1500*time.Millisecond {
+		t.Errorf("waits %s and %s, want 50 ms and 200 ms (the budgeted series), not 200 ms and 3.2 s", first, second)
+	}
+}
