@@ -27,6 +27,9 @@ package router
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -391,7 +394,14 @@ func (r *Router) deadLetter(ctx context.Context, q Queue, msg *message.Message, 
 		out.Metadata.Set(sqs.MetaDedupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaMessageID), msg.UUID))
 	}
 	out.SetContext(ctx)
-	if err := r.dlq.Publish(q.DeadLetter, out); err != nil {
+	err := r.dlq.Publish(q.DeadLetter, out)
+	if errors.Is(err, sqs.ErrUnencodable) {
+		// The copy itself is more than SQS takes (a body near the size limit plus the reason,
+		// too many attributes, a body SQS refuses): sending it again cannot succeed, and nacking
+		// would only bring it back until SQS moved it to the DLQ without its reason.
+		err = r.dlq.Publish(q.DeadLetter, bareCopy(ctx, q, msg, reason))
+	}
+	if err != nil {
 		r.metrics.Nacked.WithLabelValues(q.Name, kind).Inc()
 		finish(observe.OutcomeNacked)
 		r.logger.ErrorContext(ctx, "dead-lettering failed: released for redelivery", "reason", reason, "error", err.Error())
@@ -402,6 +412,29 @@ func (r *Router) deadLetter(ctx context.Context, q Queue, msg *message.Message, 
 	finish(observe.OutcomeDeadLettered)
 	r.logger.WarnContext(ctx, "message dead-lettered", "cause", cause, "reason", reason, "dead_letter_queue", q.DeadLetter)
 	return nil
+}
+
+// bareCopy is the dead-letter copy of msg when the full one cannot be sent: only the reason (and a
+// FIFO queue's group and deduplication ids), and, when the body itself is what SQS refuses or
+// leaves no room for the reason, a stand-in that says so with the body's size and SHA-256.
+func bareCopy(ctx context.Context, q Queue, msg *message.Message, reason string) *message.Message {
+	body := msg.Payload
+	if len(body) == 0 || len(body)+len(reason)+len(sqs.MetaReason)+64 > sqs.MaxMessageBytes || sqs.CheckBody(body) != nil {
+		sum := sha256.Sum256(body)
+		body, _ = json.Marshal(map[string]any{
+			"runnerfleet_dead_letter": "the original body could not be sent to the dead-letter queue (see the reason attribute)",
+			"bytes":                   len(msg.Payload),
+			"sha256":                  hex.EncodeToString(sum[:]),
+		})
+	}
+	out := message.NewMessage(msg.UUID, body)
+	out.Metadata.Set(sqs.MetaReason, reason)
+	if sqs.IsFIFO(q.DeadLetter) {
+		out.Metadata.Set(sqs.MetaGroupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaGroupID), "dead-letter"))
+		out.Metadata.Set(sqs.MetaDedupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaMessageID), msg.UUID))
+	}
+	out.SetContext(ctx)
+	return out
 }
 
 type correlationKey struct{}

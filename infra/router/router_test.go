@@ -45,11 +45,18 @@ type fakeDLQ struct {
 	msgs    []*message.Message
 	topics  []string
 	failing atomic.Bool
+	// refuse, when set, says which messages SQS would not take as they are.
+	refuse func(*message.Message) bool
 }
 
 func (d *fakeDLQ) Publish(topic string, msgs ...*message.Message) error {
 	if d.failing.Load() {
 		return errors.New("dlq unavailable")
+	}
+	for _, m := range msgs {
+		if d.refuse != nil && d.refuse(m) {
+			return fmt.Errorf("publishing to %s: %w: too large or too many attributes", topic, sqs.ErrUnencodable)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -401,5 +408,33 @@ func TestRetryWaitsFollowTheBudgetedSeries(t *testing.T) {
 	first, second := at[1].Sub(at[0]), at[2].Sub(at[1])
 	if first < 50*time.Millisecond || second < 200*time.Millisecond || first+second > 1500*time.Millisecond {
 		t.Errorf("waits %s and %s, want 50 ms and 200 ms (the budgeted series), not 200 ms and 3.2 s", first, second)
+	}
+}
+
+// A dead-letter copy SQS would not take as it is (a body near the size limit plus the reason,
+// too many attributes) is sent bare, with its reason: nacking it would only bring it back until
+// SQS moved it to the DLQ without one.
+func TestDeadLetterCopyTooLargeIsSentBare(t *testing.T) {
+	w := start(t, Registry{}, Config{})
+	w.dlq.refuse = func(m *message.Message) bool {
+		size := len(m.Payload)
+		for k, v := range m.Metadata {
+			size += len(k) + len(v)
+		}
+		return size > sqs.MaxMessageBytes || len(m.Metadata) > 3
+	}
+	huge := append([]byte(`{"detail-type": 5, "x": "`), bytes.Repeat([]byte("a"), sqs.MaxMessageBytes-40)...)
+	huge = append(huge, []byte(`"}`)...)
+	if !w.send(t, huge) {
+		t.Fatal("a malformed body too large to copy with its reason was nacked")
+	}
+	w.dlq.mu.Lock()
+	defer w.dlq.mu.Unlock()
+	if len(w.dlq.msgs) != 1 {
+		t.Fatalf("%d dead-lettered, want 1", len(w.dlq.msgs))
+	}
+	got := w.dlq.msgs[0]
+	if got.Metadata.Get(sqs.MetaReason) == "" || !bytes.Contains(got.Payload, []byte(`"runnerfleet_dead_letter"`)) || !bytes.Contains(got.Payload, []byte(`"sha256"`)) {
+		t.Errorf("bare copy: reason %q, body %.200s", got.Metadata.Get(sqs.MetaReason), got.Payload)
 	}
 }

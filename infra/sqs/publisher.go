@@ -20,6 +20,11 @@ import (
 // ErrClosed is returned by Publish and Subscribe after Close.
 var ErrClosed = errors.New("sqs: closed")
 
+// ErrUnencodable marks a Publish refused before any call: a message SQS would never take as it
+// is (too large with its attributes, too many attributes, an empty body or characters SQS
+// refuses). Sending it again cannot succeed.
+var ErrUnencodable = errors.New("sqs cannot take the message as it is")
+
 // Publisher is a message.Publisher that sends Watermill messages to SQS queues.
 //
 // The topic is the queue (URL, or name resolved once with GetQueueUrl). The payload becomes the
@@ -87,7 +92,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		entries = append(entries, o)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("publishing to %s: %w", url, err)
+		return fmt.Errorf("publishing to %s: %w: %w", url, ErrUnencodable, err)
 	}
 	if len(entries) == 1 {
 		e := entries[0]
@@ -174,7 +179,7 @@ func encode(msg *message.Message, fifo bool) (outgoing, error) {
 	if len(msg.Payload) == 0 {
 		// SQS refuses empty bodies; Watermill allows empty payloads.
 		errs = append(errs, errors.New("empty payload: sqs needs a body of at least one character"))
-	} else if err := checkBody(msg.Payload); err != nil {
+	} else if err := CheckBody(msg.Payload); err != nil {
 		errs = append(errs, err)
 	}
 	o.size = len(msg.Payload)
@@ -237,9 +242,9 @@ func validAttrName(k string) bool {
 	return !strings.HasPrefix(lk, "aws.") && !strings.HasPrefix(lk, "amazon.")
 }
 
-// checkBody refuses what SQS refuses: invalid UTF-8 and characters outside #x9 | #xA | #xD |
-// #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
-func checkBody(b []byte) error {
+// CheckBody refuses what SQS refuses in a body: invalid UTF-8 and characters outside #x9 | #xA |
+// #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF.
+func CheckBody(b []byte) error {
 	if !utf8.Valid(b) {
 		return errors.New("payload is not valid utf-8: sqs bodies are text")
 	}
