@@ -36,7 +36,7 @@ const (
 	// one's answer is dispatched, so a message landing then is not left waiting for the next
 	// round trip. FIFO queues keep one (see SubscriberConfig.Receivers).
 	DefaultReceivers = 2
-	// DefaultVisibilityTimeout is asked for on receive and renewed every half of it while a handler
+	// DefaultVisibilityTimeout is asked for on receive and renewed every third of it while a handler
 	// works: short enough that a crashed worker's messages come back soon.
 	DefaultVisibilityTimeout = 30 * time.Second
 	// DefaultMaxHold: no handler step of ours should take longer; long work is a state machine.
@@ -65,7 +65,7 @@ type SubscriberConfig struct {
 	// never gives two receives the same group's messages while one is in flight, so more than one
 	// is correct there too).
 	Receivers int
-	// VisibilityTimeout is asked for on receive and renewed every half of it while the message is
+	// VisibilityTimeout is asked for on receive and renewed every third of it while the message is
 	// held (whole seconds, 1s..12h; default 30s).
 	VisibilityTimeout time.Duration
 	// MaxHold bounds how long one message may be held from its receipt (default 5m, at most 12h).

@@ -309,7 +309,7 @@ func (c *consumer) dispatch(msgs []types.Message, receivedAt time.Time) {
 	for _, m := range msgs {
 		log := c.log.With("sqs_message_id", aws.ToString(m.MessageId))
 		h := heldMessage{m: m, receipt: aws.ToString(m.ReceiptHandle), receivedAt: receivedAt, log: log}
-		h.lease = startLease(c, h.receipt, log)
+		h.lease = startLease(c, h.receipt, receivedAt, log)
 		c.held.Add(1)
 		go func() {
 			defer c.held.Done()
@@ -358,6 +358,8 @@ func (c *consumer) process(h heldMessage) {
 		l.stop()
 		c.release(receipt, 0, log)
 		return
+	case <-l.lost:
+		return // never delivered; its visibility lapsed, so SQS hands it out again
 	case <-hold.C:
 		l.stop()
 		log.Warn("sqs message held past max hold before delivery: releasing it", "max_hold", c.cfg.MaxHold)
@@ -385,6 +387,14 @@ func (c *consumer) process(h heldMessage) {
 			}
 			log.Warn("handler held sqs message past max hold: released and nacked", "max_hold", c.cfg.MaxHold)
 			l.stop()
+			c.release(receipt, c.cfg.NackBackoff, log)
+			return
+		case <-l.lost:
+			if !msg.Nack() {
+				continue // acked just now
+			}
+			// Its visibility lapsed: the deferred cancel stops the handler; the release may
+			// fail on a receipt SQS has moved on from, which is harmless.
 			c.release(receipt, c.cfg.NackBackoff, log)
 			return
 		case <-stopping:
@@ -518,21 +528,29 @@ func (c *consumer) changeVisibility(ctx context.Context, receipt string, d time.
 	return nil
 }
 
-// lease keeps one held message invisible: it renews the visibility timeout every half of it
-// until stopped. stop waits for a renewal in progress, so none lands after a release.
+// lease keeps one held message invisible: it renews the visibility timeout every third of it
+// until stopped, and a failed renewal again every second until the visibility would lapse. It
+// closes lost when a renewal could not land before then: SQS may hand the message to another
+// consumer, so its handler must stop (process nacks it and cancels its context). stop waits
+// for a renewal in progress, so none lands after a release.
 type lease struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	lost   chan struct{}
 	once   sync.Once
 }
 
-func startLease(c *consumer, receipt string, log *slog.Logger) *lease {
+// leaseRetry is how soon a failed visibility renewal is tried again.
+const leaseRetry = time.Second
+
+func startLease(c *consumer, receipt string, receivedAt time.Time, log *slog.Logger) *lease {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &lease{cancel: cancel, done: make(chan struct{})}
-	every := c.cfg.VisibilityTimeout / 2
+	l := &lease{cancel: cancel, done: make(chan struct{}), lost: make(chan struct{})}
+	every := c.cfg.VisibilityTimeout / 3
+	expires := receivedAt.Add(c.cfg.VisibilityTimeout)
 	go func() {
 		defer close(l.done)
-		t := time.NewTicker(every)
+		t := time.NewTimer(every)
 		defer t.Stop()
 		for {
 			select {
@@ -540,11 +558,24 @@ func startLease(c *consumer, receipt string, log *slog.Logger) *lease {
 				return
 			case <-t.C:
 			}
-			callCtx, callCancel := context.WithTimeout(ctx, settleTimeout)
+			callCtx, callCancel := context.WithDeadline(ctx, expires)
+			began := time.Now()
 			err := c.changeVisibility(callCtx, receipt, c.cfg.VisibilityTimeout)
 			callCancel()
-			if err != nil && ctx.Err() == nil {
-				log.Warn("extending sqs message visibility", "error", err)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err == nil:
+				expires = began.Add(c.cfg.VisibilityTimeout)
+				t.Reset(every)
+			case time.Now().Add(leaseRetry).After(expires):
+				log.Error("sqs message visibility lapsed: renewals failed; its handler is stopped, another consumer may take it",
+					"error", err, "visibility_timeout", c.cfg.VisibilityTimeout)
+				close(l.lost)
+				return
+			default:
+				log.Warn("extending sqs message visibility: trying again", "error", err, "lapses_in", time.Until(expires).Round(time.Millisecond))
+				t.Reset(leaseRetry)
 			}
 		}
 	}()

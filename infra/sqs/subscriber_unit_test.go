@@ -25,6 +25,7 @@ type fakeQueue struct {
 	deleted    []string
 	visibility map[string][]int32
 	failDelete map[string]bool // receipt handles whose DeleteMessage fails
+	failRenew  bool            // every ChangeMessageVisibility fails
 	// batchDeletes is the size of each DeleteMessageBatch call; singleDeletes counts the
 	// DeleteMessage calls; deleteDelay slows both (a delete in flight while more acks arrive).
 	batchDeletes  []int
@@ -97,6 +98,9 @@ func (f *fakeQueue) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMes
 	}
 	r := aws.ToString(in.ReceiptHandle)
 	f.visibility[r] = append(f.visibility[r], in.VisibilityTimeout)
+	if f.failRenew {
+		return nil, errors.New("fake: ServiceUnavailable")
+	}
 	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
@@ -396,5 +400,37 @@ func TestAcksWaitingTogetherAreDeletedInBatches(t *testing.T) {
 	}
 	if len(q.visibility["rh-7"]) != 0 {
 		t.Errorf("rh-7's failed delete changed its visibility: %v (it should come back on its own)", q.visibility["rh-7"])
+	}
+}
+
+// A held message whose visibility renewals all fail is given up before SQS hands it to another
+// consumer runs it too: retried every second, then, with no time left, nacked and its handler's
+// context cancelled.
+func TestLapsedLeaseStopsTheHandler(t *testing.T) {
+	q := &fakeQueue{failRenew: true, batches: [][]types.Message{{fifoMessage("a", "ga")}}}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, VisibilityTimeout: 3 * time.Second, MaxHold: time.Minute, CloseTimeout: time.Second},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ch, err := s.Subscribe(context.Background(), "https://sqs.local/1/lifecycle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := <-ch // never settled by its "handler"
+	select {
+	case <-held.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's context still live after its visibility lapsed")
+	}
+	select {
+	case <-held.Nacked():
+	default:
+		t.Error("a message whose visibility lapsed was not nacked")
+	}
+	_, vis := q.state()
+	if n := len(vis["rh-a"]); n < 2 {
+		t.Errorf("%d renewal attempts, want the failed renewal tried again", n)
 	}
 }
