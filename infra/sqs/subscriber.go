@@ -379,7 +379,14 @@ func (c *consumer) process(h heldMessage) {
 			return
 		case <-msg.Nacked():
 			l.stop()
-			c.release(receipt, c.cfg.NackBackoff, log)
+			backoff := c.cfg.NackBackoff
+			if stopping == nil {
+				// Closing: a handler cut short by the shutdown (its context cancelled) nacks;
+				// the message goes back at once, for the next task, not after the backoff
+				// meant for failures (on a FIFO queue its whole group would wait).
+				backoff = 0
+			}
+			c.release(receipt, backoff, log)
 			return
 		case <-hold.C:
 			if !msg.Nack() {

@@ -434,3 +434,29 @@ func TestLapsedLeaseStopsTheHandler(t *testing.T) {
 		t.Errorf("%d renewal attempts, want the failed renewal tried again", n)
 	}
 }
+
+// A message nacked while the subscriber closes (its handler cut short by the shutdown) goes back
+// at once, not after the nack backoff meant for failures.
+func TestNackWhileClosingReleasesAtOnce(t *testing.T) {
+	q := &fakeQueue{batches: [][]types.Message{{fifoMessage("a", "ga")}}}
+	s, err := NewSubscriber(SubscriberConfig{WaitTime: time.Second, NackBackoff: 7 * time.Second, CloseTimeout: 5 * time.Second},
+		q, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := s.Subscribe(context.Background(), "control.fifo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := <-ch
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(100 * time.Millisecond) // Close has begun: the consumer is stopping
+	held.Nack()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, vis := q.state(); !slices.Equal(vis["rh-a"], []int32{0}) {
+		t.Errorf("visibility changes %v, want one release at once (0)", vis["rh-a"])
+	}
+}
