@@ -31,8 +31,11 @@ type fakeStacks struct {
 	failReason     string
 	createCalls    []ChangeSetInput
 	executeCalls   int
-	executeErrors  int // ExecuteChangeSet fails this many times, executing nothing (throttled)
+	executeErrors  int    // ExecuteChangeSet fails this many times, executing nothing (throttled)
+	executeRefused string // ExecuteChangeSet is refused for good with this message (ErrRefused)
 	describeErrors int
+	eventErrors    int  // Events fails this many times (throttled)
+	eventsRefused  bool // Events is refused for good (access denied: ErrRefused)
 }
 
 type fakeStack struct {
@@ -125,6 +128,10 @@ func (f *fakeStacks) CreateChangeSet(_ context.Context, in ChangeSetInput) (stri
 func (f *fakeStacks) DescribeChangeSet(_ context.Context, stack, name string) (ChangeSet, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, ok := f.stacks[stack]; !ok {
+		// CloudFormation's answer, which an adapter may or may not map to ErrChangeSetNotFound.
+		return ChangeSet{}, errors.New("ValidationError: Stack [" + stack + "] does not exist")
+	}
 	cs, ok := f.sets[name]
 	if !ok || cs.in.Stack != stack {
 		return ChangeSet{}, fmt.Errorf("ChangeSetNotFound: %w", ErrChangeSetNotFound)
@@ -144,6 +151,13 @@ func (f *fakeStacks) deleteChangeSets() {
 	f.sets = map[string]*fakeSet{}
 }
 
+// deleteStack deletes a stack (and so its change sets) mid-update.
+func (f *fakeStacks) deleteStack(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.stacks, name)
+}
+
 func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -151,6 +165,9 @@ func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) err
 	if f.executeErrors > 0 {
 		f.executeErrors--
 		return errors.New("ThrottlingException: Rate exceeded")
+	}
+	if f.executeRefused != "" {
+		return fmt.Errorf("%w: AccessDenied: %s", ErrRefused, f.executeRefused)
 	}
 	cs, ok := f.sets[name]
 	if !ok {
@@ -198,6 +215,13 @@ func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) err
 func (f *fakeStacks) Events(_ context.Context, stack string, since time.Time) ([]Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.eventErrors > 0 {
+		f.eventErrors--
+		return nil, errors.New("ThrottlingException: Rate exceeded")
+	}
+	if f.eventsRefused {
+		return nil, fmt.Errorf("%w: AccessDenied: not authorized to perform cloudformation:DescribeStackEvents", ErrRefused)
+	}
 	s, ok := f.stacks[stack]
 	if !ok {
 		return nil, errors.New("stack does not exist")

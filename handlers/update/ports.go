@@ -16,11 +16,13 @@ var ErrNoChanges = errors.New("the change set contains no changes")
 var ErrChangeSetExists = errors.New("change set exists already")
 
 // ErrChangeSetNotFound is wrapped by Stacks.DescribeChangeSet's error when the change set does
-// not exist (deleted by someone): the update fails rather than retrying forever.
+// not exist (deleted by someone, or with its stack): the update fails rather than retrying
+// forever.
 var ErrChangeSetNotFound = errors.New("change set not found")
 
-// ErrRefused is wrapped by Stacks.CreateChangeSet's error when the service refuses the change
-// set for good (a template or parameter error): the update fails with the service's message.
+// ErrRefused is wrapped by Stacks.CreateChangeSet's or Stacks.ExecuteChangeSet's error when the
+// service refuses the change set for good (a template or parameter error, access denied): the
+// update fails with the service's message.
 var ErrRefused = errors.New("the service refused the change set")
 
 // Stacks is CloudFormation as the handler uses it. infra/aws/stacks implements it.

@@ -11,10 +11,16 @@
 //   - A created change set's changes are recorded per resource (action, and replacement where the
 //     service says so). A plan ends there (outcome "planned"); otherwise it is executed.
 //   - Each tick of the fleet (Advance), or a Stack Status Change event of its stack
-//     (HandleStackStatus), takes one more step: follow the stack until a final status.
+//     (HandleStackStatus), takes one more step: follow the stack until a final status. The tick
+//     is the clock: a failing step is retried at the next one, and a stack event is acked even
+//     when its step fails, so it never holds up the fleet's message group.
 //   - "No changes" (AWS: a FAILED change set saying it contains no changes; the emulator: an error
 //     "No updates are to be performed") is a clean success, outcome "no_changes". A stack that ends
 //     failed or rolled back is outcome "failed", with the first failing resource's reason.
+//   - An update that cannot go on ends "failed" with the reason rather than retrying forever: a
+//     change set or stack that is gone, an execution the service refuses for good, and any
+//     update still unfinished Deadline after its command (DefaultDeadline), so a stuck update
+//     never blocks the fleet's next one.
 //
 // Every step is idempotent: a redelivered command continues its own update; versions of the
 // record make concurrent steps safe. The handler never reads or logs parameter values.
@@ -48,6 +54,16 @@ const (
 	eventSlack = 5 * time.Second
 	// noEchoMask is what DescribeStacks shows for a NoEcho parameter's value.
 	noEchoMask = "****"
+	// DefaultDeadline bounds an update from its command to its outcome. An update still
+	// unfinished by then (a stack or change set no call reaches any more, CloudFormation hung)
+	// ends failed, telling the operator to look at the stack, so that the fleet's next update is
+	// not refused for ever. The runner stack's longest path is well inside it: the template has no
+	// WaitCondition, CreationPolicy or rolling UpdatePolicy, so CloudFormation waits at most for
+	// the group's new instances to pass the launch hook (LaunchHookTimeout ≤ 7200 s, 2 h) and, if
+	// that fails, about as long again to roll back (new instances run no jobs, so their drains are
+	// short): 4 h, plus a minute of tick granularity. 6 h leaves 2 h of margin. Ending the record
+	// leaves the stack alone: while it is still *_IN_PROGRESS, a new update is refused as busy.
+	DefaultDeadline = 6 * time.Hour
 )
 
 // Fleet is what the handler needs to know of one fleet.
@@ -76,6 +92,8 @@ type Config struct {
 	PollInterval  time.Duration
 	// Retention is the TTL of a finished record.
 	Retention time.Duration
+	// Deadline bounds an update from its command to its outcome (see DefaultDeadline).
+	Deadline time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Sleep waits d or until ctx ends (default: a timer).
@@ -91,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention
+	}
+	if c.Deadline == 0 {
+		c.Deadline = DefaultDeadline
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -113,6 +134,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("update: nil TemplateParameters"))
 	}
 	seen := map[string]bool{}
+	// Two fleets on one stack would update it under two records, neither knowing of the other's
+	// change sets, and a stack event would advance only the first fleet's update.
+	stacks := map[string]string{}
 	for i, f := range c.Fleets {
 		if f.Name == "" {
 			errs = append(errs, fmt.Errorf("update: fleet %d has no name", i))
@@ -121,9 +145,17 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("update: fleet %q is listed twice", f.Name))
 		}
 		seen[f.Name] = true
+		if f.Stack == "" {
+			continue
+		}
+		if other, dup := stacks[f.Stack]; dup {
+			errs = append(errs, fmt.Errorf("update: fleet %q has stack %q, as fleet %q does", f.Name, f.Stack, other))
+			continue
+		}
+		stacks[f.Stack] = f.Name
 	}
-	if c.ChangeSetWait < 0 || c.PollInterval <= 0 || c.Retention <= 0 {
-		errs = append(errs, errors.New("update: change set wait must be ≥ 0, poll interval and retention > 0"))
+	if c.ChangeSetWait < 0 || c.PollInterval <= 0 || c.Retention <= 0 || c.Deadline <= 0 {
+		errs = append(errs, errors.New("update: change set wait must be ≥ 0, poll interval, retention and deadline > 0"))
 	}
 	return errors.Join(errs...)
 }
@@ -340,15 +372,23 @@ func (h *Handler) Advance(ctx context.Context, fleetName string) error {
 	return err
 }
 
-// HandleStackStatus advances the update of the fleet whose stack changed status. Events of
-// stacks no fleet has are acked.
+// HandleStackStatus advances the update of the fleet whose stack changed status. The event only
+// nudges the update sooner than the next tick: it is acked even when the step fails (the error
+// is logged, and the tick, the update's clock, takes the step again), since a retried event
+// would hold up the fleet's FIFO message group (its ticks and commands) and end in the DLQ.
+// Events of stacks no fleet has are acked.
 func (h *Handler) HandleStackStatus(ctx context.Context, m *messages.Message) error {
 	s, ok := m.Payload.(*messages.StackStatus)
 	if !ok {
 		return messages.Reject("update: not a stack status event")
 	}
-	if name := h.FleetOfStack(s.StackName); name != "" {
-		return h.Advance(ctx, name)
+	name := h.FleetOfStack(s.StackName)
+	if name == "" {
+		return nil
+	}
+	if err := h.Advance(ctx, name); err != nil {
+		h.log.WarnContext(ctx, "update: step on a stack event failed; the next tick takes it again",
+			"fleet", name, "stack", s.StackName, "stack_status", s.Status, "error", err.Error())
 	}
 	return nil
 }
@@ -367,14 +407,19 @@ func (h *Handler) FleetOfStack(stack string) string {
 func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, log *slog.Logger) (Record, int64, error) {
 	pk, sk := Key(f.Name)
 	h.m.steps.WithLabelValues(f.Name, rec.Phase).Inc()
+	// Past the deadline, a step that would retry or wait ends the update instead (expire).
+	overdue := !h.cfg.Now().Before(rec.StartedAt.Add(h.cfg.Deadline))
 	switch rec.Phase {
 	case PhaseChangeSet:
-		cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+		if overdue { // a change set still being created hours later is not to be executed now
+			return h.expire(ctx, f, rec, version, nil, log)
+		}
+		cs, err := h.describeChangeSet(ctx, f, rec)
 		if errors.Is(err, ErrChangeSetNotFound) {
-			return h.finishStep(ctx, f, rec, version, OutcomeFailed, "the change set is gone (deleted before it was executed)", "", log)
+			return h.finishStep(ctx, f, rec, version, OutcomeFailed, "the change set is gone (it, or its stack, was deleted before it was executed)", "", log)
 		}
 		if err != nil {
-			return rec, version, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+			return rec, version, err
 		}
 		switch cs.Status {
 		case "CREATE_COMPLETE":
@@ -403,29 +448,37 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 			return rec, version, err
 		}
 		version++
-		return rec, version, h.execute(ctx, f, rec, log)
+		return h.execute(ctx, f, rec, version, log)
 
 	case PhaseExecuting:
 		// The intent was saved before ExecuteChangeSet: if that call failed (throttled, the
 		// worker died), the stack's status says nothing about this change set (an earlier
 		// update's UPDATE_COMPLETE would read as success). Until the change set is seen
 		// executing, ask it, and execute it when it is still waiting.
-		cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+		cs, err := h.describeChangeSet(ctx, f, rec)
 		switch {
 		case errors.Is(err, ErrChangeSetNotFound):
 			// Executed change sets can be gone (CloudFormation removes a stack's change sets
 			// once one is executed): follow the stack.
+		case err != nil && overdue:
+			return h.expire(ctx, f, rec, version, err, log)
 		case err != nil:
-			return rec, version, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+			return rec, version, err
+		case cs.ExecutionStatus == "AVAILABLE" && overdue:
+			return h.expire(ctx, f, rec, version, errors.New("the change set was never executed"), log)
 		case cs.ExecutionStatus == "AVAILABLE":
-			return rec, version, h.execute(ctx, f, rec, log)
+			return h.execute(ctx, f, rec, version, log)
 		case cs.ExecutionStatus == "UNAVAILABLE" || cs.ExecutionStatus == "OBSOLETE":
 			return h.finishStep(ctx, f, rec, version, OutcomeFailed,
 				"the change set was never executed: it became "+cs.ExecutionStatus+" (the stack changed meanwhile?)", "", log)
 		}
 		st, found, err := h.stacks.Describe(ctx, f.Stack)
 		if err != nil {
-			return rec, version, fmt.Errorf("describing stack %s: %w", f.Stack, err)
+			err = fmt.Errorf("describing stack %s: %w", f.Stack, err)
+			if overdue {
+				return h.expire(ctx, f, rec, version, err, log)
+			}
+			return rec, version, err
 		}
 		if !found {
 			return h.finishStep(ctx, f, rec, version, OutcomeFailed, "the stack is gone (a failed creation is deleted)", "", log)
@@ -435,6 +488,10 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 			rec.StackStatus = st.Status
 			return h.finishStep(ctx, f, rec, version, OutcomeSucceeded, "", "", log)
 		case st.Status == "REVIEW_IN_PROGRESS" || strings.HasSuffix(st.Status, "_IN_PROGRESS"):
+			if overdue {
+				rec.StackStatus = st.Status
+				return h.expire(ctx, f, rec, version, nil, log)
+			}
 			if st.Status == rec.StackStatus {
 				return rec, version, nil
 			}
@@ -448,7 +505,15 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 			return rec, version + 1, nil
 		default: // *_FAILED, *ROLLBACK_COMPLETE
 			rec.StackStatus = st.Status
-			resource, reason := h.firstFailure(ctx, f.Stack, rec.ExecutedAt)
+			resource, reason, err := h.firstFailure(ctx, f.Stack, rec.ExecutedAt)
+			if err != nil && !overdue && !errors.Is(err, ErrRefused) {
+				// Without the events the record would lose its failing resource: the next
+				// tick reads them again (a throttled read; one refused for good is not).
+				return rec, version, err
+			}
+			if err != nil {
+				log.WarnContext(ctx, "update: stack events unreadable; reporting the stack's status reason", "error", err.Error())
+			}
 			if reason == "" {
 				reason = st.StatusReason
 			}
@@ -461,39 +526,78 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 	return rec, version, nil
 }
 
-// execute runs the change set of rec. A second executor (a replayed step) finds it executing or
-// executed: that is not an error.
-func (h *Handler) execute(ctx context.Context, f Fleet, rec Record, log *slog.Logger) error {
-	if err := h.stacks.ExecuteChangeSet(ctx, f.Stack, rec.ChangeSetID); err != nil {
-		if cs, derr := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID); derr == nil &&
-			(cs.ExecutionStatus == "EXECUTE_IN_PROGRESS" || cs.ExecutionStatus == "EXECUTE_COMPLETE" || cs.ExecutionStatus == "EXECUTE_FAILED") {
-			return nil
-		}
-		return fmt.Errorf("executing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+// describeChangeSet describes rec's change set. A stack that is gone took its change sets with
+// it, whatever error DescribeChangeSet gave (CloudFormation answers a ValidationError about the
+// stack): when it fails otherwise than ErrChangeSetNotFound, the stack is looked up, and if it is
+// gone, the answer is ErrChangeSetNotFound too.
+func (h *Handler) describeChangeSet(ctx context.Context, f Fleet, rec Record) (ChangeSet, error) {
+	cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+	if err == nil || errors.Is(err, ErrChangeSetNotFound) {
+		return cs, err
 	}
-	log.InfoContext(ctx, "update: change set executing")
-	return nil
+	if _, found, derr := h.stacks.Describe(ctx, f.Stack); derr == nil && !found {
+		return ChangeSet{}, fmt.Errorf("describing change set %s: stack %s is gone: %w (%w)", rec.ChangeSetName, f.Stack, ErrChangeSetNotFound, err)
+	}
+	return ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
 }
 
-// firstFailure returns the first resource that failed after since, and why.
-func (h *Handler) firstFailure(ctx context.Context, stack string, since time.Time) (string, string) {
+// execute runs the change set of rec (saved at version) and returns the record as saved. A second
+// executor (a replayed step) finds it executing or executed: that is not an error. An execution
+// the service refuses for good (ErrRefused: access denied, a validation error) while the change
+// set still waits ends the update failed with the service's reason; retrying would not help.
+func (h *Handler) execute(ctx context.Context, f Fleet, rec Record, version int64, log *slog.Logger) (Record, int64, error) {
+	err := h.stacks.ExecuteChangeSet(ctx, f.Stack, rec.ChangeSetID)
+	if err == nil {
+		log.InfoContext(ctx, "update: change set executing")
+		return rec, version, nil
+	}
+	cs, derr := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
+	switch {
+	case derr == nil && (cs.ExecutionStatus == "EXECUTE_IN_PROGRESS" || cs.ExecutionStatus == "EXECUTE_COMPLETE" || cs.ExecutionStatus == "EXECUTE_FAILED"):
+		return rec, version, nil
+	case derr == nil && cs.ExecutionStatus == "AVAILABLE" && errors.Is(err, ErrRefused):
+		log.WarnContext(ctx, "update: change set execution refused", "error", err.Error())
+		return h.finishStep(ctx, f, rec, version, OutcomeFailed, "executing the change set: "+err.Error(), "", log)
+	}
+	return rec, version, fmt.Errorf("executing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+}
+
+// expire ends an update that is past its deadline (Config.Deadline), with why it was still
+// unfinished (cause, the step's last error; nil when it was waiting) and where to look. The stack
+// itself is left as it is.
+func (h *Handler) expire(ctx context.Context, f Fleet, rec Record, version int64, cause error, log *slog.Logger) (Record, int64, error) {
+	reason := fmt.Sprintf("the update did not finish within %s of its command", h.cfg.Deadline)
+	if rec.StackStatus != "" {
+		reason += "; the stack was last seen " + rec.StackStatus
+	} else {
+		reason += " (phase " + rec.Phase + ")"
+	}
+	if cause != nil {
+		reason += "; last error: " + cause.Error()
+	}
+	reason += ". Look at stack " + f.Stack + " in CloudFormation (its status and events) before updating again"
+	return h.finishStep(ctx, f, rec, version, OutcomeFailed, reason, "", log)
+}
+
+// firstFailure returns the first resource that failed after since, and why ("" when no event
+// says so), or the error of reading the events.
+func (h *Handler) firstFailure(ctx context.Context, stack string, since time.Time) (string, string, error) {
 	events, err := h.stacks.Events(ctx, stack, since.Add(-eventSlack))
 	if err != nil {
-		h.log.WarnContext(ctx, "update: reading stack events failed", "stack", stack, "error", err.Error())
-		return "", ""
+		return "", "", fmt.Errorf("reading the events of stack %s: %w", stack, err)
 	}
 	for _, e := range events {
 		if strings.HasSuffix(e.Status, "_FAILED") && e.LogicalID != stack && !strings.Contains(e.Reason, "Resource creation cancelled") &&
 			!strings.Contains(e.Reason, "Resource update cancelled") {
-			return e.LogicalID, e.Reason
+			return e.LogicalID, e.Reason, nil
 		}
 	}
 	for _, e := range events {
 		if strings.HasSuffix(e.Status, "_FAILED") {
-			return e.LogicalID, e.Reason
+			return e.LogicalID, e.Reason, nil
 		}
 	}
-	return "", ""
+	return "", "", nil
 }
 
 func (h *Handler) finishStep(ctx context.Context, f Fleet, rec Record, version int64, outcome, reason, resource string, log *slog.Logger) (Record, int64, error) {

@@ -28,8 +28,15 @@ func (c *clock) now() time.Time {
 	return c.t
 }
 
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 type env struct {
 	h      *Handler
+	clock  *clock
 	stacks *fakeStacks
 	store  *memStore
 	reg    *prometheus.Registry
@@ -41,7 +48,7 @@ const role = "arn:aws:iam::123456789012:role/runnerfleet-prod-stack"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)}
-	e := &env{stacks: newFakeStacks(c.now), store: newMemStore(), reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
+	e := &env{clock: c, stacks: newFakeStacks(c.now), store: newMemStore(), reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}}
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: e.logs}, nil))
 	h, err := New(Config{
 		Template:           []byte("InstanceType,VolumeSize,ImageId"),
@@ -467,5 +474,200 @@ func TestADeletedChangeSetFailsTheUpdateInsteadOfRetrying(t *testing.T) {
 	}
 	if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "change set is gone") {
 		t.Errorf("record = %+v", r)
+	}
+}
+
+// A stack deleted mid-update: DescribeChangeSet answers a ValidationError about the stack (not
+// "change set not found"); the update must end failed, not error at every tick.
+func TestAStackDeletedMidUpdateFailsTheUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	e.stacks.inProgress = 5
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "101"}, false)); err != nil {
+		t.Fatal(err)
+	}
+	e.stacks.deleteStack("runner-docker")
+	if err := e.h.Advance(context.Background(), "docker"); err != nil {
+		t.Fatalf("advance: %v", err)
+	}
+	if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "stack is gone") {
+		t.Errorf("record = %+v", r)
+	}
+}
+
+// ExecuteChangeSet refused for good (access denied) while the change set stays AVAILABLE: the
+// update ends failed with the service's reason instead of executing again at every tick, and the
+// fleet can be updated again.
+func TestARefusedExecutionFailsTheUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	e.stacks.executeRefused = "User: arn:aws:sts::123456789012:assumed-role/w is not authorized to perform: cloudformation:ExecuteChangeSet"
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "101"}, false)); err != nil {
+		t.Fatalf("command: %v", err)
+	}
+	r, _ := e.store.record("docker")
+	if r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "not authorized to perform: cloudformation:ExecuteChangeSet") {
+		t.Fatalf("record = %+v", r)
+	}
+	if err := e.h.Advance(context.Background(), "docker"); err != nil || e.stacks.executeCalls != 1 {
+		t.Errorf("advance after the refusal: %v, %d execute calls", err, e.stacks.executeCalls)
+	}
+	e.stacks.executeRefused = ""
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "102"}, false)); err != nil {
+		t.Errorf("the next update: %v", err)
+	}
+}
+
+// An update unfinished DefaultDeadline after its command ends failed, pointing at the stack, so
+// the fleet's next update is not refused for ever; it is never executed late.
+func TestAnUpdatePastItsDeadlineEndsFailed(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		setup  func(e *env)
+		after  func(e *env) // once the command has taken its step
+		phase  string
+		reason string
+	}{
+		"stack in progress for ever": {setup: func(e *env) { e.stacks.inProgress = 1 << 20 }, phase: PhaseExecuting, reason: "last seen UPDATE_IN_PROGRESS"},
+		"change set never created":   {setup: func(e *env) { e.stacks.pending = 1 << 20 }, phase: PhaseChangeSet, reason: "phase change_set"},
+		"stack unreadable": {setup: func(e *env) { e.stacks.inProgress = 1 << 20 },
+			after: func(e *env) { e.stacks.describeErrors = 1 << 20 }, phase: PhaseExecuting, reason: "last error: describing stack runner-docker: throttled"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+			tc.setup(e)
+			if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "101"}, false)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.after != nil {
+				tc.after(e)
+			}
+			executed := e.stacks.executeCalls
+			for i := 0; i < 3; i++ {
+				_ = e.h.Advance(context.Background(), "docker")
+			}
+			if r, _ := e.store.record("docker"); r.Finished() || r.Phase != tc.phase {
+				t.Fatalf("before the deadline: %+v", r)
+			}
+			e.clock.advance(DefaultDeadline)
+			if err := e.h.Advance(context.Background(), "docker"); err != nil {
+				t.Fatalf("advance past the deadline: %v", err)
+			}
+			r, it := e.store.record("docker")
+			if r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "did not finish within 6h0m0s") ||
+				!strings.Contains(r.Reason, "Look at stack runner-docker") || !strings.Contains(r.Reason, tc.reason) || it.expires.IsZero() {
+				t.Errorf("record = %+v", r)
+			}
+			if e.stacks.executeCalls != executed {
+				t.Errorf("executed past the deadline")
+			}
+			e.stacks.describeErrors = 0
+			err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "102"}, false))
+			if err != nil && strings.Contains(err.Error(), "still in progress") {
+				t.Errorf("the next update is still refused: %v", err)
+			}
+		})
+	}
+}
+
+// A failed update whose stack events cannot be read (throttled) is not finished without its
+// failing resource: the next tick reads them again. Only past the deadline does the record settle
+// for the stack's status.
+func TestUnreadableEventsAreReadAgain(t *testing.T) {
+	t.Parallel()
+	start := func(t *testing.T, eventErrors int) *env {
+		e := newEnv(t)
+		e.stacks.addStack("runner-docker", map[string]string{"InstanceType": "t3.medium"})
+		e.stacks.failResource, e.stacks.failReason = "LaunchTemplate", "The instance type 'x9.huge' does not exist"
+		e.stacks.inProgress = 1
+		e.stacks.eventErrors = eventErrors
+		if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"InstanceType": "x9.huge"}, false)); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	t.Run("throttled once", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, 1)
+		failures := 0
+		for i := 0; i < 10; i++ {
+			if r, _ := e.store.record("docker"); r.Finished() {
+				break
+			}
+			if err := e.h.Advance(context.Background(), "docker"); err != nil {
+				failures++
+			}
+		}
+		if r, _ := e.store.record("docker"); failures != 1 || r.FailedResource != "LaunchTemplate" || !strings.Contains(r.Reason, "x9.huge") {
+			t.Errorf("%d failed steps; record = %+v", failures, r)
+		}
+	})
+	t.Run("refused for good", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, 0)
+		e.stacks.eventsRefused = true // a permission missing: reading again cannot help
+		for i := 0; i < 10; i++ {
+			if r, _ := e.store.record("docker"); r.Finished() {
+				break
+			}
+			_ = e.h.Advance(context.Background(), "docker")
+		}
+		if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "UPDATE_ROLLBACK_COMPLETE") {
+			t.Errorf("record = %+v: want failed at once with the stack's status, not held to the deadline", r)
+		}
+	})
+	t.Run("unreadable up to the deadline", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, 1<<20)
+		for i := 0; i < 3; i++ {
+			if err := e.h.Advance(context.Background(), "docker"); err == nil {
+				if r, _ := e.store.record("docker"); r.Finished() {
+					t.Fatalf("finished without its events: %+v", r)
+				}
+			}
+		}
+		e.clock.advance(DefaultDeadline)
+		if err := e.h.Advance(context.Background(), "docker"); err != nil {
+			t.Fatalf("advance past the deadline: %v", err)
+		}
+		if r, _ := e.store.record("docker"); r.Outcome != OutcomeFailed || !strings.Contains(r.Reason, "UPDATE_ROLLBACK_COMPLETE") {
+			t.Errorf("record = %+v", r)
+		}
+	})
+}
+
+// A failing step on a stack event is logged and the event acked: a retried event would hold up
+// the fleet's FIFO group. The next tick takes the step.
+func TestAFailingStepOnAStackEventIsAcked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+	e.stacks.inProgress = 1
+	if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "101"}, false)); err != nil {
+		t.Fatal(err)
+	}
+	e.stacks.describeErrors = 1
+	m := &messages.Message{Kind: messages.KindStackStatus, Payload: &messages.StackStatus{StackName: "runner-docker", Status: "UPDATE_IN_PROGRESS"}}
+	if err := e.h.HandleStackStatus(context.Background(), m); err != nil {
+		t.Fatalf("stack event: %v, want it acked", err)
+	}
+	if !strings.Contains(e.logs.String(), "step on a stack event failed") || !strings.Contains(e.logs.String(), "throttled") {
+		t.Errorf("the failure is not logged:\n%s", e.logs)
+	}
+	if r := e.tickUntilDone(t, "docker"); r.Outcome != OutcomeSucceeded {
+		t.Errorf("record = %+v", r)
+	}
+}
+
+func TestConfigRefusesTwoFleetsOnOneStack(t *testing.T) {
+	t.Parallel()
+	err := Config{Template: []byte("A"), TemplateParameters: paramsOf, ChangeSetWait: 1, PollInterval: 1, Retention: 1, Deadline: 1,
+		Fleets: []Fleet{{Name: "a", Stack: "s"}, {Name: "b", Stack: "s"}, {Name: "c"}, {Name: "d"}}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), `fleet "b" has stack "s", as fleet "a" does`) {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -421,7 +421,7 @@ func (c *Config) Validate() error {
 	if len(c.Fleets) == 0 {
 		add("fleets: want at least one fleet")
 	}
-	names, groups, rules := map[string]bool{}, map[string]string{}, map[string]string{}
+	names, groups, rules, stacks := map[string]bool{}, map[string]string{}, map[string]string{}, map[string]string{}
 	for i, f := range c.Fleets {
 		key := fmt.Sprintf("fleets[%d]", i)
 		if f.Name != "" {
@@ -448,6 +448,15 @@ func (c *Config) Validate() error {
 				add("%s.tick_rule %q is also the tick rule of fleet %q", key, f.TickRule, other)
 			}
 			rules[f.TickRule] = f.Name
+		}
+		// Two fleets on one stack would update it under two records, each unaware of the other's
+		// change sets, and its status events would reach only the first.
+		if f.StackName != "" {
+			if other, ok := stacks[f.StackName]; ok {
+				add("%s.stack %q is also the stack of fleet %q", key, f.StackName, other)
+			} else {
+				stacks[f.StackName] = f.Name
+			}
 		}
 		if _, err := template.New("metrics_url").Option("missingkey=error").Parse(f.MetricsURL); err != nil {
 			add("%s.metrics_url: %v", key, err)

@@ -84,6 +84,30 @@ fleets:
 	}
 }
 
+// Fleets sharing a stack, a group and a tick rule: each clash is reported, all at once.
+func TestSharedFleetResourcesAllReported(t *testing.T) {
+	data := `
+fleets:
+  - {name: a, group: g, stack: s, tick_rule: r}
+  - {name: b, group: g, stack: s, tick_rule: r}
+  - {name: c, group: gc, stack: s}
+`
+	_, err := Parse([]byte(data), Source{Getenv: noEnv})
+	if err == nil {
+		t.Fatal("fleets sharing a stack were accepted")
+	}
+	for _, want := range []string{
+		`fleets[1] (b).group "g" is also the group of fleet "a"`,
+		`fleets[1] (b).tick_rule "r" is also the tick rule of fleet "a"`,
+		`fleets[1] (b).stack "s" is also the stack of fleet "a"`,
+		`fleets[2] (c).stack "s" is also the stack of fleet "a"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not report %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestValidationRules(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
@@ -95,6 +119,7 @@ func TestValidationRules(t *testing.T) {
 		{"dlq type", minimal + "queues: {control: {dead_letter: plain}}\n", "same type"},
 		{"duplicate fleet", minimal + "  - name: blue\n    group: other\n", "used by another fleet"},
 		{"shared group", minimal + "  - name: green\n    group: blue-asg\n", "also the group of fleet"},
+		{"shared stack", "fleets: [{name: a, group: ga, stack: s}, {name: b, group: gb, stack: s}]\n", `fleets[1] (b).stack "s" is also the stack of fleet "a"`},
 		{"missing group", "fleets: [{name: x}]\n", "group: want"},
 		{"poll over 15m", "fleets: [{name: x, group: g, drain: {poll_interval: 20m}}]\n", "poll_interval 20m0s"},
 		{"bad template", "fleets: [{name: x, group: g, metrics_url: '{{.PrivateIP'}]\n", "metrics_url"},

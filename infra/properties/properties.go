@@ -1,8 +1,9 @@
 // Package properties reads a fleet's properties file (Key=Value lines, # comments, blank lines)
 // as data — it is never executed — and checks it against a CloudFormation template's
 // Parameters: unknown keys, missing required ones, values of the wrong type or outside
-// AllowedValues, AllowedPattern, MinValue, MaxValue, MinLength or MaxLength, and lines that are
-// not Key=Value. Every problem is reported at once, each with its line number.
+// AllowedValues, AllowedPattern, MinValue, MaxValue, MinLength or MaxLength, lines that are not
+// Key=Value, CR-only line endings and unclosed quotes. Every problem is reported at once, each
+// with its line number.
 //
 // Values are quoted in problems only when they cannot be a secret: never for a NoEcho parameter,
 // a key that names a token, or a value that looks like a GitLab token.
@@ -59,8 +60,9 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9]{1,255}$`)
 // Parse reads Key=Value lines. Blank lines and lines starting with # (after spaces) are skipped;
 // spaces around the key and the value are trimmed, and one pair of matching quotes around the
 // value is removed (files written for the AWS sample's shell). A line that is not Key=Value, a
-// key that is not a CloudFormation parameter name, and a key given twice are problems. Nothing is
-// expanded or executed: "$(...)" and "${X}" are plain text.
+// key that is not a CloudFormation parameter name, a key given twice, a carriage return inside a
+// line (a file with CR-only line endings reads as one line) and a value opening a quote it does
+// not close are problems. Nothing is expanded or executed: "$(...)" and "${X}" are plain text.
 func Parse(r io.Reader) ([]Entry, Problems) {
 	var entries []Entry
 	var ps Problems
@@ -73,6 +75,12 @@ func Parse(r io.Reader) ([]Entry, Problems) {
 		line := strings.TrimSpace(strings.TrimSuffix(sc.Text(), "\r"))
 		if n == 1 {
 			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		if strings.ContainsRune(line, '\r') {
+			// Checked before comments: "# c\rA=1" would otherwise hide A=1.
+			ps = append(ps, Problem{n, fmt.Sprintf("a carriage return inside the line (%d lines joined): the file has CR-only line endings; save it with LF or CRLF line endings",
+				strings.Count(line, "\r")+1)})
+			continue
 		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -95,12 +103,30 @@ func Parse(r io.Reader) ([]Entry, Problems) {
 			continue
 		}
 		seen[key] = n
+		if q, unclosed := unclosedQuote(value); unclosed {
+			ps = append(ps, Problem{n, fmt.Sprintf("%s: the value opens a %s quote it does not close", key, q)})
+			continue
+		}
 		entries = append(entries, Entry{Key: key, Value: unquote(value), Line: n})
 	}
 	if err := sc.Err(); err != nil {
 		ps = append(ps, Problem{n + 1, fmt.Sprintf("reading the file: %v", err)})
 	}
 	return entries, ps
+}
+
+// unclosedQuote reports whether v starts with a quote that does not also end it, and which.
+func unclosedQuote(v string) (string, bool) {
+	if v == "" || (v[0] != '"' && v[0] != '\'') {
+		return "", false
+	}
+	if len(v) >= 2 && v[len(v)-1] == v[0] {
+		return "", false
+	}
+	if v[0] == '"' {
+		return "double", true
+	}
+	return "single", true
 }
 
 func unquote(v string) string {

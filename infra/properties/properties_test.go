@@ -3,6 +3,7 @@ package properties
 import (
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,54 @@ func TestParseKeepsDataAsData(t *testing.T) {
 		if p.Line != want[i] {
 			t.Errorf("problem %d on line %d, want %d: %s", i, p.Line, want[i], p.Msg)
 		}
+	}
+}
+
+// CR-only line endings would join the file into one entry whose value holds the rest; an
+// unclosed quote would be sent verbatim. Both are problems, on their lines, with the others, and
+// never quote the value.
+func TestParseRefusesCROnlyLinesAndUnclosedQuotes(t *testing.T) {
+	tests := []struct {
+		name, in string
+		lines    []int
+		want     string
+	}{
+		{"CR-only file", "A=1\rB=2\rC=3", []int{1}, "CR-only line endings"},
+		{"CR-only after a comment", "# settings\rA=1\rB=2\n", []int{1}, "3 lines joined"},
+		{"CR-only line among others", "A=1\nB=2\rC=3\r\nD=4\r\n", []int{2}, "carriage return"},
+		{"unclosed single quote", "A='x\"\nB=2\n", []int{1}, "A: the value opens a single quote it does not close"},
+		{"unclosed double quote", "A=ok\nB=\"glrt-canary\n", []int{2}, "B: the value opens a double quote"},
+		{"lone quote", "A='\n", []int{1}, "single quote"},
+		{"both, and more", "A='x\nbad line\nB=1\rC=2\nD=\"y'\n", []int{1, 2, 3, 4}, "quote"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			entries, ps := Parse(strings.NewReader(tc.in))
+			var lines []int
+			for _, p := range ps {
+				lines = append(lines, p.Line)
+				if strings.Contains(p.Msg, "glrt-") || strings.Contains(p.Msg, "x\"") {
+					t.Errorf("a problem quotes the value: %s", p)
+				}
+			}
+			if !reflect.DeepEqual(lines, tc.lines) || !strings.Contains(ps.Error(), tc.want) {
+				t.Errorf("problems %v, want lines %v and %q", ps, tc.lines, tc.want)
+			}
+			for _, e := range entries {
+				if strings.ContainsAny(e.Value, "\r'\"") {
+					t.Errorf("entry %+v kept", e)
+				}
+			}
+		})
+	}
+	// Matching quotes are still removed; a quote inside or at the end alone is data.
+	entries, ps := Parse(strings.NewReader("A='x'\nB=\"y\"\nC=it's\nD=''\n"))
+	got := map[string]string{}
+	for _, e := range entries {
+		got[e.Key] = e.Value
+	}
+	if len(ps) != 0 || !reflect.DeepEqual(got, map[string]string{"A": "x", "B": "y", "C": "it's", "D": ""}) {
+		t.Errorf("entries %v, problems %v", got, ps)
 	}
 }
 

@@ -6,7 +6,9 @@
 // (ValidationError "… does not exist") is found=false; a change set that changes nothing thrown
 // at creation ("No updates are to be performed", the emulator) is update.ErrNoChanges (AWS creates
 // a FAILED change set instead, which the handler recognises); an existing change set name is
-// update.ErrChangeSetExists; any other permanent error of CreateChangeSet is update.ErrRefused.
+// update.ErrChangeSetExists; any other permanent error of CreateChangeSet or ExecuteChangeSet is
+// update.ErrRefused. A change set that is not found, or whose stack does not exist (the
+// ValidationError of a DescribeChangeSet naming a deleted stack), is update.ErrChangeSetNotFound.
 package stacks
 
 import (
@@ -125,14 +127,16 @@ func (s *Stacks) CreateChangeSet(ctx context.Context, in update.ChangeSetInput) 
 	return aws.ToString(out.Id), nil
 }
 
-// DescribeChangeSet returns the change set with every page of its changes.
+// DescribeChangeSet returns the change set with every page of its changes. A change set that does
+// not exist, or whose stack does not exist (deleted mid-update: CloudFormation answers
+// ValidationError "Stack [x] does not exist"), is update.ErrChangeSetNotFound.
 func (s *Stacks) DescribeChangeSet(ctx context.Context, stack, changeSet string) (update.ChangeSet, error) {
 	in := &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(changeSet)}
 	var cs update.ChangeSet
 	for page := 0; ; page++ {
 		out, err := s.api.DescribeChangeSet(ctx, in)
 		if err != nil {
-			if rfaws.IsNotFound(err) {
+			if stackMissing(err) {
 				return update.ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w: %w", changeSet, stack, update.ErrChangeSetNotFound, err)
 			}
 			return update.ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w", changeSet, stack, err)
@@ -156,10 +160,17 @@ func (s *Stacks) DescribeChangeSet(ctx context.Context, stack, changeSet string)
 	}
 }
 
-// ExecuteChangeSet starts executing the change set.
+// ExecuteChangeSet starts executing the change set. A permanent refusal (access denied, a
+// validation error, a change set not in an executable status) is update.ErrRefused with the
+// service's code and message; the handler tells a change set executed already from one that
+// cannot be.
 func (s *Stacks) ExecuteChangeSet(ctx context.Context, stack, changeSet string) error {
 	_, err := s.api.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(changeSet)})
 	if err != nil {
+		var apiErr smithy.APIError
+		if errors.As(err, &apiErr) && rfaws.Classify(err) == rfaws.ClassPermanent {
+			return fmt.Errorf("%w: %s: %s", update.ErrRefused, apiErr.ErrorCode(), apiErr.ErrorMessage())
+		}
 		return fmt.Errorf("executing change set %s of stack %s: %w", changeSet, stack, err)
 	}
 	return nil
@@ -173,6 +184,10 @@ func (s *Stacks) Events(ctx context.Context, stack string, since time.Time) ([]u
 	for page := 0; page < maxEventPages; page++ {
 		out, err := s.api.DescribeStackEvents(ctx, in)
 		if err != nil {
+			if rfaws.Classify(err) == rfaws.ClassPermanent {
+				// Access denied, say: reading again cannot help.
+				return nil, fmt.Errorf("reading events of stack %s: %w: %w", stack, update.ErrRefused, err)
+			}
 			return nil, fmt.Errorf("reading events of stack %s: %w", stack, err)
 		}
 		older := false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ type fakeAPI struct {
 	mu          sync.Mutex
 	describeErr error
 	createErr   error
+	csErr       error // DescribeChangeSet's error
+	executeErr  error
 	created     []*cloudformation.CreateChangeSetInput
 	pages       []*cloudformation.DescribeChangeSetOutput
 	events      []*cloudformation.DescribeStackEventsOutput
@@ -50,6 +53,9 @@ func (f *fakeAPI) CreateChangeSet(_ context.Context, in *cloudformation.CreateCh
 }
 
 func (f *fakeAPI) DescribeChangeSet(_ context.Context, in *cloudformation.DescribeChangeSetInput, _ ...func(*cloudformation.Options)) (*cloudformation.DescribeChangeSetOutput, error) {
+	if f.csErr != nil {
+		return nil, f.csErr
+	}
 	i := 0
 	if in.NextToken != nil {
 		i = 1
@@ -58,6 +64,9 @@ func (f *fakeAPI) DescribeChangeSet(_ context.Context, in *cloudformation.Descri
 }
 
 func (f *fakeAPI) ExecuteChangeSet(context.Context, *cloudformation.ExecuteChangeSetInput, ...func(*cloudformation.Options)) (*cloudformation.ExecuteChangeSetOutput, error) {
+	if f.executeErr != nil {
+		return nil, f.executeErr
+	}
 	return &cloudformation.ExecuteChangeSetOutput{}, nil
 }
 
@@ -148,6 +157,49 @@ func TestDescribeChangeSetReadsEveryPage(t *testing.T) {
 	cs, err := s.DescribeChangeSet(context.Background(), "st", "cs")
 	if err != nil || cs.Status != "CREATE_COMPLETE" || len(cs.Changes) != 2 || cs.Changes[0].Replacement != "True" || cs.Changes[1].Action != "Add" {
 		t.Errorf("cs %+v err %v", cs, err)
+	}
+}
+
+// A stack deleted mid-update: DescribeChangeSet (called with the stack's name) answers a
+// ValidationError about the stack, which must read as "not found" or the update retries forever.
+func TestDescribeChangeSetMapsAMissingChangeSetOrStack(t *testing.T) {
+	f := &fakeAPI{}
+	s, _ := New(f)
+	for err, want := range map[error]bool{
+		apiErr("ValidationError", "Stack [runner-docker] does not exist"):       true,
+		apiErr("ChangeSetNotFound", "ChangeSet [cs] does not exist"):            true,
+		apiErr("ValidationError", "1 validation error detected: ChangeSetName"): false,
+		apiErr("Throttling", "Rate exceeded"):                                   false,
+	} {
+		f.csErr = err
+		_, got := s.DescribeChangeSet(context.Background(), "runner-docker", "cs")
+		if got == nil || errors.Is(got, update.ErrChangeSetNotFound) != want {
+			t.Errorf("%v: got %v, want not-found %v", err, got, want)
+		}
+	}
+}
+
+// A permanent refusal of ExecuteChangeSet is ErrRefused (the update fails with the reason); a
+// throttled one is not (the next tick retries).
+func TestExecuteChangeSetClassifiesRefusals(t *testing.T) {
+	f := &fakeAPI{}
+	s, _ := New(f)
+	if err := s.ExecuteChangeSet(context.Background(), "st", "cs"); err != nil {
+		t.Fatal(err)
+	}
+	for err, want := range map[error]bool{
+		apiErr("AccessDenied", "not authorized to perform: cloudformation:ExecuteChangeSet"): true,
+		apiErr("InvalidChangeSetStatus", "ChangeSet [cs] cannot be executed"):                true,
+		apiErr("Throttling", "Rate exceeded"):                                                false,
+	} {
+		f.executeErr = err
+		got := s.ExecuteChangeSet(context.Background(), "st", "cs")
+		if got == nil || errors.Is(got, update.ErrRefused) != want {
+			t.Errorf("%v: got %v, want refused %v", err, got, want)
+		}
+		if want && !strings.Contains(got.Error(), err.(smithy.APIError).ErrorMessage()) {
+			t.Errorf("%v: the refusal %q does not carry the service's message", err, got)
+		}
 	}
 }
 
