@@ -146,7 +146,7 @@ func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout in
 	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{

@@ -103,7 +103,7 @@ func newEnv(t testing.TB, s spec) *env {
 	if _, err := e.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(e.lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	e.group = emulator.UniqueName(t, "runnerfleet-asg")

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	smithy "github.com/aws/smithy-go"
 	"github.com/testcontainers/testcontainers-go"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
@@ -372,6 +373,18 @@ func UniqueName(tb testing.TB, prefix string) string {
 }
 
 var uniq counter
+
+// Created is err, except when err says a resource of the name already exists: the names tests
+// create are unique (UniqueName), so that answer comes from the SDK retrying a create that had
+// landed, after the emulator closed the connection before its answer was read (seen under load).
+// Use it on creates whose name is unique to the test: `if _, err := c.CreateX(...); emulator.Created(err) != nil`.
+func Created(err error) error {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && strings.Contains(apiErr.ErrorCode(), "AlreadyExists") {
+		return nil
+	}
+	return err
+}
 
 type counter struct {
 	mu sync.Mutex

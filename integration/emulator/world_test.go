@@ -155,7 +155,7 @@ func newGroup(t *testing.T, c clients, spec groupSpec) (string, string) {
 	if _, err := c.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	name := emulator.UniqueName(t, "runnerfleet-asg")

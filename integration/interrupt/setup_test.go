@@ -147,7 +147,7 @@ func (e *env) group(g groupSpec) fleet.Settings {
 	if _, err := e.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(name + "-lt"),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		e.t.Fatal(err)
 	}
 	var hooks []astypes.LifecycleHookSpecification

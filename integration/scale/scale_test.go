@@ -30,6 +30,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
 	"github.com/runnerfleet/runnerfleet/integration/world"
 	"github.com/runnerfleet/runnerfleet/messages"
@@ -74,7 +75,7 @@ func (e *env) group(t *testing.T, name string, desired int32) {
 	if _, err := e.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(name + "-lt"),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{

@@ -48,7 +48,7 @@ func newGroup(t testing.TB, c clients, desired int32) string {
 	if _, err := c.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	name := emulator.UniqueName(t, "runnerfleet-asg")

@@ -31,7 +31,7 @@ func TestGroupAgainstEmulator(t *testing.T) {
 	if _, err := ec2c.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatal(err)
 	}
 	name := emulator.UniqueName(t, "runnerfleet-asg")

@@ -26,7 +26,7 @@ func TestClientAgainstTheEmulator(t *testing.T) {
 	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatal(err)
 	}
 	group := emulator.UniqueName(t, "runnerfleet-asg")

@@ -150,7 +150,7 @@ func launch(t *testing.T, cfg aws.Config, w *world.World) string {
 	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
 		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); err != nil {
+	}); emulator.Created(err) != nil {
 		t.Fatal(err)
 	}
 	group := emulator.UniqueName(t, "runnerfleet-asg")
