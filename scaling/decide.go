@@ -148,18 +148,14 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	healthy, rejected := 0, 0 // scraped in-service instances whose job requests succeed, fail
 	for _, inst := range members {
 		switch {
-		case (inst.State.InService() || inst.State.Booting()) && (inst.IntakeStopped || inst.SpotInterrupted):
-			// Its marks say it offers nothing, whether or not its runner still answers (an idle
-			// runner told to stop exits at once, and its scrape fails). A booting one too: a spot
-			// instance reclaimed while the launch gate holds it stays listed Pending:Wait until
-			// its action ends, and would otherwise count as coming capacity.
-			if inst.State.InService() {
-				inService++
-			}
-			continue
 		case inst.State.Booting():
 			obs.Booting++
 			obs.Capacity += obs.SlotsPerInstance
+			continue
+		case inst.State.InService() && (inst.IntakeStopped || inst.SpotInterrupted):
+			// Its marks say it offers nothing, whether or not its runner still answers (an idle
+			// runner told to stop exits at once, and its scrape fails).
+			inService++
 			continue
 		case inst.Unknown:
 			inService++

@@ -216,15 +216,6 @@ func TestDecide(t *testing.T) {
 			desired: 5, protect: []string{"a"},
 		},
 		{
-			name:   "a booting instance a spot notice marked offers no slots (the gate may hold it after its reclaim)",
-			policy: func(p *fleet.Policy) { p.IdleSlots = 1 },
-			in: Input{Desired: 2, Instances: []fleet.Instance{
-				with(inst("a", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueSize = false, 0 }),
-				{ID: "b", State: fleet.StatePendingWait, LaunchedAt: monday0900.Add(-time.Minute), SpotInterrupted: true, IntakeStopped: true},
-			}},
-			desired: 3, protect: []string{"a"}, reasonHas: "(0 booting",
-		},
-		{
 			name: "leaving instances are ignored",
 			in: Input{Desired: 1, Instances: []fleet.Instance{
 				inst("a", 1),
