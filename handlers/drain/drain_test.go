@@ -1200,35 +1200,6 @@ func TestUnregisterRefusedLooksAtTheJobsAgain(t *testing.T) {
 	}
 }
 
-// Stop intake failed, so the runner still takes jobs: a single zero does not complete the drain.
-// Here a job starts right after the first zero; the drain completes only after it ends.
-func TestStopFailedCompletesOnASecondZero(t *testing.T) {
-	r := newRig(t, nil)
-	r.world.addInstance("i-1", 0)
-	r.world.failDocs[DefaultStopIntakeDocument] = -1
-	var tookAt time.Time
-	r.world.afterJobsRead = func(id string, n int) {
-		if n == 0 && tookAt.IsZero() {
-			tookAt = r.world.now
-			r.world.jobs[id] = 1
-		}
-	}
-	r.start("i-1", "tok-1")
-	r.deliver(1000, func(now time.Time) {
-		if !tookAt.IsZero() && now.Sub(tookAt) > time.Minute {
-			r.world.setJobs("i-1", 0)
-		}
-	})
-	r.world.check(t)
-	rec := r.record("tok-1")
-	if rec.Outcome != OutcomeStopFailed || len(r.world.completes) != 1 {
-		t.Errorf("outcome %s with %d completions; want %s once", rec.Outcome, len(r.world.completes), OutcomeStopFailed)
-	}
-	if tookAt.IsZero() || rec.FinishedAt.Sub(tookAt) < time.Minute {
-		t.Errorf("finished at +%s, job taken at +%s: completed before the job ended", rec.FinishedAt.Sub(t0), tookAt.Sub(t0))
-	}
-}
-
 // An instance SSM does not manage whose runner still reports jobs is not completed at once: the
 // drain watches the jobs end (no command can stop its intake), then completes as not-managed.
 func TestNotManagedWithJobsRunningWaitsForThem(t *testing.T) {
@@ -1315,6 +1286,21 @@ func TestDrainOfAnUnknownFleetIsPassedOn(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "config does not have") {
 		t.Error("no log line says why the drain was left")
 	}
+	// Past its maximum drain (a fleet removed for good), it ends as any drain does there,
+	// instead of being passed on for ever.
+	r.world.advanceTo(t0.Add(2 * time.Hour))
+	if err := r.h.Advance(context.Background(), &step); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.record("tok-1"); rec.Phase != phaseDone || rec.Outcome != OutcomeMaxDrain {
+		t.Errorf("past the deadline: phase %s, outcome %q; want done, max-drain", rec.Phase, rec.Outcome)
+	}
+	if n := r.queue.len(); n != 0 {
+		t.Errorf("%d follow-ups queued after it ended", n)
+	}
+	if len(r.world.completes) != 0 {
+		t.Error("completed an action of a fleet it does not know")
+	}
 }
 
 // Once a step is written, its follow-up is what carries the drain on (a redelivery of the message
@@ -1341,5 +1327,32 @@ func TestFollowUpOutlivesTheMessageAndOneFailure(t *testing.T) {
 	r.world.check(t)
 	if rec := r.record("tok-1"); rec.Outcome != OutcomeCompleted {
 		t.Errorf("outcome %q, want completed without a sweep", rec.Outcome)
+	}
+}
+
+// An action someone else ended (the hook timed out, an operator completed it) is reported as
+// action-gone, not as completed by this drain: whether a refused heartbeat tells it, or the
+// drain's first completion call.
+func TestActionEndedElsewhereIsActionGone(t *testing.T) {
+	r := newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.afterSend = func(doc string) {
+		if doc == DefaultUnregisterDocument {
+			r.world.actionGone = true // ended elsewhere while the runner was unregistered
+		}
+	}
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeActionGone || len(r.world.completes) != 0 {
+		t.Errorf("heartbeat refused: outcome %q with %d completions; want action-gone, none", rec.Outcome, len(r.world.completes))
+	}
+
+	r = newRig(t, nil)
+	r.world.addInstance("i-1", 0)
+	r.world.endedElsewhere = true
+	r.start("i-1", "tok-1")
+	r.deliver(100, nil)
+	if rec := r.record("tok-1"); rec.Outcome != OutcomeActionGone || len(r.world.completes) != 0 {
+		t.Errorf("first completion refused: outcome %q with %d completions; want action-gone, none", rec.Outcome, len(r.world.completes))
 	}
 }

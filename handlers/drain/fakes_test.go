@@ -134,9 +134,12 @@ type fakeWorld struct {
 	// lost (the caller gets an error), as with a timeout after AWS took the call.
 	completeLost int
 	actionGone   bool // every action refused
-	completed    map[string]bool
-	violations   []string
-	unregistered map[string]bool
+	// endedElsewhere: Complete finds the action no longer pending (heartbeats still pass), as
+	// when it ended between the step's heartbeat and its completion.
+	endedElsewhere bool
+	completed      map[string]bool
+	violations     []string
+	unregistered   map[string]bool
 }
 
 type sentCommand struct {
@@ -360,7 +363,7 @@ func (w *fakeWorld) Complete(ctx context.Context, _, _, token, id, result string
 	if w.jobs[id] > 0 {
 		w.violations = append(w.violations, fmt.Sprintf("completed %s with %d jobs running", id, w.jobs[id]))
 	}
-	if w.actionGone || w.completed[id] {
+	if w.actionGone || w.completed[id] || w.endedElsewhere {
 		return false, nil
 	}
 	w.completes = append(w.completes, id+":"+result)

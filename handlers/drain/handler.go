@@ -279,7 +279,11 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 	if _, ok := h.byName[rec.Fleet]; !ok {
 		// A rolling deploy that adds the fleet (or removes it with drains in flight): stepping
 		// with no settings would send documents without names and never end. Leave it to a
-		// replica that knows the fleet, keeping its action alive meanwhile.
+		// replica that knows the fleet, keeping its action alive meanwhile; past its maximum
+		// drain (a fleet removed for good), finish it as any drain ends there.
+		if now := h.d.Clock.Now(); !rec.heartbeating(now) && rec.Phase != phaseDone {
+			return h.finishUnknown(ctx, rec, version, now)
+		}
 		return h.passOn(ctx, rec, version, attempt, sweeping, "drain of a fleet this worker's config does not have: left to a replica that has it")
 	}
 	if rec.Phase == phaseDone {
@@ -330,10 +334,38 @@ func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64
 		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 		"schema", rec.Schema, "known_schema", recordSchema)
 	h.keepAlive(ctx, rec)
-	if sweeping || attempt != version {
-		return nil
+	if sweeping || attempt != version || !rec.heartbeating(h.d.Clock.Now()) {
+		return nil // past its maximum drain nothing is due: a newer replica's sweep finds it
 	}
 	return h.schedule(ctx, rec, version, passOnDelay)
+}
+
+// finishUnknown ends, as max-drain, a drain of a fleet this replica's config does not have once
+// its maximum drain has passed: heartbeats stop there for every drain, and the record would
+// otherwise stay in the sweep's listing (and the in-progress gauges) for ever. The record is of
+// this replica's schema, so writing it loses nothing.
+func (h *Handler) finishUnknown(ctx context.Context, rec record, version int64, now time.Time) error {
+	h.finish(&rec, now, OutcomeMaxDrain, fmt.Sprintf("fleet %q is not in this worker's config and the maximum drain passed: heartbeats stop, the hook's timeout ends the action", rec.Fleet))
+	rec.Lease, rec.Due = nil, time.Time{}
+	rec.Steps++
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
+	}
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
+	ok, err := h.d.Store.Save(saveCtx, partitionKey(rec.Token), sortKey, body, version, time.Time{}, now.Add(h.cfg.Retention))
+	if err != nil {
+		return fmt.Errorf("drain: saving drain %s: %w", tokenHash(rec.Token), err)
+	}
+	if ok {
+		h.decision(rec, now, "unknown-fleet", "")
+		h.count(rec.Fleet, rec.Outcome, 0)
+		h.m.Finished.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
+		h.m.Duration.WithLabelValues(rec.Fleet, rec.Outcome).Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
+		h.m.Errors.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
+	}
+	return nil
 }
 
 // keepAlive heartbeats the action of a drain this worker cannot step, when one is due by the
@@ -388,11 +420,6 @@ func (h *Handler) lease(ctx context.Context, rec *record, version int64, now tim
 	ok, err := h.d.Store.Save(ctx, partitionKey(rec.Token), sortKey, body, version, rec.Due, time.Time{})
 	if err != nil {
 		return false, fmt.Errorf("drain: leasing drain %s: %w", tokenHash(rec.Token), err)
-	}
-	if ok && rec.Phase == phaseComplete && rec.CompletingSince.IsZero() {
-		// As written: a CompleteLifecycleAction this step makes whose answer is lost (an SDK
-		// retry then finds no pending action) is this step's own, not someone else's.
-		rec.CompletingSince = now
 	}
 	return ok, nil
 }

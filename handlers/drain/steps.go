@@ -332,21 +332,18 @@ func (h *Handler) statusWait(ctx context.Context, rec *record, f fleet.Settings,
 	h.sawJobs(rec, f, now, *rep.RunningJobs)
 }
 
-// sawJobs moves on from a job count: keep watching while jobs run; at zero, unregister. When
-// stop intake failed, the runner still takes jobs: it completes only on a second zero a poll
-// after the first, and without unregistering (it could not be stopped). When the unregister
+// sawJobs moves on from a job count: keep watching while jobs run; at zero, unregister (or,
+// when stop intake failed, complete: the runner still runs and could not be unregistered; its
+// intake is open, so this completes at the first zero — waiting for a second would let a busy
+// queue keep the instance to its maximum drain and the hook's timeout). When the unregister
 // document kept refusing (the service still ran), a zero seen after that completes without
 // unregistering; jobs seen instead mean the runner was alive, and it is unregistered again once
 // they end.
 func (h *Handler) sawJobs(rec *record, f fleet.Settings, now time.Time, n int) {
-	prev := rec.Jobs
 	rec.Jobs = n
 	switch {
 	case n > 0:
 		rec.UnregisterFailed = false
-		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
-	case rec.StopFailed && prev != 0:
-		rec.Note = "no job runs, but intake is open (stop intake failed): looking again a poll later before completing"
 		rec.Phase, rec.Due = phaseWatch, now.Add(f.Drain.PollInterval)
 	case rec.StopFailed:
 		rec.Outcome = cmp.Or(rec.Outcome, OutcomeStopFailed) // or not-managed, set when no command could reach it
@@ -375,6 +372,13 @@ func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, n
 		cctx, c2 = context.WithDeadline(cctx, dl)
 		defer c2()
 	}
+	// From this call on, a lost answer may hide a completion this drain made: a later attempt
+	// that finds the action gone reports it completed (actionGone). This attempt, the first,
+	// finding it gone means someone else ended it.
+	first := rec.CompletingSince.IsZero()
+	if first {
+		rec.CompletingSince = now
+	}
 	active, err := h.d.Lifecycle.Complete(cctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID, "CONTINUE")
 	if err != nil {
 		rec.Failures++
@@ -384,6 +388,9 @@ func (h *Handler) complete(ctx context.Context, rec *record, f fleet.Settings, n
 	}
 	outcome := rec.Outcome
 	switch {
+	case !active && outcome == "" && first:
+		h.finish(rec, now, OutcomeActionGone, "the lifecycle action was no longer pending when completed")
+		return
 	case !active && outcome == "":
 		h.actionGone(rec, now, "the lifecycle action was no longer pending when completed")
 		return

@@ -365,6 +365,12 @@ func (h *Handler) replaceMarked(ctx context.Context, f fleet.Settings, marks []M
 		if found && group == f.GroupName && st.Booting() {
 			continue // not in service yet: next tick
 		}
+		if m.SpotInterrupted && !(found && group == f.GroupName && (st.InService() || st.Terminating())) {
+			// Gone from its group (reclaimed before this tick), or set aside: not replaced by us
+			// and with no drain of ours to count its jobs. Its state change (or CloseStale)
+			// closes the mark and reports them.
+			continue
+		}
 		action := "none: already leaving its group"
 		if found && group == f.GroupName && st.InService() {
 			if err := h.d.Groups.Terminate(ctx, m.InstanceID, false); err != nil {

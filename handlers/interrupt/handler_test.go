@@ -456,3 +456,28 @@ func TestSpotIsReplacedThroughTheGroupOnce(t *testing.T) {
 		t.Errorf("mark %+v: want gone, no lost count of its own", m)
 	}
 }
+
+// A spot-marked instance already gone from its group when the tick reads its mark (reclaimed
+// first) is not recorded as replaced: nothing of ours drained it, so its reclaim still reports
+// the jobs seen at its notice as lost.
+func TestSpotGoneBeforeTheTickStillReportsItsJobs(t *testing.T) {
+	w := newFakeWorld()
+	w.members["i-g"] = member{"green-asg", "InService"}
+	w.jobs["i-g"] = 2
+	h := newTestHandler(t, w, nil)
+	if err := h.Handle(context.Background(), spotMsg("i-g")); err != nil {
+		t.Fatal(err)
+	}
+	delete(w.members, "i-g") // reclaimed before the next tick
+	delete(w.jobs, "i-g")
+	h.PrepareTick(context.Background(), "green")
+	if m := w.marks["i-g"]; m.Replaced || len(w.terminated) != 0 {
+		t.Fatalf("mark %+v, terminated %v: want it left for its state change", m, w.terminated)
+	}
+	if err := h.Handle(context.Background(), stateMsg("i-g", "terminated")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(h.m.JobsLost.WithLabelValues("green", "spot")); got != 2 {
+		t.Errorf("jobs lost (spot) = %v, want the 2 seen at its notice", got)
+	}
+}
