@@ -72,7 +72,10 @@
 //     hook when one is due (after a rollback no replica may step it), without writing.
 //   - Follow-up steps and swept drains take one of StepConcurrency lanes; a lifecycle event's
 //     first step (claim, stop intake) takes none, so a wave of running drains never delays the
-//     stop of a new one, and the wave's SSM and DynamoDB call rate stays bounded.
+//     stop of a new one, and the wave's SSM and DynamoDB call rate stays bounded. For 2 s after
+//     a drain's first step began on a replica (startPriority), that replica's follow-ups run one
+//     at a time, except those whose heartbeat is soon due: the polls of running drains would
+//     otherwise slow the AWS answers a wave of new drains' stop commands wait on.
 //
 // Wiring (cmd/worker): infra/aws/state.Table is the Store, infra/aws/runcmd.Runner the
 // Commands, infra/aws/lifecycle.Client the Lifecycle; Jobs and FollowUps are small adapters over

@@ -1356,3 +1356,69 @@ func TestActionEndedElsewhereIsActionGone(t *testing.T) {
 		t.Errorf("first completion refused: outcome %q with %d completions; want action-gone, none", rec.Outcome, len(r.world.completes))
 	}
 }
+
+// While new drains start (a wave of terminations), this replica's follow-ups run one at a time,
+// whatever its lanes, so the polls of the drains already running slow down the new drains' stop
+// commands as little as they can; a follow-up whose heartbeat is soon due does not wait.
+func TestNewDrainsNarrowTheFollowUpsButNotTheirHeartbeats(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.StepConcurrency = 4 })
+	r.world.hookHeartbeat = time.Minute // a heartbeat every 20 s; polls every second
+	r.world.addInstance("i-1", 1)
+	r.world.addInstance("i-2", 1)
+	r.world.addInstance("i-3", 1)
+	r.start("i-1", "tok-1")
+	r.start("i-2", "tok-2")
+	for r.record("tok-1").Phase != phaseWatch || r.record("tok-2").Phase != phaseWatch {
+		if r.deliver(1, nil) == 0 {
+			t.Fatalf("follow-ups ran out before both drains watched")
+		}
+	}
+	step := func(token string) *messages.Message {
+		rec := r.record(token)
+		_, version, _, _ := r.store.Load(context.Background(), partitionKey(token), sortKey)
+		return &messages.Message{Kind: messages.KindDrainStep, Payload: &messages.DrainStep{
+			Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: token, GroupName: rec.Group,
+			Attempt: int(version), Step: string(rec.Phase), IssuedAt: r.world.Now(),
+		}}
+	}
+	r.world.advanceTo(r.world.Now().Add(2 * time.Second)) // polls due, heartbeats not soon
+	if err := r.h.Start(context.Background(), action("i-3", "tok-3"), r.world.Now()); err != nil {
+		t.Fatal(err)
+	}
+	hold, entered := make(chan struct{}), make(chan struct{}, 2)
+	r.world.mu.Lock()
+	r.world.holdJobs, r.world.entered = hold, entered
+	r.world.mu.Unlock()
+	first := make(chan error, 1)
+	go func() { first <- r.h.Handle(context.Background(), step("tok-1")) }()
+	<-entered // tok-1's poll runs, inside its metrics read
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := r.h.Handle(ctx, step("tok-2")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a second poll while a drain starts, three lanes free: %v; want it to wait for the first", err)
+	}
+	// tok-2's heartbeat soon due: it does not wait.
+	r.world.advanceTo(r.world.Now().Add(15 * time.Second))
+	second := make(chan error, 1)
+	go func() { second <- r.h.Handle(context.Background(), step("tok-2")) }()
+	select {
+	case <-entered:
+	case <-time.After(2 * time.Second): // well before the held poll's step time (5 s) ends it
+		t.Error("a step with its heartbeat due waited behind a poll")
+	}
+	r.world.mu.Lock()
+	r.world.holdJobs = nil
+	r.world.mu.Unlock()
+	close(hold)
+	for _, ch := range []chan error{first, second} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("held step: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a held step never ended")
+		}
+	}
+}

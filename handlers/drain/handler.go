@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
@@ -28,6 +29,11 @@ type Handler struct {
 
 	// lanes holds a token per follow-up step in progress (Config.StepConcurrency).
 	lanes chan struct{}
+	// lastStart is when (unix nanoseconds) this replica last began a drain's first step; while
+	// one began within startPriority, follow-ups also take the one token of narrow, so a wave of
+	// terminations gets its stop commands out ahead of the polling of the drains already running.
+	lastStart atomic.Int64
+	narrow    chan struct{}
 
 	mu    sync.Mutex
 	hooks map[string]hookTimeouts
@@ -82,7 +88,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
 		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
 		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{}, keptAlive: map[string]time.Time{},
-		lanes: make(chan struct{}, cfg.StepConcurrency),
+		lanes: make(chan struct{}, cfg.StepConcurrency), narrow: make(chan struct{}, 1),
 	}
 	for _, f := range cfg.Fleets {
 		h.byGroup[f.GroupName] = f
@@ -201,6 +207,7 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 	if !ok {
 		return messages.Reject("drain: group %s is not a managed fleet's", la.AutoScalingGroupName)
 	}
+	h.lastStart.Store(time.Now().UnixNano())
 	t, err := h.hookTimeouts(ctx, la.AutoScalingGroupName, la.LifecycleHookName)
 	if err != nil {
 		return fmt.Errorf("drain: starting drain of %s: %w", la.EC2InstanceId, err)
@@ -305,6 +312,16 @@ func (h *Handler) advance(ctx context.Context, token string, attempt int64, swee
 		// Early (replicas' clocks differ): keep the chain alive.
 		return h.schedule(ctx, rec, version, rec.Due.Sub(now))
 	}
+	if time.Since(time.Unix(0, h.lastStart.Load())) < startPriority && !rec.heartbeatSoon(now) {
+		// New drains are starting: polls go one at a time (a heartbeat soon due does not wait).
+		select {
+		case h.narrow <- struct{}{}:
+			defer func() { <-h.narrow }()
+		case <-ctx.Done():
+			return fmt.Errorf("drain: waiting for the one step lane open while new drains start, for drain %s: %w", tokenHash(token), ctx.Err())
+		}
+		now = h.d.Clock.Now()
+	}
 	began := time.Now() // the step's time runs from before its lease (see run)
 	rec.Lease = nil     // expired (or none): in run, a lease is one this replica holds
 	if rec.Phase.leased() {
@@ -403,6 +420,15 @@ func (h *Handler) keepAlive(ctx context.Context, rec record) {
 
 // keptAliveMax is how many kept-alive drains are remembered before old entries are pruned.
 const keptAliveMax = 256
+
+// startPriority is how long after a drain's first step began the follow-ups of this replica run
+// one at a time instead of on all their lanes. A terminate event's first step (claim, stop
+// intake) takes no lane; what it waits on is the emulator's or AWS's answer, and every poll of a
+// running drain in flight at the same moment slows that answer down. A wave of terminations
+// keeps the window open while its events arrive; polls are not urgent (the next one, and every
+// heartbeat, has at least two thirds of the hook's timeout to spare), and once the wave has passed
+// they have their lanes back.
+const startPriority = 2 * time.Second
 
 // passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 const passOnDelay = 5 * time.Second

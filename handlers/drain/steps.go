@@ -81,6 +81,12 @@ func (r *record) heartbeatDue() time.Time {
 	return r.LastHeartbeat.Add(r.HeartbeatEvery - min(heartbeatSlack, r.HeartbeatEvery/2))
 }
 
+// heartbeatSoon reports whether the drain's next heartbeat is due within a third of its interval
+// (or overdue): a step carrying it does not wait behind new drains' first steps (startPriority).
+func (r *record) heartbeatSoon(now time.Time) bool {
+	return r.heartbeating(now) && !now.Before(r.heartbeatDue().Add(-r.HeartbeatEvery/3))
+}
+
 // phaseBudget bounds the calls of a phase (SSM, metrics) so that a hanging call cannot starve
 // the next heartbeat: a heartbeat is sent only at the start of a step, and without this bound a
 // step that began just before its heartbeat was due could run its whole StepTimeout (20 s by

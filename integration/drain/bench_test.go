@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,6 +85,9 @@ func BenchmarkEventToStopCommand(b *testing.B) {
 			}
 			c.SweepGrace, c.SweepEvery = drain.DefaultSweepGrace, config.DefaultSweepInterval
 			c.Fleets[0].Drain.PollInterval = drain.DefaultPollInterval
+			if n, err := strconv.Atoi(os.Getenv("RUNNERFLEET_BENCH_STEP_LANES")); err == nil {
+				c.StepConcurrency = n // diagnostic: the follow-up lanes (production default drain.DefaultStepConcurrency)
+			}
 			c.WrapCommands = func(cmds drain.Commands) drain.Commands { return stopTimer{Commands: cmds, stops: stops} }
 		})
 		lat := make([]time.Duration, 0, benchEvents)

@@ -72,6 +72,8 @@ type Config struct {
 	// subscriber holds the production default (sqs.DefaultMaxInFlight): its steps wait for one of
 	// the handler's lanes anyway.
 	MaxInFlight int `json:"max_in_flight"`
+	// StepConcurrency is the drain handler's follow-up lanes; 0: its default.
+	StepConcurrency int `json:"step_concurrency,omitempty"`
 	// Owner names the worker in leases and logs.
 	Owner string `json:"owner"`
 	// DebugSendDelay makes every SSM Send wait this long first (uncancellable, like a stalled
@@ -152,6 +154,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	h, err := drain.New(drain.Config{
 		Fleets: cfg.Fleets, StepTimeout: cfg.StepTimeout, CommandPoll: cfg.CommandPoll,
 		RetryBase: cfg.RetryBase, RetryMax: cfg.RetryMax, SweepGrace: cfg.SweepGrace, Owner: cfg.Owner,
+		StepConcurrency: cfg.StepConcurrency,
 	}, drain.Deps{
 		Store: table, Commands: commands, Lifecycle: lc, Jobs: JobsFunc(scraper, cfg.Fleets),
 		FollowUps: drainadapter.FollowUps(pub, cmp.Or(cfg.StepsQueueURL, cfg.QueueURL)), Logger: logger, Metrics: m,
