@@ -20,9 +20,11 @@ import (
 func TestSpotWarningStopsIntakeReplacesAndReportsLostJobs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
-	// A minute's heartbeat timeout, as in production where the reclaim's state change comes long
-	// before the drain's next heartbeat would find the action gone (see lost_test.go).
-	f := e.group(groupSpec{name: "spot", desired: 2, min: 1, max: 4, terminateHook: true, hookTimeout: 60})
+	// Five minutes' heartbeat timeout, as in production where the reclaim's state change comes
+	// long before the drain's next heartbeat (a third of it) would find the action gone and
+	// record "action-gone" instead (see lost_test.go); a loaded machine may delay the state
+	// change by seconds.
+	f := e.group(groupSpec{name: "spot", desired: 2, min: 1, max: 4, terminateHook: true, hookTimeout: 300})
 	// Three idle slots wanted: two instances of two slots cover one running job; without one of
 	// them they do not.
 	f.Policy = fleet.Policy{IdleSlots: 3, MinUptime: time.Hour, ScaleInWindow: time.Hour}
