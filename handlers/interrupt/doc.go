@@ -17,8 +17,9 @@
 // launches one replacement, the terminate hook drains the old one). Not raising the desired
 // capacity for a spot instance matters: the group replaces a reclaimed instance on its own, so a
 // raise would make two launches for one instance lost. The scale handler sees a marked instance
-// still in the group as offering no capacity (infra/aws/marks.Group decorates its Group): one not
-// replaced yet (its replace failed, or it was still booting) is scaled out for.
+// in service as offering no capacity (infra/aws/marks.Group decorates its Group), so one whose
+// replace failed is scaled out for; a booting one counts as coming capacity, since it is
+// replaced one for one either way (by the tick once in service, or by the group at its reclaim).
 //
 // A mark is closed (Gone) by its instance's state change. One that never comes (dead-lettered,
 // or lost in a worker outage longer than the queue's retention) would leave the mark open in
