@@ -19,9 +19,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
 	"github.com/runnerfleet/runnerfleet/handlers/update"
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
+	"github.com/runnerfleet/runnerfleet/infra/aws/marks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
@@ -44,8 +46,9 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a fleet's instances, jobs, and the drains, cycles and updates in progress",
 		Long: `status reads, without asking the worker: the fleet's Auto Scaling group (desired, min, max, the
 launch template version launches use), the scale record (pinning, the last decision), the cycle
-and update records, the drains in progress (from the state table), and every InService runner's
-metrics (jobs, capacity, whether GitLab accepts its job requests). It prints tables, or with
+and update records, the drains in progress and the marks spot and rebalance notices left (from the
+state table), and every InService runner's metrics (jobs, capacity, whether GitLab accepts its job
+requests). It prints tables, or with
 --json one JSON document.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -202,6 +205,20 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 		st.Drains = append(st.Drains, StatusDrain{InstanceID: d.InstanceID, Phase: d.Phase, Age: now.Sub(d.StartedAt).Round(time.Second), Jobs: d.Jobs, Note: d.Note})
 	}
 	sort.Slice(st.Drains, func(i, j int) bool { return st.Drains[i].Age > st.Drains[j].Age })
+	// The marks spot and rebalance notices left: the worker's tick counts a marked instance as
+	// offering nothing, whatever its runner still answers.
+	store, err := marks.NewStore(tbl)
+	if err != nil {
+		return err
+	}
+	ms, err := store.List(ctx, f.GroupName)
+	if err != nil {
+		return err
+	}
+	marked := map[string]interrupt.Mark{}
+	for _, mk := range ms {
+		marked[mk.InstanceID] = mk
+	}
 
 	client := &http.Client{Timeout: statusScrapeTimeout}
 	if cfg.LoopbackOnly {
@@ -250,6 +267,8 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 		}
 		if draining[m.ID] || m.State.Leaving() {
 			in.Intake = "closed (draining)"
+		} else if mk, ok := marked[m.ID]; ok {
+			in.Intake, in.Capacity = markedIntake(mk, in.Intake, in.Capacity)
 		}
 		st.Instances = append(st.Instances, in)
 	}
@@ -260,6 +279,21 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 	}
 	renderStatus(stdout, st)
 	return nil
+}
+
+// markedIntake is the intake and capacity status shows for an instance a notice marked, as the
+// worker's tick counts it: an instance whose intake a notice stopped offers nothing, whatever
+// its runner still answers (it finishes the jobs it has).
+func markedIntake(m interrupt.Mark, intake string, capacity int) (string, int) {
+	switch {
+	case m.SpotInterrupted:
+		return "stopped (spot interruption)", 0
+	case m.IntakeStopped:
+		return "stopped (rebalance recommendation)", 0
+	case m.RebalanceRecommended:
+		return intake + " (rebalance recommended)", capacity
+	}
+	return intake, capacity
 }
 
 // renderStatus prints st as a terminal would show it: a summary, then tables.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
 	"github.com/runnerfleet/runnerfleet/handlers/update"
 )
 
@@ -39,6 +40,27 @@ func TestRenderStatus(t *testing.T) {
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("status lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+// An instance a notice marked shows what the worker's tick counts: a spot interruption or a
+// rebalance recommendation that stopped intake offers nothing, though its runner still answers
+// with its capacity; a recommendation only reported leaves intake open and says so.
+func TestMarkedIntakeIsWhatTheTickCounts(t *testing.T) {
+	for _, tc := range []struct {
+		mark         interrupt.Mark
+		intake       string
+		wantCapacity int
+	}{
+		{interrupt.Mark{SpotInterrupted: true, IntakeStopped: true}, "stopped (spot interruption)", 0},
+		{interrupt.Mark{RebalanceRecommended: true, IntakeStopped: true}, "stopped (rebalance recommendation)", 0},
+		{interrupt.Mark{RebalanceRecommended: true}, "open (rebalance recommended)", 4},
+		{interrupt.Mark{}, "open", 4},
+	} {
+		intake, capacity := markedIntake(tc.mark, "open", 4)
+		if intake != tc.intake || capacity != tc.wantCapacity {
+			t.Errorf("mark %+v: intake %q capacity %d; want %q %d", tc.mark, intake, capacity, tc.intake, tc.wantCapacity)
 		}
 	}
 }
