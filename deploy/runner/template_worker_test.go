@@ -56,6 +56,10 @@ func TestWorkerStackShape(t *testing.T) {
 				t.Errorf("%s: detail-type %v, want %s", id, got[i], dt)
 			}
 		}
+		if id == "LifecycleActionRule" && path(p, "EventPattern", "detail", "AutoScalingGroupName", "0", "prefix", "Ref") != "FleetGroupPrefix" {
+			// One worker stack per environment in a region takes only its own groups' actions.
+			t.Errorf("%s: groups %v, want those beginning with FleetGroupPrefix", id, path(p, "EventPattern", "detail", "AutoScalingGroupName"))
+		}
 		if path(p, "Targets", "0", "Arn", "Fn::GetAtt", "0") != "LifecycleQueue" {
 			t.Errorf("%s: target %v", id, path(p, "Targets"))
 		}
