@@ -46,6 +46,9 @@ const (
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
+	// maxHookHeartbeatTimeout is AWS's largest lifecycle hook heartbeat timeout: an action not
+	// heartbeated for that long has ended.
+	maxHookHeartbeatTimeout = 2 * time.Hour
 
 	phaseWait     = "wait"
 	phaseComplete = "complete"
@@ -191,6 +194,15 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 			"schema", rec.Schema, "known_schema", recordSchema)
 		if sweeping {
+			return nil
+		}
+		if !rec.Deadline.IsZero() && now.After(rec.Deadline.Add(maxHookHeartbeatTimeout)) {
+			// Its action has ended by now, decided by the gate or abandoned at the hook's timeout:
+			// after a rollback no newer replica may be left to take the follow-up, which would
+			// otherwise come back every passOnDelay for ever. (A newer replica's sweep still
+			// finds the record if one runs.)
+			h.log.WarnContext(ctx, "launch gate record written by a newer worker is past its deadline and any hook's timeout: no longer passed on",
+				"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "deadline", rec.Deadline)
 			return nil
 		}
 		if err := h.d.FollowUps.Schedule(ctx, env, passOnDelay); err != nil {

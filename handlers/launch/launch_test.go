@@ -318,6 +318,24 @@ func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
 	}
 }
 
+// After a rollback no newer replica may take a newer gate's follow-up: once its deadline and any
+// hook's timeout have passed (its action has ended), it is no longer passed on every 5 s for ever.
+func TestNewerSchemaPastItsActionIsNoLongerPassedOn(t *testing.T) {
+	f := newFakes()
+	h := newHandler(t, f, gate)
+	deadline := f.Now().Add(-3 * time.Hour).UTC().Format(time.RFC3339Nano)
+	newer := fmt.Sprintf(`{"schema":%d,"token":"tok","fleet":"blue","group":"blue-asg","hook":"gate","instance_id":"i-1","phase":"wait","deadline":%q}`, recordSchema+1, deadline)
+	if ok, _ := f.Save(context.Background(), keyPrefix+"tok", sortKey, []byte(newer), 0, f.Now(), time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.followUps) != 0 || f.looks != 0 || f.calls != 0 {
+		t.Errorf("follow-ups %v, %d looks, %d completions: want nothing", f.followUps, f.looks, f.calls)
+	}
+}
+
 func TestConfigRefusals(t *testing.T) {
 	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a", GroupName: "g"}},
 		Gates: map[string]Gate{"a": {Poll: time.Hour}, "zz": {}}}, Deps{})
