@@ -1361,7 +1361,9 @@ func TestActionEndedElsewhereIsActionGone(t *testing.T) {
 // whatever its lanes, so the polls of the drains already running slow down the new drains' stop
 // commands as little as they can; a follow-up whose heartbeat is soon due does not wait.
 func TestNewDrainsNarrowTheFollowUpsButNotTheirHeartbeats(t *testing.T) {
-	r := newRig(t, func(c *Config) { c.StepConcurrency = 4 })
+	// A held poll keeps its lane for its whole step time: a minute, far past the waits below, so
+	// the outcome never depends on how fast this machine is.
+	r := newRig(t, func(c *Config) { c.StepConcurrency = 4; c.StepTimeout = time.Minute; c.Lease = 2 * time.Minute })
 	r.world.hookHeartbeat = time.Minute // a heartbeat every 20 s; polls every second
 	r.world.addInstance("i-1", 1)
 	r.world.addInstance("i-2", 1)
@@ -1404,7 +1406,7 @@ func TestNewDrainsNarrowTheFollowUpsButNotTheirHeartbeats(t *testing.T) {
 	go func() { second <- r.h.Handle(context.Background(), step("tok-2")) }()
 	select {
 	case <-entered:
-	case <-time.After(2 * time.Second): // well before the held poll's step time (5 s) ends it
+	case <-time.After(10 * time.Second): // the held poll would keep it waiting a minute
 		t.Error("a step with its heartbeat due waited behind a poll")
 	}
 	r.world.mu.Lock()

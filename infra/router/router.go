@@ -141,6 +141,8 @@ type Router struct {
 	logger   *slog.Logger
 	fleetOf  FleetFunc
 	now      func() time.Time
+	// sleep waits d between retries, or until ctx ends (false); tests record the waits instead.
+	sleep func(ctx context.Context, d time.Duration) bool
 
 	stopCtx    context.Context
 	cancelStop context.CancelFunc
@@ -176,7 +178,7 @@ func New(cfg Config, handlers Registry, dlq message.Publisher, metrics *observe.
 	}
 	stopCtx, cancel := context.WithCancel(context.Background())
 	return &Router{cfg: cfg, wm: wm, handlers: handlers, dlq: dlq, metrics: metrics, logger: logger,
-		fleetOf: fleetOf, now: time.Now, stopCtx: stopCtx, cancelStop: cancel}, nil
+		fleetOf: fleetOf, now: time.Now, sleep: sleepCtx, stopCtx: stopCtx, cancelStop: cancel}, nil
 }
 
 // AddQueue consumes q. Call it before Run.
@@ -313,12 +315,8 @@ func (r *Router) run(ctx context.Context, q Queue, kind string, h HandlerFunc, m
 			}
 			r.metrics.Retries.WithLabelValues(q.Name, kind).Inc()
 			r.logger.WarnContext(ctx, "transient failure: retrying", "error", err.Error(), "retry", n+1, "wait", wait.String())
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !r.sleep(ctx, wait) {
 				return nil, err
-			case <-t.C:
 			}
 			wait = min(time.Duration(float64(wait)*r.cfg.Retry.Multiplier), r.cfg.Retry.MaxInterval)
 		}
@@ -435,6 +433,18 @@ func bareCopy(ctx context.Context, q Queue, msg *message.Message, reason string)
 	}
 	out.SetContext(ctx)
 	return out
+}
+
+// sleepCtx waits d, or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 type correlationKey struct{}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,29 +386,34 @@ func TestPerKindTimeout(t *testing.T) {
 	}
 }
 
-// The waits between retries are the series the config's max_hold check budgets for (I, I·M, …):
-// Watermill's Retry middleware advanced its backoff twice per retry, so its waits were every
-// other step (here 200 ms then 3.2 s, where 50 ms then 200 ms are due), past the budget.
+// The waits between retries are the series the config's max_hold check budgets for (I, I·M, …, up
+// to the maximum): Watermill's Retry middleware advanced its backoff twice per retry, so its waits
+// were every other step (here 200 ms, 3.2 s and 10 s where 50 ms, 200 ms and 800 ms are due).
+// The router's sleep is replaced to record the waits asked for, not to time them.
 func TestRetryWaitsFollowTheBudgetedSeries(t *testing.T) {
 	var mu sync.Mutex
-	var at []time.Time
+	var waits []time.Duration
+	calls := 0
 	w := start(t, Registry{messages.KindCommand: func(context.Context, *messages.Message) error {
 		mu.Lock()
-		at = append(at, time.Now())
+		calls++
 		mu.Unlock()
 		return errors.New("transient: try again")
-	}}, Config{Retry: Retry{MaxRetries: 2, InitialInterval: 50 * time.Millisecond, MaxInterval: 10 * time.Second, Multiplier: 4}})
+	}}, Config{Retry: Retry{MaxRetries: 4, InitialInterval: 50 * time.Millisecond, MaxInterval: time.Second, Multiplier: 4}})
+	w.r.sleep = func(_ context.Context, d time.Duration) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		waits = append(waits, d)
+		return true
+	}
 	if w.send(t, tick(t)) {
 		t.Fatal("a failing message was acked")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(at) != 3 {
-		t.Fatalf("%d attempts, want 3", len(at))
-	}
-	first, second := at[1].Sub(at[0]), at[2].Sub(at[1])
-	if first < 50*time.Millisecond || second < 200*time.Millisecond || first+second > 1500*time.Millisecond {
-		t.Errorf("waits %s and %s, want 50 ms and 200 ms (the budgeted series), not 200 ms and 3.2 s", first, second)
+	want := []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 800 * time.Millisecond, time.Second}
+	if calls != 5 || !slices.Equal(waits, want) {
+		t.Errorf("%d attempts, waits %v; want 5 attempts and waits %v (the budgeted series, capped)", calls, waits, want)
 	}
 }
 

@@ -380,11 +380,13 @@ func (c *consumer) process(h heldMessage) {
 		case <-msg.Nacked():
 			l.stop()
 			backoff := c.cfg.NackBackoff
-			if stopping == nil {
+			select {
+			case <-c.stop:
 				// Closing: a handler cut short by the shutdown (its context cancelled) nacks;
 				// the message goes back at once, for the next task, not after the backoff
 				// meant for failures (on a FIFO queue its whole group would wait).
 				backoff = 0
+			default:
 			}
 			c.release(receipt, backoff, log)
 			return
