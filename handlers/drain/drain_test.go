@@ -1059,19 +1059,8 @@ func TestFollowUpsTakeLanesNewEventsDoNot(t *testing.T) {
 	r.start("i-1", "tok-1")
 	r.start("i-2", "tok-2")
 	// Take each drain to its watch phase (stop intake sent and done).
-	for r.record("tok-1").Phase != phaseWatch || r.record("tok-2").Phase != phaseWatch {
-		if r.deliver(1, nil) == 0 {
-			t.Fatalf("follow-ups ran out before both drains watched: %s, %s", r.record("tok-1").Phase, r.record("tok-2").Phase)
-		}
-	}
-	step := func(token string) *messages.Message {
-		rec := r.record(token)
-		_, version, _, _ := r.store.Load(context.Background(), partitionKey(token), sortKey)
-		return &messages.Message{Kind: messages.KindDrainStep, Payload: &messages.DrainStep{
-			Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: token, GroupName: rec.Group,
-			Attempt: int(version), Step: string(rec.Phase), IssuedAt: r.world.Now(),
-		}}
-	}
+	r.deliverUntilWatching("tok-1", "tok-2")
+	step := r.latestStep
 	r.world.advanceTo(r.world.Now().Add(time.Minute)) // every step due
 	hold, entered := make(chan struct{}), make(chan struct{}, 2)
 	r.world.mu.Lock()
@@ -1370,19 +1359,8 @@ func TestNewDrainsNarrowTheFollowUpsButNotTheirHeartbeats(t *testing.T) {
 	r.world.addInstance("i-3", 1)
 	r.start("i-1", "tok-1")
 	r.start("i-2", "tok-2")
-	for r.record("tok-1").Phase != phaseWatch || r.record("tok-2").Phase != phaseWatch {
-		if r.deliver(1, nil) == 0 {
-			t.Fatalf("follow-ups ran out before both drains watched")
-		}
-	}
-	step := func(token string) *messages.Message {
-		rec := r.record(token)
-		_, version, _, _ := r.store.Load(context.Background(), partitionKey(token), sortKey)
-		return &messages.Message{Kind: messages.KindDrainStep, Payload: &messages.DrainStep{
-			Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: token, GroupName: rec.Group,
-			Attempt: int(version), Step: string(rec.Phase), IssuedAt: r.world.Now(),
-		}}
-	}
+	r.deliverUntilWatching("tok-1", "tok-2")
+	step := r.latestStep
 	r.world.advanceTo(r.world.Now().Add(2 * time.Second)) // polls due, heartbeats not soon
 	if err := r.h.Start(context.Background(), action("i-3", "tok-3"), r.world.Now()); err != nil {
 		t.Fatal(err)

@@ -571,6 +571,36 @@ func (r *rig) deliver(max int, hook func(now time.Time)) int {
 	return n
 }
 
+// deliverUntilWatching delivers follow-ups one at a time until every drain of tokens watches
+// its jobs (stop intake sent and done).
+func (r *rig) deliverUntilWatching(tokens ...string) {
+	r.t.Helper()
+	watching := func() bool {
+		for _, token := range tokens {
+			if r.record(token).Phase != phaseWatch {
+				return false
+			}
+		}
+		return true
+	}
+	for !watching() {
+		if r.deliver(1, nil) == 0 {
+			r.t.Fatalf("follow-ups ran out before the drains %v watched", tokens)
+		}
+	}
+}
+
+// latestStep is the follow-up the latest step of token's drain would have scheduled.
+func (r *rig) latestStep(token string) *messages.Message {
+	r.t.Helper()
+	rec := r.record(token)
+	_, version, _, _ := r.store.Load(context.Background(), partitionKey(token), sortKey)
+	return &messages.Message{Kind: messages.KindDrainStep, Payload: &messages.DrainStep{
+		Fleet: rec.Fleet, InstanceID: rec.InstanceID, ActionToken: token, GroupName: rec.Group,
+		Attempt: int(version), Step: string(rec.Phase), IssuedAt: r.world.Now(),
+	}}
+}
+
 func (r *rig) record(token string) record {
 	r.t.Helper()
 	body, _, found, err := r.store.Load(context.Background(), partitionKey(token), sortKey)
