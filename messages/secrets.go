@@ -1,6 +1,8 @@
 package messages
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"regexp"
 	"sort"
 	"strings"
@@ -59,4 +61,12 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// TokenHash is what logs, errors and metrics carry instead of a lifecycle action token: the first
+// 6 bytes of its SHA-256, in hex. Every package that names a drain or a launch gate uses it, so one
+// drain reads as one hash everywhere.
+func TokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
 }

@@ -1,10 +1,10 @@
 package drain
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"time"
+
+	"github.com/runnerfleet/runnerfleet/messages"
 )
 
 // Table keys of a drain record (see the package doc).
@@ -169,7 +169,4 @@ type lease struct {
 const recordSchema = 1
 
 // tokenHash is what logs and metrics carry instead of the lifecycle action token.
-func tokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
+func tokenHash(token string) string { return messages.TokenHash(token) }

@@ -1,12 +1,6 @@
 package launch
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-)
+import "github.com/runnerfleet/runnerfleet/messages"
 
 // tokenHash is what logs carry instead of the lifecycle action token.
-func tokenHash(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
+func tokenHash(token string) string { return messages.TokenHash(token) }

@@ -28,8 +28,6 @@ package state
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -42,6 +40,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/messages"
 )
 
 // Attribute names of the table; see the package doc.
@@ -430,8 +429,7 @@ var tokenKinds = []string{"drain#", "launch#"}
 func keyText(pk string) string {
 	for _, kind := range tokenKinds {
 		if token, ok := strings.CutPrefix(pk, kind); ok {
-			sum := sha256.Sum256([]byte(token))
-			return kind + "sha256:" + hex.EncodeToString(sum[:6])
+			return kind + "sha256:" + messages.TokenHash(token)
 		}
 	}
 	return pk
