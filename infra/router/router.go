@@ -386,11 +386,7 @@ func (r *Router) deadLetter(ctx context.Context, q Queue, msg *message.Message, 
 			out.Metadata.Set(k, v)
 		}
 	}
-	out.Metadata.Set(sqs.MetaReason, reason)
-	if sqs.IsFIFO(q.DeadLetter) {
-		out.Metadata.Set(sqs.MetaGroupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaGroupID), "dead-letter"))
-		out.Metadata.Set(sqs.MetaDedupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaMessageID), msg.UUID))
-	}
+	setDeadLetterIDs(out, q, msg, reason)
 	out.SetContext(ctx)
 	err := r.dlq.Publish(q.DeadLetter, out)
 	if errors.Is(err, sqs.ErrUnencodable) {
@@ -426,13 +422,19 @@ func bareCopy(ctx context.Context, q Queue, msg *message.Message, reason string)
 		})
 	}
 	out := message.NewMessage(msg.UUID, body)
+	setDeadLetterIDs(out, q, msg, reason)
+	out.SetContext(ctx)
+	return out
+}
+
+// setDeadLetterIDs gives a dead-letter copy of msg its reason and, on a FIFO dead-letter queue,
+// msg's message group (or "dead-letter") and its SQS message id as the deduplication id.
+func setDeadLetterIDs(out *message.Message, q Queue, msg *message.Message, reason string) {
 	out.Metadata.Set(sqs.MetaReason, reason)
 	if sqs.IsFIFO(q.DeadLetter) {
 		out.Metadata.Set(sqs.MetaGroupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaGroupID), "dead-letter"))
 		out.Metadata.Set(sqs.MetaDedupID, firstNonEmpty(msg.Metadata.Get(sqs.MetaMessageID), msg.UUID))
 	}
-	out.SetContext(ctx)
-	return out
 }
 
 // sleepCtx waits d, or until ctx ends (false).
