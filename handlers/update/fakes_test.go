@@ -129,8 +129,9 @@ func (f *fakeStacks) DescribeChangeSet(_ context.Context, stack, name string) (C
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.stacks[stack]; !ok {
-		// CloudFormation's answer, which an adapter may or may not map to ErrChangeSetNotFound.
-		return ChangeSet{}, errors.New("ValidationError: Stack [" + stack + "] does not exist")
+		// CloudFormation answers a ValidationError about the stack; the adapter maps it to
+		// ErrChangeSetNotFound, as the port says (infra/aws/stacks tests that mapping).
+		return ChangeSet{}, fmt.Errorf("ValidationError: Stack [%s] does not exist: %w", stack, ErrChangeSetNotFound)
 	}
 	cs, ok := f.sets[name]
 	if !ok || cs.in.Stack != stack {

@@ -526,19 +526,14 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 	return rec, version, nil
 }
 
-// describeChangeSet describes rec's change set. A stack that is gone took its change sets with
-// it, whatever error DescribeChangeSet gave (CloudFormation answers a ValidationError about the
-// stack): when it fails otherwise than ErrChangeSetNotFound, the stack is looked up, and if it is
-// gone, the answer is ErrChangeSetNotFound too.
+// describeChangeSet describes rec's change set; ErrChangeSetNotFound (the change set, or its
+// stack, is gone) is passed on as it is.
 func (h *Handler) describeChangeSet(ctx context.Context, f Fleet, rec Record) (ChangeSet, error) {
 	cs, err := h.stacks.DescribeChangeSet(ctx, f.Stack, rec.ChangeSetID)
-	if err == nil || errors.Is(err, ErrChangeSetNotFound) {
-		return cs, err
+	if err != nil && !errors.Is(err, ErrChangeSetNotFound) {
+		return ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
 	}
-	if _, found, derr := h.stacks.Describe(ctx, f.Stack); derr == nil && !found {
-		return ChangeSet{}, fmt.Errorf("describing change set %s: stack %s is gone: %w (%w)", rec.ChangeSetName, f.Stack, ErrChangeSetNotFound, err)
-	}
-	return ChangeSet{}, fmt.Errorf("describing change set %s of stack %s: %w", rec.ChangeSetName, f.Stack, err)
+	return cs, err
 }
 
 // execute runs the change set of rec (saved at version) and returns the record as saved. A second
