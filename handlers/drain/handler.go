@@ -363,26 +363,8 @@ func (h *Handler) passOn(ctx context.Context, rec record, version, attempt int64
 // this replica's schema, so writing it loses nothing.
 func (h *Handler) finishUnknown(ctx context.Context, rec record, version int64, now time.Time) error {
 	h.finish(&rec, now, OutcomeMaxDrain, fmt.Sprintf("fleet %q is not in this worker's config and the maximum drain passed: heartbeats stop, the hook's timeout ends the action", rec.Fleet))
-	rec.Lease, rec.Due = nil, time.Time{}
-	rec.Steps++
-	body, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("drain: encoding drain %s: %w", tokenHash(rec.Token), err)
-	}
-	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
-	defer cancel()
-	ok, err := h.d.Store.Save(saveCtx, partitionKey(rec.Token), sortKey, body, version, time.Time{}, now.Add(h.cfg.Retention))
-	if err != nil {
-		return fmt.Errorf("drain: saving drain %s: %w", tokenHash(rec.Token), err)
-	}
-	if ok {
-		h.decision(rec, now, "unknown-fleet", "")
-		h.count(rec.Fleet, rec.Outcome, 0)
-		h.m.Finished.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
-		h.m.Duration.WithLabelValues(rec.Fleet, rec.Outcome).Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
-		h.m.Errors.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
-	}
-	return nil
+	_, err := h.write(ctx, rec, version, "unknown-fleet", 0, now)
+	return err
 }
 
 // keepAlive heartbeats the action of a drain this worker cannot step, when one is due by the
@@ -497,6 +479,13 @@ func (h *Handler) run(ctx context.Context, rec record, version int64, began time
 		}
 		now = h.d.Clock.Now()
 	}
+	return h.write(ctx, rec, version, string(ran), rec.Heartbeats-heartbeatsBefore, now)
+}
+
+// write saves the result of a step (ran) taken at version, conditioned on it, then records the
+// decision and the figures and, unless the drain is done, schedules its next step. saved reports
+// whether the write landed (false: another replica moved the drain first).
+func (h *Handler) write(ctx context.Context, rec record, version int64, ran string, heartbeats int, now time.Time) (saved bool, err error) {
 	rec.Lease = nil
 	rec.Steps++
 	var expires time.Time
@@ -517,15 +506,15 @@ func (h *Handler) run(ctx context.Context, rec record, version int64, began time
 		return false, fmt.Errorf("drain: saving drain %s after %s: %w", tokenHash(rec.Token), ran, err)
 	}
 	if !ok {
-		h.decision(rec, now, string(ran), "lost the drain to another replica; this step's result is dropped")
+		h.decision(rec, now, ran, "lost the drain to another replica; this step's result is dropped")
 		return false, nil
 	}
-	h.decision(rec, now, string(ran), "")
+	h.decision(rec, now, ran, "")
 	outcome := ""
 	if rec.Phase == phaseDone {
 		outcome = rec.Outcome
 	}
-	h.count(rec.Fleet, outcome, rec.Heartbeats-heartbeatsBefore)
+	h.count(rec.Fleet, outcome, heartbeats)
 	if rec.Phase == phaseDone {
 		h.m.Finished.WithLabelValues(rec.Fleet, rec.Outcome).Inc()
 		h.m.Duration.WithLabelValues(rec.Fleet, rec.Outcome).Observe(rec.FinishedAt.Sub(rec.StartedAt).Seconds())
