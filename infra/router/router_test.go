@@ -23,20 +23,45 @@ import (
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
-// fakeSubscriber hands out the messages pushed into it.
+// fakeSubscriber hands out the messages pushed into it. Like the SQS subscriber, it closes its
+// output once the subscription's context ends: watermill's router cancels that context on Close
+// and, when its handler's close watcher starts late, does not call Close at all (it picks either
+// ready case of a select), so a fake that only stopped on Close would hold the router's Close
+// until its timeout and leak the handler (seen in CI as a goleak failure after 5 s).
 type fakeSubscriber struct {
 	ch     chan *message.Message
+	done   chan struct{}
 	closed sync.Once
 }
 
-func newFakeSubscriber() *fakeSubscriber { return &fakeSubscriber{ch: make(chan *message.Message)} }
+func newFakeSubscriber() *fakeSubscriber {
+	return &fakeSubscriber{ch: make(chan *message.Message), done: make(chan struct{})}
+}
 
 func (s *fakeSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
-	return s.ch, nil
+	out := make(chan *message.Message)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			case m := <-s.ch:
+				select {
+				case out <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
 }
 
 func (s *fakeSubscriber) Close() error {
-	s.closed.Do(func() { close(s.ch) })
+	s.closed.Do(func() { close(s.done) })
 	return nil
 }
 
