@@ -27,6 +27,7 @@ type fakeStacks struct {
 	emulatorNoOp   bool     // CreateChangeSet throws "No updates are to be performed" (the emulator)
 	pending        int      // DescribeChangeSet answers CREATE_PENDING this many times
 	inProgress     int      // Describe answers *_IN_PROGRESS this many times after Execute
+	staleDescribes int      // Describe answers the status from before Execute this many times after it
 	failResource   string   // execution fails on this resource and rolls back
 	failReason     string
 	createCalls    []ChangeSetInput
@@ -43,6 +44,8 @@ type fakeStack struct {
 	params     map[string]string
 	events     []Event
 	left       int // describes left in progress
+	stale      int // describes left answering before (a read behind the execution)
+	before     string
 	target     string
 	fail       bool
 }
@@ -80,6 +83,10 @@ func (f *fakeStacks) Describe(_ context.Context, name string) (Stack, bool, erro
 	s, ok := f.stacks[name]
 	if !ok {
 		return Stack{}, false, nil
+	}
+	if s.stale > 0 {
+		s.stale--
+		return Stack{ID: s.id, Name: name, Status: s.before, Parameters: map[string]string{}}, true, nil
 	}
 	if s.left > 0 {
 		s.left--
@@ -142,7 +149,11 @@ func (f *fakeStacks) DescribeChangeSet(_ context.Context, stack, name string) (C
 		cs.pending--
 		status = "CREATE_PENDING"
 	}
-	return ChangeSet{ID: cs.id, Name: cs.in.Name, Status: status, ExecutionStatus: cs.exec, StatusReason: cs.reason, Changes: cs.changes}, nil
+	exec := cs.exec
+	if s := f.stacks[stack]; cs.executed && (s.stale > 0 || s.left > 0 || s.target != "") {
+		exec = "EXECUTE_IN_PROGRESS" // its final status once the stack's execution ends
+	}
+	return ChangeSet{ID: cs.id, Name: cs.in.Name, Status: status, ExecutionStatus: exec, StatusReason: cs.reason, Changes: cs.changes}, nil
 }
 
 // deleteChangeSets forgets every change set (an operator deleted them).
@@ -183,6 +194,7 @@ func (f *fakeStacks) ExecuteChangeSet(_ context.Context, stack, name string) err
 	if s.status == "REVIEW_IN_PROGRESS" {
 		verb = "CREATE"
 	}
+	s.stale, s.before = f.staleDescribes, s.status
 	t := f.now()
 	add := func(logical, typ, status, reason string) {
 		t = t.Add(time.Second)

@@ -456,6 +456,10 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 		// update's UPDATE_COMPLETE would read as success). Until the change set is seen
 		// executing, ask it, and execute it when it is still waiting.
 		cs, err := h.describeChangeSet(ctx, f, rec)
+		// A stack read just after the execution began can still show what an earlier update
+		// left (UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE): while the change set says it is
+		// executing, a final stack status is not this update's result.
+		executing := err == nil && cs.ExecutionStatus == "EXECUTE_IN_PROGRESS"
 		switch {
 		case errors.Is(err, ErrChangeSetNotFound):
 			// Executed change sets can be gone (CloudFormation removes a stack's change sets
@@ -484,6 +488,12 @@ func (h *Handler) step(ctx context.Context, f Fleet, rec Record, version int64, 
 			return h.finishStep(ctx, f, rec, version, OutcomeFailed, "the stack is gone (a failed creation is deleted)", "", log)
 		}
 		switch {
+		case executing && !strings.HasSuffix(st.Status, "_IN_PROGRESS"):
+			if overdue {
+				rec.StackStatus = st.Status
+				return h.expire(ctx, f, rec, version, errors.New("the change set still reads as executing"), log)
+			}
+			return rec, version, nil
 		case st.Status == "CREATE_COMPLETE" || st.Status == "UPDATE_COMPLETE" || st.Status == "IMPORT_COMPLETE":
 			rec.StackStatus = st.Status
 			return h.finishStep(ctx, f, rec, version, OutcomeSucceeded, "", "", log)

@@ -327,6 +327,37 @@ func TestAFailedExecuteIsExecutedAgainNotReadAsSuccess(t *testing.T) {
 	}
 }
 
+// A stack read just after ExecuteChangeSet can still show the status an earlier update left
+// (UPDATE_COMPLETE, or UPDATE_ROLLBACK_COMPLETE of a failed one). While the change set says it is
+// executing, that status is not this update's result: the handler waits for the stack to move.
+func TestAStackReadBehindTheExecutionIsNotItsResult(t *testing.T) {
+	t.Parallel()
+	for before, fail := range map[string]bool{"UPDATE_COMPLETE": true, "UPDATE_ROLLBACK_COMPLETE": false} {
+		t.Run(before, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.stacks.addStack("runner-docker", map[string]string{"VolumeSize": "100"})
+			e.stacks.stacks["runner-docker"].status = before
+			e.stacks.staleDescribes = 3
+			if fail {
+				e.stacks.failResource, e.stacks.failReason = "LaunchTemplate", "Invalid AMI"
+			}
+			if err := e.h.HandleCommand(context.Background(), updateCmd("docker", map[string]string{"VolumeSize": "300"}, false)); err != nil {
+				t.Fatal(err)
+			}
+			r := e.tickUntilDone(t, "docker")
+			want := OutcomeSucceeded
+			if fail {
+				want = OutcomeFailed
+			}
+			if r.Outcome != want || e.stacks.stacks["runner-docker"].stale != 0 {
+				t.Errorf("outcome %q (%s), %d stale reads left; want %q once the stack was read after the execution",
+					r.Outcome, r.Reason, e.stacks.stacks["runner-docker"].stale, want)
+			}
+		})
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
