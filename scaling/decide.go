@@ -115,7 +115,9 @@ type Observation struct {
 // the group has not made are cancelled before any running instance is removed. Instances whose intake is stopped,
 // unhealthy or spot-interrupted offer no slots. When GitLab rejects every scraped runner's job
 // requests, the fleet grows only to its floor and by one probe every RejectedProbeEvery, and
-// idle rejected instances above the floor are removed, oldest first.
+// idle rejected instances above the floor are removed, oldest first. A desired capacity someone
+// lowered below the instances listed is first set back to them (nothing is unprotected while it
+// is below), so that Auto Scaling never picks instances to remove on its own.
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
 	eff := EffectiveAt(now, p)
@@ -215,6 +217,26 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	summary := fmt.Sprintf("want %d slots (running %d, queued %s, spare %d), have %d on %d instances (%d booting, %d unknown)",
 		obs.Wanted, obs.RunningJobs, queuedText(obs.Queued), spare, obs.Capacity, base, obs.Booting, obs.Unknown)
 
+	if repair := repairTarget(in, len(members)); repair > in.Desired {
+		// Someone (a console edit, a scheduled action, a stack update) lowered the desired
+		// capacity below the instances the group lists. Auto Scaling would terminate any
+		// unprotected one on its own (below the policy's minimum, past its window and its
+		// guards), so the capacity is set back to them first and nothing is unprotected; the
+		// policy, or a pin, removes idle instances from the next decision on.
+		// When the policy wants more than that, it scales out from there in the same decision.
+		below := fmt.Sprintf("the desired capacity %d is below the %d instances the group lists, "+
+			"so Auto Scaling would remove unprotected ones on its own", in.Desired, len(members))
+		fixed := in
+		fixed.Desired = repair
+		if out := Decide(now, p, fixed); out.Desired > repair && len(out.Remove) == 0 {
+			out.Unprotect = nil
+			out.Reason = below + "; " + out.Reason
+			return out
+		}
+		d.Desired, d.Unprotect = repair, nil
+		d.Reason = fmt.Sprintf("repair %d → %d: %s; %s", in.Desired, repair, below, summary)
+		return d
+	}
 	if in.Pinned != nil {
 		return decidePinned(now, in, base, members, d, summary)
 	}
@@ -390,6 +412,20 @@ func newestLaunch(members []fleet.Instance) time.Time {
 		}
 	}
 	return newest
+}
+
+// repairTarget is the desired capacity that covers the group's members that are not leaving,
+// within the group's maximum. A fleet pinned at 0 (or switched off: MaxSize 0, pinned by its
+// caller) wants every idle instance gone, which is what the group's own scale-in does (each
+// drained, busy ones protected): it is not repaired.
+func repairTarget(in Input, members int) int {
+	if in.Pinned != nil && *in.Pinned <= 0 {
+		return in.Desired
+	}
+	if in.GroupMax > 0 {
+		return min(members, in.GroupMax)
+	}
+	return members
 }
 
 // MaxPinnedRemovals bounds the instances a pin removes in one decision: each is one

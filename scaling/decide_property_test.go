@@ -74,17 +74,18 @@ func TestDecideInvariants(t *testing.T) {
 			}
 		} else if d.Desired < in.Desired {
 			// Only launches the group has not made are cancelled: never below the members listed.
-			live := 0
-			for _, i := range in.Instances {
-				if !i.State.Leaving() {
-					live++
-				}
+			if d.Desired < live(in) || !strings.Contains(d.Reason, "cancelling") {
+				t.Fatalf("case %d: desired %d from %d without removals, %d members listed\n%s", n, d.Desired, in.Desired, live(in), d.Reason)
 			}
-			if d.Desired < live || !strings.Contains(d.Reason, "cancelling") {
-				t.Fatalf("case %d: desired %d from %d without removals, %d members listed\n%s", n, d.Desired, in.Desired, live, d.Reason)
-			}
-		} else if d.Desired != in.Desired && in.Pinned == nil && d.Desired > p.MaxInstances {
+		} else if d.Desired != in.Desired && in.Pinned == nil && d.Desired > p.MaxInstances && d.Desired != live(in) {
+			// Above the maximum only to cover the members listed (a repair), never to launch.
 			t.Fatalf("case %d: desired %d from %d without removals (max %d)\n%s", n, d.Desired, in.Desired, p.MaxInstances, d.Reason)
+		}
+		if in.Desired < live(in) && (in.Pinned == nil || *in.Pinned > 0) && (len(d.Unprotect) > 0 || len(d.Remove) > 0 || d.Desired < live(in)) {
+			// Below its members, the group would remove unprotected ones itself: the capacity
+			// is set back to them before anything is unprotected or removed.
+			t.Fatalf("case %d: desired %d below %d members: decided %d, unprotect %v, remove %v\n%s",
+				n, in.Desired, live(in), d.Desired, d.Unprotect, d.Remove, d.Reason)
 		}
 		for _, id := range d.Unprotect {
 			if !byID[id].Idle() || slices.Contains(d.Remove, id) {
@@ -100,6 +101,17 @@ func TestDecideInvariants(t *testing.T) {
 }
 
 func members(in Input) int {
+	n := 0
+	for _, i := range in.Instances {
+		if !i.State.Leaving() {
+			n++
+		}
+	}
+	return n
+}
+
+// live counts in's members that are not leaving.
+func live(in Input) int {
 	n := 0
 	for _, i := range in.Instances {
 		if !i.State.Leaving() {

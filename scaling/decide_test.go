@@ -55,6 +55,23 @@ func TestDecide(t *testing.T) {
 			desired: 2, reasonHas: "scale out 0 → 2",
 		},
 		{
+			name: "repair: desired lowered below the instances listed is set back first; nothing is unprotected while it is below",
+			in: Input{Desired: 0, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Protected = true }),
+				with(inst("b", 0), func(i *fleet.Instance) { i.Protected = true }), inst("c", 2)}, State: spareFor(time.Hour)},
+			desired: 3, protect: []string{"c"}, reasonHas: "repair 0 → 3: the desired capacity 0 is below the 3 instances",
+		},
+		{
+			name: "repair: a policy wanting more scales out from the instances listed in the same decision",
+			in: Input{Desired: 1, Instances: []fleet.Instance{inst("a", 4), with(inst("b", 0), func(i *fleet.Instance) { i.Protected = true }),
+				with(inst("c", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueAge, i.QueueSize = false, time.Second, 8 })}},
+			desired: 4, protect: []string{"a", "c"}, reasonHas: "below the 3 instances the group lists, so Auto Scaling would remove unprotected ones on its own; scale out 3 → 4",
+		},
+		{
+			name:    "repair: within the group's maximum",
+			in:      Input{Desired: 1, GroupMax: 2, Instances: []fleet.Instance{inst("a", 1), inst("b", 1), inst("c", 1)}},
+			desired: 2, protect: []string{"a", "b", "c"}, reasonHas: "repair 1 → 2",
+		},
+		{
 			name:    "missing launches: cancelled before any running instance is removed",
 			policy:  func(p *fleet.Policy) { p.MinInstances = 2 },
 			in:      Input{Desired: 3, Instances: []fleet.Instance{inst("a", 0), inst("b", 0)}, State: spareFor(time.Hour)},
