@@ -248,8 +248,16 @@ func (h *Handler) scaleCommand(ctx context.Context, f fleet.Settings, c *message
 	if c.Scale == nil || (c.Scale.Desired == nil) == !c.Scale.Resume {
 		return messages.Reject("scale command %s: exactly one of desired and resume is needed", c.ID)
 	}
+	what := "pin"
+	if c.Scale.Resume {
+		what = "resume"
+	}
 	if age := now.Sub(c.IssuedAt); age > h.cfg.MaxCommandAge {
-		return messages.Reject("scale command %s: issued %s ago, more than %s: refusing a stale pin", c.ID, age.Round(time.Second), h.cfg.MaxCommandAge)
+		return messages.Reject("scale command %s: issued %s ago, more than %s: refusing a stale %s", c.ID, age.Round(time.Second), h.cfg.MaxCommandAge, what)
+	}
+	if c.Scale.For > 0 && !now.Before(c.IssuedAt.Add(c.Scale.For)) {
+		// Accepted, it would be logged as pinned and never take effect.
+		return messages.Reject("scale command %s: its pin for %s, issued %s ago, has already run out", c.ID, c.Scale.For, now.Sub(c.IssuedAt).Round(time.Second))
 	}
 	var pin *Pin
 	if c.Scale.Desired != nil {
@@ -418,7 +426,7 @@ func actionOf(d scaling.Decision, desiredBefore int) string {
 	switch {
 	case d.Desired > desiredBefore:
 		return "scale_out"
-	case len(d.Remove) > 0:
+	case len(d.Remove) > 0 || d.Desired < desiredBefore: // removals, or launches cancelled
 		return "scale_in"
 	}
 	return "steady"

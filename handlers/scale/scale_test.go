@@ -18,6 +18,7 @@ import (
 
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/messages"
+	"github.com/runnerfleet/runnerfleet/scaling"
 )
 
 const (
@@ -414,6 +415,34 @@ func TestPinExpires(t *testing.T) {
 	r.tick(t, "tick-late")
 	if r.store.get(fleetName).Pin != nil {
 		t.Error("pin outlived its --for")
+	}
+	// A pin that reaches the worker after its --for has run out would be logged as pinned and
+	// never take effect: it is refused, saying so.
+	late := scaleCommand(t, r.clock().Add(-6*time.Minute), &three, false, 5*time.Minute)
+	if err := r.h.Handle(context.Background(), late); !messages.IsPermanent(err) || !strings.Contains(err.Error(), "already run out") {
+		t.Errorf("pin past its --for: err %v, want a permanent refusal saying it has run out", err)
+	}
+	if r.store.get(fleetName).Pin != nil {
+		t.Error("a pin past its --for was stored")
+	}
+}
+
+// Cancelling launches the group has not made lowers the desired capacity without removing an
+// instance: the decision's action (decisions_total, the log line) says scale_in, not steady.
+func TestActionOfCancelledLaunchesIsScaleIn(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		d    scaling.Decision
+		want string
+	}{
+		{scaling.Decision{Desired: 3}, "scale_in"},
+		{scaling.Decision{Desired: 4, Remove: []string{"i-1"}}, "scale_in"},
+		{scaling.Decision{Desired: 6}, "scale_out"},
+		{scaling.Decision{Desired: 5}, "steady"},
+	} {
+		if got := actionOf(c.d, 5); got != c.want {
+			t.Errorf("actionOf(desired %d, remove %v) from 5 = %s, want %s", c.d.Desired, c.d.Remove, got, c.want)
+		}
 	}
 }
 
