@@ -1,6 +1,7 @@
 package marks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -156,8 +157,17 @@ func (r *Runners) fetch(ctx context.Context, fleetName, instanceID string) (map[
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("runner metrics of %s: HTTP %d", instanceID, resp.StatusCode)
 	}
+	// Read one byte past the cap: a page cut at a line boundary would parse, and a running-jobs
+	// series cut off would read as 0 jobs.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetricsBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("runner metrics of %s: reading the page: %w", instanceID, err)
+	}
+	if len(body) > maxMetricsBytes {
+		return nil, fmt.Errorf("runner metrics of %s: page larger than %d bytes", instanceID, maxMetricsBytes)
+	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, maxMetricsBytes))
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("runner metrics of %s: unparseable page", instanceID)
 	}

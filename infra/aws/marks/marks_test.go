@@ -242,6 +242,14 @@ func TestRunnersReadsRequestJobsAndJobs(t *testing.T) {
 			_, _ = w.Write([]byte(page))
 		case "/instances/i-2/metrics":
 			w.WriteHeader(http.StatusInternalServerError)
+		case "/instances/i-4/metrics":
+			// Past the cap, cut at a line boundary: it would parse, with the jobs series lost.
+			_, _ = w.Write([]byte(page))
+			pad := []byte("# HELP padding " + strings.Repeat("x", 1000) + "\n")
+			for range maxMetricsBytes/len(pad) + 1 {
+				_, _ = w.Write(pad)
+			}
+			_, _ = w.Write([]byte("gitlab_runner_jobs{runner=\"a\",state=\"running\"} 9\n"))
 		default:
 			_, _ = w.Write([]byte("<html>not metrics"))
 		}
@@ -263,6 +271,9 @@ func TestRunnersReadsRequestJobsAndJobs(t *testing.T) {
 		if _, _, err := r.RequestJobs(ctx, "blue", id); err == nil {
 			t.Errorf("%s: want an error", id)
 		}
+	}
+	if n, err := r.RunningJobs(ctx, "blue", "i-4"); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a page past the cap: %d jobs, err %v; want an error, not a count", n, err)
 	}
 	if _, err := NewRunners(netguard.HTTPClient(time.Second), []fleet.Settings{{Name: "x"}}, nil); err == nil {
 		t.Error("a PrivateIP template without an address lookup must be refused")
