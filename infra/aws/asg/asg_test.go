@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
 	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
@@ -103,7 +105,8 @@ type recorder struct {
 	group     astypes.AutoScalingGroup
 	gone      map[string]bool // instances EC2 no longer lists
 	filters   [][]string      // instance-id filter values, one entry per DescribeInstances
-	protected [][]string      // instance IDs, one entry per SetInstanceProtection
+	protected [][]string      // instance IDs, one entry per SetInstanceProtection accepted
+	leaving   map[string]bool // instances no longer InService: a call naming one is refused whole
 	calls     []string
 }
 
@@ -123,8 +126,13 @@ func (r *recorder) SetDesiredCapacity(_ context.Context, in *autoscaling.SetDesi
 func (r *recorder) SetInstanceProtection(_ context.Context, in *autoscaling.SetInstanceProtectionInput, _ ...func(*autoscaling.Options)) (*autoscaling.SetInstanceProtectionOutput, error) {
 	r.record(fmt.Sprintf("protect %s %v", aws.ToString(in.AutoScalingGroupName), aws.ToBool(in.ProtectedFromScaleIn)))
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range in.InstanceIds {
+		if r.leaving[id] {
+			return nil, &smithy.GenericAPIError{Code: "ValidationError", Message: "The instance " + id + " is not in InService or EnteringStandby or Standby."}
+		}
+	}
 	r.protected = append(r.protected, in.InstanceIds)
-	r.mu.Unlock()
 	return &autoscaling.SetInstanceProtectionOutput{}, nil
 }
 
@@ -238,6 +246,17 @@ func TestGroupServesTheScaleHandler(t *testing.T) {
 	if len(r.protected) != 3 || len(r.protected[0]) != 50 || len(r.protected[1]) != 50 || len(r.protected[2]) != 20 || r.protected[2][19] != "i-119" {
 		t.Errorf("SetInstanceProtection chunks %d, want 50+50+20", len(r.protected))
 	}
+	// One instance terminating since the group was read: the rest of its batch is still set.
+	r.protected, r.leaving = nil, map[string]bool{"i-7": true}
+	err = g.SetProtection(ctx, "grp", ids[:60], true)
+	set := 0
+	for _, chunk := range r.protected {
+		set += len(chunk)
+	}
+	if err == nil || !strings.Contains(err.Error(), "i-7") || set != 59 {
+		t.Errorf("one leaving instance in a batch: err %v, %d of 60 set; want its error and the 59 others set", err, set)
+	}
+	r.leaving, r.calls = nil, r.calls[:3] // the calls below are checked after the first SetProtection's three
 	if err := g.SetDesiredCapacity(ctx, "grp", 7); err != nil {
 		t.Fatal(err)
 	}

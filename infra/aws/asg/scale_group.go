@@ -2,10 +2,12 @@ package asg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/smithy-go"
 
 	"github.com/runnerfleet/runnerfleet/handlers/scale"
 )
@@ -59,20 +61,39 @@ func (g *Group) SetDesiredCapacity(ctx context.Context, groupName string, desire
 	return g.groups.SetDesiredCapacity(ctx, groupName, desired)
 }
 
-// SetProtection sets or clears scale-in protection, 50 instances per call.
+// SetProtection sets or clears scale-in protection, 50 instances per call. Every batch is tried
+// even when an earlier one failed; the failures are returned together.
 func (g *Group) SetProtection(ctx context.Context, groupName string, ids []string, protected bool) error {
+	var errs []error
 	for start := 0; start < len(ids); start += protectionBatch {
 		chunk := ids[start:min(start+protectionBatch, len(ids))]
-		_, err := g.as.SetInstanceProtection(ctx, &autoscaling.SetInstanceProtectionInput{
-			AutoScalingGroupName: aws.String(groupName),
-			InstanceIds:          chunk,
-			ProtectedFromScaleIn: aws.Bool(protected),
-		})
-		if err != nil {
-			return fmt.Errorf("setting scale-in protection %v of %d instances of %s: %w", protected, len(chunk), groupName, err)
+		err := g.setProtection(ctx, groupName, chunk, protected)
+		var api smithy.APIError
+		if err == nil || len(chunk) == 1 || !errors.As(err, &api) || api.ErrorCode() != "ValidationError" {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("setting scale-in protection %v of %d instances of %s: %w", protected, len(chunk), groupName, err))
+			}
+			continue
+		}
+		// Auto Scaling refuses the whole call when one instance is no longer InService or
+		// Standby (one terminating since the group was read): the others are set one by one,
+		// so one leaving instance does not leave 49 busy ones unprotected until the next tick.
+		for _, id := range chunk {
+			if err := g.setProtection(ctx, groupName, []string{id}, protected); err != nil {
+				errs = append(errs, fmt.Errorf("setting scale-in protection %v of %s in %s: %w", protected, id, groupName, err))
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func (g *Group) setProtection(ctx context.Context, groupName string, ids []string, protected bool) error {
+	_, err := g.as.SetInstanceProtection(ctx, &autoscaling.SetInstanceProtectionInput{
+		AutoScalingGroupName: aws.String(groupName),
+		InstanceIds:          ids,
+		ProtectedFromScaleIn: aws.Bool(protected),
+	})
+	return err
 }
 
 // TerminateInstance terminates one instance through its group, decrementing the desired
