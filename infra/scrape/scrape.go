@@ -172,7 +172,9 @@ type Result struct {
 	// section not Rejected now. This is DESIGN.md's health: a runner whose metrics answer but that
 	// has not yet had a job request succeed (just started, token not yet checked, GitLab answering
 	// 5xx) is neither Accepted nor Rejected. A busy runner making no requests stays Accepted: the
-	// counters are cumulative.
+	// counters are cumulative. A first sample whose section shows refusals as well as successes
+	// is not Accepted (the refusals may be the latest: a revoked token) until a later sample
+	// shows its requests since.
 	Accepted bool
 	// Queue is the runner's view of the job queue.
 	Queue Queue
@@ -207,6 +209,11 @@ type prev struct {
 	// rejected is each runner section's verdict at this sample, carried to the next one when the
 	// section made no job request in between.
 	rejected map[string]bool
+	// unsure marks the sections whose counters, read with no earlier sample to subtract, show
+	// both successes and refusals: which came last cannot be told (a token revoked after the
+	// runner served reads as both), so the section is not Accepted until a later sample shows
+	// its requests since. Carried like rejected.
+	unsure map[string]bool
 }
 
 // Scraper fetches runner metrics. It is safe for concurrent use; it remembers each instance's
@@ -430,7 +437,7 @@ func (s *Scraper) interpret(r *Result, cur *sample) {
 	s.mu.Unlock()
 	// next is filled completely before it is remembered: a concurrent Scrape of the same
 	// instance may read it as its p at once.
-	next := &prev{at: r.At, sample: cur, rejected: make(map[string]bool, len(cur.runners))}
+	next := &prev{at: r.At, sample: cur, rejected: make(map[string]bool, len(cur.runners)), unsure: map[string]bool{}}
 	defer func() {
 		s.mu.Lock()
 		s.prevs[r.InstanceID] = next
@@ -462,14 +469,18 @@ func (s *Scraper) interpret(r *Result, cur *sample) {
 			}
 		}
 		rejected := rej > 0 && ok == 0
+		unsure := old == nil && rej > 0 && ok > 0
 		if carried {
 			// No job request since the previous sample: nothing new about the token.
-			rejected = p.rejected[name]
+			rejected, unsure = p.rejected[name], p.unsure[name]
 		}
 		next.rejected[name] = rejected
+		if unsure {
+			next.unsure[name] = true
+		}
 		anyRejected = anyRejected || rejected
 		anyUnrefused = anyUnrefused || !rejected
-		if !rejected && rs.requestOK > 0 {
+		if !rejected && !unsure && rs.requestOK > 0 {
 			r.Accepted = true
 		}
 		if rejected {

@@ -294,6 +294,45 @@ func exposition(jobsTotal, queueSize, exceeded, ok, rejected int) string {
 	return b.String()
 }
 
+// A runner first read (a worker restarted, a scraper of its own) after its token was revoked
+// shows the successes it had before and the refusals since: which came last cannot be told from
+// one sample, so it is not Accepted (the cycle's health) until a later sample shows its requests.
+func TestFirstSampleWithRefusalsIsNotAccepted(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := newTestScraper(t, Config{})
+	clock := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	for _, tc := range []struct {
+		name         string
+		next         string
+		wantAccepted bool
+		wantRejected bool
+	}{
+		{"refused since", exposition(10, 0, 0, 100, 9), false, true},
+		{"no request since", exposition(10, 0, 0, 100, 4), false, false},
+		{"served since", exposition(10, 0, 0, 130, 4), true, false},
+	} {
+		target := []Target{{InstanceID: "i-" + strings.ReplaceAll(tc.name, " ", "-")}}
+		read := func(body string) Result {
+			t.Helper()
+			w.set(target[0].InstanceID, body)
+			rs, err := s.Scrape(context.Background(), w.template(), target)
+			if err != nil || !rs[0].Known {
+				t.Fatalf("%s: %v %v", tc.name, err, rs[0].Err)
+			}
+			return rs[0]
+		}
+		if r := read(exposition(10, 0, 0, 100, 4)); r.Accepted || r.Rejected {
+			t.Errorf("%s: first sample with 204s and 403s: accepted=%v rejected=%v, want neither", tc.name, r.Accepted, r.Rejected)
+		}
+		clock = clock.Add(time.Minute)
+		if r := read(tc.next); r.Accepted != tc.wantAccepted || r.Rejected != tc.wantRejected {
+			t.Errorf("%s: accepted=%v rejected=%v, want %v, %v", tc.name, r.Accepted, r.Rejected, tc.wantAccepted, tc.wantRejected)
+		}
+	}
+}
+
 // TestScrapeAcrossTicks checks what needs the previous sample: the queuing-exceeded rate, the
 // queue gauges' age and staleness, and refusals counted since the previous sample only.
 func TestScrapeAcrossTicks(t *testing.T) {
