@@ -46,7 +46,10 @@ version (every instance with --all). The worker launches replacements first (--s
 desired capacity), waits until each replacement's runner takes jobs, then retires old instances
 through the group so each is drained (its jobs finish) before it goes. The instances serving never
 drop below desired − --max-unavailable. A replacement not healthy within the fleet's health
-timeout stops the cycle with the reason; nothing more is retired. Pass --surge and
+timeout (however often the group replaces it), or an old instance Auto Scaling does not
+terminate within it, fails the cycle with the reason; the cycle then undoes its surge (its
+replacements that never served are retired, each drained) and the reason says what it retires.
+--abort undoes it the same way. Pass --surge and
 --max-unavailable together (0 is a value: --surge 0 replaces in place), or neither for the
 fleet's defaults.
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -296,6 +297,10 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		MaxUnavailable: mu, All: s.all, HealthTimeout: f.HealthTimeout,
 		TargetVersion: g.CurrentVersion, Desired: g.Desired, OriginalMax: g.Max,
 	}
+	leftover := surgeLeft(rec, g)
+	if leftover {
+		next.Desired, next.OriginalMax, next.RaisedMax = min(g.Desired, rec.OriginalMax), rec.OriginalMax, rec.RaisedMax
+	}
 	for _, m := range g.Members {
 		if m.State.Leaving() {
 			continue
@@ -314,6 +319,10 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	}
 	next.event(now, fmt.Sprintf("cycle started (%s): replacing %s; desired %d, surge %d, max-unavailable %d",
 		s.trigger, what, next.Desired, next.Surge, mu))
+	if leftover {
+		next.event(now, fmt.Sprintf("cycle %s's surge still holds MaxSize at %d (desired %d): this cycle ends at desired %d and gives MaxSize back to %d",
+			rec.ID, g.Max, g.Desired, next.Desired, next.OriginalMax))
+	}
 	if len(next.Old) == 0 {
 		next.finish(now, StatusSucceeded, "nothing to replace: every instance runs launch template version "+g.CurrentVersion)
 	}
@@ -334,6 +343,18 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	h.m.active.WithLabelValues(f.Name).Set(1)
 	_, err = h.Advance(ctx, f.Name, "") // the command takes its first step at once
 	return err
+}
+
+// surgeLeft reports whether the last cycle's surge still holds the group's MaxSize (not given
+// back yet: a tick gives it back once the desired capacity is down, or its RestoreMax failed).
+// A cycle starting then takes it over rather than refuse to start — a refused token cycle would
+// leave the fleet on a rotated token — and rather than record the raised values as the group's
+// own, which would make the earlier surge permanent: it keeps the earlier cycle's OriginalMax
+// (and its RaisedMax, so it gives MaxSize back at its end), and the fleet's size is the desired
+// capacity within that MaxSize. What the surge still holds above it goes; a desired capacity
+// scaling chose within it since the earlier cycle ended is kept.
+func surgeLeft(last Record, g GroupState) bool {
+	return last.Status.Final() && last.RaisedMax > 0 && !last.MaxGivenBack && restorable(g, last)
 }
 
 func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command) error {
@@ -365,27 +386,31 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 			h.m.finished.WithLabelValues(f.Name, string(StatusAborted)).Inc()
 			h.m.active.WithLabelValues(f.Name).Set(0)
 			h.log.InfoContext(ctx, "cycle aborted", "fleet", f.Name, "cycle_id", rec.ID, "command_id", c.ID, "issuer", c.Issuer)
-			h.restoreMax(ctx, f, rec)
+			h.undoAborted(ctx, f, rec)
 			return nil
 		}
 	}
 	return fmt.Errorf("aborting cycle of fleet %s: lost %d conditional writes in a row", f.Name, saveRetries)
 }
 
-// restoreMax gives back the room a surge raised MaxSize by, after an abort (a cycle's own end
-// does it in apply). It only logs a failure: the abort itself stands.
-func (h *Handler) restoreMax(ctx context.Context, f FleetConfig, rec Record) {
-	if rec.OriginalMax <= 0 || rec.RaisedMax <= 0 {
-		return
-	}
+// undoAborted gives back an aborted cycle's surge (planUndo; a failed cycle's end does it in
+// apply). No runners are read: old instances go oldest first, each counted as serving. It only
+// logs a failure: the abort itself stands.
+func (h *Handler) undoAborted(ctx context.Context, f FleetConfig, rec Record) {
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
 	if err == nil {
-		err = h.giveBack(ctx, f, g, rec, true, nil)
+		var order []undoCandidate
+		for _, id := range oldInService(rec, g) {
+			order = append(order, undoCandidate{id: id, serving: true})
+		}
+		u := planUndo(rec, g, order)
+		h.log.InfoContext(ctx, "cycle aborted: "+undoText(rec, u), "fleet", f.Name, "cycle_id", rec.ID)
+		err = h.giveBack(ctx, f, g, rec, u)
 	}
 	if err != nil {
-		h.m.applyErrs.WithLabelValues(f.Name, "restore_max").Inc()
-		h.log.WarnContext(ctx, "cycle aborted: MaxSize not restored; set it back by hand",
-			"fleet", f.Name, "group", f.GroupName, "original_max", rec.OriginalMax, "error", err.Error())
+		h.m.applyErrs.WithLabelValues(f.Name, "give_back").Inc()
+		h.log.WarnContext(ctx, "cycle aborted: its surge not given back in full; set the desired capacity and MaxSize back by hand",
+			"fleet", f.Name, "group", f.GroupName, "desired", rec.Desired, "original_max", rec.OriginalMax, "error", err.Error())
 	}
 }
 
@@ -518,7 +543,8 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		return true, nil
 	}
 	h.m.steps.WithLabelValues(f.Name, "advanced").Inc()
-	applyErrs := h.apply(ctx, log, f, g, rec, p)
+	applyErrs, answers := h.apply(ctx, log, f, g, rec, p)
+	h.noteAnswers(ctx, log, f, rec, ver+1, answers)
 	if p.finish != "" {
 		h.m.finished.WithLabelValues(f.Name, string(p.finish)).Inc()
 		h.m.active.WithLabelValues(f.Name).Set(0)
@@ -570,12 +596,15 @@ func (h *Handler) check(ctx context.Context, f FleetConfig, g GroupState) (map[s
 	return out, nil
 }
 
-// apply carries out a claimed step: raise the capacity, retire, and at the end restore MaxSize.
-// Every call is tried even when an earlier one failed; failures are returned in words.
-func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g GroupState, rec Record, p plan) []string {
+// apply carries out a claimed step: raise the capacity, retire, and at the end undo what is left
+// of a failed cycle's surge and restore MaxSize. Every call is tried even when an earlier one
+// failed; failures are returned in words, and what Auto Scaling answered to each retirement
+// (answerOf, "" when it accepted) by instance.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g GroupState, rec Record, p plan) ([]string, map[string]string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ApplyTimeout)
 	defer cancel()
 	var failed []string
+	answers := map[string]string{}
 	fail := func(op string, err error) {
 		h.m.applyErrs.WithLabelValues(f.Name, op).Inc()
 		failed = append(failed, op+": "+err.Error())
@@ -598,94 +627,112 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 		// replacement now, as the next step would have asked it to).
 		if desired-1 < g.Min {
 			if err := h.deps.Group.ReplaceInstance(ctx, id); err != nil {
+				answers[id] = answerOf(err)
 				fail("terminate", fmt.Errorf("%s (in place, the group is at its MinSize %d): %w", id, g.Min, err))
 				continue
 			}
 		} else {
 			if err := h.deps.Group.TerminateInstance(ctx, id); err != nil {
+				answers[id] = answerOf(err)
 				fail("terminate", fmt.Errorf("%s: %w", id, err))
 				continue
 			}
 			desired--
 		}
+		answers[id] = ""
 		h.m.retired.WithLabelValues(f.Name).Inc()
 	}
-	// Every end gives back the surge's room: a failed cycle that kept it would leave MaxSize raised
-	// for good (the next cycle records the raised value as the original).
-	// The surge's room goes back when the cycle hands the capacity to scaling (on every step of
-	// its tail until it can: a retirement retried in the tail may only now bring the desired
-	// capacity down) or ends; a failed or aborted cycle first undoes what is left of its surge.
+	// Every end gives back the surge: a failed cycle that kept it would leave a broken replacement
+	// running, and MaxSize raised for good (the next cycle would record the raised value as the
+	// original). The surge's room goes back when the cycle hands the capacity to scaling (on every
+	// step of its tail until it can: a retirement retried in the tail may only now bring the
+	// desired capacity down) or ends; a failed cycle first undoes what is left of its surge.
 	if p.finish.Final() || rec.Tail {
-		if err := h.giveBack(ctx, f, g, rec, p.finish == StatusFailed || p.finish == StatusAborted, p.undo); err != nil {
-			fail("restore_max", err)
+		if err := h.giveBack(ctx, f, g, rec, p.undo); err != nil {
+			fail("give_back", err)
 		}
 	}
-	return failed
+	return failed, answers
 }
 
-// giveBack returns the room a surge raised MaxSize by, when the cycle hands the capacity to
-// scaling (its tail) or ends, and on the ticks after it (restoreWindow) should that fail. A cycle
-// that failed or was aborted (undo) first undoes what is left of its surge, each step through
-// the group's terminate hook (drained, never killed) and on instances it chooses, never leaving
-// the choice to Auto Scaling (whose termination policy prefers the oldest launch template: the
-// old, healthy instances):
-//   - its replacements that never served (broken or still booting) are retired;
-//   - launches the group has not made are cancelled (this terminates nothing);
-//   - a healthy surge instance has replaced an old one: an old one is retired, in the cycle's
-//     retirement order (those that serve nothing first) and never below the floor of serving
-//     instances, so the desired capacity is back at the original MaxSize.
+// noteAnswers records in the cycle's record what Auto Scaling answered to the step's
+// retirements when that is news (Record.noteAnswers: a refusal, or an ask again accepted), with a
+// second write conditioned on the version the step's claim wrote. Lost or failed, it costs only
+// the answer: the next ask notes it again.
+func (h *Handler) noteAnswers(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, version int64, answers map[string]string) {
+	if !rec.noteAnswers(answers) {
+		return
+	}
+	if _, err := h.save(ctx, f.Name, rec, version); err != nil {
+		log.WarnContext(ctx, "recording Auto Scaling's answers to the step's retirements", "error", err.Error())
+	}
+}
+
+// maxAnswer bounds an answer kept in the record (Stuck.Error) and repeated in its reason.
+const maxAnswer = 300
+
+// answerOf is what the record keeps of an Auto Scaling error: the API's code and message (or the
+// error's text), cut at maxAnswer, and never the encoded authorization message an AccessDenied
+// may carry — AWS encodes it because it can hold privileged detail, meant for
+// sts:DecodeAuthorizationMessage, not for a status page.
+func answerOf(err error) string {
+	text := err.Error()
+	var apiErr interface {
+		ErrorCode() string
+		ErrorMessage() string
+	}
+	if errors.As(err, &apiErr) {
+		text = apiErr.ErrorCode() + ": " + apiErr.ErrorMessage()
+	}
+	if i := strings.Index(strings.ToLower(text), "encoded authorization failure message"); i >= 0 {
+		text = strings.TrimRight(text[:i], " .:") + " (encoded authorization message left out)"
+	}
+	if len(text) > maxAnswer {
+		cut := maxAnswer
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return text
+}
+
+// giveBack gives back a cycle's surge when it hands the capacity to scaling (its tail) or ends,
+// and on the ticks after it (restoreWindow) should that fail. A cycle that failed or was aborted
+// first carries out the undo of its surge (planUndo), whatever MaxSize is: the group may have had
+// room for the surge. A retirement that fails leaves more instances live than the plan counted,
+// so the launches to cancel are counted again from what is live, never below it: Auto Scaling
+// never chooses what goes.
 //
 // Then MaxSize goes back, unless someone changed it meanwhile (theirs, logged).
-func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, undo bool, order []undoCandidate) error {
+func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, u undo) error {
+	desired, live := g.Desired, liveMembers(g)
+	var errs []error
+	for _, s := range u.steps {
+		if s.id == "" {
+			if to := max(live, rec.Desired, g.Min); to < desired {
+				if err := h.deps.Group.SetCapacity(ctx, g.Name, to, 0); err != nil {
+					errs = append(errs, fmt.Errorf("cancelling the surge's launches not made (desired %d → %d): %w", desired, to, err))
+				} else {
+					desired = to
+				}
+			}
+			continue
+		}
+		if err := h.deps.Group.TerminateInstance(ctx, s.id); err != nil {
+			errs = append(errs, fmt.Errorf("retiring %s (%s): %w", s.id, s.why, err))
+			continue
+		}
+		desired--
+		live--
+		h.log.InfoContext(ctx, "cycle ended: giving back the surge", "fleet", f.Name, "group", g.Name, "instance_id", s.id, "why", s.why)
+	}
 	if rec.RaisedMax > 0 && g.Max > rec.OriginalMax && g.Max != rec.RaisedMax {
 		h.log.WarnContext(ctx, "cycle: MaxSize changed during the cycle, left as it is",
 			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
 	}
 	if !restorable(g, rec) {
-		return nil
-	}
-	desired, live := g.Desired, liveMembers(g)
-	var errs []error
-	retire := func(id, why string) {
-		if desired-1 < g.Min || desired <= rec.OriginalMax {
-			return
-		}
-		if err := h.deps.Group.TerminateInstance(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("retiring %s (%s): %w", id, why, err))
-			return
-		}
-		desired--
-		live--
-		h.log.InfoContext(ctx, "cycle ended: giving back the surge", "fleet", f.Name, "group", g.Name, "instance_id", id, "why", why)
-	}
-	if undo {
-		for _, id := range unservedReplacements(rec, g) {
-			retire(id, "a replacement that never served")
-		}
-		if desired > rec.OriginalMax && live < desired {
-			to := max(live, rec.OriginalMax, g.Min)
-			if err := h.deps.Group.SetCapacity(ctx, g.Name, to, 0); err != nil {
-				errs = append(errs, fmt.Errorf("cancelling the surge's launches not made (desired %d → %d): %w", desired, to, err))
-			} else {
-				desired = to
-			}
-		}
-		if order == nil { // an abort: no runners read; oldest first, each counted as serving
-			for _, id := range oldInService(rec, g) {
-				order = append(order, undoCandidate{id: id, serving: true})
-			}
-		}
-		serving := rec.Progress.Serving
-		for _, c := range order {
-			if c.serving && serving-1 < rec.Progress.Floor {
-				continue // never below the floor: one that serves nothing goes first, or none
-			}
-			before := desired
-			retire(c.id, "an old instance a healthy replacement took over from")
-			if c.serving && desired < before {
-				serving--
-			}
-		}
+		return errors.Join(errs...)
 	}
 	if desired > rec.OriginalMax {
 		h.log.InfoContext(ctx, "cycle: MaxSize stays raised until the desired capacity is back at the original MaxSize",

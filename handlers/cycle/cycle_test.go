@@ -861,3 +861,192 @@ func TestUndoRetiresWhatServesNothingFirst(t *testing.T) {
 			rec.Status, rec.Reason, terminated, st.Desired, g.maxSize())
 	}
 }
+
+// A failed or aborted cycle undoes its surge back to the desired capacity from before it even
+// when the group had room for the surge in MaxSize (nothing to restore there): a broken
+// replacement does not stay, and an old instance a healthy replacement took over from goes.
+func TestAFailedOrAbortedCycleUndoesItsSurgeInAGroupWithRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setup   func(*rig)
+		abort   bool
+		status  Status
+		retired []string
+	}{
+		{name: "broken replacement, failed", setup: func(r *rig) { r.hl.unknownNew = true },
+			status: StatusFailed, retired: []string{"i-new01"}},
+		{name: "broken replacement, aborted", setup: func(r *rig) { r.hl.unknownNew = true }, abort: true,
+			status: StatusAborted, retired: []string{"i-new01"}},
+		{name: "a kept instance that does not serve, failed", setup: func(r *rig) {
+			r.g.state.Members[2].Version = "2"
+			r.hl.unknown["i-c"] = true
+		}, status: StatusFailed, retired: []string{"i-a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGroup("2", "i-a", "i-b", "i-c")
+			g.state.Max = 10 // room for the surge: MaxSize is never raised
+			r := newRig(t, g, nil)
+			tc.setup(r)
+			if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if tc.abort {
+				r.ticks(t, 2) // the replacement launched and seen, never healthy
+				if err := r.command(t, messages.CycleArgs{Abort: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec := r.tickUntilDone(t, 30)
+			st, terminated := g.snapshot()
+			if rec.Status != tc.status || !slices.Equal(terminated, tc.retired) || st.Desired != 3 || st.Max != 10 || g.minServing < 2 {
+				t.Fatalf("status %s (%s), retired %v, desired %d, MaxSize %d, min serving %d; want %s, %v, 3, 10, at least 2",
+					rec.Status, rec.Reason, terminated, st.Desired, st.Max, g.minServing, tc.status, tc.retired)
+			}
+		})
+	}
+}
+
+// A new template that never serves fails the cycle within the health timeout even when each
+// broken replacement is lost before the timeout (the launch gate abandons it, EC2's health check
+// replaces it) and the group launches another: the deadline is the cycle's, not each instance's.
+func TestReplacementsLostUnhealthyStillFailTheCycle(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.loseUnhealthyAfter = 3 // each broken replacement goes after 3 minutes; the timeout is 5
+	r := newRig(t, g, nil)
+	r.hl.unknownNew = true
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.tickUntilDone(t, 30)
+	if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "not healthy within 5m0s") || !strings.Contains(rec.Reason, "lost before serving") {
+		t.Fatalf("status %s reason %q; want failed, naming the replacements lost before serving", rec.Status, rec.Reason)
+	}
+	if took := rec.FinishedAt.Sub(rec.StartedAt); took > 7*time.Minute {
+		t.Errorf("failed %s after the start, want just past the 5m health timeout", took)
+	}
+	st, terminated := g.snapshot()
+	if len(g.lost) < 1 || st.Desired != 3 || len(terminated) != 1 || !strings.HasPrefix(terminated[0], "i-new") {
+		t.Fatalf("lost %v, retired %v, desired %d; want replacements lost, the last one retired by the undo, desired 3", g.lost, terminated, st.Desired)
+	}
+}
+
+// A record written before the cycle-wide health deadline existed still advances: its deadline
+// starts at the Seen of the oldest replacement waiting.
+func TestARecordWithoutTheHealthDeadlineStillFails(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c", "i-new01")
+	g.state.Members[3].Version = "2"
+	g.state.Desired, g.state.Max = 4, 4
+	r := newRig(t, g, nil)
+	r.hl.unknown["i-new01"] = true
+	now := r.clk.now()
+	r.st.rec["blue"] = Record{Schema: 1, ID: "c1", Status: StatusRunning, StartedAt: now, MovedAt: now, Desired: 3, MaxUnavailable: 1, Surge: 1,
+		OriginalMax: 3, RaisedMax: 4, HealthTimeout: 5 * time.Minute, Old: []string{"i-a", "i-b", "i-c"},
+		Seen: map[string]time.Time{"i-new01": now.Add(-4 * time.Minute)}}
+	r.st.ver["blue"] = 2
+	r.ticks(t, 1)
+	if rec := r.st.get("blue"); rec.Status != StatusRunning || !rec.UnhealthySince.Equal(now.Add(-4*time.Minute)) {
+		t.Fatalf("status %s, unhealthy since %v; want running, since the replacement's Seen", rec.Status, rec.UnhealthySince)
+	}
+	if rec := r.tickUntilDone(t, 5); rec.Status != StatusFailed || rec.FinishedAt.After(now.Add(6*time.Minute)) {
+		t.Fatalf("status %s at %v (%s); want failed once 5m after the replacement was seen", rec.Status, rec.FinishedAt, rec.Reason)
+	}
+}
+
+// A retirement Auto Scaling refuses for good, or accepts and never carries out, fails the cycle
+// once it has been asked for the health timeout, with Auto Scaling's answer (never its encoded
+// authorization message) in the reason; asking again adds one event, not one a minute.
+func TestARetirementAutoScalingNeverCarriesOutFailsTheCycle(t *testing.T) {
+	denied := fakeAPIError{code: "AccessDenied", message: "User: arn:aws:sts::123456789012:assumed-role/runnerfleet-worker/task is not authorized " +
+		"to perform: autoscaling:TerminateInstanceInAutoScalingGroup. Encoded authorization failure message: c2VjcmV0LXBvbGljeS1kZXRhaWw"}
+	for _, tc := range []struct {
+		name  string
+		setup func(*fakeGroup)
+		want  string
+	}{
+		{"refused", func(g *fakeGroup) { g.terminateErr = denied }, "Auto Scaling answered AccessDenied: User: arn:aws:sts::123456789012:assumed-role"},
+		{"accepted and not carried out", func(g *fakeGroup) { g.terminateIgnored = true }, "accepted the asks and left it InService"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGroup("2", "i-a", "i-b", "i-c")
+			tc.setup(g)
+			r := newRig(t, g, nil)
+			if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+				t.Fatal(err)
+			}
+			rec := r.tickUntilDone(t, 40)
+			if rec.Status != StatusFailed || !strings.Contains(rec.Reason, "retirement not carried out") || !strings.Contains(rec.Reason, tc.want) {
+				t.Fatalf("status %s reason %q; want failed, with %q", rec.Status, rec.Reason, tc.want)
+			}
+			if strings.Contains(rec.Reason, "c2VjcmV0") {
+				t.Errorf("the reason carries the encoded authorization message: %q", rec.Reason)
+			}
+			if took := rec.FinishedAt.Sub(rec.StartedAt); took > 9*time.Minute {
+				t.Errorf("failed %s after the start, want soon after the 5m health timeout", took)
+			}
+			again := 0
+			for _, e := range rec.Events {
+				if strings.HasPrefix(e.Text, "retiring i-a again") {
+					again++
+				}
+			}
+			if s := rec.Stuck["i-a"]; again != 1 || s.Asked < 3 {
+				t.Errorf("%d events asking again, i-a asked %d times; want 1 event and the asks counted", again, s.Asked)
+			}
+		})
+	}
+}
+
+// A cycle started while the last one's surge still holds MaxSize takes it over: it ends at the
+// desired capacity within the original MaxSize and gives that MaxSize back, rather than make the
+// earlier surge the group's own.
+func TestACycleStartedBeforeTheLastSurgeWasGivenBackTakesItOver(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c", "i-d") // i-d: the aborted cycle's healthy surge instance
+	r := newRig(t, g, nil)
+	now := r.clk.now()
+	r.st.rec["blue"] = Record{Schema: recordSchema, ID: "c1", Status: StatusAborted, FinishedAt: now, Desired: 3, OriginalMax: 3, RaisedMax: 4,
+		Old: []string{"i-a", "i-b", "i-c"}, Seen: map[string]time.Time{"i-d": now}, Healthy: []string{"i-d"}}
+	r.st.ver["blue"] = 4
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1, All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.st.get("blue"); rec.Desired != 3 || rec.OriginalMax != 3 {
+		t.Fatalf("the new cycle records desired %d, original MaxSize %d; want the 3 and 3 from before the last surge", rec.Desired, rec.OriginalMax)
+	}
+	rec := r.tickUntilDone(t, 60)
+	st, _ := g.snapshot()
+	if rec.Status != StatusSucceeded || st.Desired != 3 || st.Max != 3 || len(st.Members) != 3 || g.minServing < 2 {
+		t.Fatalf("status %s (%s), desired %d, MaxSize %d, %d members, min serving %d; want succeeded at 3, 3, 3, never below 2",
+			rec.Status, rec.Reason, st.Desired, st.Max, len(st.Members), g.minServing)
+	}
+}
+
+// A failure's reason says what the undo of the surge does, not that nothing more is retired.
+func TestAFailureSaysWhatItsUndoDoes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*rig)
+		want  string
+	}{
+		{"broken replacement", func(r *rig) { r.hl.unknownNew = true },
+			"undoing the surge down to desired 3: retiring i-new01 (a replacement that never served)"},
+		{"a kept instance that does not serve", func(r *rig) {
+			r.g.state.Members[2].Version = "2"
+			r.hl.unknown["i-c"] = true
+		}, "undoing the surge down to desired 3: retiring i-a (an old instance a healthy replacement took over from)"},
+		{"a group that launches nothing", func(r *rig) { r.g.launchFails = true },
+			"undoing the surge down to desired 3: cancelling the launches not made (desired 4 → 3)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGroup("2", "i-a", "i-b", "i-c")
+			r := newRig(t, g, nil)
+			tc.setup(r)
+			if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+				t.Fatal(err)
+			}
+			rec := r.tickUntilDone(t, 30)
+			if rec.Status != StatusFailed || !strings.Contains(rec.Reason, tc.want) || strings.Contains(rec.Reason, "nothing more is retired") {
+				t.Fatalf("status %s reason %q; want failed, saying %q", rec.Status, rec.Reason, tc.want)
+			}
+		})
+	}
+}

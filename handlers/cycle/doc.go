@@ -16,10 +16,14 @@
 // the group's terminate hook runs and handlers/drain drains each one: no job is killed. The
 // instances serving (InService, intake open, job requests succeeding) never drop below
 // desired − max-unavailable. A replacement not healthy within the fleet's health timeout stops
-// the cycle with the reason and nothing more is retired; so does a cycle that has not moved for
-// as long with nothing in flight (a group that launches nothing, a kept instance that does not
-// serve), for scaling holds still while a cycle runs. Waiting for drains is not a stall. `publisher cycle --abort` ends it at
-// once: the step in flight, if any, was claimed before, and no later step runs.
+// the cycle with the reason — counted from the first replacement waiting, however often the
+// group launches again in place of ones lost before serving; so does a cycle that has not moved
+// for as long with nothing in flight (a group that launches nothing, a kept instance that does
+// not serve), and a retirement Auto Scaling refuses or leaves undone for as long, for scaling
+// holds still while a cycle runs. Waiting for drains is not a stall. `publisher cycle --abort`
+// ends it at once: the step in flight, if any, was claimed before, and no later step runs.
+// A cycle that fails or is aborted retires nothing more but the undo of its surge, back to the
+// desired capacity from before it (its broken replacements first; its reason says what goes).
 //
 // Why the group is driven directly rather than by StartInstanceRefresh: a refresh decides by
 // itself which instance goes when, counts an instance healthy when EC2 says so (not when its

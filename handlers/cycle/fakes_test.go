@@ -13,6 +13,8 @@ import (
 // fakeGroup is a race-safe Auto Scaling group in memory that behaves enough like one: raising
 // desired launches members (InService at the next Describe), TerminateInstance moves a member to
 // Terminating:Wait and decrements desired, and a "drain" removes it drainSteps Describes later.
+// Its MaxSize starts at the desired capacity (no room: a surge raises it); a test sets
+// state.Max for a group with room.
 type fakeGroup struct {
 	mu         sync.Mutex
 	state      GroupState
@@ -33,6 +35,14 @@ type fakeGroup struct {
 	pending      map[string]int
 	// launchFails makes the group launch nothing (capacity or launch template errors).
 	launchFails bool
+	// terminateIgnored accepts every terminate and carries out none (a suspended process).
+	terminateIgnored bool
+	// loseUnhealthyAfter, when set, removes an InService member whose runner is not healthy once
+	// that many Describes saw it so (the launch gate abandoning it, EC2's health check replacing
+	// it): the group launches another in its place.
+	loseUnhealthyAfter int
+	unhealthyFor       map[string]int
+	lost               []string
 }
 
 func newFakeGroup(version string, ids ...string) *fakeGroup {
@@ -62,6 +72,10 @@ func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error)
 			} else {
 				m.State = fleet.StateInService
 			}
+		}
+		if g.losesUnhealthy(m) {
+			g.lost = append(g.lost, m.ID)
+			continue
 		}
 		members = append(members, m)
 	}
@@ -96,6 +110,19 @@ func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error)
 	s.Name = name
 	s.Members = slices.Clone(members)
 	return s, nil
+}
+
+// losesUnhealthy counts one more Describe of m and reports whether the group now loses it
+// (loseUnhealthyAfter). Called with g.mu held.
+func (g *fakeGroup) losesUnhealthy(m Member) bool {
+	if g.loseUnhealthyAfter == 0 || g.health == nil || !m.State.InService() || g.health.healthy(m.ID) {
+		return false
+	}
+	if g.unhealthyFor == nil {
+		g.unhealthyFor = map[string]int{}
+	}
+	g.unhealthyFor[m.ID]++
+	return g.unhealthyFor[m.ID] >= g.loseUnhealthyAfter
 }
 
 func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) error {
@@ -145,11 +172,15 @@ func (g *fakeGroup) terminate(id string, decrement bool) error {
 	if g.terminateErr != nil {
 		return g.terminateErr
 	}
+	if g.terminateIgnored {
+		return nil
+	}
 	if decrement && g.state.Desired-1 < g.state.Min {
 		return fmt.Errorf("ValidationError: Currently, desiredSize equals minSize (%d). Terminating instance without replacement will violate group's min size constraint", g.state.Min)
 	}
 	for i, m := range g.state.Members {
-		if m.ID == id && m.State.InService() {
+		// Auto Scaling terminates a booting instance too (only a warm pool's are refused).
+		if m.ID == id && (m.State.InService() || m.State == fleet.StatePending) {
 			g.state.Members[i].State = fleet.StateTerminatingWait
 			g.leaving[id] = g.drainSteps
 			if decrement {
@@ -161,8 +192,18 @@ func (g *fakeGroup) terminate(id string, decrement bool) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s is not InService", id)
+	return fmt.Errorf("%s is neither InService nor Pending", id)
 }
+
+// fakeAPIError is an AWS API error as the SDK's smithy.APIError shows it.
+type fakeAPIError struct{ code, message string }
+
+func (e fakeAPIError) Error() string {
+	return "operation error Auto Scaling: TerminateInstanceInAutoScalingGroup, https response error StatusCode: 403, RequestID: 1a2b, api error " +
+		e.code + ": " + e.message
+}
+func (e fakeAPIError) ErrorCode() string    { return e.code }
+func (e fakeAPIError) ErrorMessage() string { return e.message }
 
 // setState moves a member to a lifecycle state (an operator's Standby).
 func (g *fakeGroup) setState(id string, st fleet.LifecycleState) {
@@ -264,6 +305,13 @@ func (s *fakeStore) get(f string) Record {
 func clone(r Record) Record {
 	r.Old, r.Kept, r.Retired, r.Healthy, r.Events = slices.Clone(r.Old), slices.Clone(r.Kept), slices.Clone(r.Retired), slices.Clone(r.Healthy), slices.Clone(r.Events)
 	r.Aside = slices.Clone(r.Aside)
+	if r.Stuck != nil {
+		m := make(map[string]Stuck, len(r.Stuck))
+		for k, v := range r.Stuck {
+			m[k] = v
+		}
+		r.Stuck = m
+	}
 	if r.Seen != nil {
 		m := make(map[string]time.Time, len(r.Seen))
 		for k, v := range r.Seen {

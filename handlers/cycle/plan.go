@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -22,9 +23,8 @@ type plan struct {
 	// finish, when set, ends the cycle with reason.
 	finish Status
 	reason string
-	// undo lists the old instances not yet retired, in the order a failed cycle that undoes its
-	// surge retires them (the retirement order), and whether each serves.
-	undo []undoCandidate
+	// undo is how a failed cycle gives back its surge (giveBack carries it out).
+	undo undo
 }
 
 type undoCandidate struct {
@@ -62,7 +62,14 @@ func retireRank(m Member, r Runner) int {
 //     aside: neither retired nor waited for (a drain is waited for only while the instance is
 //     terminating, or retired and still InService);
 //   - a replacement not healthy within rec.HealthTimeout of being first seen fails the cycle,
-//     and that step retires nothing;
+//     and so does one launched in place of a replacement lost before serving, within the same
+//     time of the first one (rec.UnhealthySince): a template that never serves fails the cycle
+//     however often the launch gate or EC2's health check has the group launch again;
+//   - a retired instance Auto Scaling leaves InService is asked again each step, and fails the
+//     cycle once it has been asked for longer than rec.HealthTimeout (a terminate refused for
+//     good, a suspended process): a drain that never begins is not one to wait for;
+//   - a failing step retires nothing but the undo of the surge (planUndo), which its reason
+//     tells;
 //   - a cycle that has not moved (no replacement launched or healthy, no old instance retired or
 //     gone) for rec.HealthTimeout while nothing is in flight (no drain, no replacement waiting
 //     for health) fails with what holds it: a group that does not launch, or instances the cycle
@@ -82,14 +89,15 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	if rec.MovedAt.IsZero() {
 		rec.MovedAt = now // a record written before MovedAt existed: its clock starts now
 	}
-	moved := false
+	moved, becameHealthy := false, false
 	var p plan
 	var oldLive []Member
 	var retryRetire []string
 	pr := Progress{Total: len(rec.Old), Floor: max(rec.Desired-rec.MaxUnavailable, 0)}
 	inGroup := map[string]bool{}
 	healthyNew := 0
-	var late []string
+	var waiting []string
+	var oldestWaiting time.Time
 	for _, m := range g.Members {
 		inGroup[m.ID] = true
 		r := runners[m.ID]
@@ -142,15 +150,21 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			continue
 		}
 		if serving {
-			moved = true
+			moved, becameHealthy = true, true
 			rec.Healthy = append(rec.Healthy, m.ID)
 			rec.event(now, fmt.Sprintf("replacement %s healthy", m.ID))
 			continue
 		}
 		pr.WaitingForHealth++
-		if now.Sub(rec.Seen[m.ID]) > rec.HealthTimeout {
-			late = append(late, fmt.Sprintf("%s (%s)", m.ID, unhealthyWhy(m, r)))
+		waiting = append(waiting, fmt.Sprintf("%s (%s)", m.ID, unhealthyWhy(m, r)))
+		if seen := rec.Seen[m.ID]; oldestWaiting.IsZero() || seen.Before(oldestWaiting) {
+			oldestWaiting = seen
 		}
+	}
+	// Not cleared when the replacements waiting are lost: the ones launched in their place wait
+	// on the same clock.
+	if becameHealthy || rec.UnhealthySince.IsZero() {
+		rec.UnhealthySince = oldestWaiting
 	}
 	for _, id := range rec.Old {
 		if !inGroup[id] {
@@ -172,13 +186,16 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
 			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
 	})
-	for _, m := range oldLive {
-		p.undo = append(p.undo, undoCandidate{id: m.ID, serving: retireRank(m, runners[m.ID]) == 2})
+	order := make([]undoCandidate, len(oldLive))
+	for i, m := range oldLive {
+		order[i] = undoCandidate{id: m.ID, serving: retireRank(m, runners[m.ID]) == 2}
 	}
-	if len(late) > 0 {
-		slices.Sort(late)
-		p.finish, p.reason = StatusFailed, fmt.Sprintf("replacement not healthy within %s: %v; nothing more is retired",
-			rec.HealthTimeout, late)
+	if !rec.UnhealthySince.IsZero() && now.Sub(rec.UnhealthySince) > rec.HealthTimeout {
+		p.fail(rec, g, order, notHealthy(rec, g, waiting))
+		return p
+	}
+	if stuck := overdue(now, rec, retryRetire); len(stuck) > 0 {
+		p.fail(rec, g, order, fmt.Sprintf("retirement not carried out by Auto Scaling within %s: %s", rec.HealthTimeout, strings.Join(stuck, "; ")))
 		return p
 	}
 	target := min(rec.Desired+rec.Surge, len(oldLive)+rec.Desired)
@@ -193,6 +210,7 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		// longest ends would leave queued jobs waiting on a fleet that cannot grow. (Every
 		// replacement is launched and serves: the group lists as many as the cycle's size.)
 		rec.Tail = true
+		rec.UnhealthySince = time.Time{} // every replacement serves; scaling's launches are not the cycle's
 		rec.event(now, fmt.Sprintf("every old instance retired and every replacement serving: scaling resumes while %d drain(s) finish", pr.Draining))
 	}
 	if len(oldLive) == 0 && pr.Draining == 0 {
@@ -208,7 +226,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 			}
 			return p
 		}
-		stalled(now, rec, g, runners, &p, 0, 0, 0)
+		if why := stalled(now, rec, g, runners, 0, 0, 0); why != "" {
+			p.fail(rec, g, order, why)
+		}
 		return p
 	}
 
@@ -250,12 +270,13 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	}
 	if len(p.retire) > 0 {
 		rec.MovedAt = now
-	} else if stalled(now, rec, g, runners, &p, len(oldLive), covered, need) {
+	} else if why := stalled(now, rec, g, runners, len(oldLive), covered, need); why != "" {
+		p.fail(rec, g, order, why)
 		return p
 	}
 	for _, id := range retryRetire {
 		p.retire = append(p.retire, id)
-		rec.event(now, fmt.Sprintf("retiring %s again: still InService %s after it was retired", id, retireRetryAfter))
+		askAgain(now, rec, id)
 	}
 	if rec.RetiredAt == nil {
 		rec.RetiredAt = map[string]time.Time{}
@@ -266,12 +287,185 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	return p
 }
 
-// stalled fails the cycle (in p) when it has not moved for rec.HealthTimeout with nothing in
-// flight, and says what holds it. oldLeft counts old instances not yet retired; covered and need
-// are the retirement rule's counts.
-func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner, p *plan, oldLeft, covered, need int) bool {
+// askAgain counts one more ask to terminate a retired instance still InService. Only the first
+// ask again is an event: one a minute would flush the cycle's history (maxEvents) of everything
+// else while Auto Scaling keeps refusing.
+func askAgain(now time.Time, rec *Record, id string) {
+	s, ok := rec.Stuck[id]
+	if !ok { // the first ask was accepted (or never made: a worker died after claiming it)
+		s = Stuck{Since: rec.retiredAt(id), Asked: 1}
+	}
+	s.Asked++
+	if s.Asked == 2 {
+		rec.event(now, fmt.Sprintf("retiring %s again: still InService %s after it was retired%s; asked again each step, for at most %s",
+			id, now.Sub(rec.retiredAt(id)).Round(time.Second), answered(s.Error), rec.HealthTimeout))
+	}
+	if rec.Stuck == nil {
+		rec.Stuck = map[string]Stuck{}
+	}
+	rec.Stuck[id] = s
+}
+
+// overdue lists, with why, the instances among due (retired, still InService, due to be asked
+// again) that the cycle has asked to terminate for longer than rec.HealthTimeout, at least twice
+// (a worker may die between claiming an ask and making it).
+func overdue(now time.Time, rec *Record, due []string) []string {
+	var out []string
+	for _, id := range due {
+		s, ok := rec.Stuck[id]
+		if !ok || s.Asked < 2 || now.Sub(s.Since) <= rec.HealthTimeout {
+			continue
+		}
+		answer := "; Auto Scaling accepted the asks and left it InService: read the group's scaling activities and suspended processes"
+		if s.Error != "" {
+			answer = answered(s.Error)
+		}
+		out = append(out, fmt.Sprintf("%s still InService, asked %d times since %s%s", id, s.Asked, s.Since.Format(time.RFC3339), answer))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func answered(answer string) string {
+	if answer == "" {
+		return ""
+	}
+	return "; Auto Scaling answered " + answer
+}
+
+// notHealthy is the reason of a cycle whose replacements did not become healthy in time: those
+// waiting, with why, and those lost before serving (the group launched others in their place).
+func notHealthy(rec *Record, g GroupState, waiting []string) string {
+	slices.Sort(waiting)
+	why := fmt.Sprintf("replacement not healthy within %s (waiting since %s)", rec.HealthTimeout, rec.UnhealthySince.Format(time.RFC3339))
+	if len(waiting) > 0 {
+		why += fmt.Sprintf(": %v", waiting)
+	}
+	if lost := lostBeforeServing(rec, g); len(lost) > 0 {
+		why += fmt.Sprintf("; lost before serving, each launched again by the group: %v", lost)
+	}
+	return why
+}
+
+// lostBeforeServing lists the cycle's replacements gone from the group, or leaving it, without
+// ever having served.
+func lostBeforeServing(rec *Record, g GroupState) []string {
+	live := map[string]bool{}
+	for _, m := range g.Members {
+		if !m.State.Leaving() {
+			live[m.ID] = true
+		}
+	}
+	var out []string
+	for id := range rec.Seen {
+		if !live[id] && !slices.Contains(rec.Healthy, id) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fail ends the cycle in p. The step retires nothing but the undo of the surge (giveBack carries
+// it out), and the reason says what that undo does.
+func (p *plan) fail(rec *Record, g GroupState, order []undoCandidate, why string) {
+	p.desired, p.retire = 0, nil
+	p.finish = StatusFailed
+	p.undo = planUndo(*rec, g, order)
+	p.reason = why + "; " + undoText(*rec, p.undo)
+}
+
+// undo is how a failed or aborted cycle gives back its surge: its steps, in order, and the
+// desired capacity they leave.
+type undo struct {
+	steps   []undoStep
+	desired int
+}
+
+// undoStep retires one instance (id, why) or, with id "", cancels the launches the group has not
+// made (desired from → to).
+type undoStep struct {
+	id, why  string
+	from, to int
+}
+
+// planUndo is how a cycle that failed or was aborted gives back its surge, down to the desired
+// capacity from before it (rec.Desired), each retirement through the group's terminate hook
+// (drained, never killed) and on instances it chooses, never leaving the choice to Auto Scaling
+// (whose termination policy prefers the oldest launch template: the old, healthy instances):
+//   - its replacements that never served (broken or still booting) are retired;
+//   - launches the group has not made are cancelled (this terminates nothing);
+//   - a healthy replacement has taken over from an old instance: old ones are retired, in order
+//     (the retirement order: those that serve nothing first), never below the floor of serving
+//     instances.
+//
+// Nothing in the cycle's tail: the capacity is scaling's again. Pure: a failing step tells it in
+// its reason before giveBack carries it out.
+func planUndo(rec Record, g GroupState, order []undoCandidate) undo {
+	u := undo{desired: g.Desired}
+	if rec.Tail {
+		return u
+	}
+	live := liveMembers(g)
+	retire := func(id, why string) bool {
+		if u.desired-1 < g.Min || u.desired <= rec.Desired {
+			return false
+		}
+		u.steps = append(u.steps, undoStep{id: id, why: why})
+		u.desired--
+		live--
+		return true
+	}
+	for _, id := range unservedReplacements(rec, g) {
+		retire(id, "a replacement that never served")
+	}
+	if u.desired > rec.Desired && live < u.desired {
+		to := max(live, rec.Desired, g.Min)
+		u.steps = append(u.steps, undoStep{from: u.desired, to: to})
+		u.desired = to
+	}
+	serving := rec.Progress.Serving
+	for _, c := range order {
+		if c.serving && serving-1 < rec.Progress.Floor {
+			continue // never below the floor: one that serves nothing goes first, or none
+		}
+		if retire(c.id, "an old instance a healthy replacement took over from") && c.serving {
+			serving--
+		}
+	}
+	return u
+}
+
+// undoText says what planUndo's undo does, for the reason of a failed cycle.
+func undoText(rec Record, u undo) string {
+	if rec.Tail {
+		return "the capacity is scaling's again (only drains were left): nothing more is retired"
+	}
+	var parts []string
+	for _, s := range u.steps {
+		if s.id == "" {
+			parts = append(parts, fmt.Sprintf("cancelling the launches not made (desired %d → %d)", s.from, s.to))
+		} else {
+			parts = append(parts, fmt.Sprintf("retiring %s (%s)", s.id, s.why))
+		}
+	}
+	text := "nothing more is retired"
+	if len(parts) > 0 {
+		text = fmt.Sprintf("undoing the surge down to desired %d: %s; nothing else is retired", rec.Desired, strings.Join(parts, ", "))
+	}
+	if u.desired > rec.Desired {
+		text += fmt.Sprintf("; the desired capacity stays at %d, as no other instance can go without going below the floor of %d serving",
+			u.desired, rec.Progress.Floor)
+	}
+	return text
+}
+
+// stalled says what holds the cycle when it has not moved for rec.HealthTimeout with nothing in
+// flight ("": it has, or something is in flight). oldLeft counts old instances not yet retired;
+// covered and need are the retirement rule's counts.
+func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner, oldLeft, covered, need int) string {
 	if rec.Progress.Draining > 0 || rec.Progress.WaitingForHealth > 0 || now.Sub(rec.MovedAt) <= rec.HealthTimeout {
-		return false
+		return ""
 	}
 	live := 0
 	var idle []string
@@ -302,10 +496,7 @@ func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner
 	default:
 		why = fmt.Sprintf("serving %d, floor %d: retiring one more would go below it", rec.Progress.Serving, rec.Progress.Floor)
 	}
-	p.desired, p.retire = 0, nil
-	p.finish, p.reason = StatusFailed, fmt.Sprintf("no progress for %s with nothing in flight: %s; nothing more is retired",
-		now.Sub(rec.MovedAt).Round(time.Second), why)
-	return true
+	return fmt.Sprintf("no progress for %s with nothing in flight: %s", now.Sub(rec.MovedAt).Round(time.Second), why)
 }
 
 // liveMembers counts the group's members neither leaving nor set aside: launched and booting

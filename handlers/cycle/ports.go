@@ -98,7 +98,7 @@ type StateStore interface {
 	// Load returns the fleet's record and its version; a fleet that never cycled returns the zero
 	// Record and version 0.
 	Load(ctx context.Context, fleetName string) (Record, int64, error)
-	// Save writes rec if the stored version is still version (0: not yet stored). It returns
-	// false, nil when another writer got there first.
+	// Save writes rec as version+1 if the stored version is still version (0: not yet stored). It
+	// returns false, nil when another writer got there first.
 	Save(ctx context.Context, fleetName string, rec Record, version int64) (bool, error)
 }

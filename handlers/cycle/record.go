@@ -31,7 +31,9 @@ const maxEvents = 50
 // recordSchema is the layout of the record this code writes. Raise it with any change an older
 // worker would misread or lose on saving; a worker leaves records of a newer schema to newer
 // replicas (Handler.newer). 1: Tail, Aside, MaxGivenBack (records without a schema are 0).
-const recordSchema = 1
+// 2: UnhealthySince, Stuck (an older worker saving a record would drop the cycle's health
+// deadline and its count of stuck retirements).
+const recordSchema = 2
 
 // Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
 // state machine: a worker restart, a duplicate tick or another replica reads it and carries on.
@@ -57,8 +59,10 @@ type Record struct {
 
 	// TargetVersion is the launch template version the group launched from at the start.
 	TargetVersion string `json:"target_version,omitempty"`
-	// Desired is the group's desired capacity at the start: the fleet's size during and after
-	// the cycle. OriginalMax is its MaxSize, restored at the end when the surge raised it.
+	// Desired is the fleet's size before the surge, during and after the cycle: the group's
+	// desired capacity at the start, less what an earlier cycle's surge still held then (start).
+	// A failed or aborted cycle undoes its surge down to it. OriginalMax is the group's MaxSize
+	// before the surge, restored at the end when the surge raised it.
 	Desired     int `json:"desired"`
 	OriginalMax int `json:"original_max"`
 	// RaisedMax is the MaxSize the surge last set (0: it never raised it). MaxSize is restored only
@@ -86,9 +90,19 @@ type Record struct {
 	Aside []string `json:"aside,omitempty"`
 	// RetiredAt is when each was (last) asked to terminate.
 	RetiredAt map[string]time.Time `json:"retired_at,omitempty"`
-	// Seen maps each replacement (an instance neither old nor kept) to when a step first saw it:
-	// its health deadline is Seen + HealthTimeout.
+	// Stuck are the retirements Auto Scaling refused or left InService, each asked again
+	// (retireRetryAfter apart) until the instance leaves or the cycle fails over it (decide).
+	Stuck map[string]Stuck `json:"stuck,omitempty"`
+	// Seen maps each replacement (an instance neither old nor kept) to when a step first saw it.
 	Seen map[string]time.Time `json:"seen,omitempty"`
+	// UnhealthySince is when the replacements waiting for health began to wait with none becoming
+	// healthy since: the Seen of the oldest one waiting, kept when it is lost before serving (the
+	// launch gate abandons it, EC2's health check replaces it) and another launches in its place,
+	// so a new template that never serves fails the cycle at UnhealthySince + HealthTimeout
+	// however often the group replaces its instances. A replacement becoming healthy moves it to
+	// the oldest one still waiting (zero: none). Zero in a record written before it existed: the
+	// next step sets it.
+	UnhealthySince time.Time `json:"unhealthy_since,omitzero"`
 	// Healthy lists the replacements whose runner was seen healthy.
 	Healthy []string `json:"healthy,omitempty"`
 	// MovedAt is when the cycle last moved: started, saw a replacement launch or become healthy,
@@ -129,6 +143,18 @@ type Progress struct {
 	Aside int `json:"aside,omitempty"`
 }
 
+// Stuck is a retirement Auto Scaling has not carried out: it refused the call (AccessDenied,
+// throttling), or accepted it and left the instance InService.
+type Stuck struct {
+	// Since is when the cycle first asked to terminate the instance.
+	Since time.Time `json:"since"`
+	// Asked counts the asks, the first one included.
+	Asked int `json:"asked"`
+	// Error is Auto Scaling's answer to the last ask (answerOf: code and message, without
+	// secrets); "" when it accepted it.
+	Error string `json:"error,omitempty"`
+}
+
 // Event is one progress line of a cycle.
 type Event struct {
 	At   time.Time `json:"at"`
@@ -149,6 +175,31 @@ func (r *Record) event(at time.Time, text string) {
 	if n := len(r.Events); n > maxEvents {
 		r.Events = slices.Clone(r.Events[n-maxEvents:])
 	}
+}
+
+// noteAnswers records what Auto Scaling answered to a step's retirements (id → answerOf, ""
+// when accepted), after the step: a refused one becomes Stuck at once, so the reason of a cycle
+// that fails over it can say why. It reports whether the record changed.
+func (r *Record) noteAnswers(answers map[string]string) bool {
+	changed := false
+	for id, answer := range answers {
+		s, ok := r.Stuck[id]
+		switch {
+		case !ok && answer == "":
+			continue // accepted at the first ask, as nearly always
+		case !ok:
+			s = Stuck{Since: r.retiredAt(id), Asked: 1}
+		case s.Error == answer:
+			continue
+		}
+		s.Error = answer
+		if r.Stuck == nil {
+			r.Stuck = map[string]Stuck{}
+		}
+		r.Stuck[id] = s
+		changed = true
+	}
+	return changed
 }
 
 func (r *Record) finish(at time.Time, s Status, reason string) {

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/observe"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/messages"
@@ -477,6 +479,22 @@ func (c *Config) Validate() error {
 		case "", "cycle", "report":
 		default:
 			add("%s.cycle.on_token_change %q: want cycle or report", key, cy.OnTokenChange)
+		}
+		// Cross-field: both bound the time from a launch to a runner whose job requests succeed,
+		// the gate holding the instance in Pending:Wait meanwhile. A cycle's shorter bound would
+		// fail a replacement the gate still waits for, and undo it; a longer one sees the gate
+		// abandon it first, and the instances launched in its place count against the same
+		// deadline. Only a set timeout can be checked here: a zero one is derived at run time from
+		// the launch hook's heartbeat timeout (handlers/launch).
+		if g := f.LaunchGate; !g.Disabled && g.Timeout > 0 {
+			if health := cmp.Or(cy.HealthTimeout, cycle.DefaultHealthTimeout); health < g.Timeout {
+				which := fmt.Sprint(health)
+				if cy.HealthTimeout == 0 {
+					which = fmt.Sprintf("(default %s)", health)
+				}
+				add("%s.cycle.health_timeout %s is shorter than launch_gate.timeout %s: a cycle would fail a replacement the launch gate still waits for (want at least %s)",
+					key, which, g.Timeout, g.Timeout)
+			}
 		}
 		d := f.Drain
 		if d.PollInterval <= 0 || d.PollInterval > MaxFollowUpDelay {

@@ -138,6 +138,10 @@ func TestValidationRules(t *testing.T) {
 		{"token change", minimal + "    cycle:\n      on_token_change: rotate\n", `cycle.on_token_change "rotate"`},
 		{"negative surge", minimal + "    cycle:\n      surge: -1\n", "cycle: max_unavailable, surge"},
 		{"launch gate poll", minimal + "    launch_gate:\n      poll: 20m\n", "launch_gate: timeout, poll"},
+		{"cycle health timeout under the launch gate's", minimal + "    launch_gate:\n      timeout: 15m\n    cycle:\n      health_timeout: 12m\n",
+			"fleets[0] (blue).cycle.health_timeout 12m0s is shorter than launch_gate.timeout 15m0s"},
+		{"default cycle health timeout under the launch gate's", minimal + "    launch_gate:\n      timeout: 15m\n",
+			"fleets[0] (blue).cycle.health_timeout (default 10m0s) is shorter than launch_gate.timeout 15m0s"},
 		{"command max age", minimal + "command_max_age: 30s\n", "command_max_age 30s"},
 		{"role arn", minimal + "cloudformation_role_arn: runnerfleet-stack-role\n", `cloudformation_role_arn "runnerfleet-stack-role"`},
 		{"negative heartbeat", "fleets: [{name: x, group: g, drain: {heartbeat_interval: -1s}}]\n", "heartbeat_interval -1s"},
@@ -154,6 +158,21 @@ func TestValidationRules(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A cycle's health timeout at least the launch gate's, a disabled gate, or a gate timeout derived
+// from the launch hook at run time (0) are all fine.
+func TestCycleHealthTimeoutFitsTheLaunchGate(t *testing.T) {
+	for _, fleetYAML := range []string{
+		"    launch_gate:\n      timeout: 15m\n    cycle:\n      health_timeout: 15m\n",
+		"    launch_gate:\n      timeout: 15m\n      disabled: true\n",
+		"    launch_gate:\n      timeout: 0s\n    cycle:\n      health_timeout: 1m\n",
+		"    launch_gate:\n      timeout: 5m\n",
+	} {
+		if _, err := Parse([]byte(minimal+fleetYAML), Source{Getenv: noEnv}); err != nil {
+			t.Errorf("%q: %v", fleetYAML, err)
+		}
 	}
 }
 
