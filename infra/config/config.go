@@ -255,14 +255,21 @@ func setFleetDefaults(f *fleet.Settings) {
 	if f.MetricsURL == "" {
 		f.MetricsURL = DefaultMetricsURLPattern
 	}
+	// A fleet stack (deploy/runner) names its documents runnerfleet-<stack>-…: a fleet with a
+	// stack defaults to those, so leaving the keys out never points the drain at documents that
+	// do not exist (its stop-intake would fail and the runner keep taking jobs).
+	prefix := "runnerfleet-"
+	if f.StackName != "" {
+		prefix = "runnerfleet-" + f.StackName + "-"
+	}
 	if f.Documents.StopIntake == "" {
-		f.Documents.StopIntake = DefaultStopIntakeDoc
+		f.Documents.StopIntake = prefix + strings.TrimPrefix(DefaultStopIntakeDoc, "runnerfleet-")
 	}
 	if f.Documents.Status == "" {
-		f.Documents.Status = DefaultStatusDoc
+		f.Documents.Status = prefix + strings.TrimPrefix(DefaultStatusDoc, "runnerfleet-")
 	}
 	if f.Documents.Unregister == "" {
-		f.Documents.Unregister = DefaultUnregisterDoc
+		f.Documents.Unregister = prefix + strings.TrimPrefix(DefaultUnregisterDoc, "runnerfleet-")
 	}
 	if f.Drain.PollInterval == 0 {
 		f.Drain.PollInterval = DefaultPollInterval

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,22 @@ func TestExampleAndLocalConfigsAreValid(t *testing.T) {
 	}
 }
 
+// A bare number where a duration is wanted is refused (the stack's HookTimeout output is in
+// seconds; decoded as it is, 1800 would be 1800 ns), naming the key; 0 and durations with a unit
+// are taken.
+func TestDurationsWithoutUnitAreRefused(t *testing.T) {
+	base := "stop_timeout: 30s\nfleets:\n  - name: blue\n    group: blue-asg\n    drain:\n      hook_timeout: %s\n"
+	_, err := Parse(fmt.Appendf(nil, base, "1800"), Source{Getenv: noEnv})
+	if err == nil || !strings.Contains(err.Error(), "hook_timeout") || !strings.Contains(err.Error(), "1800 has no unit") {
+		t.Errorf("hook_timeout: 1800: err %v, want it refused as a number without a unit, naming the key", err)
+	}
+	for _, ok := range []string{"0", "30m", "1800s"} {
+		if _, err := Parse(fmt.Appendf(nil, base, ok), Source{Getenv: noEnv}); err != nil {
+			t.Errorf("hook_timeout: %s: %v", ok, err)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(minimal), Source{Getenv: noEnv})
 	if err != nil {
@@ -51,6 +68,15 @@ func TestDefaults(t *testing.T) {
 	f, ok := cfg.Fleet("blue")
 	if !ok || f.MetricsURL != DefaultMetricsURLPattern || f.Documents.StopIntake != DefaultStopIntakeDoc || f.Policy.MinInstances != 1 {
 		t.Errorf("fleet defaults not applied: %+v", f)
+	}
+	// A fleet with a stack defaults to the documents that stack creates (deploy/runner).
+	withStack, err := Parse([]byte(strings.Replace(minimal, "group: ", "stack: linux-docker\n    group: ", 1)), Source{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := withStack.Fleets[0].Documents; d.StopIntake != "runnerfleet-linux-docker-stop-intake" || d.Status != "runnerfleet-linux-docker-status" ||
+		d.Unregister != "runnerfleet-linux-docker-unregister" {
+		t.Errorf("documents of a fleet with stack linux-docker: %+v, want the stack's runnerfleet-linux-docker-…", d)
 	}
 	if cfg.StateTable != DefaultStateTable || cfg.SweepInterval != DefaultSweepInterval || f.Drain.HeartbeatInterval != 0 {
 		t.Errorf("state_table %q, sweep_interval %s, heartbeat_interval %s: want the defaults (0: a third of the hook's)",
