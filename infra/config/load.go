@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -183,7 +186,9 @@ func Parse(data []byte, src Source) (*Config, error) {
 	}
 	var cfg Config
 	var errs []error
-	if err := v.UnmarshalExact(&cfg); err != nil {
+	hooks := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(unitlessDuration,
+		mapstructure.StringToTimeDurationHookFunc(), mapstructure.StringToSliceHookFunc(","))) // viper's own two
+	if err := v.UnmarshalExact(&cfg, hooks); err != nil {
 		errs = append(errs, decodeProblems(err)...)
 	}
 	cfg.setDefaults()
@@ -194,6 +199,23 @@ func Parse(data []byte, src Source) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// unitlessDuration refuses a bare number where a duration is wanted: YAML's `hook_timeout: 1800`
+// (the stack's HookTimeout output is in seconds) would decode as 1800 ns. 0 is 0 in any unit.
+func unitlessDuration(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeFor[time.Duration]() {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		if reflect.ValueOf(data).IsZero() {
+			return data, nil
+		}
+		return nil, fmt.Errorf("%v has no unit: write a duration such as %vs or 30m", data, data)
+	}
+	return data, nil
 }
 
 // decodeProblems splits mapstructure's aggregated error into one problem per line.
