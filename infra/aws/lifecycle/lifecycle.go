@@ -135,14 +135,20 @@ func (c *Client) Complete(ctx context.Context, group, hook, token, instanceID, r
 }
 
 // noAction: AWS answers ValidationError "No active Lifecycle Action found with token …" (or
-// "… instance ID …") for an action that is not pending.
+// "… instance ID …") for an action that is not pending. A group deleted meanwhile
+// ("AutoScalingGroup name not found - …") or a hook deleted (which ends its pending actions with
+// their default result) leaves no action either: retried, such a drain or launch gate would be
+// stepped, and swept, for ever.
 func noAction(err error) bool {
 	var apiErr smithy.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "ValidationError" {
 		return false
 	}
 	msg := strings.ToLower(apiErr.ErrorMessage())
-	return strings.Contains(msg, "no active lifecycle action")
+	return strings.Contains(msg, "no active lifecycle action") ||
+		strings.Contains(msg, "autoscalinggroup name not found") ||
+		strings.Contains(msg, "no lifecycle hook found") ||
+		(strings.Contains(msg, "lifecycle hook") && strings.Contains(msg, "not found"))
 }
 
 func seconds(p *int32) time.Duration {
