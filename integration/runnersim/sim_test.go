@@ -460,16 +460,21 @@ func TestMetricsFaults(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp, b, err
 	}
+	// The slow and hanging bodies are read with a short timeout, which they must outlast; the
+	// others with a long one, which only a loaded machine comes near (2 MiB took over 300 ms
+	// once, in a full make test).
+	short, long := 300*time.Millisecond, 30*time.Second
 	for _, tc := range []struct {
-		mode  string
-		check func(t *testing.T, resp *http.Response, body []byte, err error)
+		mode    string
+		timeout time.Duration
+		check   func(t *testing.T, resp *http.Response, body []byte, err error)
 	}{
-		{"500", func(t *testing.T, resp *http.Response, _ []byte, err error) {
+		{"500", long, func(t *testing.T, resp *http.Response, _ []byte, err error) {
 			if err != nil || resp.StatusCode != 500 {
 				t.Errorf("got %v %v, want status 500", resp, err)
 			}
 		}},
-		{"garbage", func(t *testing.T, resp *http.Response, body []byte, err error) {
+		{"garbage", long, func(t *testing.T, resp *http.Response, body []byte, err error) {
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("got %v %v, want 200", resp, err)
 			}
@@ -478,17 +483,17 @@ func TestMetricsFaults(t *testing.T) {
 				t.Error("garbage parsed")
 			}
 		}},
-		{"huge", func(t *testing.T, _ *http.Response, body []byte, err error) {
+		{"huge", long, func(t *testing.T, _ *http.Response, body []byte, err error) {
 			if err != nil || len(body) < 2<<20 {
 				t.Errorf("huge body: %d bytes, err %v; want at least 2 MiB", len(body), err)
 			}
 		}},
-		{"slow", func(t *testing.T, _ *http.Response, _ []byte, err error) {
+		{"slow", short, func(t *testing.T, _ *http.Response, _ []byte, err error) {
 			if err == nil {
 				t.Error("slow body read completely within 300ms")
 			}
 		}},
-		{"hang", func(t *testing.T, _ *http.Response, _ []byte, err error) {
+		{"hang", short, func(t *testing.T, _ *http.Response, _ []byte, err error) {
 			var ne interface{ Timeout() bool }
 			if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
 				t.Errorf("hang: err %v, want a timeout", err)
@@ -501,7 +506,7 @@ func TestMetricsFaults(t *testing.T) {
 			if code := w.call(t, "POST", "/instances/"+id+"/fault", map[string]string{"mode": tc.mode}, nil); code != 200 {
 				t.Fatalf("fault: %d", code)
 			}
-			resp, body, err := get(id, 300*time.Millisecond)
+			resp, body, err := get(id, tc.timeout)
 			tc.check(t, resp, body, err)
 		})
 	}
