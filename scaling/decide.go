@@ -28,6 +28,11 @@ type State struct {
 	// IdleSince maps the ID of each instance known to run no job to when it was first seen idle
 	// without interruption. Removal prefers the longest idle.
 	IdleSince map[string]time.Time `json:"idle_since,omitempty"`
+	// RejectedSince is when GitLab began refusing the job requests of every scraped runner
+	// without interruption; zero when some runner is served. Idle rejected instances are removed
+	// only once it is a scale-in window old: a minute of 401/403 from GitLab or a proxy must not
+	// take the fleet down to its floor.
+	RejectedSince time.Time `json:"rejected_since,omitzero"`
 }
 
 // Input is what a decision looks at.
@@ -245,6 +250,13 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	if deficit := obs.Wanted - obs.Capacity; deficit > 0 {
 		target = base + ceilDiv(deficit, obs.SlotsPerInstance)
 	}
+	if healthy == 0 && rejected > 0 {
+		if d.State.RejectedSince.IsZero() {
+			d.State.RejectedSince = now
+		}
+	} else {
+		d.State.RejectedSince = time.Time{}
+	}
 	rejectedAll := ""
 	if healthy == 0 && rejected > 0 && target > max(base, lo) {
 		// GitLab rejects every runner's job requests (a revoked or expired token): a new
@@ -270,8 +282,13 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 		// removes them: idle ones above the floor go, oldest first (a probe is the newest), so
 		// probes replace them instead of adding up to the maximum.
 		limit := min(p.MaxScaleInStep, in.Desired-lo)
-		if obs.Booting > 0 {
+		wait := ""
+		switch rejectedFor := now.Sub(d.State.RejectedSince); {
+		case obs.Booting > 0:
 			limit = 0 // a probe in flight: keep what is scraped until it is scraped too
+		case rejectedFor < p.ScaleInWindow:
+			limit = 0
+			wait = fmt.Sprintf(" (idle ones above the floor go once rejected for %s; %s so far)", p.ScaleInWindow, rejectedFor)
 		}
 		for _, inst := range oldestFirst(members) {
 			if len(d.Remove) >= limit {
@@ -288,7 +305,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 			d.Reason = fmt.Sprintf("scale in %d → %d, removing idle rejected %s: %s; %s", in.Desired, d.Desired, strings.Join(d.Remove, ","), rejectedAll, summary)
 			return d
 		}
-		d.Reason = "no scale-out: " + rejectedAll + "; " + summary
+		d.Reason = "no scale-out: " + rejectedAll + wait + "; " + summary
 		return d
 	}
 	if target > base {

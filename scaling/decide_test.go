@@ -85,9 +85,31 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "rejected: GitLab rejects every runner, the fleet does not grow for it (a probe launched lately); the oldest idle one above the floor goes",
 			policy: func(p *fleet.Policy) { p.IdleSlots = 4 },
-			in: Input{Desired: 2, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }),
+			in: Input{Desired: 2, State: State{RejectedSince: monday0900.Add(-10 * time.Minute)}, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }),
 				with(inst("b", 0), func(i *fleet.Instance) { i.Healthy, i.LaunchedAt = false, monday0900.Add(-10*time.Minute) })}},
 			desired: 1, remove: []string{"a"}, reasonHas: "removing idle rejected a: GitLab rejects the job requests of all 2",
+		},
+		{
+			name:   "rejected: for less than the scale-in window (a minute of 403s from a proxy), nothing is removed",
+			policy: func(p *fleet.Policy) { p.IdleSlots = 4 },
+			in: Input{Desired: 2, State: State{RejectedSince: monday0900.Add(-time.Minute)}, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Healthy = false }),
+				with(inst("b", 0), func(i *fleet.Instance) { i.Healthy, i.LaunchedAt = false, monday0900.Add(-10*time.Minute) })}},
+			desired: 2, reasonHas: "idle ones above the floor go once rejected for 10m0s; 1m0s so far",
+			checkState: func(t *testing.T, s State) {
+				if !s.RejectedSince.Equal(monday0900.Add(-time.Minute)) {
+					t.Errorf("RejectedSince %v: want it carried from the previous decision", s.RejectedSince)
+				}
+			},
+		},
+		{
+			name:    "rejected: one runner served again clears the rejection's clock",
+			in:      Input{Desired: 2, State: State{RejectedSince: monday0900.Add(-time.Hour)}, Instances: []fleet.Instance{inst("a", 1), with(inst("b", 0), func(i *fleet.Instance) { i.Healthy = false })}},
+			desired: 2, protect: []string{"a"},
+			checkState: func(t *testing.T, s State) {
+				if !s.RejectedSince.IsZero() {
+					t.Errorf("RejectedSince %v: want it cleared once a runner is served", s.RejectedSince)
+				}
+			},
 		},
 		{
 			name:    "rejected: at its floor, the fleet probes with one instance every half hour (the token parameter may be fixed)",
