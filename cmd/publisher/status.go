@@ -97,7 +97,9 @@ type StatusInstance struct {
 	State     string        `json:"state"`
 	Version   string        `json:"version,omitempty"`
 	Protected bool          `json:"protected"`
-	Age       time.Duration `json:"age"`
+	Age       time.Duration `json:"-"`
+	// AgeSeconds is Age for --json readers: whole seconds since launch.
+	AgeSeconds int64 `json:"age_s"`
 	// Intake is open, closed (draining), rejected (GitLab refuses its job requests), or unknown.
 	Intake string `json:"intake"`
 	// Jobs and Capacity are from the runner's metrics (-1: not read).
@@ -112,9 +114,11 @@ type StatusInstance struct {
 type StatusDrain struct {
 	InstanceID string        `json:"instance_id"`
 	Phase      string        `json:"phase"`
-	Age        time.Duration `json:"age"`
-	Jobs       int           `json:"jobs"`
-	Note       string        `json:"note,omitempty"`
+	Age        time.Duration `json:"-"`
+	// AgeSeconds is Age for --json readers: whole seconds since the drain started.
+	AgeSeconds int64  `json:"age_s"`
+	Jobs       int    `json:"jobs"`
+	Note       string `json:"note,omitempty"`
 }
 
 // drainView is the part of handlers/drain's record (JSON body of "drain#<token>" items) that
@@ -202,7 +206,8 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 			continue
 		}
 		draining[d.InstanceID] = true
-		st.Drains = append(st.Drains, StatusDrain{InstanceID: d.InstanceID, Phase: d.Phase, Age: now.Sub(d.StartedAt).Round(time.Second), Jobs: d.Jobs, Note: d.Note})
+		age := now.Sub(d.StartedAt).Round(time.Second)
+		st.Drains = append(st.Drains, StatusDrain{InstanceID: d.InstanceID, Phase: d.Phase, Age: age, AgeSeconds: int64(age.Seconds()), Jobs: d.Jobs, Note: d.Note})
 	}
 	sort.Slice(st.Drains, func(i, j int) bool { return st.Drains[i].Age > st.Drains[j].Age })
 	// The marks spot and rebalance notices left: the worker's tick counts a marked instance as
@@ -253,6 +258,7 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 		in := StatusInstance{ID: m.ID, State: string(m.State), Version: m.Version, Protected: m.Protected, Jobs: -1, Capacity: -1, Intake: "unknown"}
 		if !m.LaunchedAt.IsZero() {
 			in.Age = now.Sub(m.LaunchedAt).Round(time.Second)
+			in.AgeSeconds = int64(in.Age.Seconds())
 		}
 		r, scraped := results[m.ID]
 		switch {

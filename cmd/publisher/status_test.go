@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +63,19 @@ func TestMarkedIntakeIsWhatTheTickCounts(t *testing.T) {
 		if intake != tc.intake || capacity != tc.wantCapacity {
 			t.Errorf("mark %+v: intake %q capacity %d; want %q %d", tc.mark, intake, capacity, tc.intake, tc.wantCapacity)
 		}
+	}
+}
+
+// --json gives ages in whole seconds (age_s), not Go's nanosecond durations.
+func TestStatusJSONAgesAreSeconds(t *testing.T) {
+	b, err := json.Marshal(Status{
+		Instances: []StatusInstance{{ID: "i-aaa", Age: time.Hour, AgeSeconds: 3600}},
+		Drains:    []StatusDrain{{InstanceID: "i-aaa", Age: 90 * time.Second, AgeSeconds: 90}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); !strings.Contains(s, `"age_s":3600`) || !strings.Contains(s, `"age_s":90`) || strings.Contains(s, `"age":`) {
+		t.Errorf("status JSON %s: want age_s in seconds and no nanosecond age", s)
 	}
 }
