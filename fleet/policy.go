@@ -42,6 +42,14 @@ type Policy struct {
 	// which scale-in still happens; above it the decision never removes anything. Default 0.2;
 	// a negative value means "no unknown instance at all" (0 would mean the default).
 	MaxUnknownShare float64 `mapstructure:"max_unknown_share" yaml:"max_unknown_share" json:"max_unknown_share"`
+	// ReplaceUnknownAfter replaces an in-service instance whose runner's metrics have not answered
+	// for this long, while other runners of the fleet answer (so the fault is the instance's, not
+	// the network's): a wedged runner would otherwise count as capacity for ever and, in a small
+	// fleet, hold scale-in off through MaxUnknownShare. It is terminated through the group without
+	// lowering the desired capacity, so the group launches another, and drained first (the drain
+	// reads the runner's jobs through SSM when its metrics do not answer). One at a time, never
+	// while the fleet has instances booting. Default 30m; a negative value disables it.
+	ReplaceUnknownAfter time.Duration `mapstructure:"replace_unknown_after" yaml:"replace_unknown_after" json:"replace_unknown_after"`
 	// QueueMaxAge is how old a runner's queue signal (reported at its last job pickup) may be and
 	// still count as the jobs waiting. Default 3m.
 	QueueMaxAge time.Duration `mapstructure:"queue_max_age" yaml:"queue_max_age" json:"queue_max_age"`
@@ -77,6 +85,9 @@ const (
 	DefaultMinUptime       = 3 * time.Minute
 	DefaultMaxUnknownShare = 0.2
 	DefaultQueueMaxAge     = 3 * time.Minute
+	// DefaultReplaceUnknownAfter is long enough that a runner restarting, an instance rebooting
+	// or a scrape path flapping never triggers it.
+	DefaultReplaceUnknownAfter = 30 * time.Minute
 )
 
 // WithDefaults returns a copy of p with every unset knob given its default. It does not validate.
@@ -104,6 +115,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.QueueMaxAge == 0 {
 		p.QueueMaxAge = DefaultQueueMaxAge
+	}
+	if p.ReplaceUnknownAfter == 0 {
+		p.ReplaceUnknownAfter = DefaultReplaceUnknownAfter
 	}
 	if len(p.Schedules) > 0 {
 		s := make([]Schedule, len(p.Schedules))

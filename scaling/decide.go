@@ -33,6 +33,9 @@ type State struct {
 	// only once it is a scale-in window old: a minute of 401/403 from GitLab or a proxy must not
 	// take the fleet down to its floor.
 	RejectedSince time.Time `json:"rejected_since,omitzero"`
+	// UnknownSince maps the ID of each in-service instance whose scrape fails to when it was first
+	// seen failing without interruption (Policy.ReplaceUnknownAfter).
+	UnknownSince map[string]time.Time `json:"unknown_since,omitempty"`
 }
 
 // Input is what a decision looks at.
@@ -67,6 +70,10 @@ type Decision struct {
 	Unprotect []string `json:"unprotect,omitempty"`
 	// Remove lists idle instances to terminate (the drain still runs for them as a safety net).
 	Remove []string `json:"remove,omitempty"`
+	// Replace lists instances to terminate without lowering the desired capacity, so the group
+	// launches others in their place: runners whose metrics have not answered for
+	// Policy.ReplaceUnknownAfter (each drained first, like any termination).
+	Replace []string `json:"replace,omitempty"`
 	// Reason says in words what was decided and why.
 	Reason string `json:"reason"`
 	// State is the state to pass to the next decision.
@@ -125,6 +132,16 @@ type Observation struct {
 // is below), so that Auto Scaling never picks instances to remove on its own.
 func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 	p = p.WithDefaults()
+	d := decide(now, p, in)
+	if id, why := replacement(now, p, in, d); id != "" {
+		d.Replace = []string{id}
+		d.Reason += "; " + why
+	}
+	return d
+}
+
+// decide is Decide without replacements; p has its defaults.
+func decide(now time.Time, p fleet.Policy, in Input) Decision {
 	eff := EffectiveAt(now, p)
 
 	var members []fleet.Instance
@@ -233,7 +250,7 @@ func Decide(now time.Time, p fleet.Policy, in Input) Decision {
 			"so Auto Scaling would remove unprotected ones on its own", in.Desired, len(members))
 		fixed := in
 		fixed.Desired = repair
-		if out := Decide(now, p, fixed); out.Desired > repair && len(out.Remove) == 0 {
+		if out := decide(now, p, fixed); out.Desired > repair && len(out.Remove) == 0 {
 			out.Unprotect = nil
 			out.Reason = below + "; " + out.Reason
 			return out
@@ -521,8 +538,41 @@ func unknownGuard(p fleet.Policy, unknown, inService int) string {
 	return ""
 }
 
+// replacement picks the instance to replace, if any, and says why: in service, not marked by a
+// notice, its scrape failing for p.ReplaceUnknownAfter or longer (the longest first), while at
+// least one other in-service runner answers (every runner failing is the scrape's path, not the
+// instances) and nothing boots (one replacement at a time, none while the fleet launches). Not
+// in a fleet pinned at 0 or switched off.
+func replacement(now time.Time, p fleet.Policy, in Input, d Decision) (string, string) {
+	if p.ReplaceUnknownAfter < 0 || (in.Pinned != nil && *in.Pinned <= 0) || d.Observation.Booting > 0 {
+		return "", ""
+	}
+	answering := false
+	var pick string
+	var since time.Time
+	for _, inst := range in.Instances {
+		if !inst.State.InService() || inst.IntakeStopped || inst.SpotInterrupted {
+			continue
+		}
+		if !inst.Unknown {
+			answering = true
+			continue
+		}
+		s, ok := d.State.UnknownSince[inst.ID]
+		if ok && now.Sub(s) >= p.ReplaceUnknownAfter && (pick == "" || s.Before(since) || (s.Equal(since) && inst.ID < pick)) {
+			pick, since = inst.ID, s
+		}
+	}
+	if !answering || pick == "" {
+		return "", ""
+	}
+	return pick, fmt.Sprintf("replacing %s: its runner's metrics have not answered for %s while others' do (drained first; the group launches another)",
+		pick, now.Sub(since).Round(time.Second))
+}
+
 // nextState carries idle-since marks forward: kept for instances still idle, set for newly idle
-// ones, dropped for busy ones and ones gone; unknown instances keep theirs.
+// ones, dropped for busy ones and ones gone; unknown instances keep theirs. Unknown-since marks
+// are kept for in-service instances still failing their scrape, set for newly failing ones.
 func nextState(now time.Time, prev State, members []fleet.Instance) State {
 	s := prev
 	s.IdleSince = make(map[string]time.Time, len(members))
@@ -540,6 +590,20 @@ func nextState(now time.Time, prev State, members []fleet.Instance) State {
 	}
 	if len(s.IdleSince) == 0 {
 		s.IdleSince = nil
+	}
+	s.UnknownSince = nil
+	for _, inst := range members {
+		if !inst.State.InService() || !inst.Unknown || inst.IntakeStopped || inst.SpotInterrupted {
+			continue
+		}
+		since, had := prev.UnknownSince[inst.ID]
+		if !had {
+			since = now
+		}
+		if s.UnknownSince == nil {
+			s.UnknownSince = map[string]time.Time{}
+		}
+		s.UnknownSince[inst.ID] = since
 	}
 	return s
 }

@@ -40,6 +40,14 @@ func TestDecideInvariants(t *testing.T) {
 		// seen) or above them (launches not yet listed).
 		in.Desired = max(0, len(in.Instances)+rng.IntN(6)-3)
 		in.State.SpareSince = monday0900.Add(-time.Duration(rng.IntN(30)) * time.Minute)
+		for _, inst := range in.Instances {
+			if inst.Unknown && rng.IntN(2) == 0 {
+				if in.State.UnknownSince == nil {
+					in.State.UnknownSince = map[string]time.Time{}
+				}
+				in.State.UnknownSince[inst.ID] = monday0900.Add(-time.Duration(rng.IntN(60)) * time.Minute)
+			}
+		}
 		if rng.IntN(10) == 0 {
 			pin := rng.IntN(6)
 			in.Pinned = &pin
@@ -86,6 +94,15 @@ func TestDecideInvariants(t *testing.T) {
 			// is set back to them before anything is unprotected or removed.
 			t.Fatalf("case %d: desired %d below %d members: decided %d, unprotect %v, remove %v\n%s",
 				n, in.Desired, live(in), d.Desired, d.Unprotect, d.Remove, d.Reason)
+		}
+		if len(d.Replace) > 1 {
+			t.Fatalf("case %d: %d replacements in one decision: %v", n, len(d.Replace), d.Replace)
+		}
+		for _, id := range d.Replace {
+			if i := byID[id]; !i.Unknown || !i.State.InService() || slices.Contains(d.Remove, id) || d.Observation.Booting > 0 {
+				t.Fatalf("case %d: replaces %s, which is not an unknown in-service instance, or is removed too, or while %d boot\n%s",
+					n, id, d.Observation.Booting, d.Reason)
+			}
 		}
 		for _, id := range d.Unprotect {
 			if !byID[id].Idle() || slices.Contains(d.Remove, id) {

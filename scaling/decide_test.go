@@ -667,3 +667,69 @@ func TestValidatePolicyListsEveryProblem(t *testing.T) {
 		t.Errorf("default policy invalid: %v", err)
 	}
 }
+
+// A runner whose metrics stop answering for ReplaceUnknownAfter while others answer is replaced
+// (terminated without lowering desired): one at a time, the longest failing first, never while
+// anything boots, never when every runner fails (the scrape's path, not the instances), never
+// when disabled; its failing clock starts at the first failed scrape and survives decisions.
+func TestReplaceAnInstanceWhoseMetricsStopAnswering(t *testing.T) {
+	t.Parallel()
+	unknown := func(id string) fleet.Instance {
+		return with(inst(id, 0), func(i *fleet.Instance) { i.Unknown = true })
+	}
+	failing := func(d time.Duration, ids ...string) State {
+		s := State{UnknownSince: map[string]time.Time{}}
+		for _, id := range ids {
+			s.UnknownSince[id] = monday0900.Add(-d)
+			d -= time.Minute // later ids started failing a minute later
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name    string
+		policy  func(*fleet.Policy)
+		in      Input
+		replace []string
+	}{
+		{"failing for 31m while the others answer: the longest failing goes",
+			nil, Input{Desired: 4, Instances: []fleet.Instance{inst("a", 1), unknown("u1"), unknown("u2"), inst("b", 0)}, State: failing(32*time.Minute, "u2", "u1")},
+			[]string{"u2"}},
+		{"failing for 20m: not yet", nil,
+			Input{Desired: 2, Instances: []fleet.Instance{inst("a", 1), unknown("u1")}, State: failing(20*time.Minute, "u1")}, nil},
+		{"first failed scrape: its clock starts now", nil,
+			Input{Desired: 2, Instances: []fleet.Instance{inst("a", 1), unknown("u1")}}, nil},
+		{"every runner failing: the scrape's path, nothing is replaced", nil,
+			Input{Desired: 2, Instances: []fleet.Instance{unknown("u1"), unknown("u2")}, State: failing(time.Hour, "u1", "u2")}, nil},
+		{"an instance booting: wait for it", nil,
+			Input{Desired: 3, Instances: []fleet.Instance{inst("a", 1), unknown("u1"), with(inst("p", 0), func(i *fleet.Instance) { i.State = fleet.StatePending })},
+				State: failing(time.Hour, "u1")}, nil},
+		{"disabled", func(p *fleet.Policy) { p.ReplaceUnknownAfter = -1 },
+			Input{Desired: 2, Instances: []fleet.Instance{inst("a", 1), unknown("u1")}, State: failing(time.Hour, "u1")}, nil},
+		{"intake stopped by a notice: not the policy's to replace", nil,
+			Input{Desired: 2, Instances: []fleet.Instance{inst("a", 1), with(unknown("u1"), func(i *fleet.Instance) { i.IntakeStopped = true })},
+				State: failing(time.Hour, "u1")}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := basePolicy()
+			if c.policy != nil {
+				c.policy(&p)
+			}
+			d := Decide(monday0900, p, c.in)
+			if !slices.Equal(d.Replace, c.replace) {
+				t.Errorf("Replace = %v, want %v (%s)", d.Replace, c.replace, d.Reason)
+			}
+			if len(c.replace) > 0 && (d.Desired < c.in.Desired || !strings.Contains(d.Reason, "replacing "+c.replace[0]+": its runner's metrics have not answered for 32m0s")) {
+				t.Errorf("desired %d from %d, reason %q: want desired kept and the reason naming the instance", d.Desired, c.in.Desired, d.Reason)
+			}
+			for _, inst := range c.in.Instances {
+				_, tracked := d.State.UnknownSince[inst.ID]
+				if want := inst.Unknown && inst.State.InService() && !inst.IntakeStopped; tracked != want {
+					t.Errorf("UnknownSince has %s: %v, want %v", inst.ID, tracked, want)
+				}
+			}
+			if prev, ok := c.in.State.UnknownSince["u1"]; ok && d.State.UnknownSince["u1"] != prev && d.State.UnknownSince["u1"] != (time.Time{}) {
+				t.Errorf("u1's failing clock moved: %v → %v", prev, d.State.UnknownSince["u1"])
+			}
+		})
+	}
+}

@@ -70,6 +70,18 @@ func (g *fakeGroup) TerminateInstance(_ context.Context, id string) error {
 	return nil
 }
 
+// ReplaceInstance terminates id and, like an Auto Scaling group keeping its desired capacity,
+// launches another in its place (Pending until the test says otherwise).
+func (g *fakeGroup) ReplaceInstance(_ context.Context, id string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = append(g.calls, "replace")
+	g.terminated = append(g.terminated, id)
+	g.state.Members = slices.DeleteFunc(g.state.Members, func(m Member) bool { return m.Instance.ID == id })
+	g.state.Members = append(g.state.Members, Member{Instance: fleet.Instance{ID: id + "-new", State: fleet.StatePending}})
+	return nil
+}
+
 func (g *fakeGroup) snapshot() (desired int, terminated []string, protected map[string]bool, calls []string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

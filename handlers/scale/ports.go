@@ -25,6 +25,9 @@ type Group interface {
 	// TerminateInstance terminates one instance through the group, decrementing the desired
 	// capacity, so the group's terminate lifecycle hook (the drain) still runs.
 	TerminateInstance(ctx context.Context, instanceID string) error
+	// ReplaceInstance terminates one instance through the group without decrementing the desired
+	// capacity: the group launches another, and its terminate hook (the drain) still runs first.
+	ReplaceInstance(ctx context.Context, instanceID string) error
 }
 
 // GroupState is what Describe returns.

@@ -410,6 +410,7 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		"protect", d.Protect,
 		"unprotect", d.Unprotect,
 		"remove", d.Remove,
+		"replace", d.Replace,
 		"observation", d.Observation,
 		"unknown", unknownReasons(instances),
 		"apply_errors", applyErrs,
@@ -457,7 +458,7 @@ func (h *Handler) held(ctx context.Context, log *slog.Logger, fleetName string) 
 func hold(d scaling.Decision, prev scaling.State, desiredBefore int, why string) scaling.Decision {
 	d.Reason = why + "; nothing resized or removed (busy instances still protected); the policy says: " + d.Reason
 	d.Desired = desiredBefore
-	d.Remove, d.Unprotect = nil, nil
+	d.Remove, d.Unprotect, d.Replace = nil, nil, nil
 	d.State.LastScaleOut, d.State.LastScaleIn = prev.LastScaleOut, prev.LastScaleIn
 	d.State.SpareSince = time.Time{}
 	return d
@@ -538,6 +539,15 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f fleet.Settings,
 	if len(d.Unprotect) > 0 {
 		if err := h.deps.Group.SetProtection(ctx, g.Name, d.Unprotect, false); err != nil {
 			fail("unprotect", err)
+		}
+	}
+	for _, id := range d.Replace {
+		// Before any change of desired: the group launches its replacement whatever follows.
+		if !slices.ContainsFunc(g.Members, func(m Member) bool { return m.Instance.ID == id }) {
+			continue // never terminate what is not a member of this group
+		}
+		if err := h.deps.Group.ReplaceInstance(ctx, id); err != nil {
+			fail("replace", fmt.Errorf("%s: %w", id, err))
 		}
 	}
 	if d.Desired > g.Desired {

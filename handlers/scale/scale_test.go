@@ -593,3 +593,34 @@ func TestLaunchesNotMadeAreCancelledFirst(t *testing.T) {
 		t.Fatalf("desired %d, terminated %v; want the unmade launch cancelled (desired 2), nothing terminated", desired, terminated)
 	}
 }
+
+// A runner whose metrics stop answering while the others answer is replaced once it has failed
+// for the policy's replace_unknown_after: terminated through the group without lowering the
+// desired capacity (the group launches another), and only once, however many ticks follow
+// while its replacement boots.
+func TestAnInstanceWhoseMetricsStopAnsweringIsReplaced(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{ReplaceUnknownAfter: 10 * time.Minute}, "i-ok", "i-wedged")
+	r.scr.set("i-ok", busy(1, 2)) // i-wedged is never scraped: unknown
+	r.tick(t, "tick-1")
+	r.advance(9 * time.Minute)
+	r.tick(t, "tick-2")
+	if _, terminated, _, _ := r.group.snapshot(); len(terminated) != 0 {
+		t.Fatalf("replaced %v after 9 minutes unknown, want none before 10", terminated)
+	}
+	r.advance(2 * time.Minute)
+	r.tick(t, "tick-3")
+	r.advance(time.Minute)
+	r.tick(t, "tick-4")
+	desired, terminated, _, calls := r.group.snapshot()
+	if !slices.Equal(terminated, []string{"i-wedged"}) || desired != 2 || strings.Count(strings.Join(calls, ","), "replace") != 1 {
+		t.Errorf("terminated %v, desired %d, calls %v: want i-wedged replaced once, desired kept at 2", terminated, desired, calls)
+	}
+	said := false
+	for _, l := range r.logs.lines(t, "scale decision") {
+		said = said || strings.Contains(fmt.Sprint(l["reason"]), "replacing i-wedged: its runner's metrics have not answered for 11m0s")
+	}
+	if !said {
+		t.Error("no decision says why i-wedged was replaced")
+	}
+}

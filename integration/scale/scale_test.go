@@ -347,6 +347,32 @@ func TestUnknownPinnedAndTwoWorkers(t *testing.T) {
 		}
 	})
 
+	t.Run("a runner that stays hung is replaced, the desired capacity kept", func(t *testing.T) {
+		name := "runnerfleet-wedged"
+		e.group(t, name, 2)
+		runners := live(e.w.Sim.State(), name)
+		wedged := runners[0].InstanceID
+		if err := e.w.Sim.SetFault(wedged, runnersim.FaultHang); err != nil {
+			t.Fatal(err)
+		}
+		p := fastPolicy()
+		p.ReplaceUnknownAfter = time.Millisecond
+		wk := e.worker(t, settings(e, name, p))
+		wk.tick(t, name, 1) // its failing clock starts
+		time.Sleep(5 * time.Millisecond)
+		wk.tick(t, name, 2)
+		if d := wk.lastDecision(); !strings.Contains(d, "replacing "+wedged) {
+			t.Fatalf("decision does not replace the hung runner %s: %s", wedged, d)
+		}
+		if d := aws.ToInt32(e.describe(t, name).DesiredCapacity); d != 2 {
+			t.Errorf("desired %d after replacing %s, want 2 (the group launches another)", d, wedged)
+		}
+		e.waitSim(t, "the hung runner's instance gone and another running", func(st runnersim.State) bool {
+			l := live(st, name)
+			return len(l) == 2 && !slices.ContainsFunc(l, func(in runnersim.InstanceState) bool { return in.InstanceID == wedged })
+		})
+	})
+
 	t.Run("pinned fleet keeps its capacity", func(t *testing.T) {
 		name := "runnerfleet-pinned"
 		e.group(t, name, 2)

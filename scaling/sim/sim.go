@@ -519,6 +519,15 @@ func (w *world) tick(t time.Duration) {
 			w.desired--
 		}
 	}
+	for _, id := range d.Replace {
+		// Terminated without lowering the desired capacity: the group launches another.
+		if in := byID[id]; in != nil && !in.removed {
+			w.remove(in, t)
+			next := w.launch(t)
+			next.protected = w.pol.KillAfter == 0
+			w.activity, w.lastActivityEnd = true, max(w.lastActivityEnd, next.ready)
+		}
+	}
 	target := min(max(d.Desired, w.cfg.Min), w.cfg.Max)
 	if target > w.desired {
 		for range target - w.desired {

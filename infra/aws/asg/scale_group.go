@@ -101,3 +101,9 @@ func (g *Group) setProtection(ctx context.Context, groupName string, ids []strin
 func (g *Group) TerminateInstance(ctx context.Context, instanceID string) error {
 	return g.groups.TerminateInstance(ctx, instanceID)
 }
+
+// ReplaceInstance terminates one instance through its group without decrementing the desired
+// capacity, so the group launches its replacement; the terminate lifecycle hook still runs.
+func (g *Group) ReplaceInstance(ctx context.Context, instanceID string) error {
+	return g.groups.ReplaceInstance(ctx, instanceID)
+}
