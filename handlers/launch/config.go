@@ -19,8 +19,17 @@ const (
 	DefaultTimeout = 10 * time.Minute
 	// hookShare is the share of the hook's heartbeat timeout a derived gate timeout takes.
 	hookShare = 0.9
-	// DefaultPoll: gitlab-runner asks for jobs every check_interval (3 s); 15 s sees several.
+	// DefaultPoll is how often a runner is looked at: often enough that a runner given a job, or
+	// refused, shows within seconds. An idle healthy runner's success counter may not move that
+	// fast: gitlab-runner asks for jobs every check_interval (3 s), but GitLab.com holds each
+	// request_job open for up to 50 s when it has no job (long polling), so one poll may see no
+	// request end at all. An ABANDON for no successful job request waits for MinObservation.
 	DefaultPoll = 15 * time.Second
+	// MinObservation is the least time between the first answered look (the baseline) and an
+	// ABANDON for no successful job request: GitLab long-polls request_job for up to 50 s, so an
+	// idle healthy runner may show no finished request for most of a minute; 60 s sees one end.
+	// The gate looks on, a poll apart, past its deadline if need be (heartbeats go on).
+	MinObservation = 60 * time.Second
 	// DefaultStepTimeout bounds one step's calls: a scrape, a conditional write or two, maybe a
 	// CompleteLifecycleAction.
 	DefaultStepTimeout = 20 * time.Second
@@ -36,9 +45,10 @@ const (
 // with DescribeLifecycleHooks at an instance's first step), so a fleet whose stack has the launch
 // hook is gated without any setting: Timeout defaults to nine tenths of the hook's heartbeat
 // timeout (the gate abandons, with its reason, before the hook would without one). A Timeout
+// that, with the looks the gate may add past it (addedWait: about a minute and a few polls), is
 // longer than a third of the hook's timeout, the default one included, keeps the action alive
 // with heartbeats every third of the hook's timeout: the gate's decision may come after its
-// deadline (a lost follow-up recovered by the sweep), never after the hook's.
+// deadline (added looks, a lost follow-up recovered by the sweep), never after the hook's.
 type Gate struct {
 	// Disabled completes every launch action of the fleet with CONTINUE at once.
 	Disabled bool

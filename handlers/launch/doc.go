@@ -3,14 +3,23 @@
 // its runner is healthy, then completes the action with CONTINUE — or with ABANDON after the
 // gate's timeout, recording why (no answer, token rejected, no successful job request), so a
 // broken AMI or a bad token never joins the fleet. A runner is looked at at least twice before an
-// ABANDON, even when its event is handled after the deadline (a worker outage). The timeout and poll interval default from the
-// hook's own heartbeat timeout (Gate); a fleet may disable its gate.
+// ABANDON, even when its event is handled after the deadline (a worker outage), and one that
+// answers but has no successful job request is watched for at least MinObservation from its first
+// answer (GitLab long-polls each request_job for up to 50 s, so an idle healthy runner's counter
+// may stand still for most of a minute); the gate looks on past its deadline for that, heartbeats
+// going on. The timeout and poll interval default from the hook's own heartbeat timeout (Gate); a
+// fleet may disable its gate. A completion that finds the action already ended (the hook timed
+// out and AWS applied its default result) is recorded and counted as "action-gone", with the
+// gate's intended result in the note.
 //
 // The gate never abandons a runner that is running jobs (ABANDON terminates the instance and would
 // kill them): before an ABANDON at the timeout it counts the runner's running jobs (Jobs), and a
 // runner with any completes with CONTINUE, reason "running-jobs" (a runner whose slots are all
 // busy stops requesting jobs, so it may never look "healthy" by the counters). When the jobs cannot
-// be counted (no answer) the ABANDON stands, with that noted.
+// be counted (no answer, a throttled address lookup) from a runner that has answered before, it may
+// be a busy runner whose metrics blipped: the gate looks again, a poll apart, for a few polls
+// (jobsUnknownLooks), and abandons only a runner shown idle or still uncounted after them, with
+// that noted. A runner that never answered is abandoned at the timeout.
 //
 // Healthy means GitLab accepts the runner's job requests: the request_job success statuses of
 // gitlab_runner_api_request_statuses_total (201 job given, 204 none) grew between two looks.
@@ -33,5 +42,7 @@
 // nothing, and the decision to complete is written before CompleteLifecycleAction is called (a
 // retried completion of the same result is harmless). Sweep advances gates whose follow-up was
 // lost. A worker never steps or writes a record of a newer schema than its own (a rolling deploy
-// runs old and new replicas side by side): it sends the follow-up on for a newer replica.
+// runs old and new replicas side by side): it sends the follow-up on for a newer replica and, as
+// the drain does, heartbeats the hook when one is due, without writing (after a rollback no
+// replica may step it, and the hook's timeout would ABANDON the instance).
 package launch

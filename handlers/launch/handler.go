@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
@@ -42,10 +43,13 @@ const (
 	sortKey   = "launch"
 	// recordSchema is the layout of the record this code writes; raise it with any change an
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
-	recordSchema = 2 // 2: LateLooks, LateDue, BaselineAt
+	recordSchema = 3 // 2: LateLooks, LateDue, BaselineAt; 3: JobsUnknownSince
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
+	// passOnWarnEvery is how often a replica warns, per gate, that it passes a newer worker's gate
+	// on: its follow-up comes back every passOnDelay, and one line each time would flood the log.
+	passOnWarnEvery = 5 * time.Minute
 	// maxHookHeartbeatTimeout is AWS's largest lifecycle hook heartbeat timeout: an action not
 	// heartbeated for that long has ended.
 	maxHookHeartbeatTimeout = 2 * time.Hour
@@ -78,6 +82,9 @@ type record struct {
 	// JobsAtTimeout is the runner's running jobs when the gate timed out without a healthy look
 	// (omitted when none or unknown).
 	JobsAtTimeout int `json:"jobs_at_timeout,omitempty"`
+	// JobsUnknownSince is when, at the timeout, the running jobs of a runner that had answered
+	// before could first not be counted (awaitJobs).
+	JobsUnknownSince time.Time `json:"jobs_unknown_since,omitzero"`
 	// Seen: OK and Rejected hold the counters of the previous answered look; BaselineAt is when
 	// they were first taken (the first answered look, or the look after the runner restarted).
 	Seen       bool      `json:"seen,omitempty"`
@@ -106,6 +113,18 @@ type Handler struct {
 	log     *slog.Logger
 	m       *Metrics
 	byGroup map[string]fleet.Settings
+
+	mu sync.Mutex
+	// newer is what this replica did, by token, for gates a newer worker wrote (passOn).
+	newer map[string]newerGate
+}
+
+// newerGate is what a replica remembers of a newer worker's gate it passes on: it does not write
+// the record, so the record's LastHeartbeat stays behind the heartbeats sent here.
+type newerGate struct {
+	heartbeat time.Time // the last heartbeat this replica sent for it
+	warned    time.Time // when this replica last logged that it passes it on
+	failing   bool      // whether this replica's last heartbeat of it failed
 }
 
 // New returns a Handler; it validates cfg (after defaults) and refuses nil dependencies.
@@ -123,7 +142,8 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	if deps.Clock == nil {
 		deps.Clock = systemClock{}
 	}
-	h := &Handler{cfg: cfg, d: deps, log: deps.Logger.With("handler", "launch"), m: deps.Metrics, byGroup: map[string]fleet.Settings{}}
+	h := &Handler{cfg: cfg, d: deps, log: deps.Logger.With("handler", "launch"), m: deps.Metrics, byGroup: map[string]fleet.Settings{},
+		newer: map[string]newerGate{}}
 	for _, f := range cfg.Fleets {
 		h.byGroup[f.GroupName] = f
 	}
@@ -186,29 +206,10 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	} else if err := json.Unmarshal(body, &rec); err != nil {
 		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
 	} else if rec.Schema > recordSchema {
-		// A newer worker wrote it (a rolling deploy runs old and new replicas side by side):
-		// saving it with this code would drop what it does not know. The follow-up is sent again
-		// for any replica to take, so the gate's heartbeats go on once a newer one does (sweeps
-		// leave it alone). A copy a newer replica finds not yet due is dropped there.
-		h.log.WarnContext(ctx, "launch gate record written by a newer worker: left to a newer replica",
-			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
-			"schema", rec.Schema, "known_schema", recordSchema)
 		if sweeping {
-			return nil
+			return nil // sweeps leave it alone: its follow-up is being passed on
 		}
-		if !rec.Deadline.IsZero() && now.After(rec.Deadline.Add(maxHookHeartbeatTimeout)) {
-			// Its action has ended by now, decided by the gate or abandoned at the hook's timeout:
-			// after a rollback no newer replica may be left to take the follow-up, which would
-			// otherwise come back every passOnDelay for ever. (A newer replica's sweep still
-			// finds the record if one runs.)
-			h.log.WarnContext(ctx, "launch gate record written by a newer worker is past its deadline and any hook's timeout: no longer passed on",
-				"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "deadline", rec.Deadline)
-			return nil
-		}
-		if err := h.d.FollowUps.Schedule(ctx, env, passOnDelay); err != nil {
-			return fmt.Errorf("launch: passing on the gate of %s: %w", la.EC2InstanceId, err)
-		}
-		return nil
+		return h.passOn(ctx, rec, env, now)
 	}
 	// Saved by this code, the record has this schema's fields: an older replica must leave it.
 	rec.Schema = recordSchema
@@ -216,7 +217,7 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	case rec.Phase == phaseDone:
 		return nil
 	case rec.Phase == phaseComplete:
-		return h.complete(ctx, rec, version)
+		return h.complete(ctx, rec, version, false)
 	case rec.Due.After(now.Add(clockSkew)):
 		return nil // a duplicate or an early copy: the step that set Due scheduled the next one
 	}
@@ -242,7 +243,7 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	version++
 	switch rec.Phase {
 	case phaseComplete:
-		return h.complete(ctx, rec, version)
+		return h.complete(ctx, rec, version, true)
 	case phaseDone:
 		h.finished(ctx, rec, now)
 		return nil
@@ -257,16 +258,136 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	return nil
 }
 
+// passOn leaves a gate whose record a newer worker wrote (a rolling deploy runs old and new
+// replicas side by side) to a newer replica: saving it with this code would drop what it does not
+// know. The follow-up is sent again for any replica to take (a copy a newer replica finds not yet
+// due is dropped there), and the hook is heartbeated when a heartbeat is due, without writing the
+// record: after a rollback no replica may be left to step the gate, and without heartbeats the
+// hook's timeout would ABANDON the instance, healthy or running jobs. That ends once the action
+// has ended, or past the gate's deadline by the longest hook heartbeat timeout: by then no newer
+// replica is coming back soon, and the follow-up would otherwise come back every passOnDelay for
+// ever (a newer replica's sweep still finds the record if one runs).
+func (h *Handler) passOn(ctx context.Context, rec record, env messages.Envelope, now time.Time) error {
+	log := h.log.With("fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
+		"schema", rec.Schema, "known_schema", recordSchema)
+	if !rec.Deadline.IsZero() && now.After(rec.Deadline.Add(maxHookHeartbeatTimeout)) {
+		h.forget(rec.Token)
+		log.WarnContext(ctx, "launch gate record written by a newer worker is past its deadline and any hook's timeout: no longer passed on or heartbeated",
+			"deadline", rec.Deadline)
+		return nil
+	}
+	pending, err := h.keepAlive(ctx, rec, now)
+	if !pending {
+		h.forget(rec.Token)
+		log.InfoContext(ctx, "launch gate record written by a newer worker: its lifecycle action is no longer pending; no longer passed on")
+		return nil
+	}
+	if h.warnPassOn(rec.Token, now, err != nil) {
+		attrs := []any{"heartbeat_every", rec.HeartbeatEvery}
+		if err != nil {
+			attrs = append(attrs, "heartbeat_error", err.Error())
+		}
+		log.WarnContext(ctx, "launch gate record written by a newer worker: left to a newer replica; its hook is heartbeated here when due", attrs...)
+	}
+	if err := h.d.FollowUps.Schedule(ctx, env, passOnDelay); err != nil {
+		return fmt.Errorf("launch: passing on the gate of %s: %w", rec.InstanceID, err)
+	}
+	return nil
+}
+
+// keepAlive heartbeats the action of a newer worker's gate when a heartbeat is due, by the
+// record's last one and by this replica's own (passOn does not write the record). pending is
+// false when the action has ended; err is a failed heartbeat, tried again at the next pass-on.
+func (h *Handler) keepAlive(ctx context.Context, rec record, now time.Time) (pending bool, err error) {
+	if rec.Phase == phaseDone {
+		return false, nil
+	}
+	h.mu.Lock()
+	last := rec.LastHeartbeat
+	if g := h.newer[rec.Token]; g.heartbeat.After(last) {
+		last = g.heartbeat
+	}
+	h.mu.Unlock()
+	if rec.HeartbeatEvery <= 0 || now.Sub(last) < rec.HeartbeatEvery {
+		return true, nil
+	}
+	active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
+	if err != nil {
+		return true, fmt.Errorf("heartbeat: %w", err)
+	}
+	if active {
+		h.mu.Lock()
+		g := h.newer[rec.Token]
+		g.heartbeat = now
+		h.newer[rec.Token] = g
+		h.mu.Unlock()
+	}
+	return active, nil
+}
+
+// newerMax is how many newer workers' gates a replica remembers before it prunes old entries.
+const newerMax = 256
+
+// warnPassOn reports whether to log that a newer worker's gate is passed on: the first time, every
+// passOnWarnEvery after, and whenever its heartbeats start or stop failing.
+func (h *Handler) warnPassOn(token string, now time.Time, failing bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.newer[token]
+	warn := g.warned.IsZero() || now.Sub(g.warned) >= passOnWarnEvery || failing != g.failing
+	if warn {
+		g.warned = now
+	}
+	g.failing = failing
+	h.newer[token] = g
+	if len(h.newer) > newerMax {
+		for t, old := range h.newer {
+			if now.Sub(old.warned) > maxHookHeartbeatTimeout {
+				delete(h.newer, t)
+			}
+		}
+	}
+	return warn
+}
+
+// forget drops what this replica remembers of a newer worker's gate it no longer passes on.
+func (h *Handler) forget(token string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.newer, token)
+}
+
 // heartbeatRetry is the longest wait before a failed heartbeat is tried again.
 const heartbeatRetry = 5 * time.Second
 
-// lateLooks bounds the looks added after the deadline, so that an ABANDON of a runner that
-// answers rests on two answered looks at least a poll apart (health is job requests that
-// succeeded between two looks): an event handled late (a worker outage, a backlog) gets its first
-// look at or past the deadline, one handled just before it gets its second a moment after its
-// first, and a late first look that gets no answer leaves nothing to compare. A runner that never
-// answered in two looks or more is abandoned at the deadline.
-const lateLooks = 3
+// lateLooks bounds the looks added after the deadline (observed says when they may stop): an
+// event handled late (a worker outage, a backlog) gets its first look at or past the deadline,
+// one handled just before it gets its second a moment after its first, a late first look that
+// gets no answer leaves nothing to compare, and a runner that answers but whose job requests have
+// not succeeded is looked at a poll apart until MinObservation has passed since the first answer.
+// The bound keeps a runner whose counters keep going back (it restarts) from being looked at for
+// ever: one look for a first that got no answer, enough a poll apart to span the observation,
+// and one to spare.
+func lateLooks(poll time.Duration) int {
+	span := max(poll, MinObservation)
+	return 2 + int((span+poll-1)/poll)
+}
+
+// observed reports whether the looks so far may show a runner unhealthy. Health is job requests
+// that succeeded between two looks, so it takes two answered looks at least a poll apart; and
+// when none succeeded, looks MinObservation apart, since GitLab long-polls request_job (an idle
+// healthy runner's counter may stand still for most of a minute). A runner that never answered
+// in two looks has shown enough.
+func observed(rec *record, now time.Time) bool {
+	if !rec.Seen {
+		return rec.Checks >= 2
+	}
+	span := rec.Poll
+	if rec.Last == ReasonNoJobRequest {
+		span = max(rec.Poll, MinObservation)
+	}
+	return now.Sub(rec.BaselineAt) >= span
+}
 
 // step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
 func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
@@ -315,21 +436,20 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		// Woken for a heartbeat before the added look is due: nothing to decide yet.
 		rec.Due = h.nextDue(rec, now, rec.LateDue)
 		rec.FollowUps++
-	case !now.Before(rec.Deadline) && rec.LateLooks < lateLooks &&
-		(!rec.Seen && rec.Checks < 2 || rec.Seen && now.Sub(rec.BaselineAt) < rec.Poll):
-		// The deadline came before two answered looks a poll apart: health is a change between
-		// two looks, so what the gate has cannot show it, and without this every instance
-		// launched during an outage would be abandoned. One more look, one poll later
-		// (heartbeats go on as ever).
+	case !now.Before(rec.Deadline) && rec.LateLooks < lateLooks(rec.Poll) && !observed(rec, now):
+		// The deadline came before the looks could show the runner unhealthy: without more, every
+		// instance launched during an outage, and every idle runner that answered late, would be
+		// abandoned. One more look, one poll later (heartbeats go on as ever).
 		rec.LateDue = now.Add(rec.Poll)
 		rec.Due = h.nextDue(rec, now, rec.LateDue)
+		if rec.LateLooks == 0 {
+			rec.Note = joinNote(rec.Note, fmt.Sprintf("look %d, %s after the launch, is past the deadline before two answered looks a poll apart (%s apart when no job request succeeded): more looks, a poll apart, before deciding",
+				rec.Checks, now.Sub(rec.StartedAt).Round(time.Second), max(rec.Poll, MinObservation)))
+		}
 		rec.LateLooks++
-		rec.Note = joinNote(rec.Note, fmt.Sprintf("look %d, %s after the launch, is past the deadline without two answered looks a poll apart: one more look before deciding",
-			rec.Checks, now.Sub(rec.StartedAt).Round(time.Second)))
 		rec.FollowUps++
 	case !now.Before(rec.Deadline):
-		rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
-		h.spareBusy(ctx, rec)
+		h.timeout(ctx, rec, now)
 	default:
 		rec.Due = h.nextDue(rec, now, minTime(now.Add(rec.Poll), rec.Deadline))
 		rec.FollowUps++
@@ -351,11 +471,58 @@ func (h *Handler) nextDue(rec *record, now, look time.Time) time.Time {
 	return minTime(look, next)
 }
 
-// spareBusy turns a decided ABANDON into CONTINUE when the runner is running jobs: ABANDON
-// terminates the instance and would kill them. When the jobs cannot be counted (the metrics do not
-// answer) the ABANDON stands and the note says the count was unknown.
+// jobsUnknownLooks is how many polls past the timeout the gate keeps looking at a runner that
+// answered before but whose running jobs cannot be counted (awaitJobs): a metrics blip or a
+// throttled DescribeInstances passes in seconds, and a few polls keep the ABANDON of a runner
+// that really stopped answering close to the deadline.
+const jobsUnknownLooks = 3
+
+// timeout decides a gate whose runner was not seen healthy by the deadline: ABANDON, unless the
+// runner is running jobs (spare). A runner with every slot busy makes no job requests, so its
+// counters stand still like an idle one's and only its job count tells them apart; when that
+// cannot be read from a runner that answered before, the ABANDON waits (awaitJobs).
+func (h *Handler) timeout(ctx context.Context, rec *record, now time.Time) {
+	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
+	if err != nil && rec.Seen && h.awaitJobs(rec, now, err) {
+		return
+	}
+	rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultAbandon, rec.Last, now
+	spare(rec, n, err)
+}
+
+// awaitJobs keeps a gate looking, a poll apart, while the running jobs of a runner that answered
+// before cannot be counted at the timeout, for up to jobsUnknownLooks polls from the first such
+// look (heartbeats go on): ABANDON terminates the instance and would kill the jobs of a busy
+// runner whose metrics blipped. It reports whether the gate waits; once the window has passed,
+// the runner is taken as no longer answering and the note says so.
+func (h *Handler) awaitJobs(rec *record, now time.Time, err error) bool {
+	window := jobsUnknownLooks * rec.Poll
+	if rec.JobsUnknownSince.IsZero() {
+		rec.JobsUnknownSince = now
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("running jobs unknown at the timeout (%v) of a runner that answered before: it may be busy, so more looks, a poll apart, for up to %s before any ABANDON",
+			err, window))
+	}
+	if now.Sub(rec.JobsUnknownSince) >= window {
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("the runner answered before, but its running jobs stayed unknown for %s past the timeout: taken as no longer answering",
+			now.Sub(rec.JobsUnknownSince).Round(time.Second)))
+		return false
+	}
+	rec.LateDue = now.Add(rec.Poll)
+	rec.Due = h.nextDue(rec, now, rec.LateDue)
+	rec.FollowUps++
+	return true
+}
+
+// spareBusy counts the runner's running jobs again for a decided ABANDON (spare).
 func (h *Handler) spareBusy(ctx context.Context, rec *record) {
 	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
+	spare(rec, n, err)
+}
+
+// spare turns a decided ABANDON into CONTINUE when the runner is running n jobs: ABANDON
+// terminates the instance and would kill them. When the jobs could not be counted (err) the
+// ABANDON stands and the note says the count was unknown.
+func spare(rec *record, n int, err error) {
 	switch {
 	case err != nil:
 		rec.Note = joinNote(rec.Note, fmt.Sprintf("running jobs unknown at the timeout: %v", err))
@@ -377,8 +544,9 @@ func joinNote(a, b string) string {
 const abandonRecheck = 5 * time.Second
 
 // complete completes the action with the recorded result (safe twice: a second completion finds
-// the action no longer pending) and writes the gate done.
-func (h *Handler) complete(ctx context.Context, rec record, version int64) error {
+// the action no longer pending) and writes the gate done. first is the attempt made by the step
+// that decided (actionGone).
+func (h *Handler) complete(ctx context.Context, rec record, version int64, first bool) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
 	defer cancel()
 	if rec.Result == ResultAbandon && h.d.Clock.Now().Sub(rec.Due) >= abandonRecheck {
@@ -392,7 +560,7 @@ func (h *Handler) complete(ctx context.Context, rec record, version int64) error
 	}
 	now := h.d.Clock.Now()
 	if !active {
-		rec.Note = "the lifecycle action was no longer pending"
+		actionGone(&rec, first)
 	}
 	rec.Phase, rec.FinishedAt, rec.Due = phaseDone, now, time.Time{}
 	out, err := json.Marshal(rec)
@@ -407,6 +575,21 @@ func (h *Handler) complete(ctx context.Context, rec record, version int64) error
 		h.finished(ctx, rec, now)
 	}
 	return nil
+}
+
+// actionGone records a completion that found the action no longer pending. At the first attempt
+// the action ended without the gate (the hook timed out and AWS applied its default result, or
+// someone else completed it): the gate's result did not happen, so the record, the log line and
+// finished_total say action-gone, and the note what the gate meant to do. A later attempt (the
+// completion or its write failed before) most likely finds its own earlier completion, whose
+// answer or write was lost, as the drain reasons: the result stands, noted.
+func actionGone(rec *record, first bool) {
+	if !first {
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("the lifecycle action was no longer pending at a retried completion: taken as completed with %s by an earlier attempt whose answer or write was lost", rec.Result))
+		return
+	}
+	rec.Note = joinNote(rec.Note, fmt.Sprintf("the lifecycle action was no longer pending when completed: the gate's %s (%s) was not applied; the hook's default result was, or someone else's", rec.Result, rec.Reason))
+	rec.Result, rec.Reason = "", ReasonActionGone
 }
 
 func (h *Handler) finished(ctx context.Context, rec record, now time.Time) {
@@ -488,13 +671,6 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 			g.Timeout = derived
 		}
 	}
-	// Heartbeats whenever the gate may wait longer than a third of the hook's timeout, the derived
-	// timeout too: its decision can come later than its deadline (a lost follow-up the sweep
-	// recovers a grace and a sweep interval late, the second look of a late event), and the hook's
-	// own ABANDON would then terminate an instance the gate would have continued, jobs and all.
-	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout > hb/3 {
-		g.HeartbeatEvery = hb / 3
-	}
 	// A configured interval above a third of the hook's timeout (a stack update that lowered
 	// it, a typo) would let the hook time out between heartbeats, and its ABANDON bypasses the
 	// gate's check for running jobs: heartbeat at least that often, as drains are held to.
@@ -506,5 +682,19 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 	if g.Poll == 0 {
 		g.Poll = min(DefaultPoll, max(g.Timeout/3, time.Second))
 	}
+	// Heartbeats whenever the gate may wait longer than a third of the hook's timeout, the derived
+	// timeout too: its decision can come later than its deadline (the looks added past it, a lost
+	// follow-up the sweep recovers a grace and a sweep interval late), and the hook's own ABANDON
+	// would then terminate an instance the gate would have continued, jobs and all.
+	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout+addedWait(g.Poll) > hb/3 {
+		g.HeartbeatEvery = hb / 3
+	}
 	return g, nil
+}
+
+// addedWait is how long past its deadline a gate may look at a runner that answered in time:
+// MinObservation from a first answer just before the deadline, then jobsUnknownLooks polls while
+// its running jobs cannot be counted.
+func addedWait(poll time.Duration) time.Duration {
+	return max(poll, MinObservation) + jobsUnknownLooks*poll
 }

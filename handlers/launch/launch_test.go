@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
@@ -35,12 +37,14 @@ type fakes struct {
 	calls      int
 	pending    bool
 	failNext   bool
+	loseAnswer bool // the next Complete takes effect but its answer is lost (an error)
 	followUps  []messages.Envelope
 	hookHB     time.Duration
 	heartbeats int
 	hbErr      error // what Heartbeat fails with
 	delays     []time.Duration
-	// jobs is what RunningJobs answers (jobsErr: no answer); jobLooks counts its calls.
+	// jobs is what RunningJobs answers from a page that answered (jobsErr: it fails even so, a
+	// throttled address lookup or a page without the jobs series); jobLooks counts its calls.
 	jobs     int
 	jobsErr  error
 	jobLooks int
@@ -94,7 +98,7 @@ func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool
 	if f.hbErr != nil {
 		return false, f.hbErr
 	}
-	return true, nil
+	return f.pending, nil
 }
 
 func (f *fakes) HookTimeouts(context.Context, string, string) (time.Duration, time.Duration, error) {
@@ -116,6 +120,10 @@ func (f *fakes) Complete(_ context.Context, _, _, _, _, result string) (bool, er
 	}
 	f.pending = false
 	f.completes = append(f.completes, result)
+	if f.loseAnswer {
+		f.loseAnswer = false
+		return false, errors.New("connection reset")
+	}
 	return true, nil
 }
 
@@ -130,10 +138,15 @@ func (f *fakes) RequestJobs(context.Context, string, string) (float64, float64, 
 	return a[0], a[1], nil
 }
 
+// RunningJobs reads the page of the latest look: a step's two reads come a moment apart from
+// the same runner, so a page that did not answer RequestJobs does not answer this either.
 func (f *fakes) RunningJobs(context.Context, string, string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobLooks++
+	if f.health[min(max(f.looks-1, 0), len(f.health)-1)] == nil {
+		return 0, errors.New("no answer")
+	}
 	return f.jobs, f.jobsErr
 }
 
@@ -160,14 +173,44 @@ func (f *fakes) record(t *testing.T) record {
 
 func newHandler(t *testing.T, f *fakes, gates map[string]Gate) *Handler {
 	t.Helper()
+	return newLoggingHandler(t, f, gates, io.Discard)
+}
+
+// newLoggingHandler is newHandler writing its JSON log lines to w.
+func newLoggingHandler(t *testing.T, f *fakes, gates map[string]Gate, w io.Writer) *Handler {
+	t.Helper()
 	h, err := New(Config{
 		Fleets: []fleet.Settings{{Name: "blue", GroupName: "blue-asg"}, {Name: "green", GroupName: "green-asg"}},
 		Gates:  gates,
-	}, Deps{Store: f, Lifecycle: f, Health: f, FollowUps: f, Clock: f, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	}, Deps{Store: f, Lifecycle: f, Health: f, FollowUps: f, Clock: f, Logger: slog.New(slog.NewJSONHandler(w, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// decide hands the gate its event and then each follow-up when it is due, until the gate
+// completes or steps run out; it returns the time of the decision's step.
+func decide(t *testing.T, f *fakes, h *Handler, steps int) time.Time {
+	t.Helper()
+	for range steps {
+		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.completes) > 0 {
+			return f.Now()
+		}
+		f.advance(f.delays[len(f.delays)-1])
+	}
+	t.Fatalf("no decision in %d steps: looks %d, delays %v, record %+v", steps, f.looks, f.delays, f.record(t))
+	return time.Time{}
+}
+
+// finishedCount is runnerfleet_launch_finished_total for fleet blue, result and reason.
+func finishedCount(h *Handler, result, reason string) float64 {
+	var m dto.Metric
+	_ = h.m.Finished.WithLabelValues("blue", result, reason).Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 func launchMsg(group string) *messages.Message {
@@ -336,6 +379,101 @@ func TestNewerSchemaPastItsActionIsNoLongerPassedOn(t *testing.T) {
 	}
 }
 
+// After a rollback no replica may be left to step a newer worker's gate: the one passing it on
+// keeps its hook alive, or the hook's timeout would ABANDON the instance, healthy or running jobs.
+// It heartbeats when one is due — by the record and by its own last heartbeat, since it never
+// writes the record — warns once rather than at every pass-on, and stops once the action has ended.
+func TestNewerSchemaGateIsHeartbeatedWhilePassedOn(t *testing.T) {
+	f := newFakes()
+	var logs bytes.Buffer
+	h := newLoggingHandler(t, f, gate, &logs)
+	newer := fmt.Sprintf(`{"schema":%d,"token":"tok","fleet":"blue","group":"blue-asg","hook":"gate","instance_id":"i-1","phase":"wait",`+
+		`"deadline":%q,"heartbeat_every":%d,"last_heartbeat":%q}`, recordSchema+1,
+		f.Now().Add(time.Hour).Format(time.RFC3339Nano), int64(10*time.Second), f.Now().Add(-15*time.Second).Format(time.RFC3339Nano))
+	if ok, _ := f.Save(context.Background(), keyPrefix+"tok", sortKey, []byte(newer), 0, f.Now(), time.Time{}); !ok {
+		t.Fatal("seeding the record")
+	}
+	for range 24 { // two minutes of pass-ons
+		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+			t.Fatal(err)
+		}
+		f.advance(passOnDelay)
+	}
+	if f.heartbeats != 12 {
+		t.Errorf("%d heartbeats in two minutes of pass-ons, want 12 (one every 10 s)", f.heartbeats)
+	}
+	if body, version, _, _ := f.Load(context.Background(), keyPrefix+"tok", sortKey); string(body) != newer || version != 1 {
+		t.Errorf("record rewritten (version %d): %s", version, body)
+	}
+	if n := strings.Count(logs.String(), "left to a newer replica"); n != 1 {
+		t.Errorf("%d warnings in two minutes of pass-ons, want 1:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), `"tok"`) {
+		t.Errorf("the lifecycle action token is in the log:\n%s", logs.String())
+	}
+	passedOn := len(f.followUps)
+	f.pending = false // the action has ended: nothing left to keep alive or pass on
+	f.advance(10 * time.Second)
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	if passedOn != 24 || len(f.followUps) != passedOn {
+		t.Errorf("follow-ups: %d while pending (want 24), %d after the action ended (want none)", passedOn, len(f.followUps)-passedOn)
+	}
+}
+
+// A completion that finds the action already ended (the hook timed out and AWS applied its
+// default result) must not report the gate's result as done: the record, the log line and
+// finished_total say action-gone, and the note what the gate meant.
+func TestCompletionAfterTheActionEndedIsActionGone(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {4, 0}}
+	var logs bytes.Buffer
+	h := newLoggingHandler(t, f, gate, &logs)
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(10 * time.Second)
+	f.pending = false // the hook's timeout ended the action meanwhile
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	r := f.record(t)
+	if r.Phase != phaseDone || r.Result != "" || r.Reason != ReasonActionGone || !strings.Contains(r.Note, "CONTINUE (healthy) was not applied") {
+		t.Fatalf("record %+v; want done, no result, reason %s, the intended CONTINUE in the note", r, ReasonActionGone)
+	}
+	if gone, healthy := finishedCount(h, "none", ReasonActionGone), finishedCount(h, ResultContinue, ReasonHealthy); gone != 1 || healthy != 0 {
+		t.Errorf("finished_total: %v action-gone, %v CONTINUE/healthy; want 1 and 0", gone, healthy)
+	}
+	if !strings.Contains(logs.String(), `"result":"","reason":"action-gone"`) {
+		t.Errorf("no action-gone decision in the log:\n%s", logs.String())
+	}
+}
+
+// A retried completion that finds the action ended most likely finds its own earlier one, whose
+// answer was lost: the result stands, noted.
+func TestRetriedCompletionFindingItsOwnKeepsTheResult(t *testing.T) {
+	f := newFakes()
+	f.health = []*[2]float64{{1, 0}, {4, 0}}
+	h := newHandler(t, f, gate)
+	_ = h.Handle(context.Background(), launchMsg("blue-asg"))
+	f.advance(10 * time.Second)
+	f.loseAnswer = true
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err == nil {
+		t.Fatal("a completion whose answer was lost must be retried")
+	}
+	if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	r := f.record(t)
+	if r.Result != ResultContinue || r.Reason != ReasonHealthy || !strings.Contains(r.Note, "by an earlier attempt") {
+		t.Fatalf("record %+v; want CONTINUE (healthy), noted", r)
+	}
+	if n := finishedCount(h, ResultContinue, ReasonHealthy); n != 1 {
+		t.Errorf("finished_total CONTINUE/healthy %v, want 1", n)
+	}
+}
+
 func TestConfigRefusals(t *testing.T) {
 	_, err := New(Config{Fleets: []fleet.Settings{{Name: "a", GroupName: "g"}},
 		Gates: map[string]Gate{"a": {Poll: time.Hour}, "zz": {}}}, Deps{})
@@ -359,15 +497,18 @@ func TestGateDerivedFromTheHook(t *testing.T) {
 	if got := r.Deadline.Sub(r.StartedAt); got != 90*time.Second || r.Poll != DefaultPoll || r.HeartbeatEvery != 100*time.Second/3 {
 		t.Fatalf("derived gate: timeout %s poll %s heartbeat %s; want 90s, %s, %s", got, r.Poll, r.HeartbeatEvery, DefaultPoll, 100*time.Second/3)
 	}
-	// A gate no longer than a third of the hook's timeout needs none.
-	f1 := newFakes()
-	f1.hookHB = 10 * time.Minute
-	f1.health = []*[2]float64{nil}
-	if err := newHandler(t, f1, map[string]Gate{"green": {Timeout: 3 * time.Minute}}).Handle(context.Background(), launchMsg("green-asg")); err != nil {
-		t.Fatal(err)
-	}
-	if r := f1.record(t); r.HeartbeatEvery != 0 {
-		t.Fatalf("3m gate on a 10m hook: heartbeat every %s, want none", r.HeartbeatEvery)
+	// A gate that, with the looks it may add past its deadline, is no longer than a third of the
+	// hook's timeout needs none; one that is longer does.
+	for hook, want := range map[time.Duration]time.Duration{20 * time.Minute: 0, 10 * time.Minute: 10 * time.Minute / 3} {
+		f1 := newFakes()
+		f1.hookHB = hook
+		f1.health = []*[2]float64{nil}
+		if err := newHandler(t, f1, map[string]Gate{"green": {Timeout: 3 * time.Minute}}).Handle(context.Background(), launchMsg("green-asg")); err != nil {
+			t.Fatal(err)
+		}
+		if r := f1.record(t); r.HeartbeatEvery != want {
+			t.Fatalf("3m gate (%s added at most) on a %s hook: heartbeat every %s, want %s", addedWait(r.Poll), hook, r.HeartbeatEvery, want)
+		}
 	}
 
 	// A timeout beyond the hook's heartbeat timeout keeps the action alive with heartbeats.
@@ -430,16 +571,18 @@ func TestFailingHeartbeatIsRetriedAfterAPause(t *testing.T) {
 
 // An event handled after the gate's deadline (the worker was down, the queue backed up) gets a
 // second look before any ABANDON: health is a change between two looks, so one look alone would
-// abandon every instance launched during the outage, healthy or not.
+// abandon every instance launched during the outage, healthy or not. A runner that answers but
+// never asks for jobs is looked at for MinObservation from its first answer.
 func TestLateEventLooksTwiceBeforeDeciding(t *testing.T) {
 	for name, tc := range map[string]struct {
 		health      []*[2]float64
 		result, why string
+		looks       int
 	}{
-		"healthy runner continues": {[]*[2]float64{{1, 0}, {4, 0}}, ResultContinue, ReasonHealthy},
-		"silent runner abandoned":  {[]*[2]float64{{0, 0}}, ResultAbandon, ReasonNoJobRequest},
+		"healthy runner continues": {[]*[2]float64{{1, 0}, {4, 0}}, ResultContinue, ReasonHealthy, 2},
+		"silent runner abandoned":  {[]*[2]float64{{0, 0}}, ResultAbandon, ReasonNoJobRequest, 1 + int(MinObservation/(10*time.Second))},
 		// The first look got no answer: the two answered looks it takes come after it.
-		"no answer first, then healthy": {[]*[2]float64{nil, {1, 0}, {4, 0}}, ResultContinue, ReasonHealthy},
+		"no answer first, then healthy": {[]*[2]float64{nil, {1, 0}, {4, 0}}, ResultContinue, ReasonHealthy, 3},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFakes()
@@ -453,19 +596,44 @@ func TestLateEventLooksTwiceBeforeDeciding(t *testing.T) {
 				t.Fatalf("after one look: completes %v, follow-up delays %v; want none, and one look a poll later", f.completes, f.delays)
 			}
 			f.advance(10 * time.Second)
-			if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
-				t.Fatal(err)
-			}
-			if len(f.completes) == 0 && f.looks == 2 { // a second look that was the first answered one
-				f.advance(10 * time.Second)
-				if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
-					t.Fatal(err)
-				}
-			}
+			decide(t, f, h, 10)
 			r := f.record(t)
-			wantLooks := max(2, len(tc.health))
-			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || f.looks != wantLooks {
-				t.Fatalf("completes %v, reason %s, looks %d; want %s (%s) after %d looks", f.completes, r.Reason, f.looks, tc.result, tc.why, wantLooks)
+			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || f.looks != tc.looks {
+				t.Fatalf("completes %v, reason %s, looks %d; want %s (%s) after %d looks", f.completes, r.Reason, f.looks, tc.result, tc.why, tc.looks)
+			}
+		})
+	}
+}
+
+// GitLab.com holds each request_job open for up to 50 s when it has no job, so the success counter
+// of an idle healthy runner may not move for most of a minute. The gate never abandons a runner for
+// "no successful job request" on less than MinObservation between its first answer and the
+// decision: not when its event is handled late (a worker outage), nor when it first answers just
+// before the deadline.
+func TestIdleRunnerIsObservedForAMinuteBeforeAbandon(t *testing.T) {
+	longPoll := []*[2]float64{{5, 0}, {5, 0}, {5, 0}, {5, 0}, {6, 0}} // a request ends a minute after the first look
+	for name, tc := range map[string]struct {
+		handled     time.Duration // after the launch
+		health      []*[2]float64
+		result, why string
+	}{
+		"late event, idle healthy runner":          {5 * time.Minute, longPoll, ResultContinue, ReasonHealthy},
+		"first answer just before the deadline":    {50 * time.Second, longPoll, ResultContinue, ReasonHealthy},
+		"late event, runner that never asks a job": {5 * time.Minute, []*[2]float64{{5, 0}}, ResultAbandon, ReasonNoJobRequest},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakes()
+			f.health = tc.health
+			h := newHandler(t, f, map[string]Gate{"blue": {Timeout: time.Minute, Poll: DefaultPoll}})
+			f.advance(tc.handled)
+			first := f.Now()
+			at := decide(t, f, h, 12)
+			r := f.record(t)
+			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why {
+				t.Fatalf("completes %v, reason %s after %d looks, %s after the first; want %s (%s)", f.completes, r.Reason, f.looks, at.Sub(first), tc.result, tc.why)
+			}
+			if tc.result == ResultAbandon && at.Sub(first) < MinObservation {
+				t.Errorf("abandoned %s after the first answer, want at least %s", at.Sub(first), MinObservation)
 			}
 		})
 	}
