@@ -239,15 +239,25 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 	summary := fmt.Sprintf("want %d slots (running %d, queued %s, spare %d), have %d on %d instances (%d booting, %d unknown)",
 		obs.Wanted, obs.RunningJobs, queuedText(obs.Queued), spare, obs.Capacity, base, obs.Booting, obs.Unknown)
 
-	if repair := repairTarget(in, len(members)); repair > in.Desired {
+	// Kept on every decision, pinned and repairing ones too: a stale clock would remove at once.
+	if healthy == 0 && rejected > 0 {
+		if d.State.RejectedSince.IsZero() {
+			d.State.RejectedSince = now
+		}
+	} else {
+		d.State.RejectedSince = time.Time{}
+	}
+	if repair := repairTarget(in, inService); repair > in.Desired {
 		// Someone (a console edit, a scheduled action, a stack update) lowered the desired
-		// capacity below the instances the group lists. Auto Scaling would terminate any
+		// capacity below the instances in service. (Booting ones are not counted: Auto Scaling
+		// launches before it terminates when it rebalances zones, and for a moment lists more
+		// than it desires.) Auto Scaling would terminate any
 		// unprotected one on its own (below the policy's minimum, past its window and its
 		// guards), so the capacity is set back to them first and nothing is unprotected; the
 		// policy, or a pin, removes idle instances from the next decision on.
 		// When the policy wants more than that, it scales out from there in the same decision.
-		below := fmt.Sprintf("the desired capacity %d is below the %d instances the group lists, "+
-			"so Auto Scaling would remove unprotected ones on its own", in.Desired, len(members))
+		below := fmt.Sprintf("the desired capacity %d is below the %d instances in service, "+
+			"so Auto Scaling would remove unprotected ones on its own", in.Desired, inService)
 		fixed := in
 		fixed.Desired = repair
 		if out := decide(now, p, fixed); out.Desired > repair && len(out.Remove) == 0 {
@@ -266,13 +276,6 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 	target := base
 	if deficit := obs.Wanted - obs.Capacity; deficit > 0 {
 		target = base + ceilDiv(deficit, obs.SlotsPerInstance)
-	}
-	if healthy == 0 && rejected > 0 {
-		if d.State.RejectedSince.IsZero() {
-			d.State.RejectedSince = now
-		}
-	} else {
-		d.State.RejectedSince = time.Time{}
 	}
 	rejectedAll := ""
 	if healthy == 0 && rejected > 0 && target > max(base, lo) {

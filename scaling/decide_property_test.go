@@ -85,15 +85,15 @@ func TestDecideInvariants(t *testing.T) {
 			if d.Desired < live(in) || !strings.Contains(d.Reason, "cancelling") {
 				t.Fatalf("case %d: desired %d from %d without removals, %d members listed\n%s", n, d.Desired, in.Desired, live(in), d.Reason)
 			}
-		} else if d.Desired != in.Desired && in.Pinned == nil && d.Desired > p.MaxInstances && d.Desired != live(in) {
+		} else if d.Desired != in.Desired && in.Pinned == nil && d.Desired > p.MaxInstances && d.Desired != inService(in) {
 			// Above the maximum only to cover the members listed (a repair), never to launch.
 			t.Fatalf("case %d: desired %d from %d without removals (max %d)\n%s", n, d.Desired, in.Desired, p.MaxInstances, d.Reason)
 		}
-		if in.Desired < live(in) && (in.Pinned == nil || *in.Pinned > 0) && (len(d.Unprotect) > 0 || len(d.Remove) > 0 || d.Desired < live(in)) {
-			// Below its members, the group would remove unprotected ones itself: the capacity
-			// is set back to them before anything is unprotected or removed.
-			t.Fatalf("case %d: desired %d below %d members: decided %d, unprotect %v, remove %v\n%s",
-				n, in.Desired, live(in), d.Desired, d.Unprotect, d.Remove, d.Reason)
+		if serving := inService(in); in.Desired < serving && (in.Pinned == nil || *in.Pinned > 0) && (len(d.Unprotect) > 0 || len(d.Remove) > 0 || d.Desired < serving) {
+			// Below its members in service, the group would remove unprotected ones itself: the
+			// capacity is set back to them before anything is unprotected or removed.
+			t.Fatalf("case %d: desired %d below %d in service: decided %d, unprotect %v, remove %v\n%s",
+				n, in.Desired, serving, d.Desired, d.Unprotect, d.Remove, d.Reason)
 		}
 		if len(d.Replace) > 1 {
 			t.Fatalf("case %d: %d replacements in one decision: %v", n, len(d.Replace), d.Replace)
@@ -132,6 +132,17 @@ func live(in Input) int {
 	n := 0
 	for _, i := range in.Instances {
 		if !i.State.Leaving() {
+			n++
+		}
+	}
+	return n
+}
+
+// inService counts in's members in service.
+func inService(in Input) int {
+	n := 0
+	for _, i := range in.Instances {
+		if i.State.InService() {
 			n++
 		}
 	}

@@ -58,13 +58,30 @@ func TestDecide(t *testing.T) {
 			name: "repair: desired lowered below the instances listed is set back first; nothing is unprotected while it is below",
 			in: Input{Desired: 0, Instances: []fleet.Instance{with(inst("a", 0), func(i *fleet.Instance) { i.Protected = true }),
 				with(inst("b", 0), func(i *fleet.Instance) { i.Protected = true }), inst("c", 2)}, State: spareFor(time.Hour)},
-			desired: 3, protect: []string{"c"}, reasonHas: "repair 0 → 3: the desired capacity 0 is below the 3 instances",
+			desired: 3, protect: []string{"c"}, reasonHas: "repair 0 → 3: the desired capacity 0 is below the 3 instances in service",
 		},
 		{
 			name: "repair: a policy wanting more scales out from the instances listed in the same decision",
 			in: Input{Desired: 1, Instances: []fleet.Instance{inst("a", 4), with(inst("b", 0), func(i *fleet.Instance) { i.Protected = true }),
 				with(inst("c", 4), func(i *fleet.Instance) { i.QueueStale, i.QueueAge, i.QueueSize = false, time.Second, 8 })}},
-			desired: 4, protect: []string{"a", "c"}, reasonHas: "below the 3 instances the group lists, so Auto Scaling would remove unprotected ones on its own; scale out 3 → 4",
+			desired: 4, protect: []string{"a", "c"}, reasonHas: "below the 3 instances in service, so Auto Scaling would remove unprotected ones on its own; scale out 3 → 4",
+		},
+		{
+			name: "repair: not for an instance booting (Auto Scaling launches before it terminates when it rebalances zones)",
+			in: Input{Desired: 2, Instances: []fleet.Instance{inst("a", 0), inst("b", 1),
+				with(inst("c", 0), func(i *fleet.Instance) { i.State = fleet.StatePendingWait })}, State: spareFor(time.Hour)},
+			desired: 1, remove: []string{"a"}, protect: []string{"b"}, reasonHas: "scale in 2 → 1, removing idle a",
+		},
+		{
+			name: "rejected: a pinned decision with runners served clears the rejection's clock too",
+			in: Input{Desired: 2, Pinned: ptr(2), State: State{RejectedSince: monday0900.Add(-48 * time.Hour)},
+				Instances: []fleet.Instance{inst("a", 1), inst("b", 0)}},
+			desired: 2, protect: []string{"a"},
+			checkState: func(t *testing.T, s State) {
+				if !s.RejectedSince.IsZero() {
+					t.Errorf("RejectedSince %v after a pinned decision with runners served: want it cleared", s.RejectedSince)
+				}
+			},
 		},
 		{
 			name:    "repair: within the group's maximum",
