@@ -15,7 +15,7 @@ import (
 // newCycler builds the cycle handler (issue 10): the cycle record in the state table, the group
 // driven directly, runner health from a scraper of its own, and the instance marks (a runner a
 // notice stopped does not serve). A fleet's `cycle:` settings are its
-// defaults (zero values: surge 1, max-unavailable 1, health timeout 10 m, on a token change: cycle).
+// defaults (zero values: surge 1, max-unavailable 1, health timeout 20 m, on a token change: cycle).
 func newCycler(cfg *config.Config, c clients, marks cycle.Marks, reg prometheus.Registerer, logger *slog.Logger) (*cycle.Handler, error) {
 	store, err := cyclestate.New(c.table)
 	if err != nil {

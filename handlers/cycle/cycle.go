@@ -24,8 +24,10 @@ const (
 	DefaultMaxUnavailable = 1
 	DefaultSurge          = 1
 	// DefaultHealthTimeout: an instance boots, installs and registers its runner in a few
-	// minutes; ten minutes without a successful job request means it will not.
-	DefaultHealthTimeout = 10 * time.Minute
+	// minutes, but with the fleet stack's launch hook on (900 s) the launch gate may hold it for
+	// 13.5 minutes and a few added looks before deciding: the cycle must not fail a replacement
+	// the gate still waits for (infra/config derives a longer one from a longer gate timeout).
+	DefaultHealthTimeout = 20 * time.Minute
 	// DefaultApplyTimeout bounds the Auto Scaling calls of one claimed step, on a context of its
 	// own so a claimed step is applied even if the message's context ends.
 	DefaultApplyTimeout = 30 * time.Second

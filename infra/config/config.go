@@ -5,7 +5,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -251,7 +250,15 @@ func (q *Queue) setDefaults(name, dlq string) {
 	}
 }
 
+// gateLooksPastTimeout bounds the looks a launch gate may add past its timeout (handlers/launch:
+// a minute of observation of a runner answering late, a few polls for a busy runner's jobs).
+const gateLooksPastTimeout = 5 * time.Minute
+
 func setFleetDefaults(f *fleet.Settings) {
+	if g := f.LaunchGate; f.Cycle.HealthTimeout == 0 && !g.Disabled && g.Timeout > 0 {
+		// A cycle must not fail a replacement its launch gate still waits for.
+		f.Cycle.HealthTimeout = max(cycle.DefaultHealthTimeout, g.Timeout+gateLooksPastTimeout)
+	}
 	if f.MetricsURL == "" {
 		f.MetricsURL = DefaultMetricsURLPattern
 	}
@@ -489,19 +496,13 @@ func (c *Config) Validate() error {
 		}
 		// Cross-field: both bound the time from a launch to a runner whose job requests succeed,
 		// the gate holding the instance in Pending:Wait meanwhile. A cycle's shorter bound would
-		// fail a replacement the gate still waits for, and undo it; a longer one sees the gate
-		// abandon it first, and the instances launched in its place count against the same
-		// deadline. Only a set timeout can be checked here: a zero one is derived at run time from
-		// the launch hook's heartbeat timeout (handlers/launch).
-		if g := f.LaunchGate; !g.Disabled && g.Timeout > 0 {
-			if health := cmp.Or(cy.HealthTimeout, cycle.DefaultHealthTimeout); health < g.Timeout {
-				which := fmt.Sprint(health)
-				if cy.HealthTimeout == 0 {
-					which = fmt.Sprintf("(default %s)", health)
-				}
-				add("%s.cycle.health_timeout %s is shorter than launch_gate.timeout %s: a cycle would fail a replacement the launch gate still waits for (want at least %s)",
-					key, which, g.Timeout, g.Timeout)
-			}
+		// fail a replacement the gate still waits for, and undo it. One left out is derived to
+		// cover a set gate timeout (setFleetDefaults); two set against each other are refused. A
+		// gate timeout left out is derived at run time from the launch hook (handlers/launch),
+		// which the default health timeout covers for the fleet stack's hook.
+		if g := f.LaunchGate; !g.Disabled && g.Timeout > 0 && cy.HealthTimeout > 0 && cy.HealthTimeout < g.Timeout {
+			add("%s.cycle.health_timeout %s is shorter than launch_gate.timeout %s: a cycle would fail a replacement the launch gate still waits for (want at least %s, or leave it out)",
+				key, cy.HealthTimeout, g.Timeout, g.Timeout+gateLooksPastTimeout)
 		}
 		d := f.Drain
 		if d.PollInterval <= 0 || d.PollInterval > MaxFollowUpDelay {

@@ -166,8 +166,8 @@ func TestValidationRules(t *testing.T) {
 		{"launch gate poll", minimal + "    launch_gate:\n      poll: 20m\n", "launch_gate: timeout, poll"},
 		{"cycle health timeout under the launch gate's", minimal + "    launch_gate:\n      timeout: 15m\n    cycle:\n      health_timeout: 12m\n",
 			"fleets[0] (blue).cycle.health_timeout 12m0s is shorter than launch_gate.timeout 15m0s"},
-		{"default cycle health timeout under the launch gate's", minimal + "    launch_gate:\n      timeout: 15m\n",
-			"fleets[0] (blue).cycle.health_timeout (default 10m0s) is shorter than launch_gate.timeout 15m0s"},
+		{"cycle health timeout under the launch gate's", minimal + "    launch_gate:\n      timeout: 15m\n    cycle:\n      health_timeout: 10m\n",
+			"fleets[0] (blue).cycle.health_timeout 10m0s is shorter than launch_gate.timeout 15m0s"},
 		{"command max age", minimal + "command_max_age: 30s\n", "command_max_age 30s"},
 		{"role arn", minimal + "cloudformation_role_arn: runnerfleet-stack-role\n", `cloudformation_role_arn "runnerfleet-stack-role"`},
 		{"negative heartbeat", "fleets: [{name: x, group: g, drain: {heartbeat_interval: -1s}}]\n", "heartbeat_interval -1s"},
@@ -199,6 +199,15 @@ func TestCycleHealthTimeoutFitsTheLaunchGate(t *testing.T) {
 		if _, err := Parse([]byte(minimal+fleetYAML), Source{Getenv: noEnv}); err != nil {
 			t.Errorf("%q: %v", fleetYAML, err)
 		}
+	}
+	// Left out, it covers a set gate timeout and the looks the gate may add past it (a config
+	// that loaded before this check still loads).
+	cfg, err := Parse([]byte(minimal+"    launch_gate:\n      timeout: 25m\n"), Source{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Fleets[0].Cycle.HealthTimeout; got != 30*time.Minute {
+		t.Errorf("health_timeout left out with a 25m gate: %s, want 30m", got)
 	}
 }
 
