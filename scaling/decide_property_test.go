@@ -117,34 +117,19 @@ func TestDecideInvariants(t *testing.T) {
 	}
 }
 
-func members(in Input) int {
+// count counts in's instances for which keep holds.
+func count(in Input, keep func(fleet.Instance) bool) int {
 	n := 0
 	for _, i := range in.Instances {
-		if !i.State.Leaving() {
+		if keep(i) {
 			n++
 		}
 	}
 	return n
 }
 
-// live counts in's members that are not leaving.
-func live(in Input) int {
-	n := 0
-	for _, i := range in.Instances {
-		if !i.State.Leaving() {
-			n++
-		}
-	}
-	return n
-}
-
-// inService counts in's members in service.
+// live counts in's members that are not leaving; inService, those in service.
+func live(in Input) int { return count(in, func(i fleet.Instance) bool { return !i.State.Leaving() }) }
 func inService(in Input) int {
-	n := 0
-	for _, i := range in.Instances {
-		if i.State.InService() {
-			n++
-		}
-	}
-	return n
+	return count(in, func(i fleet.Instance) bool { return i.State.InService() })
 }
