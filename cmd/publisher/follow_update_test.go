@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/smithy-go"
+
 	"github.com/runnerfleet/runnerfleet/handlers/update"
+	"github.com/runnerfleet/runnerfleet/infra/aws/stacks"
 )
 
 // update --wait does not know the outcome when it cannot read the record or when another update
@@ -79,5 +83,44 @@ func TestUpdateRefusesWhatWouldMislead(t *testing.T) {
 	// --dry-run asks nothing of AWS, even with a config that names the stack.
 	if _, err := execute(t, "update", "--config", cfg, "--properties", props, "--fleet", "blue", "--dry-run"); err != nil {
 		t.Errorf("dry run: %v", err)
+	}
+}
+
+// deniedEvents is a CloudFormation client whose DescribeStackEvents is refused (the operator's
+// credentials lack cloudformation:DescribeStackEvents); update --wait reads nothing else of it.
+type deniedEvents struct{ stacks.API }
+
+func (deniedEvents) DescribeStackEvents(context.Context, *cloudformation.DescribeStackEventsInput, ...func(*cloudformation.Options)) (*cloudformation.DescribeStackEventsOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized to perform: cloudformation:DescribeStackEvents"}
+}
+
+// Unreadable stack events are said once, not dropped: a missing permission would otherwise look
+// like a stack with no events while the update is followed to its end.
+func TestFollowUpdateSaysWhenEventsAreUnreadable(t *testing.T) {
+	cf, err := stacks.New(deniedEvents{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(phase, outcome string) []byte {
+		b, err := json.Marshal(update.Record{CommandID: "u1", Fleet: "blue", Phase: phase, Outcome: outcome})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	seq := [][]byte{body(update.PhaseExecuting, ""), body(update.PhaseExecuting, ""), body(update.PhaseDone, update.OutcomeSucceeded)}
+	n := 0
+	load := func(context.Context, string, string) ([]byte, bool, error) {
+		b := seq[min(n, len(seq)-1)]
+		n++
+		return b, true, nil
+	}
+	var out bytes.Buffer
+	if err := follow(context.Background(), &out, followOptions{load: load, cf: cf, events: true, fleet: "blue", stack: "runner-blue",
+		commandID: "u1", interval: time.Millisecond}); err != nil {
+		t.Fatalf("follow: %v", err)
+	}
+	if got := strings.Count(out.String(), "stack events of runner-blue unreadable"); got != 1 || !strings.Contains(out.String(), "DescribeStackEvents") {
+		t.Errorf("output %q: want the unreadable events said once, with AWS's reason", out.String())
 	}
 }

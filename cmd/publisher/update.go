@@ -293,6 +293,7 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 	}
 	phase := ""
 	printed, busyNoted, seenMine := false, false, false
+	eventsErr := "" // the failure of the last events read, said once per run of failures
 	var reads readErrors
 	for {
 		body, found, err := o.load(ctx, pk, sk)
@@ -328,7 +329,17 @@ func follow(ctx context.Context, w io.Writer, o followOptions) error {
 			}
 		}
 		if o.events && o.cf != nil && (!mine || rec.Phase != update.PhaseChangeSet) {
-			if evs, err := o.cf.Events(ctx, o.stack, o.since); err == nil {
+			evs, err := o.cf.Events(ctx, o.stack, o.since)
+			switch {
+			case err != nil && eventsErr == "":
+				// Said once per run of failures: a missing permission would otherwise look
+				// like a stack with no events.
+				eventsErr = err.Error()
+				fmt.Fprintf(w, "stack events of %s unreadable (the update is still followed): %v\n", o.stack, err)
+			case err == nil:
+				eventsErr = ""
+			}
+			if err == nil {
 				for _, e := range evs {
 					if seen[e.ID] {
 						continue
