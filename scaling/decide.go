@@ -385,6 +385,7 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 	limit := min(p.MaxScaleInStep, in.Desired-lo)
 	candidates := removable(now, p.MinUptime, members, d.State.IdleSince)
 	free := serving - obs.RunningJobs // free slots of scraped, serving instances
+	skipped := ""                     // why the last candidate skipped was kept
 	for _, c := range candidates {
 		if len(d.Remove) >= limit {
 			break
@@ -395,11 +396,13 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 		}
 		if len(d.Remove) >= over {
 			if surplus-slots < 0 {
+				skipped = fmt.Sprintf("removing %s would leave fewer free slots than wanted", c.ID)
 				continue
 			}
 			// Without a fresh queue signal, never leave the fleet saturated: that would only
 			// make it grow again next tick (long jobs would churn an instance every few minutes).
 			if obs.Queued < 0 && slots > 0 && free-slots <= 0 {
+				skipped = fmt.Sprintf("removing %s would leave no free slot, and no queue signal says none is needed", c.ID)
 				continue
 			}
 		}
@@ -408,7 +411,14 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 		d.Remove = append(d.Remove, c.ID)
 	}
 	if len(d.Remove) == 0 {
-		d.Reason = fmt.Sprintf("no scale-in: spare capacity but no idle instance older than %s; %s", p.MinUptime, summary)
+		why := fmt.Sprintf("no idle instance older than %s", p.MinUptime)
+		switch {
+		case limit <= 0:
+			why = fmt.Sprintf("the desired capacity %d is at the floor %d", in.Desired, lo)
+		case skipped != "":
+			why = skipped
+		}
+		d.Reason = fmt.Sprintf("no scale-in: spare capacity but %s; %s", why, summary)
 		return d
 	}
 	d.Unprotect = slices.DeleteFunc(d.Unprotect, func(id string) bool { return slices.Contains(d.Remove, id) })

@@ -84,6 +84,11 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name:    "no scale-in: the reason names the guard that kept the idle instance (saturation without a queue signal)",
+			in:      Input{Desired: 2, Instances: []fleet.Instance{inst("a", 4), inst("b", 0)}, State: spareFor(time.Hour)},
+			desired: 2, protect: []string{"a"}, reasonHas: "no scale-in: spare capacity but removing b would leave no free slot, and no queue signal says none is needed",
+		},
+		{
 			name:    "repair: within the group's maximum",
 			in:      Input{Desired: 1, GroupMax: 2, Instances: []fleet.Instance{inst("a", 1), inst("b", 1), inst("c", 1)}},
 			desired: 2, protect: []string{"a", "b", "c"}, reasonHas: "repair 1 → 2",
