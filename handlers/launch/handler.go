@@ -660,7 +660,7 @@ func minTime(a, b time.Time) time.Time {
 
 // resolve fills a gate's zero fields from the launch hook's heartbeat timeout (see Gate).
 func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate, error) {
-	hb, _, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
+	hb, global, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
 	if err != nil {
 		return g, fmt.Errorf("reading launch hook %s of %s: %w", hook, group, err)
 	}
@@ -681,6 +681,15 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 	}
 	if g.Poll == 0 {
 		g.Poll = min(DefaultPoll, max(g.Timeout/3, time.Second))
+	}
+	// The hook's global timeout (100 × its heartbeat timeout, at most 48 h) ends the action with
+	// its default result, ABANDON, however often it is heartbeated: a configured timeout that,
+	// with the looks added past it and a minute to spare, outlasts it would have AWS decide
+	// instead of the gate, busy runner or not. It is held inside it.
+	if limit := global - addedWait(g.Poll) - time.Minute; global > 0 && limit > 0 && g.Timeout > limit {
+		h.log.WarnContext(ctx, "launch gate: timeout beyond the launch hook's global timeout; holding it inside",
+			"group", group, "hook", hook, "timeout", g.Timeout, "hook_global_timeout", global, "using", limit)
+		g.Timeout = limit
 	}
 	// Heartbeats whenever the gate may wait longer than a third of the hook's timeout, the derived
 	// timeout too: its decision can come later than its deadline (the looks added past it, a lost

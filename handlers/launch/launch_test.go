@@ -538,6 +538,22 @@ func TestGateDerivedFromTheHook(t *testing.T) {
 	}
 }
 
+// A configured timeout the hook's global timeout (100 × its heartbeat timeout) would cut short is
+// held inside it, with the looks the gate may add past it: otherwise AWS's ABANDON would decide,
+// running jobs or not.
+func TestTimeoutIsHeldInsideTheHooksGlobalTimeout(t *testing.T) {
+	f := newFakes()
+	f.hookHB = 30 * time.Second // global: 50 minutes
+	f.health = []*[2]float64{nil}
+	if err := newHandler(t, f, map[string]Gate{"blue": {Timeout: time.Hour, Poll: 15 * time.Second}}).Handle(context.Background(), launchMsg("blue-asg")); err != nil {
+		t.Fatal(err)
+	}
+	r := f.record(t)
+	if got, limit := r.Deadline.Sub(r.StartedAt), 50*time.Minute-addedWait(15*time.Second)-time.Minute; got != limit {
+		t.Errorf("a 1h gate on a hook whose global timeout is 50m: deadline %s after the start, want %s", got, limit)
+	}
+}
+
 // A heartbeat that fails is tried again a little later, not at once: a gate whose heartbeats
 // keep failing (a missing permission, throttling) must not loop as fast as its follow-ups go.
 func TestFailingHeartbeatIsRetriedAfterAPause(t *testing.T) {
