@@ -29,6 +29,10 @@ const (
 	ReasonNoJobRequest = "no-successful-job-request"
 	// ReasonNoGate: the fleet's gate is disabled; completed at once.
 	ReasonNoGate = "no-gate"
+	// ReasonWarmPool: the instance launches into the group's warm pool, to be stopped there, not
+	// to take jobs; completed at once. It is gated when it leaves the pool for the group (a
+	// launch action of its own, Origin WarmPool, Destination AutoScalingGroup).
+	ReasonWarmPool = "warm-pool"
 	// ReasonActionGone: the action ended without us (the hook's own timeout, someone else).
 	ReasonActionGone = "action-gone"
 	// ReasonRunningJobs: at the timeout the runner was not seen healthy, but it was running jobs
@@ -168,16 +172,16 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.StepTimeout)
 	defer cancel()
 	gate := h.cfg.Gates[f.Name]
-	if gate.Disabled {
+	if reason := ungated(gate, la); reason != "" {
 		active, err := h.d.Lifecycle.Complete(ctx, la.AutoScalingGroupName, la.LifecycleHookName, la.LifecycleActionToken, la.EC2InstanceId, ResultContinue)
 		if err != nil {
-			return fmt.Errorf("launch: completing %s (fleet %s's gate is disabled): %w", la.EC2InstanceId, f.Name, err)
+			return fmt.Errorf("launch: completing %s (fleet %s, %s): %w", la.EC2InstanceId, f.Name, reason, err)
 		}
 		if active {
-			h.m.Finished.WithLabelValues(f.Name, ResultContinue, ReasonNoGate).Inc()
+			h.m.Finished.WithLabelValues(f.Name, ResultContinue, reason).Inc()
 		}
 		h.log.InfoContext(ctx, "launch decision", "fleet", f.Name, "instance_id", la.EC2InstanceId, "token_hash", tokenHash(la.LifecycleActionToken),
-			"result", ResultContinue, "reason", ReasonNoGate, "was_pending", active)
+			"result", ResultContinue, "reason", reason, "was_pending", active)
 		return nil
 	}
 	return h.advance(ctx, f, gate, la, *msg.Event, false)
@@ -256,6 +260,18 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		return fmt.Errorf("launch: scheduling the next look at %s: %w", rec.InstanceID, err)
 	}
 	return nil
+}
+
+// ungated says why a launch action is completed at once, without looking at its runner ("": it
+// is gated): the fleet's gate is disabled, or the instance goes into the warm pool.
+func ungated(g Gate, la *messages.LifecycleAction) string {
+	switch {
+	case g.Disabled:
+		return ReasonNoGate
+	case la.Destination == "WarmPool":
+		return ReasonWarmPool
+	}
+	return ""
 }
 
 // passOn leaves a gate whose record a newer worker wrote (a rolling deploy runs old and new

@@ -223,6 +223,21 @@ func launchMsg(group string) *messages.Message {
 
 var gate = map[string]Gate{"blue": {Timeout: time.Minute, Poll: 10 * time.Second}}
 
+// An instance launching into the warm pool is stopped there, not put to work: its action is
+// completed at once, and it is gated when it leaves the pool for the group.
+func TestWarmPoolLaunchIsNotGated(t *testing.T) {
+	f := newFakes()
+	h := newHandler(t, f, gate)
+	msg := launchMsg("blue-asg")
+	msg.Payload.(*messages.LifecycleAction).Destination = "WarmPool"
+	if err := h.Handle(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if f.looks != 0 || len(f.followUps) != 0 || len(f.completes) != 1 || f.completes[0] != ResultContinue {
+		t.Errorf("warm-pool launch: %d looks, %d follow-ups, completed %v; want CONTINUE at once, no look", f.looks, len(f.followUps), f.completes)
+	}
+}
+
 func TestHealthyRunnerContinues(t *testing.T) {
 	f := newFakes()
 	f.health = []*[2]float64{{1, 0}, {4, 0}}
