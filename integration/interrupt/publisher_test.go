@@ -90,9 +90,11 @@ fleets:
 		t.Errorf("desired %d after drain, want 2", d)
 	}
 
-	out, err = runPublisher(t, "drain", "--fleet", "pub", "--instance", busy[1], "--replace", "--config", cfg)
-	if err != nil {
-		t.Fatalf("publisher drain --replace: %v\n%s", err, out)
+	// --wait follows it through its drain until it has left the group.
+	out, err = runPublisher(t, "drain", "--fleet", "pub", "--instance", busy[1], "--replace", "--config", cfg,
+		"--wait", "--table", e.tname, "--follow-interval", "100ms", "--timeout", "2m")
+	if err != nil || !strings.Contains(out, busy[1]+": Terminating:Wait") || !strings.Contains(out, busy[1]+" has left its group") {
+		t.Fatalf("publisher drain --replace --wait: %v\n%s", err, out)
 	}
 	e.eventually("the second instance drained and gone", func() bool { return killed(e.log(), busy[1]) >= 0 })
 	if d := e.desired(f.GroupName); d != 2 {
