@@ -95,6 +95,15 @@ func TestDecideInvariants(t *testing.T) {
 			t.Fatalf("case %d: desired %d below %d in service: decided %d, unprotect %v, remove %v\n%s",
 				n, in.Desired, serving, d.Desired, d.Unprotect, d.Remove, d.Reason)
 		}
+		if len(d.Remove) > 0 && in.Pinned == nil && !strings.Contains(d.Reason, "removing idle rejected") {
+			// The usual scale-in never removes while too many in-service instances are unknown.
+			unknown := count(in, func(i fleet.Instance) bool {
+				return i.State.InService() && i.Unknown && !i.IntakeStopped && !i.SpotInterrupted
+			})
+			if blocked := unknownGuard(p.WithDefaults(), unknown, inService(in)); blocked != "" {
+				t.Fatalf("case %d: removed %v while %s\n%s", n, d.Remove, blocked, d.Reason)
+			}
+		}
 		if len(d.Replace) > 1 {
 			t.Fatalf("case %d: %d replacements in one decision: %v", n, len(d.Replace), d.Replace)
 		}

@@ -491,7 +491,9 @@ func TestAbortStopsAfterTheStepInFlight(t *testing.T) {
 	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
 		t.Fatal(err)
 	}
-	r.tickUntilDone(t, 2) // a replacement healthy, one retired
+	if mid := r.tickUntilDone(t, 2); len(mid.Healthy) != 1 || len(mid.Retired) != 1 {
+		t.Fatalf("setup: healthy %v, retired %v after two steps; want one replacement healthy and one old instance retired", mid.Healthy, mid.Retired)
+	}
 	_, before := g.snapshot()
 	if err := r.command(t, messages.CycleArgs{Abort: true}); err != nil {
 		t.Fatal(err)
