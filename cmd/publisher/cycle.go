@@ -30,6 +30,7 @@ type cycleOptions struct {
 	pairSet  bool
 	all      bool
 	abort    bool
+	follow   bool
 	wait     bool
 	table    string
 	timeout  time.Duration
@@ -39,7 +40,7 @@ type cycleOptions struct {
 func newCycleCmd() *cobra.Command {
 	o := &cycleOptions{}
 	cmd := &cobra.Command{
-		Use:   "cycle --fleet NAME [--max-unavailable N] [--surge N] [--all] [--wait] | cycle --fleet NAME --abort",
+		Use:   "cycle --fleet NAME [--max-unavailable N] [--surge N] [--all] [--wait] | cycle --fleet NAME --abort | cycle --fleet NAME --follow",
 		Short: "Start or abort a drain-aware rolling replacement of a fleet's instances",
 		Long: `cycle replaces every instance of the fleet that is not on its group's current launch template
 version (every instance with --all). The worker launches replacements first (--surge above the
@@ -55,7 +56,9 @@ fleet's defaults.
 
 --abort stops the cycle in progress after its step in flight (retired instances still drain).
 --wait follows the cycle: counting lines (replaced k of n, draining, waiting for health) and a
-one-line outcome; it exits non-zero when the cycle fails or is aborted.`,
+one-line outcome; it exits non-zero when the cycle fails or is aborted (3: the outcome is unknown,
+--timeout passed first). --follow follows the cycle already in progress the same way, sending
+nothing (after a --wait that gave up, or one someone else started).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pairSet = cmd.Flags().Changed("surge") != cmd.Flags().Changed("max-unavailable")
@@ -68,6 +71,7 @@ one-line outcome; it exits non-zero when the cycle fails or is aborted.`,
 	f.IntVar(&o.surge, "surge", 0, "replacements launched above the desired capacity (with --max-unavailable; neither: the fleet's defaults)")
 	f.BoolVar(&o.all, "all", false, "replace every instance, not only those off the current launch template version")
 	f.BoolVar(&o.abort, "abort", false, "stop the cycle in progress after its step in flight")
+	f.BoolVar(&o.follow, "follow", false, "follow the cycle in progress until it ends, sending nothing")
 	f.BoolVar(&o.wait, "wait", false, "follow the cycle until it ends (non-zero exit on failure or abort)")
 	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table, read by --wait (default $"+envStateTable+", else state_table of the config)")
 	f.DurationVar(&o.timeout, "timeout", defaultCycleTimeout, "how long --wait follows the cycle")
@@ -82,6 +86,12 @@ func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
 	}
 	if o.abort && (o.all || o.maxUnavailable != 0 || o.surge != 0) {
 		return errors.New("--abort takes no --all, --surge or --max-unavailable")
+	}
+	if o.follow && (o.abort || o.all || o.maxUnavailable != 0 || o.surge != 0 || o.send.dryRun) {
+		return errors.New("--follow sends nothing: it takes no --abort, --all, --surge, --max-unavailable or --dry-run")
+	}
+	if o.follow {
+		o.wait = true
 	}
 	if o.maxUnavailable < 0 || o.surge < 0 {
 		return errors.New("--surge and --max-unavailable must not be negative")
@@ -133,12 +143,19 @@ func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
 	}
 	want := c.ID
 	switch {
+	case o.follow && !before.Active():
+		return fmt.Errorf("fleet %s has no cycle in progress (last: %s)", o.send.fleet, describeLast(before))
+	case o.follow:
+		fmt.Fprintf(stdout, "following cycle %s of fleet %s, started %s\n", before.ID, o.send.fleet, before.StartedAt.Format(time.RFC3339))
+		fctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		return followCycle(fctx, stdout, load, takeCheck{}, o.send.fleet, before.ID, false, o.interval)
 	case o.abort && !before.Active():
 		return fmt.Errorf("fleet %s has no cycle in progress (last: %s)", o.send.fleet, describeLast(before))
 	case o.abort:
 		want = before.ID
 	case before.Active():
-		return fmt.Errorf("cycle %s of fleet %s is in progress since %s; abort it first (--abort) or follow it", before.ID, o.send.fleet, before.StartedAt.Format(time.RFC3339))
+		return fmt.Errorf("cycle %s of fleet %s is in progress since %s; abort it first (--abort) or follow it (--follow)", before.ID, o.send.fleet, before.StartedAt.Format(time.RFC3339))
 	}
 	if err := send(ctx, stdout, &o.send, c); err != nil {
 		return err

@@ -217,3 +217,13 @@ func TestCycleFlagsThatWouldSurprise(t *testing.T) {
 		}
 	}
 }
+
+// --follow sends nothing, so it takes none of the flags that shape a command.
+func TestCycleFollowRefusesCommandFlags(t *testing.T) {
+	for _, extra := range [][]string{{"--abort"}, {"--all"}, {"--surge", "1", "--max-unavailable", "1"}, {"--dry-run"}} {
+		args := append([]string{"cycle", "--fleet", "blue", "--follow", "--config", writeConfig(t)}, extra...)
+		if _, err := execute(t, args...); err == nil || !strings.Contains(err.Error(), "--follow sends nothing") {
+			t.Errorf("cycle --follow %v: err %v, want it refused", extra, err)
+		}
+	}
+}

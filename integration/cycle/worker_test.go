@@ -193,6 +193,21 @@ fleets:
 	})
 
 	e.eventually("a first old instance retired", func() bool { return len(e.record().Retired) > 0 })
+	// A second operator follows the cycle in progress (--follow sends nothing).
+	follower := exec.Command(publisher(t), "cycle", "--fleet", "blue", "--config", cfgPath, "--follow", "--timeout", "3m", "--follow-interval", "200ms")
+	follower.Env = pub.Env
+	followOut := &lockedBuf{}
+	follower.Stdout, follower.Stderr = followOut, followOut
+	if err := follower.Start(); err != nil {
+		t.Fatal(err)
+	}
+	followDone := make(chan error, 1)
+	go func() { followDone <- follower.Wait() }()
+	t.Cleanup(func() {
+		if follower.ProcessState == nil {
+			_ = follower.Process.Kill()
+		}
+	})
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +232,14 @@ fleets:
 	rec := e.record()
 	if rec.Status != cycle.StatusSucceeded || !strings.Contains(out, "succeeded") {
 		t.Fatalf("cycle %s: %s", rec.Status, rec.Reason)
+	}
+	select {
+	case err := <-followDone:
+		if fo := followOut.String(); err != nil || !strings.Contains(fo, "following cycle "+rec.ID) || !strings.Contains(fo, "succeeded") {
+			t.Errorf("publisher cycle --follow: %v\n%s", err, fo)
+		}
+	case <-time.After(waitLimit):
+		t.Errorf("publisher cycle --follow did not end:\n%s", followOut.String())
 	}
 	m := e.members()
 	for _, id := range old {
