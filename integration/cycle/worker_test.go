@@ -176,38 +176,12 @@ fleets:
 	}()
 	t.Cleanup(func() { close(stopTicks); <-ticksDone })
 
-	pub := exec.Command(publisher(t), "cycle", "--fleet", "blue", "--config", cfgPath, "--surge", "1", "--max-unavailable", "1",
+	pubOut, pubDone := startPublisher(t, "cycle", "--fleet", "blue", "--config", cfgPath, "--surge", "1", "--max-unavailable", "1",
 		"--wait", "--timeout", "3m", "--follow-interval", "200ms")
-	pub.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true", "RUNNERFLEET_CONFIG=", "RUNNERFLEET_CONFIG_PARAMETER=")
-	pubOut := &lockedBuf{}
-	pub.Stdout, pub.Stderr = pubOut, pubOut
-	if err := pub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.Wait() }()
-	t.Cleanup(func() {
-		if pub.ProcessState == nil {
-			_ = pub.Process.Kill()
-		}
-	})
 
 	e.eventually("a first old instance retired", func() bool { return len(e.record().Retired) > 0 })
 	// A second operator follows the cycle in progress (--follow sends nothing).
-	follower := exec.Command(publisher(t), "cycle", "--fleet", "blue", "--config", cfgPath, "--follow", "--timeout", "3m", "--follow-interval", "200ms")
-	follower.Env = pub.Env
-	followOut := &lockedBuf{}
-	follower.Stdout, follower.Stderr = followOut, followOut
-	if err := follower.Start(); err != nil {
-		t.Fatal(err)
-	}
-	followDone := make(chan error, 1)
-	go func() { followDone <- follower.Wait() }()
-	t.Cleanup(func() {
-		if follower.ProcessState == nil {
-			_ = follower.Process.Kill()
-		}
-	})
+	followOut, followDone := startPublisher(t, "cycle", "--fleet", "blue", "--config", cfgPath, "--follow", "--timeout", "3m", "--follow-interval", "200ms")
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -266,4 +240,28 @@ func (e *env) fifo(name string) string {
 		e.t.Fatalf("CreateQueue %s: %v", name, err)
 	}
 	return aws.ToString(q.QueueUrl)
+}
+
+// startPublisher starts the publisher with args (and no config from the environment) and returns
+// its combined output and a channel that receives its exit; it is killed, by its PID, at cleanup
+// if it is still running.
+func startPublisher(t *testing.T, args ...string) (*lockedBuf, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(publisher(t), args...)
+	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true", "RUNNERFLEET_CONFIG=", "RUNNERFLEET_CONFIG_PARAMETER=")
+	out := &lockedBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+		}
+	})
+	return out, done
 }
