@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +49,7 @@ type updateOptions struct {
 	table      string
 	plan       bool
 	wait       bool
+	follow     bool
 	timeout    time.Duration
 	interval   time.Duration
 }
@@ -54,7 +57,7 @@ type updateOptions struct {
 func newUpdateCmd() *cobra.Command {
 	o := &updateOptions{}
 	cmd := &cobra.Command{
-		Use:   "update --fleet NAME --properties FILE [--template FILE] [--plan] [--wait]",
+		Use:   "update --fleet NAME --properties FILE [--template FILE] [--plan] [--wait] | update --fleet NAME --follow",
 		Short: "Apply a CloudFormation change set to a fleet's stack from a properties file",
 		Long: `update reads a properties file (Key=Value lines, # comments, blank lines; read as data, never
 executed) and checks it against the runner template's parameters (or --template's): unknown keys,
@@ -68,7 +71,9 @@ TokenParameterName.
 The worker then creates a change set (parameters absent from the file keep their previous values),
 executes it, and follows the stack to a final status. --plan prints the change set and changes
 nothing. --wait shows the stack's events as they happen and ends with a one-line outcome; it exits
-non-zero when the update fails. --dry-run checks the file and prints the command without asking
+non-zero when the update fails (3: the outcome is unknown, --timeout passed first). --follow
+follows the fleet's update in progress the same way, sending nothing (after a --wait that gave
+up, or one someone else started). --dry-run checks the file and prints the command without asking
 AWS anything (so it cannot tell a new stack's missing required parameters).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -83,10 +88,10 @@ AWS anything (so it cannot tell a new stack's missing required parameters).`,
 	f.StringVar(&o.table, "table", os.Getenv(envStateTable), "the worker's DynamoDB state table, read by --plan and --wait (default $"+envStateTable+", else state_table of the config)")
 	f.BoolVar(&o.plan, "plan", false, "create the change set, print it, and change nothing")
 	f.BoolVar(&o.wait, "wait", false, "follow the update: stack events as they happen, then the outcome (non-zero exit on failure)")
+	f.BoolVar(&o.follow, "follow", false, "follow the fleet's update in progress until it ends, sending nothing")
 	f.DurationVar(&o.timeout, "timeout", 0, "how long --plan or --wait follow the update (default 5m for --plan, 1h for --wait)")
 	f.DurationVar(&o.interval, "follow-interval", defaultFollowInterval, "how often --plan and --wait look")
 	_ = f.MarkHidden("follow-interval")
-	_ = cmd.MarkFlagRequired("properties")
 	return cmd
 }
 
@@ -94,6 +99,15 @@ AWS anything (so it cannot tell a new stack's missing required parameters).`,
 func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if o.follow {
+		if o.properties != "" || o.template != "" || o.plan || o.wait || o.send.dryRun {
+			return errors.New("--follow sends nothing: it takes no --properties, --template, --plan, --wait or --dry-run")
+		}
+		return followInProgress(ctx, stdout, o)
+	}
+	if o.properties == "" {
+		return errors.New(`required flag(s) "properties" not set (or --follow to follow the update in progress)`)
 	}
 	template := runner.Template
 	if o.template != "" {
@@ -265,6 +279,69 @@ func awsOptions(o *sendOptions, cfg *config.Config) rfaws.ConfigOptions {
 		opts.BaseEndpoint = firstOf(opts.BaseEndpoint, cfg.Endpoint)
 	}
 	return opts
+}
+
+// followInProgress follows the fleet's update in progress (update --follow), sending nothing.
+func followInProgress(ctx context.Context, w io.Writer, o *updateOptions) error {
+	if o.timeout < 0 {
+		return fmt.Errorf("--timeout %s: want a positive duration (0: the default)", o.timeout)
+	}
+	cfg, err := loadConfig(ctx, &o.send)
+	if err != nil {
+		return err
+	}
+	stack, tableName := o.stack, o.table
+	if cfg != nil {
+		f, ok := cfg.Fleet(o.send.fleet)
+		if !ok {
+			return fmt.Errorf("fleet %q is not in the worker's configuration", o.send.fleet)
+		}
+		stack = cmp.Or(stack, f.StackName)
+		tableName = cmp.Or(tableName, cfg.StateTable)
+	}
+	if tableName == "" {
+		return fmt.Errorf("--follow reads the worker's state table: pass --table or --config, or set %s", envStateTable)
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
+	if err != nil {
+		return err
+	}
+	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	if err != nil {
+		return err
+	}
+	var cf *stacks.Stacks
+	if stack != "" {
+		cf, _ = stacks.New(cloudformation.NewFromConfig(awsCfg))
+	}
+	load := func(ctx context.Context, pk, sk string) ([]byte, bool, error) {
+		body, _, found, err := table.Load(ctx, pk, sk)
+		return body, found, err
+	}
+	pk, sk := update.Key(o.send.fleet)
+	body, found, err := load(ctx, pk, sk)
+	if err != nil {
+		return fmt.Errorf("reading the update record of fleet %s: %w", o.send.fleet, err)
+	}
+	var rec update.Record
+	if found {
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return fmt.Errorf("reading the update record of fleet %s: %w", o.send.fleet, err)
+		}
+	}
+	if !found || rec.Finished() {
+		last := "none"
+		if found {
+			last = fmt.Sprintf("%s %s", rec.CommandID, rec.Outcome)
+		}
+		return fmt.Errorf("fleet %s has no update in progress (last: %s)", o.send.fleet, last)
+	}
+	fmt.Fprintf(w, "following update %s of fleet %s (stack %s), started %s\n", rec.CommandID, o.send.fleet, rec.Stack, rec.StartedAt.Format(time.RFC3339))
+	timeout := cmp.Or(o.timeout, defaultWaitTimeout)
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return follow(fctx, w, followOptions{load: load, cf: cf, fleet: o.send.fleet, stack: cmp.Or(rec.Stack, stack), commandID: rec.CommandID,
+		since: rec.StartedAt.Add(-time.Minute), events: cf != nil, interval: o.interval})
 }
 
 type followOptions struct {

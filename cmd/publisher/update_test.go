@@ -156,3 +156,13 @@ func TestUpdateTemplateOnlyWhereTheFleetAcceptsOne(t *testing.T) {
 		t.Fatalf("allowed: %v\n%s", err, out)
 	}
 }
+
+// --follow sends nothing, so it takes none of the flags that make an update.
+func TestUpdateFollowRefusesCommandFlags(t *testing.T) {
+	for _, extra := range [][]string{{"--properties", "x.properties"}, {"--plan"}, {"--wait"}, {"--dry-run"}, {"--template", "t.yaml"}} {
+		args := append([]string{"update", "--fleet", "blue", "--follow", "--config", writeConfig(t)}, extra...)
+		if _, err := execute(t, args...); err == nil || !strings.Contains(err.Error(), "--follow sends nothing") {
+			t.Errorf("update --follow %v: err %v, want it refused", extra, err)
+		}
+	}
+}

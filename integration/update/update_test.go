@@ -24,6 +24,11 @@ func TestUpdatePlanAndNoChanges(t *testing.T) {
 	if status, ps := e.stackParameters(); status != "CREATE_COMPLETE" || ps["Visibility"] != "30" || ps["TokenParameterName"] != e.tokenPar {
 		t.Fatalf("after create: %s %v", status, ps)
 	}
+	// --follow reads the fleet's record: nothing in progress, it says what ended last.
+	out, code = e.publisher("update", "--fleet", e.fleet, "--config", e.config, "--follow")
+	if code == 0 || !strings.Contains(out, "has no update in progress (last: ") || !strings.Contains(out, "succeeded)") {
+		t.Errorf("update --follow with none in progress: exit %d\n%s", code, out)
+	}
 
 	// An update changes the stack's parameters; absent ones keep their values.
 	change := []string{"Visibility=60", "InstanceType=t3.large"}
