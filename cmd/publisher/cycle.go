@@ -8,13 +8,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
-	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
-	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -114,18 +111,7 @@ func runCycle(ctx context.Context, stdout io.Writer, o *cycleOptions) error {
 	if err != nil {
 		return err
 	}
-	tableName := o.table
-	if tableName == "" && cfg != nil {
-		tableName = cfg.StateTable
-	}
-	if tableName == "" {
-		return fmt.Errorf("--wait reads the worker's state table: pass --table or --config, or set %s", envStateTable)
-	}
-	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
-	if err != nil {
-		return err
-	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	table, _, err := openTable(ctx, &o.send, cfg, o.table, "--wait reads")
 	if err != nil {
 		return err
 	}

@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
 
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
 	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/marks"
-	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/config"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
@@ -133,18 +131,7 @@ func drainWatch(ctx context.Context, o *drainOptions, c messages.Command) (func(
 	if err != nil {
 		return nil, takeCheck{}, err
 	}
-	tableName := o.table
-	if tableName == "" && cfg != nil {
-		tableName = cfg.StateTable
-	}
-	if tableName == "" {
-		return nil, takeCheck{}, fmt.Errorf("--wait reads the worker's state table: pass --table or --config, or set %s", envStateTable)
-	}
-	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
-	if err != nil {
-		return nil, takeCheck{}, err
-	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	table, _, err := openTable(ctx, &o.send, cfg, o.table, "--wait reads")
 	if err != nil {
 		return nil, takeCheck{}, err
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/spf13/cobra"
@@ -21,11 +20,9 @@ import (
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/handlers/interrupt"
 	"github.com/runnerfleet/runnerfleet/handlers/update"
-	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/cyclestate"
 	"github.com/runnerfleet/runnerfleet/infra/aws/marks"
 	"github.com/runnerfleet/runnerfleet/infra/aws/scalestate"
-	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 )
@@ -147,11 +144,7 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 	if !ok {
 		return fmt.Errorf("fleet %q is not in the worker's configuration", o.send.fleet)
 	}
-	tableName := o.table
-	if tableName == "" {
-		tableName = cfg.StateTable
-	}
-	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
+	tbl, awsCfg, err := openTable(ctx, &o.send, cfg, o.table, "status reads")
 	if err != nil {
 		return err
 	}
@@ -160,10 +153,6 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 		return err
 	}
 	g, err := group.Describe(ctx, f.GroupName)
-	if err != nil {
-		return err
-	}
-	tbl, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
 	if err != nil {
 		return err
 	}

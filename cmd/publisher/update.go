@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/spf13/cobra"
@@ -214,23 +215,12 @@ func runUpdate(ctx context.Context, stdout, stderr io.Writer, o *updateOptions) 
 		return send(ctx, stdout, &o.send, c)
 	}
 
-	tableName := o.table
-	if tableName == "" && cfg != nil {
-		tableName = cfg.StateTable
-	}
-	if tableName == "" {
-		return fmt.Errorf("--plan and --wait read the worker's state table: pass --table or --config, or set %s", envStateTable)
+	table, _, err := openTable(ctx, &o.send, cfg, o.table, "--plan and --wait read")
+	if err != nil {
+		return err
 	}
 	if stack == "" {
 		return errors.New("--plan and --wait need the fleet's stack: pass --stack or a config that names it")
-	}
-	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
-	if err != nil {
-		return err
-	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
-	if err != nil {
-		return err
 	}
 	started := time.Now()
 	// Events from before this update are history: only new ones are shown.
@@ -271,6 +261,27 @@ func lineOrder(l int) int {
 }
 
 // awsOptions are the AWS settings of the flags, then of the worker's config.
+// openTable opens the worker's state table that a following command reads: flag (--table), else
+// the config's state_table. needs says which options read it, for the error when neither names it.
+func openTable(ctx context.Context, o *sendOptions, cfg *config.Config, flag, needs string) (*state.Table, aws.Config, error) {
+	name := flag
+	if name == "" && cfg != nil {
+		name = cfg.StateTable
+	}
+	if name == "" {
+		return nil, aws.Config{}, fmt.Errorf("%s the worker's state table: pass --table or --config, or set %s", needs, envStateTable)
+	}
+	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(o, cfg))
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	table, err := state.New(dynamodb.NewFromConfig(awsCfg), name)
+	if err != nil {
+		return nil, aws.Config{}, err
+	}
+	return table, awsCfg, nil
+}
+
 func awsOptions(o *sendOptions, cfg *config.Config) rfaws.ConfigOptions {
 	opts := rfaws.ConfigOptions{Region: o.region, BaseEndpoint: o.endpoint}
 	if cfg != nil {
@@ -290,23 +301,15 @@ func followInProgress(ctx context.Context, w io.Writer, o *updateOptions) error 
 	if err != nil {
 		return err
 	}
-	stack, tableName := o.stack, o.table
+	stack := o.stack
 	if cfg != nil {
 		f, ok := cfg.Fleet(o.send.fleet)
 		if !ok {
 			return fmt.Errorf("fleet %q is not in the worker's configuration", o.send.fleet)
 		}
 		stack = cmp.Or(stack, f.StackName)
-		tableName = cmp.Or(tableName, cfg.StateTable)
 	}
-	if tableName == "" {
-		return fmt.Errorf("--follow reads the worker's state table: pass --table or --config, or set %s", envStateTable)
-	}
-	awsCfg, err := rfaws.LoadConfig(ctx, awsOptions(&o.send, cfg))
-	if err != nil {
-		return err
-	}
-	table, err := state.New(dynamodb.NewFromConfig(awsCfg), tableName)
+	table, awsCfg, err := openTable(ctx, &o.send, cfg, o.table, "--follow reads")
 	if err != nil {
 		return err
 	}

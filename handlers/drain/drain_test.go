@@ -168,10 +168,7 @@ func TestRacingPollsSendTheNextCommandOnce(t *testing.T) {
 	}
 	r.world.advanceTo(it.at)
 	r.world.setJobs("i-1", 0)
-	hold, entered := make(chan struct{}), make(chan struct{}, 2)
-	r.world.mu.Lock()
-	r.world.holdJobs, r.world.entered = hold, entered
-	r.world.mu.Unlock()
+	hold, entered := r.world.holdPolls()
 	before := r.store.version("tok-1")
 	errs := make(chan error, 2)
 	for _, h := range []*Handler{r.h, b} {
@@ -1053,19 +1050,10 @@ func TestSweepReportsTheLeastTimeLeft(t *testing.T) {
 // its context ends) while a new event still claims its drain and stops intake at once.
 func TestFollowUpsTakeLanesNewEventsDoNot(t *testing.T) {
 	r := newRig(t, func(c *Config) { c.StepConcurrency = 1 })
-	r.world.addInstance("i-1", 1)
-	r.world.addInstance("i-2", 1)
-	r.world.addInstance("i-3", 1)
-	r.start("i-1", "tok-1")
-	r.start("i-2", "tok-2")
-	// Take each drain to its watch phase (stop intake sent and done).
-	r.deliverUntilWatching("tok-1", "tok-2")
+	r.twoWatchingOfThree() // stop intake sent and done on i-1 and i-2
 	step := r.latestStep
 	r.world.advanceTo(r.world.Now().Add(time.Minute)) // every step due
-	hold, entered := make(chan struct{}), make(chan struct{}, 2)
-	r.world.mu.Lock()
-	r.world.holdJobs, r.world.entered = hold, entered
-	r.world.mu.Unlock()
+	hold, entered := r.world.holdPolls()
 	first := make(chan error, 1)
 	go func() { first <- r.h.Handle(context.Background(), step("tok-1")) }()
 	<-entered // tok-1's step holds the only lane, inside its metrics read
@@ -1354,21 +1342,13 @@ func TestNewDrainsNarrowTheFollowUpsButNotTheirHeartbeats(t *testing.T) {
 	// the outcome never depends on how fast this machine is.
 	r := newRig(t, func(c *Config) { c.StepConcurrency = 4; c.StepTimeout = time.Minute; c.Lease = 2 * time.Minute })
 	r.world.hookHeartbeat = time.Minute // a heartbeat every 20 s; polls every second
-	r.world.addInstance("i-1", 1)
-	r.world.addInstance("i-2", 1)
-	r.world.addInstance("i-3", 1)
-	r.start("i-1", "tok-1")
-	r.start("i-2", "tok-2")
-	r.deliverUntilWatching("tok-1", "tok-2")
+	r.twoWatchingOfThree()
 	step := r.latestStep
 	r.world.advanceTo(r.world.Now().Add(2 * time.Second)) // polls due, heartbeats not soon
 	if err := r.h.Start(context.Background(), action("i-3", "tok-3"), r.world.Now()); err != nil {
 		t.Fatal(err)
 	}
-	hold, entered := make(chan struct{}), make(chan struct{}, 2)
-	r.world.mu.Lock()
-	r.world.holdJobs, r.world.entered = hold, entered
-	r.world.mu.Unlock()
+	hold, entered := r.world.holdPolls()
 	first := make(chan error, 1)
 	go func() { first <- r.h.Handle(context.Background(), step("tok-1")) }()
 	<-entered // tok-1's poll runs, inside its metrics read

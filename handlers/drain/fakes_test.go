@@ -571,6 +571,27 @@ func (r *rig) deliver(max int, hook func(now time.Time)) int {
 	return n
 }
 
+// twoWatchingOfThree adds instances i-1, i-2 and i-3 with a job each and takes the drains of the
+// first two (tok-1, tok-2) to their watch phase; i-3 is left for a new drain.
+func (r *rig) twoWatchingOfThree() {
+	for _, id := range []string{"i-1", "i-2", "i-3"} {
+		r.world.addInstance(id, 1)
+	}
+	r.start("i-1", "tok-1")
+	r.start("i-2", "tok-2")
+	r.deliverUntilWatching("tok-1", "tok-2")
+}
+
+// holdPolls makes every jobs poll wait until hold is closed, after saying on entered that it
+// came (room for two).
+func (w *fakeWorld) holdPolls() (hold chan struct{}, entered chan struct{}) {
+	hold, entered = make(chan struct{}), make(chan struct{}, 2)
+	w.mu.Lock()
+	w.holdJobs, w.entered = hold, entered
+	w.mu.Unlock()
+	return hold, entered
+}
+
 // deliverUntilWatching delivers follow-ups one at a time until every drain of tokens watches
 // its jobs (stop intake sent and done).
 func (r *rig) deliverUntilWatching(tokens ...string) {
