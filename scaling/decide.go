@@ -249,13 +249,13 @@ func decide(now time.Time, p fleet.Policy, in Input) Decision {
 	}
 	if repair := repairTarget(in, inService); repair > in.Desired {
 		// Someone (a console edit, a scheduled action, a stack update) lowered the desired
-		// capacity below the instances in service. (Booting ones are not counted: Auto Scaling
-		// launches before it terminates when it rebalances zones, and for a moment lists more
-		// than it desires.) Auto Scaling would terminate any
-		// unprotected one on its own (below the policy's minimum, past its window and its
-		// guards), so the capacity is set back to them first and nothing is unprotected; the
-		// policy, or a pin, removes idle instances from the next decision on.
-		// When the policy wants more than that, it scales out from there in the same decision.
+		// capacity below the instances in service, and Auto Scaling would terminate unprotected
+		// ones on its own (below the policy's minimum, past its window and its guards). The
+		// capacity is set back to them first and nothing is unprotected: the policy, or a pin,
+		// removes idle instances from the next decision on, and a policy wanting more scales out
+		// from there in this one. Booting instances are not counted: Auto Scaling launches
+		// before it terminates when it rebalances zones, so for a moment it lists more than it
+		// desires.
 		below := fmt.Sprintf("the desired capacity %d is below the %d instances in service, "+
 			"so Auto Scaling would remove unprotected ones on its own", in.Desired, inService)
 		fixed := in
