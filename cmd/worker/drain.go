@@ -77,6 +77,8 @@ type sweeper struct {
 	// backfill gives the state table's index the unfinished records written without it
 	// (state.Table.Backfill) and checks the index is usable (state.Table.IndexReady); nil: none.
 	backfill backfiller
+	// presence checks again, on every sweep, the fleets whose group did not exist at start.
+	presence *presence
 }
 
 // run sweeps every interval until ctx ends; any replica may sweep at any time. The backfill
@@ -91,6 +93,9 @@ func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Log
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if s.presence != nil {
+				s.presence.recheck(ctx)
+			}
 			for name, sweep := range map[string]func(context.Context) (int, error){"drain": s.drain.Sweep, "launch": s.launchSweep} {
 				n, err := sweep(ctx)
 				switch {

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,9 +14,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
 	"github.com/runnerfleet/runnerfleet/integration/world"
@@ -170,5 +176,74 @@ func TestStartRefusesHeartbeatOverHookTimeout(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "heartbeat_interval 3s exceeds a third of hook drain's heartbeat timeout 6s") {
 		t.Errorf("output does not name the problem:\n%s", out)
+	}
+}
+
+// A fleet whose group does not exist (its stack not created yet, or deleted before the fleet left
+// the config) does not stop the worker, for the other fleets' drains would stop with it: the
+// worker starts, says so (runnerfleet_fleet_ready 0, an error in its log), dead-letters the
+// fleet's commands with the reason, and serves the fleet once its group exists and passes the
+// check. A drain document that does not exist, for a group that does, stops the start.
+func TestStartWithoutAFleetsGroup(t *testing.T) {
+	t.Parallel()
+	e := emulator.Start(t, emulator.Options{})
+	q := makeQueues(t, e)
+	f := makeFleet(t, e, 0, 60)
+	ghost := emulator.UniqueName(t, "runnerfleet-asg-ghost")
+	f.extra = fmt.Sprintf("  - name: ghost\n    group: %s\n    tick_rule: ghost-tick\n    metrics_url: %q\n    policy: {min: 0, max: 1}\n", ghost, f.metricsURL)
+	w := startWorker(t, writeConfig(t, e, q, f, "127.0.0.1:0", "10s"))
+	if got := w.metric(`runnerfleet_fleet_ready{fleet="blue"}`); got != 1 {
+		t.Errorf("blue ready = %v, want 1", got)
+	}
+	if got := w.metric(`runnerfleet_fleet_ready{fleet="ghost"}`); got != 0 || !strings.Contains(w.out.String(), "fleet's auto scaling group does not exist") {
+		t.Fatalf("ghost ready = %v, want 0 and an error logged", got)
+	}
+
+	// A command for it is refused with the reason, not retried for ever.
+	body, _ := tickCommand(t, "ghost")
+	q.send(t, q.control, body, "ghost")
+	var dead []sqstypes.Message
+	w.waitFor(t, "the ghost fleet's tick dead-lettered", func() bool {
+		dead = append(dead, q.receive(t, q.controlDLQ, time.Second)...)
+		return len(dead) > 0
+	})
+	if reason := aws.ToString(dead[0].MessageAttributes[sqs.MetaReason].StringValue); !strings.Contains(reason, "not found") {
+		t.Errorf("the dead letter's reason %q does not say the group was not found", reason)
+	}
+
+	// The stack is created: the next sweeps (every second here) find the group and its hook.
+	ctx := context.Background()
+	cfg := e.AWSConfig(t)
+	lt := emulator.UniqueName(t, "runnerfleet-lt-ghost")
+	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(lt),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
+	}); emulator.Created(err) != nil {
+		t.Fatal(err)
+	}
+	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(ghost), MinSize: aws.Int32(0), MaxSize: aws.Int32(1), DesiredCapacity: aws.Int32(0),
+		LaunchTemplate:    &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
+		AvailabilityZones: []string{emulator.Region + "a"},
+		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
+			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			HeartbeatTimeout: aws.Int32(60), DefaultResult: aws.String("CONTINUE"),
+		}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "the ghost fleet ready once its group exists", func() bool {
+		return w.metric(`runnerfleet_fleet_ready{fleet="ghost"}`) == 1
+	})
+
+	// A document name that does not exist, for a group that does: the worker does not start.
+	f.extra = "    documents: {stop_intake: blue-stop-intake}\n"
+	cmd := exec.Command(workerBin, "--config", writeConfig(t, e, q, f, "127.0.0.1:0", "10s"), "--listen", "127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the worker started with a drain document that does not exist:\n%s", out)
+	}
+	if !strings.Contains(string(out), "documents.stop_intake: SSM document blue-stop-intake does not exist") {
+		t.Errorf("output does not name the missing document:\n%s", out)
 	}
 }

@@ -29,9 +29,9 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
 )
 
-// hookCheckTimeout bounds the start-up check of the fleets' lifecycle hooks (one
-// DescribeLifecycleHooks per fleet and hook).
-const hookCheckTimeout = 30 * time.Second
+// fleetCheckTimeout bounds the start-up check of the fleets (per fleet: its group, its lifecycle
+// hooks, its three drain documents).
+const fleetCheckTimeout = 30 * time.Second
 
 // clients are the AWS adapters shared by the handlers.
 type clients struct {
@@ -52,9 +52,10 @@ func newClients(awsCfg aws.Config, cfg *config.Config) (clients, error) {
 }
 
 // build makes the handlers and what they need. pub publishes to the worker's own queues (drain
-// follow-ups). It checks every fleet's terminate hooks against its drain settings before the
-// worker takes a message: a fleet without a terminate hook, or a heartbeat interval over a
-// third of a hook's heartbeat timeout, stops the start with every problem listed.
+// follow-ups). It checks every fleet before the worker takes a message: a fleet without a
+// terminate hook, a heartbeat interval over a third of a hook's heartbeat timeout, or a drain
+// document missing stops the start with every problem listed; a fleet whose group does not
+// exist does not (see presence).
 func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (deps, *sweeper, error) {
 	c, err := newClients(awsCfg, cfg)
 	if err != nil {
@@ -87,10 +88,15 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	if err != nil {
 		return deps{}, nil, err
 	}
-	checkCtx, cancel := context.WithTimeout(ctx, hookCheckTimeout)
+	fleets := make([]string, 0, len(cfg.Fleets))
+	for _, f := range cfg.Fleets {
+		fleets = append(fleets, f.Name)
+	}
+	present := newPresence(drainer, fleets, reg, logger)
+	checkCtx, cancel := context.WithTimeout(ctx, fleetCheckTimeout)
 	defer cancel()
-	if err := drainer.CheckHooks(checkCtx); err != nil {
-		return deps{}, nil, fmt.Errorf("checking the fleets' lifecycle hooks:\n%w", err)
+	if err := present.start(checkCtx); err != nil {
+		return deps{}, nil, fmt.Errorf("checking the fleets' groups, lifecycle hooks and drain documents:\n%w", err)
 	}
 	updater, err := stacks.NewUpdater(awsCfg, cfg.Fleets, cfg.CloudFormationRoleARN, c.table, reg, logger) // issue 9
 	if err != nil {
@@ -113,7 +119,7 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 		}
 		return n, c.table.IndexReady(ctx)
 	}
-	return d, &sweeper{drain: drainer, launch: wired.Launch, backfill: backfiller{run: backfill}}, nil
+	return d, &sweeper{drain: drainer, launch: wired.Launch, backfill: backfiller{run: backfill}, presence: present}, nil
 }
 
 // newScaler builds the scaling handler (issue 6): the group adapter, a runner scraper (loopback

@@ -62,7 +62,7 @@
 //     is dropped; only the writer of a step schedules the next one.
 //   - Sweep, called by the worker on an interval, finds unfinished drains whose next step is
 //     overdue by more than SweepGrace (a lost follow-up, a worker killed mid-step) and advances
-//     them; it also sets the in-progress and oldest-age gauges from the table. CheckHooks warns
+//     them; it also sets the in-progress and oldest-age gauges from the table. CheckFleet warns
 //     when heartbeat interval + lease + grace + sweep interval + step timeout reaches the hook's
 //     heartbeat timeout.
 //   - A record carries the schema of its layout. A worker never steps or writes a record of a
@@ -80,7 +80,7 @@
 // Wiring (cmd/worker): infra/aws/state.Table is the Store, infra/aws/runcmd.Runner the
 // Commands, infra/aws/lifecycle.Client the Lifecycle; Jobs and FollowUps are small adapters over
 // infra/scrape and infra/sqs (see integration/drain/worker for both). Register Handle for
-// messages.KindTerminateAction and messages.KindDrainStep, call CheckHooks at start-up and
+// messages.KindTerminateAction and messages.KindDrainStep, call CheckFleets at start-up and
 // Sweep on an interval.
 //
 // # Never complete while jobs run

@@ -877,13 +877,13 @@ func TestLogsCarryTokenHashNeverToken(t *testing.T) {
 	}
 }
 
-func TestCheckHooks(t *testing.T) {
+func TestCheckFleets(t *testing.T) {
 	r := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 3 * time.Second })
-	if err := r.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "exceeds a third") {
+	if _, err := r.h.CheckFleets(context.Background()); err == nil || !strings.Contains(err.Error(), "exceeds a third") {
 		t.Errorf("CheckHooks with 3 s interval on a 6 s hook = %v, want an error", err)
 	}
 	ok := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 2 * time.Second })
-	if err := ok.h.CheckHooks(context.Background()); err != nil {
+	if _, err := ok.h.CheckFleets(context.Background()); err != nil {
 		t.Errorf("CheckHooks with 2 s interval on a 6 s hook = %v", err)
 	}
 	if !strings.Contains(ok.logs.String(), "may be recovered only after its hook timed out") {
@@ -891,7 +891,7 @@ func TestCheckHooks(t *testing.T) {
 	}
 	long := newRig(t, nil)
 	long.world.hookHeartbeat = 30 * time.Minute
-	if err := long.h.CheckHooks(context.Background()); err != nil || strings.Contains(long.logs.String(), "hook timed out") {
+	if _, err := long.h.CheckFleets(context.Background()); err != nil || strings.Contains(long.logs.String(), "hook timed out") {
 		t.Errorf("CheckHooks on a 30 min hook = %v, or warned: %s", err, long.logs.String())
 	}
 	// 20 s heartbeats on a 60 s hook, lease 15 s, grace 3 s: 38 s, but the sweep that finds an
@@ -902,7 +902,7 @@ func TestCheckHooks(t *testing.T) {
 	}{{10 * time.Second, false}, {30 * time.Second, true}} {
 		r := newRig(t, func(c *Config) { c.Fleets[0].Drain.HeartbeatInterval = 20 * time.Second; c.SweepInterval = tc.sweep })
 		r.world.hookHeartbeat = time.Minute
-		if err := r.h.CheckHooks(context.Background()); err != nil {
+		if _, err := r.h.CheckFleets(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		if got := strings.Contains(r.logs.String(), "hook timed out"); got != tc.warn {
@@ -911,8 +911,43 @@ func TestCheckHooks(t *testing.T) {
 	}
 	none := newRig(t, nil)
 	none.world.hookNames = nil
-	if err := none.h.CheckHooks(context.Background()); err == nil || !strings.Contains(err.Error(), "no terminate lifecycle hook") {
-		t.Errorf("CheckHooks without a hook = %v", err)
+	if _, err := none.h.CheckFleets(context.Background()); err == nil || !strings.Contains(err.Error(), "no terminate lifecycle hook") {
+		t.Errorf("CheckFleets without a hook = %v", err)
+	}
+	// Every problem at once: no hook and two documents missing.
+	none.world.missingDocs = map[string]bool{DefaultStopIntakeDocument: true, DefaultUnregisterDocument: true}
+	missing, err := none.h.CheckFleets(context.Background())
+	if len(missing) != 0 || err == nil {
+		t.Fatalf("CheckFleets with documents missing = %v, %v; want problems, no fleet missing", missing, err)
+	}
+	for _, want := range []string{"no terminate lifecycle hook", "documents.stop_intake: SSM document " + DefaultStopIntakeDocument + " does not exist",
+		"documents.unregister: SSM document " + DefaultUnregisterDocument + " does not exist"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFleets = %v; want it to say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "documents.status") {
+		t.Errorf("CheckFleets = %v; the status document exists", err)
+	}
+	// A group that does not exist is an absence, not a problem: the worker runs without it.
+	gone := newRig(t, nil)
+	gone.world.noGroup = true
+	gone.world.hookNames = nil
+	missing, err = gone.h.CheckFleets(context.Background())
+	if err != nil || len(missing) != 1 || missing[0] != "blue" {
+		t.Errorf("CheckFleets with the group missing = %v, %v; want [blue], no error", missing, err)
+	}
+	if present, err := gone.h.CheckFleet(context.Background(), "blue"); present || err != nil {
+		t.Errorf("CheckFleet(blue) with the group missing = %v, %v", present, err)
+	}
+	// A failed read is a problem, never taken for an absence.
+	failing := newRig(t, nil)
+	failing.world.hookErr = errors.New("AccessDenied")
+	if missing, err := failing.h.CheckFleets(context.Background()); len(missing) != 0 || err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Errorf("CheckFleets with reads failing = %v, %v", missing, err)
+	}
+	if _, err := gone.h.CheckFleet(context.Background(), "nope"); err == nil {
+		t.Error("CheckFleet of an unknown fleet succeeded")
 	}
 }
 

@@ -95,6 +95,8 @@ type fakeWorld struct {
 	hookHeartbeat time.Duration
 	hookNames     []string
 	hookErr       error
+	noGroup       bool            // the group does not exist
+	missingDocs   map[string]bool // SSM documents that do not exist
 
 	// instance state
 	jobs       map[string]int
@@ -282,6 +284,12 @@ func (w *fakeWorld) Find(_ context.Context, document, id string, after time.Time
 	return found, found != "", nil
 }
 
+func (w *fakeWorld) DocumentExists(_ context.Context, name string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.missingDocs[name], nil
+}
+
 func (w *fakeWorld) Status(_ context.Context, commandID, _ string) (string, string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -325,6 +333,12 @@ func (w *fakeWorld) HookTimeouts(_ context.Context, _, _ string) (time.Duration,
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.hookHeartbeat, 0, w.hookErr
+}
+
+func (w *fakeWorld) GroupExists(context.Context, string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.noGroup, w.hookErr
 }
 
 func (w *fakeWorld) TerminateHooks(context.Context, string) ([]string, error) {

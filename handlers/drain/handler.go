@@ -115,47 +115,86 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	}
 }
 
-// CheckHooks validates, at start-up, every fleet's terminate hooks against its drain settings:
-// the group has at least one terminate hook, and the heartbeat interval is at most a third of
-// each hook's heartbeat timeout. It returns every problem found.
-func (h *Handler) CheckHooks(ctx context.Context) error {
+// CheckFleets checks, at start-up, what the drains of every fleet depend on (CheckFleet). A
+// fleet whose group does not exist is not a problem but an absence: its name is returned in
+// missing and the worker runs without it (a fleet stack not created yet, or deleted before the
+// fleet left the config) — refusing to start would stop the drains of every other fleet. err
+// joins every problem of the fleets whose group exists.
+func (h *Handler) CheckFleets(ctx context.Context) (missing []string, err error) {
 	var errs []error
 	for _, f := range h.cfg.Fleets {
-		names, err := h.d.Lifecycle.TerminateHooks(ctx, f.GroupName)
+		present, err := h.CheckFleet(ctx, f.Name)
+		if !present && err == nil {
+			missing = append(missing, f.Name)
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("drain: fleet %q: listing terminate hooks of %s: %w", f.Name, f.GroupName, err))
-			continue
-		}
-		if len(names) == 0 {
-			errs = append(errs, fmt.Errorf("drain: fleet %q: group %s has no terminate lifecycle hook: instances would terminate without a drain", f.Name, f.GroupName))
-		}
-		for _, name := range names {
-			t, err := h.hookTimeouts(ctx, f.GroupName, name)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
-				continue
-			}
-			iv := f.Drain.HeartbeatInterval
-			if iv > t.heartbeat/3 {
-				errs = append(errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, name, t.heartbeat))
-			}
-			if iv <= 0 {
-				iv = t.heartbeat / 3
-			}
-			// A drain whose worker died mid-step, just before its heartbeat was due, is found by
-			// the first sweep after its lease and the grace have passed, and that sweep's step
-			// heartbeats within a step's time: if all that outlasts the hook's heartbeat
-			// timeout, the instance may go with its jobs.
-			if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
-				h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
-					"fleet", f.Name, "hook", name, "heartbeat_timeout", t.heartbeat.String(),
-					"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
-					"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),
-					"hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s), or lower heartbeat_interval or sweep_interval")
-			}
+			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return missing, errors.Join(errs...)
+}
+
+// CheckFleet checks one fleet: its group exists (present false and a nil error when it does
+// not), has at least one terminate hook, the heartbeat interval is at most a third of each such
+// hook's heartbeat timeout, and the fleet's three drain documents exist. It returns every
+// problem found, and warns when a drain orphaned by a dead worker could be recovered only after
+// its hook timed out.
+func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, err error) {
+	f, ok := h.byName[name]
+	if !ok {
+		return false, fmt.Errorf("drain: no fleet %q", name)
+	}
+	exists, err := h.d.Lifecycle.GroupExists(ctx, f.GroupName)
+	if err != nil {
+		return false, fmt.Errorf("drain: fleet %q: %w", f.Name, err)
+	}
+	if !exists {
+		return false, nil
+	}
+	var errs []error
+	names, err := h.d.Lifecycle.TerminateHooks(ctx, f.GroupName)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("drain: fleet %q: listing terminate hooks of %s: %w", f.Name, f.GroupName, err))
+	} else if len(names) == 0 {
+		errs = append(errs, fmt.Errorf("drain: fleet %q: group %s has no terminate lifecycle hook: instances would terminate without a drain", f.Name, f.GroupName))
+	}
+	for _, name := range names {
+		t, err := h.hookTimeouts(ctx, f.GroupName, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
+			continue
+		}
+		iv := f.Drain.HeartbeatInterval
+		if iv > t.heartbeat/3 {
+			errs = append(errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, name, t.heartbeat))
+		}
+		if iv <= 0 {
+			iv = t.heartbeat / 3
+		}
+		// A drain whose worker died mid-step, just before its heartbeat was due, is found by
+		// the first sweep after its lease and the grace have passed, and that sweep's step
+		// heartbeats within a step's time: if all that outlasts the hook's heartbeat
+		// timeout, the instance may go with its jobs.
+		if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
+			h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
+				"fleet", f.Name, "hook", name, "heartbeat_timeout", t.heartbeat.String(),
+				"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
+				"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),
+				"hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s), or lower heartbeat_interval or sweep_interval")
+		}
+	}
+	for _, doc := range []struct{ key, name string }{
+		{"stop_intake", f.Documents.StopIntake}, {"status", f.Documents.Status}, {"unregister", f.Documents.Unregister},
+	} {
+		ok, err := h.d.Commands.DocumentExists(ctx, doc.name)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("drain: fleet %q: documents.%s: %w", f.Name, doc.key, err))
+		case !ok:
+			errs = append(errs, fmt.Errorf("drain: fleet %q: documents.%s: SSM document %s does not exist (or the worker may not read it): no drain could stop a runner", f.Name, doc.key, doc.name))
+		}
+	}
+	return true, errors.Join(errs...)
 }
 
 func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTimeouts, error) {

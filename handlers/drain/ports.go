@@ -41,6 +41,9 @@ type Commands interface {
 	// Status returns the invocation's status (CommandPending right after Send, while SSM does
 	// not know the invocation yet; then SSM's statuses) and its standard output.
 	Status(ctx context.Context, commandID, instanceID string) (status, stdout string, err error)
+	// DocumentExists reports whether the SSM document exists (checked at start-up: a drain
+	// whose document is missing could never stop its runner).
+	DocumentExists(ctx context.Context, name string) (bool, error)
 }
 
 // Lifecycle is the Auto Scaling side of a drain (infra/aws/lifecycle satisfies it).
@@ -48,6 +51,8 @@ type Lifecycle interface {
 	// HookTimeouts returns a hook's heartbeat timeout and global timeout (zero global: the
 	// caller uses AWS's rule, min(48h, 100 × heartbeat timeout)).
 	HookTimeouts(ctx context.Context, group, hook string) (heartbeat, global time.Duration, err error)
+	// GroupExists reports whether the Auto Scaling group exists.
+	GroupExists(ctx context.Context, group string) (bool, error)
 	// TerminateHooks names the group's hooks on autoscaling:EC2_INSTANCE_TERMINATING.
 	TerminateHooks(ctx context.Context, group string) ([]string, error)
 	// InstanceState returns the instance's lifecycle state in its group (e.g.

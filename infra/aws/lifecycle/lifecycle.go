@@ -22,6 +22,7 @@ type API interface {
 	RecordLifecycleActionHeartbeat(ctx context.Context, in *autoscaling.RecordLifecycleActionHeartbeatInput, optFns ...func(*autoscaling.Options)) (*autoscaling.RecordLifecycleActionHeartbeatOutput, error)
 	DescribeLifecycleHooks(ctx context.Context, in *autoscaling.DescribeLifecycleHooksInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeLifecycleHooksOutput, error)
 	DescribeAutoScalingInstances(ctx context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error)
+	DescribeAutoScalingGroups(ctx context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
 }
 
 // Terminating is the LifecycleTransition of a terminate hook.
@@ -58,6 +59,22 @@ func (c *Client) HookTimeouts(ctx context.Context, group, hook string) (time.Dur
 		}
 	}
 	return 0, 0, fmt.Errorf("describing lifecycle hook %s of %s: no such hook", hook, group)
+}
+
+// GroupExists reports whether the Auto Scaling group exists. DescribeAutoScalingGroups answers a
+// name it does not know with an empty list, not an error (and DescribeLifecycleHooks, on the
+// emulator, with no hooks): only this tells "no such group" from "a group without hooks".
+func (c *Client) GroupExists(ctx context.Context, group string) (bool, error) {
+	out, err := c.api.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil {
+		return false, fmt.Errorf("describing auto scaling group %s: %w", group, err)
+	}
+	for _, g := range out.AutoScalingGroups {
+		if aws.ToString(g.AutoScalingGroupName) == group {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // TerminateHooks names the group's hooks on instance termination.

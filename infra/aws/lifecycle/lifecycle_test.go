@@ -52,6 +52,12 @@ func TestClientAgainstTheEmulator(t *testing.T) {
 	if global != 0 && global != 100*time.Minute {
 		t.Errorf("global timeout %s, want 100 × heartbeat (or unset)", global)
 	}
+	if ok, err := c.GroupExists(ctx, group); err != nil || !ok {
+		t.Fatalf("GroupExists(%s) = %v, %v; want true", group, ok, err)
+	}
+	if ok, err := c.GroupExists(ctx, group+"-nope"); err != nil || ok {
+		t.Fatalf("GroupExists of a group that does not exist = %v, %v; want false, no error", ok, err)
+	}
 	names, err := c.TerminateHooks(ctx, group)
 	if err != nil || len(names) != 1 || names[0] != "drain" {
 		t.Fatalf("TerminateHooks = %v, %v", names, err)

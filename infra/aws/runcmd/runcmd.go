@@ -24,6 +24,7 @@ type API interface {
 	GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, optFns ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
 	DescribeInstanceInformation(ctx context.Context, in *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
 	ListCommands(ctx context.Context, in *ssm.ListCommandsInput, optFns ...func(*ssm.Options)) (*ssm.ListCommandsOutput, error)
+	DescribeDocument(ctx context.Context, in *ssm.DescribeDocumentInput, optFns ...func(*ssm.Options)) (*ssm.DescribeDocumentOutput, error)
 }
 
 // Pending is the status Status reports while SSM does not know the invocation yet.
@@ -60,6 +61,20 @@ func (r *Runner) WithDeliveryTimeout(d time.Duration) *Runner {
 	c := *r
 	c.delivery = max(d, minDeliveryTimeout)
 	return &c
+}
+
+// DocumentExists reports whether the SSM document exists in this account and region (SSM
+// answers a name it does not know, or one the caller may not read, with InvalidDocument).
+func (r *Runner) DocumentExists(ctx context.Context, name string) (bool, error) {
+	_, err := r.api.DescribeDocument(ctx, &ssm.DescribeDocumentInput{Name: aws.String(name)})
+	var invalid *types.InvalidDocument
+	switch {
+	case errors.As(err, &invalid):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("describing document %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // Managed reports whether SSM manages the instance: it is registered and not Inactive (stopped,

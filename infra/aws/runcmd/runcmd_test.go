@@ -28,6 +28,12 @@ func TestRunnerAgainstTheEmulator(t *testing.T) {
 	if ok, err := r.Managed(ctx, "i-00000000000000000"); err != nil || ok {
 		t.Fatalf("Managed(unknown) = %v, %v; want false", ok, err)
 	}
+	if ok, err := r.DocumentExists(ctx, "runnerfleet-status"); err != nil || !ok {
+		t.Fatalf("DocumentExists(runnerfleet-status) = %v, %v; want true", ok, err)
+	}
+	if ok, err := r.DocumentExists(ctx, "runnerfleet-status-typo"); err != nil || ok {
+		t.Fatalf("DocumentExists of a document that does not exist = %v, %v; want false, no error", ok, err)
+	}
 	cmd, err := r.Send(ctx, "runnerfleet-status", id)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -163,8 +164,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Worker, error
 	if err != nil {
 		return nil, err
 	}
-	if err := h.CheckHooks(ctx); err != nil {
+	missing, err := h.CheckFleets(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("the groups of fleets %v do not exist", missing)
 	}
 	queues := map[string]string{"lifecycle": cfg.QueueURL}
 	if cfg.StepsQueueURL != "" {

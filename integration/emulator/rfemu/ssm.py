@@ -11,8 +11,11 @@ ListCommandInvocations and has no DescribeInstanceInformation. Here:
   ``POST {runnersim}/instances/{id}/actions/{action}``; the action's exit code, stdout and stderr
   become the invocation's ResponseCode, StandardOutputContent and StandardErrorContent (non-zero:
   Failed). They are accepted even when no such document was created in the emulator (the shell
-  they hold cannot run here anyway). Any other document fails: one that does not exist with
-  InvalidDocument at SendCommand, one that exists (or an AWS-* one) as a Failed invocation.
+  they hold cannot run here anyway), and DescribeDocument describes them then as a Command
+  document of the caller's account, so that the worker's start-up check of its drain documents
+  holds wherever SendCommand would. Any other document fails: one that does not exist with
+  InvalidDocument at SendCommand and DescribeDocument, one that exists (or an AWS-* one) as a
+  Failed invocation.
 - Commands run asynchronously: Pending → InProgress → Success / Failed / TimedOut. The
   ``executionTimeout`` parameter (seconds, default 3600) bounds the action; a simulator that does
   not answer within it gives TimedOut. GetCommandInvocation answers InvocationDoesNotExist for
@@ -24,6 +27,8 @@ ListCommandInvocations and has no DescribeInstanceInformation. Here:
 
 moto internals touched (moto 5.2.1, moto/ssm/models.py and responses.py):
 - SimpleSystemManagerBackend.send_command (wrapped: validation before, our run state after);
+- SimpleSystemManagerBackend.describe_document (wrapped: a drain document not created is
+  described instead of refused; a created one is moto's own answer);
 - Command._get_instance_ids_from_targets (replaced: moto's sends a command without Targets to
   every EC2 instance);
 - Command.status / status_details / completed_count / error_count / target_count (set by us);
@@ -349,6 +354,21 @@ def send_command(self: Any, **kwargs: Any) -> Any:
     return command
 
 
+def describe_document(self: Any, name: str, document_version: str, version_name: str) -> dict[str, Any]:
+    try:
+        return _ORIG["describe_document"](self, name, document_version, version_name)
+    except InvalidDocument:
+        if not action_of(name):
+            raise
+    # A drain document SendCommand runs without its having been created (see the module doc).
+    return {
+        "Name": name, "Owner": self.account_id, "Status": "Active", "DocumentType": "Command",
+        "DocumentFormat": "YAML", "SchemaVersion": "2.2", "DocumentVersion": "1", "LatestVersion": "1",
+        "DefaultVersion": "1", "PlatformTypes": ["Linux"], "CreatedDate": _utcnow(),
+        "Description": "RunnerFleet drain document (run by the local world's runner simulator)",
+    }
+
+
 def get_invocation(self: Any, instance_id: str, plugin_name: str | None) -> dict[str, Any]:
     """Command.get_invocation: our run's invocation, invisible for a moment after SendCommand."""
     with _LOCK:
@@ -484,6 +504,8 @@ def install() -> None:
     R = ssmr.SimpleSystemManagerResponse
     _ORIG["send_command"] = B.send_command
     _ORIG["get_invocation"] = C.get_invocation
+    _ORIG["describe_document"] = B.describe_document
+    B.describe_document = describe_document
     B.send_command = send_command
     C.get_invocation = get_invocation
     C._get_instance_ids_from_targets = instance_ids_from_targets
