@@ -68,6 +68,9 @@ type sample struct {
 	exceeded      float64
 	hasExceeded   bool
 	runners       map[string]*runnerSample
+	// sections is true when some series belongs to a runner section ([[runners]] of the
+	// process's config): a limit, a job, an API call. Without one the process takes no job.
+	sections bool
 }
 
 // wanted are the families parse reads; every other line of the page is skipped before parsing.
@@ -274,10 +277,12 @@ func parse(p *expfmt.TextParser, r io.Reader) (*sample, error) {
 			if v, ok := value(m); ok {
 				rs := runner(m)
 				rs.limit, rs.hasLimit = v, true
+				s.sections = true
 			}
 		}
 	}
 	if mf := families[metricJobs]; mf != nil {
+		s.sections = s.sections || len(mf.GetMetric()) > 0 // a series per runner section
 		for _, m := range mf.GetMetric() {
 			v, ok := value(m)
 			if !ok || v <= 0 {
@@ -299,6 +304,7 @@ func parse(p *expfmt.TextParser, r io.Reader) (*sample, error) {
 	s.exceeded, s.hasExceeded = sum(families[metricQueuingExceeded])
 	if mf := families[metricAPIStatuses]; mf != nil {
 		for _, m := range mf.GetMetric() {
+			s.sections = s.sections || label(m, labelRunner) != ""
 			if label(m, labelEndpoint) != endpointRequestJob {
 				continue
 			}

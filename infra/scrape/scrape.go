@@ -154,7 +154,8 @@ type Result struct {
 	Concurrent int
 	// Capacity is the job slots the runner offers: `concurrent`, bounded by the sum of the `limit`s
 	// of its runner sections (0 = unlimited) whose job requests GitLab does not refuse. 0 when
-	// GitLab refuses every section's token.
+	// GitLab refuses every section's token, or when the process has no runner section (its
+	// config has no [[runners]]: registration failed or has not run), which takes no job.
 	Capacity int
 	// RunningJobs counts jobs in state "running"; BusyJobs adds those in any other non-idle state
 	// (a job being prepared or finished still occupies the instance).
@@ -453,12 +454,14 @@ func (s *Scraper) interpret(r *Result, cur *sample) {
 	r.RunningJobs = int(cur.running)
 	r.BusyJobs = int(cur.running + cur.otherBusy)
 
-	// Health and capacity per runner section.
-	capacity := math.Inf(1)
-	anyUnrefused, anyRejected := false, false
-	if len(cur.runners) > 0 {
-		capacity = 0
+	// Health and capacity per runner section. A process without any (gitlab-runner exports
+	// gitlab_runner_limit for each [[runners]] section of its config) takes no job: no capacity.
+	// Sections seen only in other series (no limit read) leave `concurrent` as the bound.
+	capacity := 0.0
+	if cur.sections && len(cur.runners) == 0 {
+		capacity = math.Inf(1)
 	}
+	anyUnrefused, anyRejected := false, false
 	for name, rs := range cur.runners {
 		ok, rej := rs.requestOK, rs.requestRejected
 		carried := false

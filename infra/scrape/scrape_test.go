@@ -108,8 +108,14 @@ gitlab_runner_jobs{executor_stage="idle",runner="aB3dE6gH",runner_name="r",stage
 			want: Result{Known: true, Concurrent: 2, Capacity: 2, Queue: Queue{Stale: true}},
 		},
 		{
-			name: "no gitlab_runner_jobs family at all",
+			name: "no runner section at all (registration failed or not run): known, no capacity",
 			body: concurrentOnly,
+			want: Result{Known: true, Concurrent: 2, Capacity: 0, Queue: Queue{Stale: true}},
+		},
+		{
+			name: "no gitlab_runner_jobs family, a section's limit: its capacity",
+			body: concurrentOnly + `gitlab_runner_limit{runner="aB3dE6gH",system_id="s_1"} 0
+`,
 			want: Result{Known: true, Concurrent: 2, Capacity: 2, Queue: Queue{Stale: true}},
 		},
 		{
@@ -147,6 +153,7 @@ gitlab_runner_api_request_statuses_total{endpoint="request_job",method="post",ru
 		{
 			name: "successes of other endpoints are not job requests",
 			body: `gitlab_runner_concurrent 4
+gitlab_runner_limit{runner="aaaaaaaa",system_id="s_1"} 0
 gitlab_runner_api_request_statuses_total{endpoint="update_job",method="put",runner="aaaaaaaa",status="200",system_id="s_1"} 3
 `,
 			want: Result{Known: true, Concurrent: 4, Capacity: 4, Queue: Queue{Stale: true}},
