@@ -1,11 +1,13 @@
 package cycle
 
 import (
-	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -28,9 +30,18 @@ const (
 	// 13.5 minutes and a few added looks before deciding: the cycle must not fail a replacement
 	// the gate still waits for (infra/config derives a longer one from a longer gate timeout).
 	DefaultHealthTimeout = 20 * time.Minute
-	// DefaultApplyTimeout bounds the Auto Scaling calls of one claimed step, on a context of its
-	// own so a claimed step is applied even if the message's context ends.
-	DefaultApplyTimeout = 30 * time.Second
+	// DefaultApplyTimeout bounds the Auto Scaling calls of one claimed step — a few calls, each
+	// answering in well under a second when AWS is healthy, with room for the SDK's retries — on
+	// a context of its own, so a claimed step is applied even if the message's context ends. It
+	// is counted from before the claim is written, and a claim lasts twice as long
+	// (DefaultClaimFor): the calls of a replica paused mid-step die before any other step can
+	// begin. Well under the fleet's tick (a minute), so the claim of a replica that died
+	// mid-step has lapsed by the next tick.
+	DefaultApplyTimeout = 20 * time.Second
+	// DefaultClaimFor is how long a step's claim holds the fleet: twice the apply timeout, the
+	// margin covering a late answer to a call sent just before its deadline and the replicas'
+	// clock skew (a claim's end is read by another replica's clock).
+	DefaultClaimFor = 2 * DefaultApplyTimeout
 	// DefaultMaxCommandAge refuses cycle commands older than this: an hour-old "cycle" is no
 	// longer what its sender meant.
 	DefaultMaxCommandAge = 15 * time.Minute
@@ -76,9 +87,16 @@ func (f *FleetConfig) setDefaults() {
 
 // Config configures a Handler.
 type Config struct {
-	Fleets        []FleetConfig
-	ApplyTimeout  time.Duration
+	Fleets []FleetConfig
+	// ApplyTimeout bounds the Auto Scaling calls of one claimed step, counted from before its
+	// claim is written.
+	ApplyTimeout time.Duration
+	// ClaimFor is how long a step's claim holds the fleet against every other step; at least
+	// twice ApplyTimeout (the default), so a claimed step's calls always end before its claim.
+	ClaimFor      time.Duration
 	MaxCommandAge time.Duration
+	// Owner names this replica in claims; default a random id.
+	Owner string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -89,6 +107,14 @@ func (c *Config) setDefaults() {
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = DefaultApplyTimeout
+	}
+	if c.ClaimFor == 0 {
+		c.ClaimFor = 2 * c.ApplyTimeout
+	}
+	if c.Owner == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.Owner = hex.EncodeToString(b[:])
 	}
 	if c.MaxCommandAge == 0 {
 		c.MaxCommandAge = DefaultMaxCommandAge
@@ -126,8 +152,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("cycle: fleet %q: on_token_change %q: want %q or %q", f.Name, f.OnTokenChange, OnTokenCycle, OnTokenReport))
 		}
 	}
-	if c.ApplyTimeout < 0 || c.MaxCommandAge < 0 {
+	if c.ApplyTimeout < 0 || c.ClaimFor < 0 || c.MaxCommandAge < 0 {
 		errs = append(errs, errors.New("cycle: timeouts must not be negative"))
+	}
+	if c.ClaimFor > 0 && c.ClaimFor < 2*c.ApplyTimeout {
+		errs = append(errs, fmt.Errorf("cycle: claim_for %s must be at least twice the apply timeout %s", c.ClaimFor, c.ApplyTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -143,7 +172,7 @@ type Deps struct {
 }
 
 // Handler runs cycles. It is safe for concurrent use; the control queue serializes each fleet,
-// and the record's conditional writes make a second replica harmless anyway.
+// and the record's conditional writes and claims make a second replica harmless anyway.
 type Handler struct {
 	cfg    Config
 	deps   Deps
@@ -259,10 +288,12 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		}
 		return nil
 	}
-	if rec.Active() {
+	if rec.Active() || rec.UndoPending {
 		if s.trigger == TriggerToken {
 			// The token changed under a running cycle: instances it launched may hold either
-			// token, so a token cycle of everything follows when this one ends.
+			// token, so a token cycle of everything follows when this one ends (or, once ended,
+			// when the undo of its surge is done). The write changes nothing outside the table:
+			// a step in flight keeps its claim.
 			rec.TokenChangedAt = h.cfg.Now()
 			rec.event(rec.TokenChangedAt, "token parameter changed: a cycle of every instance follows this one")
 			ok, err := h.save(ctx, f.Name, rec, ver)
@@ -276,8 +307,20 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 			log.WarnContext(ctx, "token parameter changed during a cycle; a token cycle follows it", "running_cycle", rec.ID)
 			return nil
 		}
+		if !rec.Active() {
+			// Refused rather than retried: retries would hold the fleet's message group, and with
+			// it the ticks that carry the undo out.
+			return messages.Reject("cycle %s of fleet %s: cycle %s %s and the undo of its surge is not done yet (ticks take it up again until %s): send the cycle again after",
+				s.id, f.Name, rec.ID, rec.Status, rec.FinishedAt.Add(undoRetryFor).Format(time.RFC3339))
+		}
 		return messages.Reject("cycle %s of fleet %s: cycle %s is in progress since %s; abort it first (publisher cycle --fleet %s --abort)",
 			s.id, f.Name, rec.ID, rec.StartedAt.Format(time.RFC3339), f.Name)
+	}
+	if c := rec.Claim; c.holds(h.cfg.Now()) {
+		// A step in flight (the surge's MaxSize given back after the last cycle) calls Auto
+		// Scaling until its claim ends: a cycle started now could have its first step undone.
+		return fmt.Errorf("cycle %s of fleet %s: a step claimed by %s holds the fleet until %s; retrying",
+			s.id, f.Name, c.Owner, c.Until.Format(time.RFC3339Nano))
 	}
 	mu, surge := s.maxUnavailable, s.surge
 	if mu == 0 && surge == 0 {
@@ -380,6 +423,9 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 		}
 		rec.finish(now, StatusAborted, fmt.Sprintf("aborted by %s (command %s) after %d of %d replaced",
 			orUnknown(c.Issuer), c.ID, rec.Progress.Replaced, rec.Progress.Total))
+		rec.UndoPending = !rec.Tail // in the tail the capacity is scaling's: nothing to undo
+		// The abort changes nothing outside the table: it is written even while a step in flight
+		// holds the fleet, and keeps that step's claim. The undo is a step of its own.
 		ok, err := h.save(ctx, f.Name, rec, ver)
 		if err != nil {
 			return fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
@@ -388,32 +434,15 @@ func (h *Handler) abort(ctx context.Context, f FleetConfig, c *messages.Command)
 			h.m.finished.WithLabelValues(f.Name, string(StatusAborted)).Inc()
 			h.m.active.WithLabelValues(f.Name).Set(0)
 			h.log.InfoContext(ctx, "cycle aborted", "fleet", f.Name, "cycle_id", rec.ID, "command_id", c.ID, "issuer", c.Issuer)
-			h.undoAborted(ctx, f, rec)
+			// The undo of the surge now, under a claim of its own; while a step in flight holds
+			// the fleet, on the first tick after its claim ends. Either way the abort stands.
+			if _, err := h.Advance(ctx, f.Name, ""); err != nil {
+				h.log.WarnContext(ctx, "cycle aborted: the undo of its surge is left to the next ticks", "fleet", f.Name, "cycle_id", rec.ID, "error", err.Error())
+			}
 			return nil
 		}
 	}
 	return fmt.Errorf("aborting cycle of fleet %s: lost %d conditional writes in a row", f.Name, saveRetries)
-}
-
-// undoAborted gives back an aborted cycle's surge (planUndo; a failed cycle's end does it in
-// apply). No runners are read: old instances go oldest first, each counted as serving. It only
-// logs a failure: the abort itself stands.
-func (h *Handler) undoAborted(ctx context.Context, f FleetConfig, rec Record) {
-	g, err := h.deps.Group.Describe(ctx, f.GroupName)
-	if err == nil {
-		var order []undoCandidate
-		for _, id := range oldInService(rec, g) {
-			order = append(order, undoCandidate{id: id, serving: true})
-		}
-		u := planUndo(rec, g, order)
-		h.log.InfoContext(ctx, "cycle aborted: "+undoText(rec, u), "fleet", f.Name, "cycle_id", rec.ID)
-		err = h.giveBack(ctx, f, g, rec, u)
-	}
-	if err != nil {
-		h.m.applyErrs.WithLabelValues(f.Name, "give_back").Inc()
-		h.log.WarnContext(ctx, "cycle aborted: its surge not given back in full; set the desired capacity and MaxSize back by hand",
-			"fleet", f.Name, "group", f.GroupName, "desired", rec.Desired, "original_max", rec.OriginalMax, "error", err.Error())
-	}
 }
 
 // newer refuses a record a newer worker wrote (a rolling deploy runs old and new replicas side
@@ -427,9 +456,14 @@ func (h *Handler) newer(f FleetConfig, rec Record) error {
 		rec.ID, f.Name, rec.Schema, recordSchema)
 }
 
-// save writes rec with this code's schema, conditioned on version.
+// save writes rec with this code's schema, conditioned on version. A claim that no longer holds
+// is dropped: one that holds is a step's in flight (this one's, or another's kept by a write that
+// calls nothing: an abort, a token change).
 func (h *Handler) save(ctx context.Context, fleetName string, rec Record, version int64) (bool, error) {
 	rec.Schema = recordSchema
+	if !rec.Claim.holds(h.cfg.Now()) {
+		rec.Claim = nil
+	}
 	return h.deps.State.Save(ctx, fleetName, rec, version)
 }
 
@@ -448,7 +482,8 @@ func orUnknown(s string) string {
 }
 
 // Active reports whether a cycle of the fleet owns its desired capacity: from its start until
-// its tail, when only drains are left (Record.HoldsCapacity). It is the scale handler's Hold:
+// its tail, when only drains are left, or, once it failed or was aborted, until the undo of its
+// surge is done or left (Record.HoldsCapacity). It is the scale handler's Hold:
 // while it is true, ticks still decide and report but resize nothing.
 func (h *Handler) Active(ctx context.Context, fleetName string) (bool, error) {
 	rec, _, err := h.deps.State.Load(ctx, fleetName)
@@ -459,10 +494,12 @@ func (h *Handler) Active(ctx context.Context, fleetName string) (bool, error) {
 }
 
 // Advance takes one step of the fleet's cycle in progress, if any, and reports whether the cycle
-// owns the fleet's capacity after it (Active). messageID dedupes redeliveries ("" never dedupes). The step is
-// claimed with a conditional write before any Auto Scaling call: a step lost to another writer
-// does nothing. A failed Auto Scaling call is logged and counted; the next step decides again
-// from what the group then is.
+// owns the fleet's capacity after it (Active). messageID dedupes redeliveries ("" never dedupes).
+// A step that calls Auto Scaling claims the fleet with its conditional write, before any call
+// (claim): a step lost to another writer does nothing, and while a claim holds, no step is taken
+// (this tick does nothing; the next one takes the step). A failed Auto Scaling call is logged and
+// counted; the next step decides again from what the group then is. Once the cycle failed or was
+// aborted, a step carries out what is left of the undo of its surge (undoLater).
 func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (bool, error) {
 	f, ok := h.fleets[fleetName]
 	if !ok {
@@ -478,8 +515,20 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		h.log.WarnContext(ctx, err.Error())
 		return rec.HoldsCapacity(), nil
 	}
+	log := h.log.With("fleet", f.Name, "cycle_id", rec.ID, "message_id", messageID)
+	if c := rec.Claim; c.holds(h.cfg.Now()) {
+		// A step in flight may still call Auto Scaling: deciding now, from a group it is about
+		// to change, could undo what it does or have it undo ours. Not an error: the claim ends
+		// within ClaimFor, and the next tick takes the step.
+		h.m.steps.WithLabelValues(f.Name, "claimed").Inc()
+		log.InfoContext(ctx, "cycle: a step in flight holds the fleet; no step this tick", "claimed_by", c.Owner, "until", c.Until)
+		return rec.HoldsCapacity(), nil
+	}
 	if !rec.Active() {
 		h.m.active.WithLabelValues(f.Name).Set(0)
+		if rec.UndoPending {
+			return h.undoLater(ctx, log, f, rec, ver)
+		}
 		if rec.Status.Final() && rec.RaisedMax > 0 && !rec.MaxGivenBack && h.cfg.Now().Sub(rec.FinishedAt) < restoreWindow {
 			h.giveBackLater(ctx, f, rec, ver)
 		}
@@ -493,36 +542,13 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		}
 		return false, nil
 	}
-	log := h.log.With("fleet", f.Name, "cycle_id", rec.ID, "message_id", messageID)
 	if messageID != "" && rec.LastMessageID == messageID {
 		h.m.steps.WithLabelValues(f.Name, "duplicate").Inc()
 		return rec.HoldsCapacity(), nil
 	}
-	g, err := h.deps.Group.Describe(ctx, f.GroupName)
-	if errors.Is(err, ErrGroupNotFound) {
-		return true, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
-	}
+	g, runners, err := h.observe(ctx, f)
 	if err != nil {
-		return true, fmt.Errorf("describing group %s of fleet %s: %w", f.GroupName, f.Name, err)
-	}
-	runners, err := h.check(ctx, f, g)
-	if err != nil {
-		return true, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
-	}
-	if h.deps.Marks != nil {
-		// A runner told to stop by a notice still answers, with its cumulative counters and its
-		// configured slots, while its jobs finish: it serves nothing, and counting it as
-		// serving could retire another serving instance below the floor.
-		stopped, err := h.deps.Marks.IntakeStopped(ctx, f.GroupName)
-		if err != nil {
-			return true, fmt.Errorf("reading instance marks of fleet %s: %w", f.Name, err)
-		}
-		for id, why := range stopped {
-			if r, ok := runners[id]; ok {
-				r.Healthy, r.Stopped = false, why
-				runners[id] = r
-			}
-		}
+		return true, err
 	}
 	now := h.cfg.Now()
 	before, prev := len(rec.Events), rec.Progress
@@ -532,21 +558,44 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	rec.UpdatedAt = now
 	if p.finish != "" {
 		rec.finish(now, p.finish, p.reason)
+		rec.UndoPending = len(p.undo.steps) > 0
 	} else if rec.Progress != prev || rec.Steps == 1 {
 		rec.event(now, progressLine(rec.Progress))
 	}
-	claimed, err := h.save(ctx, f.Name, rec, ver)
-	if err != nil {
-		return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
-	}
-	if !claimed {
-		h.m.steps.WithLabelValues(f.Name, "lost_race").Inc()
-		log.InfoContext(ctx, "cycle step taken by another worker; not applying")
-		return true, nil
+	var applyErrs []string
+	if !p.calls(rec, g) {
+		// Nothing outside the table (waiting for replacements or drains, most steps): one
+		// conditional write, no claim.
+		saved, err := h.save(ctx, f.Name, rec, ver)
+		if err != nil {
+			return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
+		}
+		if !saved {
+			h.m.steps.WithLabelValues(f.Name, "lost_race").Inc()
+			log.InfoContext(ctx, "cycle step taken by another worker")
+			return true, nil
+		}
+	} else {
+		stepCtx, cancel, claimed, err := h.claim(ctx, f.Name, &rec, ver)
+		if err != nil {
+			return true, fmt.Errorf("claiming a step of the cycle of fleet %s: %w", f.Name, err)
+		}
+		if !claimed {
+			h.m.steps.WithLabelValues(f.Name, "lost_race").Inc()
+			log.InfoContext(ctx, "cycle step taken by another worker; not applying")
+			return true, nil
+		}
+		var answers map[string]string
+		var undone bool
+		applyErrs, answers, undone = h.apply(stepCtx, log, f, g, rec, p)
+		cancel()
+		rec.noteAnswers(answers)
+		if undone {
+			rec.UndoPending = false
+		}
+		h.release(ctx, log, f.Name, rec, ver+1)
 	}
 	h.m.steps.WithLabelValues(f.Name, "advanced").Inc()
-	applyErrs, answers := h.apply(ctx, log, f, g, rec, p)
-	h.noteAnswers(ctx, log, f, rec, ver+1, answers)
 	if p.finish != "" {
 		h.m.finished.WithLabelValues(f.Name, string(p.finish)).Inc()
 		h.m.active.WithLabelValues(f.Name).Set(0)
@@ -563,8 +612,80 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		"replaced", rec.Progress.Replaced, "total", rec.Progress.Total, "draining", rec.Progress.Draining,
 		"waiting_for_health", rec.Progress.WaitingForHealth, "serving", rec.Progress.Serving,
 		"floor", rec.Progress.Floor, "rejected", rec.Progress.Rejected,
-		"tail", rec.Tail, "events", texts, "apply_errors", applyErrs)
+		"tail", rec.Tail, "events", texts, "apply_errors", applyErrs, "undo_pending", rec.UndoPending)
 	return rec.HoldsCapacity(), nil
+}
+
+// claim writes rec with this replica's claim on the fleet (Record.Claim, ClaimFor from now),
+// conditioned on version, and returns the context the claimed step's Auto Scaling calls run on.
+// It returns false when another writer got there first (nothing is to be called then).
+//
+// The calls' context is detached from the message's cancellation — a worker shutting down must
+// not cut a claimed step in half — and its deadline is ApplyTimeout after the step began, read
+// (like the claim's end) before the claim is written: however long the write takes (SDK retries
+// of a throttled write can take seconds), the calls end before the claim does. A replica paused
+// after its claim (SIGSTOP, a long GC, a slow network) finds, when it resumes, its context
+// expired: it cannot make a call after another replica's later step, which begins only once the
+// claim has ended. The write itself runs on that context too.
+func (h *Handler) claim(ctx context.Context, fleetName string, rec *Record, version int64) (context.Context, context.CancelFunc, bool, error) {
+	began := time.Now() // real time: the calls' deadline; the claim's end is by the handler's clock
+	rec.Claim = &Claim{Owner: h.cfg.Owner, Until: h.cfg.Now().Add(h.cfg.ClaimFor)}
+	stepCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), began.Add(h.cfg.ApplyTimeout))
+	ok, err := h.save(stepCtx, fleetName, *rec, version)
+	if err != nil || !ok {
+		cancel()
+		return nil, nil, false, err
+	}
+	return stepCtx, cancel, true, nil
+}
+
+// release ends a claimed step: it writes rec — with what Auto Scaling answered — without the
+// claim, conditioned on the version the claim wrote, on a bounded context of its own. Lost (an
+// abort or a token change was written meanwhile) or failed, it costs only what the step found
+// out (the next step finds it again) and the claim lapses at its end.
+func (h *Handler) release(ctx context.Context, log *slog.Logger, fleetName string, rec Record, version int64) {
+	rec.Claim = nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ApplyTimeout)
+	defer cancel()
+	ok, err := h.save(ctx, fleetName, rec, version)
+	switch {
+	case err != nil:
+		log.WarnContext(ctx, "releasing the claimed cycle step (it lapses by itself)", "error", err.Error())
+	case !ok:
+		log.InfoContext(ctx, "the claimed cycle step's record was written meanwhile (an abort, a token change): its claim lapses by itself")
+	}
+}
+
+// observe describes the fleet's group and reads its runners; a runner a spot or rebalance notice
+// stopped serves nothing.
+func (h *Handler) observe(ctx context.Context, f FleetConfig) (GroupState, map[string]Runner, error) {
+	g, err := h.deps.Group.Describe(ctx, f.GroupName)
+	if errors.Is(err, ErrGroupNotFound) {
+		return g, nil, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
+	}
+	if err != nil {
+		return g, nil, fmt.Errorf("describing group %s of fleet %s: %w", f.GroupName, f.Name, err)
+	}
+	runners, err := h.check(ctx, f, g)
+	if err != nil {
+		return g, nil, messages.Reject("cycle step of fleet %s: %v", f.Name, err)
+	}
+	if h.deps.Marks != nil {
+		// A runner told to stop by a notice still answers, with its cumulative counters and its
+		// configured slots, while its jobs finish: it serves nothing, and counting it as
+		// serving could retire another serving instance below the floor.
+		stopped, err := h.deps.Marks.IntakeStopped(ctx, f.GroupName)
+		if err != nil {
+			return g, nil, fmt.Errorf("reading instance marks of fleet %s: %w", f.Name, err)
+		}
+		for id, why := range stopped {
+			if r, ok := runners[id]; ok {
+				r.Healthy, r.Stopped = false, why
+				runners[id] = r
+			}
+		}
+	}
+	return g, runners, nil
 }
 
 func progressLine(p Progress) string {
@@ -598,13 +719,12 @@ func (h *Handler) check(ctx context.Context, f FleetConfig, g GroupState) (map[s
 	return out, nil
 }
 
-// apply carries out a claimed step: raise the capacity, retire, and at the end undo what is left
-// of a failed cycle's surge and restore MaxSize. Every call is tried even when an earlier one
-// failed; failures are returned in words, and what Auto Scaling answered to each retirement
-// (answerOf, "" when it accepted) by instance.
-func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g GroupState, rec Record, p plan) ([]string, map[string]string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ApplyTimeout)
-	defer cancel()
+// apply carries out a claimed step on its claim's context (claim): raise the capacity, retire,
+// and at the end undo what is left of a failed cycle's surge and restore MaxSize. Every call is
+// tried even when an earlier one failed; failures are returned in words, what Auto Scaling
+// answered to each retirement (answerOf, "" when it accepted) by instance, and whether the undo
+// of the surge, if the step had one, was carried out in full.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g GroupState, rec Record, p plan) ([]string, map[string]string, bool) {
 	var failed []string
 	answers := map[string]string{}
 	fail := func(op string, err error) {
@@ -649,25 +769,25 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, f FleetConfig, g 
 	// original). The surge's room goes back when the cycle hands the capacity to scaling (on every
 	// step of its tail until it can: a retirement retried in the tail may only now bring the
 	// desired capacity down) or ends; a failed cycle first undoes what is left of its surge.
+	undone := true
 	if p.finish.Final() || rec.Tail {
-		if err := h.giveBack(ctx, f, g, rec, p.undo); err != nil {
+		var err error
+		if undone, err = h.giveBack(ctx, f, g, rec, p.undo); err != nil {
 			fail("give_back", err)
 		}
 	}
-	return failed, answers
+	return failed, answers, undone
 }
 
-// noteAnswers records in the cycle's record what Auto Scaling answered to the step's
-// retirements when that is news (Record.noteAnswers: a refusal, or an ask again accepted), with a
-// second write conditioned on the version the step's claim wrote. Lost or failed, it costs only
-// the answer: the next ask notes it again.
-func (h *Handler) noteAnswers(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, version int64, answers map[string]string) {
-	if !rec.noteAnswers(answers) {
-		return
+// calls reports whether applying p (apply) calls Auto Scaling: such a step is claimed first.
+func (p plan) calls(rec Record, g GroupState) bool {
+	if p.desired > 0 || len(p.retire) > 0 {
+		return true
 	}
-	if _, err := h.save(ctx, f.Name, rec, version); err != nil {
-		log.WarnContext(ctx, "recording Auto Scaling's answers to the step's retirements", "error", err.Error())
+	if !p.finish.Final() && !rec.Tail {
+		return false
 	}
+	return len(p.undo.steps) > 0 || restorable(g, rec) && g.Desired <= rec.OriginalMax
 }
 
 // maxAnswer bounds an answer kept in the record (Stuck.Error) and repeated in its reason.
@@ -704,10 +824,11 @@ func answerOf(err error) string {
 // first carries out the undo of its surge (planUndo), whatever MaxSize is: the group may have had
 // room for the surge. A retirement that fails leaves more instances live than the plan counted,
 // so the launches to cancel are counted again from what is live, never below it: Auto Scaling
-// never chooses what goes.
+// never chooses what goes. undone reports whether every step of the undo was carried out (what
+// is not is taken up again by later ticks: Record.UndoPending).
 //
 // Then MaxSize goes back, unless someone changed it meanwhile (theirs, logged).
-func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, u undo) error {
+func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec Record, u undo) (undone bool, err error) {
 	desired, live := g.Desired, liveMembers(g)
 	var errs []error
 	for _, s := range u.steps {
@@ -729,45 +850,131 @@ func (h *Handler) giveBack(ctx context.Context, f FleetConfig, g GroupState, rec
 		live--
 		h.log.InfoContext(ctx, "cycle ended: giving back the surge", "fleet", f.Name, "group", g.Name, "instance_id", s.id, "why", s.why)
 	}
+	undone = len(errs) == 0
 	if rec.RaisedMax > 0 && g.Max > rec.OriginalMax && g.Max != rec.RaisedMax {
 		h.log.WarnContext(ctx, "cycle: MaxSize changed during the cycle, left as it is",
 			"fleet", f.Name, "group", g.Name, "max_size", g.Max, "raised_to", rec.RaisedMax, "original_max", rec.OriginalMax)
 	}
 	if !restorable(g, rec) {
-		return errors.Join(errs...)
+		return undone, errors.Join(errs...)
 	}
 	if desired > rec.OriginalMax {
 		h.log.InfoContext(ctx, "cycle: MaxSize stays raised until the desired capacity is back at the original MaxSize",
 			"fleet", f.Name, "group", g.Name, "desired", desired, "max_size", g.Max, "original_max", rec.OriginalMax)
-		return errors.Join(errs...)
+		return undone, errors.Join(errs...)
 	}
 	if err := h.deps.Group.RestoreMax(ctx, g.Name, rec.OriginalMax); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return undone, errors.Join(errs...)
 }
 
-// oldInService lists the cycle's old instances still in service and not retired, oldest first.
-func oldInService(rec Record, g GroupState) []string {
-	old, retired := set(rec.Old), set(rec.Retired)
-	var ms []Member
+// undoRetryFor is how long after a cycle failed or was aborted its ticks still take up the undo
+// of its surge (Record.UndoPending), holding the capacity meanwhile. Ten ticks outlast a throttled
+// or briefly refused call; a refusal that lasts longer (AccessDenied, a suspended process) is a
+// person's to read, and scaling cannot hold still for it: the undo is left, and said so.
+const undoRetryFor = 10 * time.Minute
+
+// undoLater carries out what is left of the undo of a failed or aborted cycle's surge
+// (Record.UndoPending), planned anew from the group and its runners as they are now (planUndo),
+// as a claimed step (claim): an aborted cycle's first undo, and the retries of one Auto Scaling
+// refused in part. Past undoRetryFor it is left, with an event saying so. It reports whether the
+// cycle still holds the capacity.
+func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, ver int64) (bool, error) {
+	now := h.cfg.Now()
+	rec.UpdatedAt = now
+	if now.Sub(rec.FinishedAt) > undoRetryFor {
+		rec.UndoPending = false
+		rec.event(now, fmt.Sprintf("the undo of the surge is left undone %s after the cycle ended: the capacity is scaling's again; "+
+			"if the group's desired capacity is still above %d, read its scaling activities and set it back by hand", undoRetryFor, rec.Desired))
+		log.WarnContext(ctx, "cycle: the undo of its surge is left undone; the capacity is scaling's again", "group", f.GroupName, "desired", rec.Desired)
+		ok, err := h.save(ctx, f.Name, rec, ver)
+		if err != nil {
+			return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
+		}
+		return !ok, nil
+	}
+	g, runners, err := h.observe(ctx, f)
+	if err != nil {
+		return true, err
+	}
+	planned, order := undoView(now, rec, g, runners)
+	u := planUndo(planned, g, order)
+	if len(u.steps) == 0 {
+		rec.UndoPending = false
+		rec.event(now, "the undo of the surge is carried out: "+undoText(planned, u))
+		ok, err := h.save(ctx, f.Name, rec, ver)
+		if err != nil {
+			return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
+		}
+		return !ok, nil
+	}
+	stepCtx, cancel, claimed, err := h.claim(ctx, f.Name, &rec, ver)
+	if err != nil {
+		return true, fmt.Errorf("claiming the undo of the cycle of fleet %s: %w", f.Name, err)
+	}
+	if !claimed {
+		h.m.steps.WithLabelValues(f.Name, "lost_race").Inc()
+		return true, nil
+	}
+	log.InfoContext(ctx, "cycle ended: "+undoText(planned, u))
+	undone, err := h.giveBack(stepCtx, f, g, rec, u)
+	cancel()
+	if err != nil {
+		h.m.applyErrs.WithLabelValues(f.Name, "give_back").Inc()
+		log.WarnContext(ctx, "cycle ended: its surge not given back in full; the next ticks take it up again",
+			"group", f.GroupName, "desired", rec.Desired, "original_max", rec.OriginalMax, "error", err.Error())
+	}
+	if undone {
+		rec.UndoPending = false
+		rec.event(now, "the undo of the surge is carried out: "+undoText(planned, u))
+	}
+	h.m.steps.WithLabelValues(f.Name, "advanced").Inc()
+	h.release(ctx, log, f.Name, rec, ver+1)
+	return rec.HoldsCapacity(), nil
+}
+
+// undoView is rec as the group and its runners are now, with the order of its old instances, for
+// planning the undo of its surge again after the cycle ended (rec is not changed): a replacement
+// the group launched since the last step is the cycle's (it launched for the surge), one whose
+// runner now serves has served; the instances serving are counted again; and the old instances
+// live and not retired are in the order decide retires them (those that serve nothing first).
+func undoView(now time.Time, rec Record, g GroupState, runners map[string]Runner) (Record, []undoCandidate) {
+	v := rec
+	v.Seen, v.Healthy = maps.Clone(rec.Seen), slices.Clone(rec.Healthy)
+	if v.Seen == nil {
+		v.Seen = map[string]time.Time{}
+	}
+	old, kept, retired := set(rec.Old), set(rec.Kept), set(rec.Retired)
+	var live []Member
+	v.Progress.Serving = 0
 	for _, m := range g.Members {
-		if old[m.ID] && !retired[m.ID] && m.State.InService() {
-			ms = append(ms, m)
+		serving := m.State.InService() && runners[m.ID].Healthy && !retired[m.ID]
+		if serving {
+			v.Progress.Serving++
+		}
+		switch {
+		case m.State.Leaving():
+		case old[m.ID]:
+			if !retired[m.ID] {
+				live = append(live, m)
+			}
+		case !kept[m.ID]:
+			if _, ok := v.Seen[m.ID]; !ok {
+				v.Seen[m.ID] = now
+			}
+			if serving && !slices.Contains(v.Healthy, m.ID) {
+				v.Healthy = append(v.Healthy, m.ID)
+			}
 		}
 	}
-	slices.SortFunc(ms, func(a, b Member) int { return cmp.Or(a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID)) })
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.ID
-	}
-	return out
+	return v, retireOrder(live, runners)
 }
 
 // giveBackLater gives back the surge's MaxSize on a tick after the cycle ended, once the desired
-// capacity allows (the cycle ended while a surge instance kept it above the original). Once
-// MaxSize is back, or is no longer the surge's (someone changed it), the record says so and
-// later ticks look no more.
+// capacity allows (the cycle ended while a surge instance kept it above the original), as a
+// claimed step (claim). Once MaxSize is back, or is no longer the surge's (someone changed it),
+// the record says so and later ticks look no more.
 func (h *Handler) giveBackLater(ctx context.Context, f FleetConfig, rec Record, ver int64) {
 	g, err := h.deps.Group.Describe(ctx, f.GroupName)
 	if err != nil {
@@ -777,13 +984,22 @@ func (h *Handler) giveBackLater(ctx context.Context, f FleetConfig, rec Record, 
 		if g.Desired > rec.OriginalMax {
 			return // not yet
 		}
-		if err := h.deps.Group.RestoreMax(ctx, f.GroupName, rec.OriginalMax); err != nil {
+		stepCtx, cancel, claimed, err := h.claim(ctx, f.Name, &rec, ver)
+		if err != nil || !claimed {
+			return // another writer, or a failed write: the next tick looks again
+		}
+		ver++
+		err = h.deps.Group.RestoreMax(stepCtx, f.GroupName, rec.OriginalMax)
+		cancel()
+		if err != nil {
 			h.log.WarnContext(ctx, "restoring MaxSize after the cycle", "fleet", f.Name, "error", err.Error())
+			h.release(ctx, h.log.With("fleet", f.Name), f.Name, rec, ver)
 			return
 		}
 		h.log.InfoContext(ctx, "cycle's surge MaxSize given back", "fleet", f.Name, "group", f.GroupName, "max_size", rec.OriginalMax)
 	}
 	rec.MaxGivenBack = true
+	rec.Claim = nil
 	if _, err := h.save(ctx, f.Name, rec, ver); err != nil { // a lost write only means one more look
 		h.log.WarnContext(ctx, "recording the surge's MaxSize given back", "fleet", f.Name, "error", err.Error())
 	}

@@ -5,10 +5,31 @@
 // DynamoDB state table (pk "fleet#<name>", sk "cycle"); a command records the intent and takes
 // the first step; every tick of the fleet then advances it by one step (Advance), before the
 // fleet's scaling decision. Each step reads the record, describes the group, checks the runners,
-// decides (decide, pure), claims the step with a conditional write of the record — a duplicate
-// tick, a second replica or a stale one loses the write and does nothing — and only then calls
-// Auto Scaling. So every step is safe twice and on any replica, and a restarted worker resumes
-// from the record.
+// decides (decide, pure) and writes the record with a conditional write: a duplicate tick, a
+// second replica or a stale one loses the write and does nothing. So every step is safe twice and
+// on any replica, and a restarted worker resumes from the record.
+//
+// # A claim fences each step that calls Auto Scaling
+//
+// A conditional write alone does not stop a replica paused between its write and its Auto
+// Scaling calls (SIGSTOP, a long GC, a slow network): resuming late, it would make its calls after
+// another replica's later steps — re-raise a desired capacity the undo of the surge brought down,
+// terminate an instance the plan no longer wants gone. So a step that calls Auto Scaling (most
+// steps only wait, and take one write) claims the fleet with its write, as a drain takes a lease
+// (handlers/drain): the record says who holds it until when (Record.Claim: owner, and ClaimFor
+// from the step's start), and the step's calls run on a context of their own — detached from the
+// message's cancellation, so a worker shutting down does not cut a claimed step in half — whose
+// deadline is ApplyTimeout after the step's start, read before the claim is written: at most half
+// the claim, whatever the write took. The step's last write (with what Auto Scaling answered)
+// clears the claim. While a claim holds, every other step, on any replica, does nothing: a tick
+// takes no step (not an error: the next tick takes it), a command that would start a cycle is
+// retried, an abort is recorded at once and leaves the undo to the first tick after the claim.
+// So the next step can begin only once the paused replica's calls are dead: when it resumes, its
+// context has expired and its calls fail without reaching Auto Scaling. A claim never outlives
+// ClaimFor: that of a replica that died mid-step lapses, and the cycle goes on. Other replicas
+// read the claim's end by their own clocks: the half of the claim left after the calls' deadline
+// covers the replicas' clock skew and a call already sent when the deadline passed. Both
+// (ApplyTimeout 20 s, ClaimFor 40 s by default) are well under a tick (a minute).
 //
 // A step: raise the desired capacity so replacements launch first (the surge); wait until each
 // replacement's runner is healthy — its job requests succeed, not merely its metrics answer;
@@ -24,6 +45,11 @@
 // ends it at once: the step in flight, if any, was claimed before, and no later step runs.
 // A cycle that fails or is aborted retires nothing more but the undo of its surge, back to the
 // desired capacity from before it (its broken replacements first; its reason says what goes).
+// The undo is a claimed step too. What of it Auto Scaling refuses (a throttled call, say), or an
+// abort could not take up because a step held the fleet, is recorded (Record.UndoPending) and
+// taken up again by each tick, planned anew from the group as it then is, for at most
+// undoRetryFor; until then the cycle holds the capacity, so scaling does not move the desired
+// capacity under the undo; a token cycle waits for it, and a cycle command is refused meanwhile.
 //
 // Why the group is driven directly rather than by StartInstanceRefresh: a refresh decides by
 // itself which instance goes when, counts an instance healthy when EC2 says so (not when its
@@ -36,7 +62,8 @@
 //
 // While a cycle runs, scaling must hold still: the cycle raises the desired capacity on purpose
 // and a replacement is idle at first, so a scaling decision would remove it. Active tells the
-// worker's tick whether a cycle is in progress.
+// worker's tick whether a cycle holds the capacity: in progress until its tail, or undoing its
+// surge.
 //
 // Token rotation: a Parameter Store Change (Create or Update) of a fleet's TokenParameter starts
 // a cycle of every instance (All) when the fleet's OnTokenChange is "cycle" (the default), or is

@@ -14,7 +14,8 @@ import (
 // desired launches members (InService at the next Describe), TerminateInstance moves a member to
 // Terminating:Wait and decrements desired, and a "drain" removes it drainSteps Describes later.
 // Its MaxSize starts at the desired capacity (no room: a surge raises it); a test sets
-// state.Max for a group with room.
+// state.Max for a group with room. A call on a context that has ended fails with the context's
+// error and changes nothing, as an SDK call does.
 type fakeGroup struct {
 	mu         sync.Mutex
 	state      GroupState
@@ -53,7 +54,10 @@ func newFakeGroup(version string, ids ...string) *fakeGroup {
 	return g
 }
 
-func (g *fakeGroup) Describe(_ context.Context, name string) (GroupState, error) {
+func (g *fakeGroup) Describe(ctx context.Context, name string) (GroupState, error) {
+	if err := ctx.Err(); err != nil {
+		return GroupState{}, err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.describes++
@@ -125,7 +129,10 @@ func (g *fakeGroup) losesUnhealthy(m Member) bool {
 	return g.unhealthyFor[m.ID] >= g.loseUnhealthyAfter
 }
 
-func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) error {
+func (g *fakeGroup) SetCapacity(ctx context.Context, _ string, desired, max int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.setCalls++
@@ -142,7 +149,10 @@ func (g *fakeGroup) SetCapacity(_ context.Context, _ string, desired, max int) e
 func (g *fakeGroup) maxSize() int { g.mu.Lock(); defer g.mu.Unlock(); return g.state.Max }
 
 // RestoreMax never goes below the desired capacity, as the real adapter (cyclestate.Group).
-func (g *fakeGroup) RestoreMax(_ context.Context, _ string, to int) error {
+func (g *fakeGroup) RestoreMax(ctx context.Context, _ string, to int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.restored++
@@ -158,12 +168,35 @@ func (g *fakeGroup) setLaunchFails(fails bool) {
 }
 
 // TerminateInstance refuses to decrement below MinSize, as Auto Scaling does.
-func (g *fakeGroup) TerminateInstance(_ context.Context, id string) error {
+func (g *fakeGroup) TerminateInstance(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return g.terminate(id, true)
 }
 
-func (g *fakeGroup) ReplaceInstance(_ context.Context, id string) error {
+func (g *fakeGroup) ReplaceInstance(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return g.terminate(id, false)
+}
+
+// setTerminateErr makes every terminate fail with err (nil: succeed again).
+func (g *fakeGroup) setTerminateErr(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.terminateErr = err
+}
+
+// describeCount returns how many Describes were made.
+func (g *fakeGroup) describeCount() int { g.mu.Lock(); defer g.mu.Unlock(); return g.describes }
+
+// capacity returns how many SetCapacity calls were made and the desired capacity.
+func (g *fakeGroup) capacity() (setCalls, desired int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.setCalls, g.state.Desired
 }
 
 func (g *fakeGroup) terminate(id string, decrement bool) error {
@@ -259,13 +292,17 @@ func (h *fakeHealth) Check(_ context.Context, _ string, targets []Target) ([]Run
 	return out, nil
 }
 
-// fakeStore is a versioned record store; loseNext makes the next Save lose its race.
+// fakeStore is a versioned record store; loseNext makes the next Save lose its race. A Save on a
+// context that has ended fails, as a DynamoDB call does. afterSave, when set, is called after
+// each write that landed, outside the lock, with the writer's context and what it wrote: a test
+// pauses the writer there (a replica stopped between its claim and its calls).
 type fakeStore struct {
-	mu       sync.Mutex
-	rec      map[string]Record
-	ver      map[string]int64
-	loseNext bool
-	saves    int
+	mu        sync.Mutex
+	rec       map[string]Record
+	ver       map[string]int64
+	loseNext  bool
+	saves     int
+	afterSave func(ctx context.Context, rec Record)
 }
 
 func newFakeStore() *fakeStore {
@@ -278,22 +315,34 @@ func (s *fakeStore) Load(_ context.Context, f string) (Record, int64, error) {
 	return clone(s.rec[f]), s.ver[f], nil
 }
 
-func (s *fakeStore) Save(_ context.Context, f string, rec Record, version int64) (bool, error) {
+func (s *fakeStore) Save(ctx context.Context, f string, rec Record, version int64) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.loseNext {
 		s.loseNext = false
 		s.ver[f]++ // another writer
+		s.mu.Unlock()
 		return false, nil
 	}
 	if s.ver[f] != version {
+		s.mu.Unlock()
 		return false, nil
 	}
 	s.saves++
 	s.rec[f] = clone(rec)
 	s.ver[f] = version + 1
+	after := s.afterSave
+	s.mu.Unlock()
+	if after != nil {
+		after(ctx, clone(rec))
+	}
 	return true, nil
 }
+
+// saveCount returns how many writes landed.
+func (s *fakeStore) saveCount() int { s.mu.Lock(); defer s.mu.Unlock(); return s.saves }
 
 func (s *fakeStore) get(f string) Record {
 	s.mu.Lock()
@@ -305,6 +354,10 @@ func (s *fakeStore) get(f string) Record {
 func clone(r Record) Record {
 	r.Old, r.Kept, r.Retired, r.Healthy, r.Events = slices.Clone(r.Old), slices.Clone(r.Kept), slices.Clone(r.Retired), slices.Clone(r.Healthy), slices.Clone(r.Events)
 	r.Aside = slices.Clone(r.Aside)
+	if r.Claim != nil {
+		c := *r.Claim
+		r.Claim = &c
+	}
 	if r.Stuck != nil {
 		m := make(map[string]Stuck, len(r.Stuck))
 		for k, v := range r.Stuck {

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		started:   counter("started_total", "Cycles started, by fleet and trigger (command, token).", "trigger"),
 		finished:  counter("finished_total", "Cycles ended, by fleet and outcome (succeeded, failed, aborted).", "outcome"),
 		retired:   counter("retired_instances_total", "Old instances a cycle terminated through the group (each then drained)."),
-		steps:     counter("steps_total", "Cycle steps taken, by fleet and result (advanced, duplicate, lost_race).", "result"),
+		steps:     counter("steps_total", "Cycle steps taken, by fleet and result (advanced, duplicate, lost_race, claimed: another step in flight held the fleet).", "result"),
 		tokens:    counter("token_changes_total", "Changes of a fleet's token parameter, by what was done (cycle, report, deferred).", "action"),
 		applyErrs: counter("apply_errors_total", "Auto Scaling calls of a cycle step that failed, by operation.", "op"),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "runnerfleet", Subsystem: "cycle", Name: "in_progress",

@@ -44,6 +44,23 @@ func retireRank(m Member, r Runner) int {
 	return 2
 }
 
+// retireOrder sorts old instances (in place) in the order they are retired, and returns them
+// as the undo of a surge takes them: rejected first, then unreadable, then healthy; fewest jobs
+// first (their drains end sooner); then oldest. A failed cycle that undoes its surge retires in
+// this order too.
+func retireOrder(ms []Member, runners map[string]Runner) []undoCandidate {
+	slices.SortStableFunc(ms, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(retireRank(a, runners[a.ID]), retireRank(b, runners[b.ID])),
+			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
+			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
+	})
+	order := make([]undoCandidate, len(ms))
+	for i, m := range ms {
+		order[i] = undoCandidate{id: m.ID, serving: retireRank(m, runners[m.ID]) == 2}
+	}
+	return order
+}
+
 // decide advances rec by one step from the group g and the runners' health, and returns the
 // actions. It is pure: the same inputs give the same plan, so a duplicate step decides alike.
 //
@@ -179,17 +196,7 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		rec.MovedAt = now
 	}
 
-	// Rejected first, then unreadable, then healthy; fewest jobs first (their drains end
-	// sooner); then oldest. A failed cycle that undoes its surge retires in this order too.
-	slices.SortStableFunc(oldLive, func(a, b Member) int {
-		return cmp.Or(cmp.Compare(retireRank(a, runners[a.ID]), retireRank(b, runners[b.ID])),
-			cmp.Compare(runners[a.ID].RunningJobs, runners[b.ID].RunningJobs),
-			a.LaunchedAt.Compare(b.LaunchedAt), cmp.Compare(a.ID, b.ID))
-	})
-	order := make([]undoCandidate, len(oldLive))
-	for i, m := range oldLive {
-		order[i] = undoCandidate{id: m.ID, serving: retireRank(m, runners[m.ID]) == 2}
-	}
+	order := retireOrder(oldLive, runners)
 	if !rec.UnhealthySince.IsZero() && now.Sub(rec.UnhealthySince) > rec.HealthTimeout {
 		p.fail(rec, g, order, notHealthy(rec, g, waiting))
 		return p

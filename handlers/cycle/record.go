@@ -32,8 +32,9 @@ const maxEvents = 50
 // worker would misread or lose on saving; a worker leaves records of a newer schema to newer
 // replicas (Handler.newer). 1: Tail, Aside, MaxGivenBack (records without a schema are 0).
 // 2: UnhealthySince, Stuck (an older worker saving a record would drop the cycle's health
-// deadline and its count of stuck retirements).
-const recordSchema = 2
+// deadline and its count of stuck retirements). 3: Claim, UndoPending (an older worker would step
+// a fleet another replica's step holds, and drop an undo still to carry out).
+const recordSchema = 3
 
 // Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
 // state machine: a worker restart, a duplicate tick or another replica reads it and carries on.
@@ -121,7 +122,33 @@ type Record struct {
 	// TokenChangedAt is set when the fleet's token parameter changed while this cycle ran: a
 	// token cycle starts when this one ends.
 	TokenChangedAt time.Time `json:"token_changed_at,omitzero"`
+
+	// Claim is the step in flight that calls Auto Scaling, written with the step's conditional
+	// write before any call. While it holds (Claim.holds), no other step of the fleet is taken, on
+	// any replica: a tick does nothing, a command that would start a cycle is retried, an abort
+	// leaves the undo of the surge to a tick after it. Its calls end (their context's deadline)
+	// before Until; the step's last write clears it, and that of a replica that died mid-step
+	// lapses at Until. Nil in a record written before it existed.
+	Claim *Claim `json:"claim,omitempty"`
+	// UndoPending: the cycle failed or was aborted and the undo of its surge (planUndo) is not
+	// carried out yet — Auto Scaling refused part of it, or the abort landed while a step was in
+	// flight. Ticks take it up again, planned anew from the group, each under a claim, until it is
+	// done or undoRetryFor after FinishedAt; the cycle holds the capacity until then
+	// (HoldsCapacity), so scaling does not move the desired capacity under the undo.
+	UndoPending bool `json:"undo_pending,omitempty"`
 }
+
+// Claim is a step's hold on its fleet (Record.Claim).
+type Claim struct {
+	// Owner names the replica whose step holds the fleet (Config.Owner), for logs and status.
+	Owner string `json:"owner"`
+	// Until is when the claim lapses: ClaimFor after the step began, by the claiming replica's
+	// clock.
+	Until time.Time `json:"until"`
+}
+
+// holds reports whether the claim holds the fleet at now (a nil claim never does).
+func (c *Claim) holds(now time.Time) bool { return c != nil && now.Before(c.Until) }
 
 // Progress is a cycle's progress as counts.
 type Progress struct {
@@ -165,8 +192,9 @@ type Event struct {
 func (r Record) Active() bool { return r.ID != "" && r.Status == StatusRunning }
 
 // HoldsCapacity reports whether the cycle owns the fleet's desired capacity: while it runs,
-// until its tail (only drains left).
-func (r Record) HoldsCapacity() bool { return r.Active() && !r.Tail }
+// until its tail (only drains left), and once it failed or was aborted, until the undo of its
+// surge is done or left (UndoPending).
+func (r Record) HoldsCapacity() bool { return r.Active() && !r.Tail || r.UndoPending }
 
 func (r Record) retiredAt(id string) time.Time { return r.RetiredAt[id] }
 
