@@ -11,9 +11,10 @@ ListCommandInvocations and has no DescribeInstanceInformation. Here:
   ``POST {runnersim}/instances/{id}/actions/{action}``; the action's exit code, stdout and stderr
   become the invocation's ResponseCode, StandardOutputContent and StandardErrorContent (non-zero:
   Failed). They are accepted even when no such document was created in the emulator (the shell
-  they hold cannot run here anyway), and DescribeDocument describes them then as a Command
-  document of the caller's account, so that the worker's start-up check of its drain documents
-  holds wherever SendCommand would. Any other document fails: one that does not exist with
+  they hold cannot run here anyway), and DescribeDocument describes them then (and AWS-* ones, as
+  AWS's), so that the worker's start-up check of its drain documents holds wherever SendCommand
+  would. A document created by CloudFormation is described too (moto failed to hash its Content,
+  a mapping there, with a 500). Any other document fails: one that does not exist with
   InvalidDocument at SendCommand and DescribeDocument, one that exists (or an AWS-* one) as a
   Failed invocation.
 - Commands run asynchronously: Pending → InProgress → Success / Failed / TimedOut. The
@@ -27,8 +28,9 @@ ListCommandInvocations and has no DescribeInstanceInformation. Here:
 
 moto internals touched (moto 5.2.1, moto/ssm/models.py and responses.py):
 - SimpleSystemManagerBackend.send_command (wrapped: validation before, our run state after);
-- SimpleSystemManagerBackend.describe_document (wrapped: a drain document not created is
-  described instead of refused; a created one is moto's own answer);
+- SimpleSystemManagerBackend.describe_document (wrapped: a drain or AWS-* document not created is
+  described instead of refused; a created one is moto's own answer); Document.hash (replaced:
+  hashes a mapping Content as sorted JSON);
 - Command._get_instance_ids_from_targets (replaced: moto's sends a command without Targets to
   every EC2 instance);
 - Command.status / status_details / completed_count / error_count / target_count (set by us);
@@ -39,6 +41,8 @@ moto internals touched (moto 5.2.1, moto/ssm/models.py and responses.py):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
 import time
@@ -358,15 +362,24 @@ def describe_document(self: Any, name: str, document_version: str, version_name:
     try:
         return _ORIG["describe_document"](self, name, document_version, version_name)
     except InvalidDocument:
-        if not action_of(name):
+        if not action_of(name) and not name.startswith("AWS-"):
             raise
-    # A drain document SendCommand runs without its having been created (see the module doc).
+    # A document SendCommand accepts without its having been created (see the module doc): a
+    # drain document, or one of AWS's own (AWS-RunShellScript), which every account has.
     return {
-        "Name": name, "Owner": self.account_id, "Status": "Active", "DocumentType": "Command",
-        "DocumentFormat": "YAML", "SchemaVersion": "2.2", "DocumentVersion": "1", "LatestVersion": "1",
-        "DefaultVersion": "1", "PlatformTypes": ["Linux"], "CreatedDate": _utcnow(),
-        "Description": "RunnerFleet drain document (run by the local world's runner simulator)",
+        "Name": name, "Owner": "Amazon" if name.startswith("AWS-") else self.account_id, "Status": "Active",
+        "DocumentType": "Command", "DocumentFormat": "YAML", "SchemaVersion": "2.2", "DocumentVersion": "1",
+        "LatestVersion": "1", "DefaultVersion": "1", "PlatformTypes": ["Linux"], "CreatedDate": _utcnow(),
+        "Description": "a document the local world runs without its content",
     }
+
+
+def document_hash(self: Any) -> str:
+    """Document.hash: moto hashes Content as a string, but a document created by CloudFormation
+    holds it as the template's mapping (Content: {schemaVersion: ...}), and DescribeDocument
+    failed with a 500 on it."""
+    content = self.content if isinstance(self.content, str) else json.dumps(self.content, sort_keys=True)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 def get_invocation(self: Any, instance_id: str, plugin_name: str | None) -> dict[str, Any]:
@@ -506,6 +519,7 @@ def install() -> None:
     _ORIG["get_invocation"] = C.get_invocation
     _ORIG["describe_document"] = B.describe_document
     B.describe_document = describe_document
+    ssmm.Document.hash = property(document_hash)
     B.send_command = send_command
     C.get_invocation = get_invocation
     C._get_instance_ids_from_targets = instance_ids_from_targets
