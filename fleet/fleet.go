@@ -26,6 +26,10 @@ type Settings struct {
 	// MetricsURL is a text/template for a runner's metrics URL, with fields InstanceID and
 	// PrivateIP; default "http://{{.PrivateIP}}:9252/metrics".
 	MetricsURL string `mapstructure:"metrics_url" yaml:"metrics_url" json:"metrics_url"`
+	// Hooks names the group's lifecycle hooks RunnerFleet acts on; default the runner template's
+	// (DefaultTerminateHook, DefaultLaunchHook). An action of any other hook of the group (another
+	// tool's) is left to that tool: never claimed, heartbeated or completed.
+	Hooks Hooks `mapstructure:"hooks" yaml:"hooks" json:"hooks"`
 	// Documents names the drain SSM documents.
 	Documents Documents `mapstructure:"documents" yaml:"documents" json:"documents"`
 	// Drain tunes drains of this fleet's instances.
@@ -35,7 +39,8 @@ type Settings struct {
 	// Rebalance is what an EC2 rebalance recommendation does: "act" (stop intake, replace the
 	// instance at the next tick; the default) or "report" (mark and report only).
 	Rebalance string `mapstructure:"rebalance" yaml:"rebalance" json:"rebalance"`
-	// LaunchGate tunes the launch hook's health gate (used only when the group has a launch hook).
+	// LaunchGate tunes the launch hook's health gate (used only when the group has the launch hook
+	// Hooks.Launch names).
 	LaunchGate LaunchGateSettings `mapstructure:"launch_gate" yaml:"launch_gate" json:"launch_gate"`
 	// Cycle holds the defaults of rolling cycles and what a token change does.
 	Cycle CycleSettings `mapstructure:"cycle" yaml:"cycle" json:"cycle"`
@@ -68,6 +73,36 @@ type CycleSettings struct {
 
 // DefaultMetricsURL is the metrics URL template of a real fleet: gitlab-runner's listen_address.
 const DefaultMetricsURL = "http://{{.PrivateIP}}:9252/metrics"
+
+// Default hook names: those the runner fleet stack (deploy/runner/runner.yaml) gives its group's
+// hooks (a test keeps them equal to the template's).
+const (
+	DefaultTerminateHook = "runnerfleet-drain"
+	DefaultLaunchHook    = "runnerfleet-launch"
+)
+
+// Hooks are the names of the group's lifecycle hooks that belong to RunnerFleet. A group may have
+// other hooks on the same transitions (a log shipper's terminate hook, a config-management launch
+// hook): their actions are that tool's, and RunnerFleet leaves them alone.
+type Hooks struct {
+	// Terminate is the terminate hook the drain heartbeats and completes; default
+	// DefaultTerminateHook. Start-up refuses a group that has no terminate hook of this name.
+	Terminate string `mapstructure:"terminate" yaml:"terminate" json:"terminate"`
+	// Launch is the launch hook the launch gate completes; default DefaultLaunchHook. The
+	// group need not have it (the gate is then idle).
+	Launch string `mapstructure:"launch" yaml:"launch" json:"launch"`
+}
+
+// WithDefaults returns h with each name left empty set to its default.
+func (h Hooks) WithDefaults() Hooks {
+	if h.Terminate == "" {
+		h.Terminate = DefaultTerminateHook
+	}
+	if h.Launch == "" {
+		h.Launch = DefaultLaunchHook
+	}
+	return h
+}
 
 // Documents are the names of the three drain SSM documents the fleet stack creates.
 type Documents struct {

@@ -21,6 +21,7 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
@@ -174,7 +175,7 @@ func TestStartRefusesHeartbeatOverHookTimeout(t *testing.T) {
 	if err == nil {
 		t.Fatalf("the worker started with a heartbeat interval over a third of the hook's timeout:\n%s", out)
 	}
-	if !strings.Contains(string(out), "heartbeat_interval 3s exceeds a third of hook drain's heartbeat timeout 6s") {
+	if !strings.Contains(string(out), "heartbeat_interval 3s exceeds a third of hook "+fleet.DefaultTerminateHook+"'s heartbeat timeout 6s") {
 		t.Errorf("output does not name the problem:\n%s", out)
 	}
 }
@@ -226,7 +227,7 @@ func TestStartWithoutAFleetsGroup(t *testing.T) {
 		LaunchTemplate:    &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
 		AvailabilityZones: []string{emulator.Region + "a"},
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
-			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			LifecycleHookName: aws.String(fleet.DefaultTerminateHook), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
 			HeartbeatTimeout: aws.Int32(60), DefaultResult: aws.String("CONTINUE"),
 		}},
 	}); err != nil {
@@ -245,5 +246,100 @@ func TestStartWithoutAFleetsGroup(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "documents.stop_intake: SSM document blue-stop-intake does not exist") {
 		t.Errorf("output does not name the missing document:\n%s", out)
+	}
+}
+
+// Another tool's terminate hook on the fleet's group (a log shipper's, "other-tool"): the worker
+// drains and completes the fleet's own hook's action and leaves the other one alone — never
+// heartbeated or completed; it ends by its own timeout, as it would with the tool absent — and
+// acks its event (nothing dead-lettered), logging the hook. The start-up check names the other
+// hook as left to its own tool.
+func TestDrainLeavesAnotherToolsHookAlone(t *testing.T) {
+	t.Parallel()
+	w := world.Start(t, world.Options{Sim: runnersim.Config{Concurrent: 2}})
+	e := w.Emulator
+	q := makeQueues(t, e)
+	routeLifecycle(t, e, q)
+	f := makeFleet(t, e, 1, 5)
+	f.metricsURL = w.MetricsURLTemplate()
+	f.extra = "    drain: {poll_interval: 1s}\n"
+	ctx := context.Background()
+	asg := autoscaling.NewFromConfig(e.AWSConfig(t))
+	const other = "other-tool"
+	if _, err := asg.PutLifecycleHook(ctx, &autoscaling.PutLifecycleHookInput{
+		AutoScalingGroupName: aws.String(f.group), LifecycleHookName: aws.String(other),
+		LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+		HeartbeatTimeout:    aws.Int32(4), DefaultResult: aws.String("CONTINUE"),
+	}); err != nil {
+		t.Fatalf("PutLifecycleHook: %v", err)
+	}
+	wk := startWorker(t, writeConfig(t, e, q, f, "127.0.0.1:0", "10s"))
+	if out := wk.out.String(); !strings.Contains(out, "left to their own tool") || !strings.Contains(out, `"other_hooks":["`+other+`"]`) {
+		t.Errorf("the start-up check did not name the other terminate hook as left to its tool:\n%s", out)
+	}
+
+	var id string
+	wk.waitFor(t, "the instance registered with the simulator", func() bool {
+		for _, in := range w.Sim.State().Instances {
+			if in.Group == f.group {
+				id = in.InstanceID
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
+		InstanceId: aws.String(id), ShouldDecrementDesiredCapacity: aws.Bool(true),
+	}); err != nil {
+		t.Fatalf("TerminateInstanceInAutoScalingGroup: %v", err)
+	}
+	wk.waitFor(t, "the drain finished", func() bool {
+		return wk.metric(`runnerfleet_drain_finished_total{fleet="blue",outcome="completed"}`) >= 1
+	})
+	wk.waitFor(t, "the instance gone from its group", func() bool {
+		out, err := asg.DescribeAutoScalingInstances(ctx, &autoscaling.DescribeAutoScalingInstancesInput{InstanceIds: []string{id}})
+		return err == nil && len(out.AutoScalingInstances) == 0
+	})
+	if got := wk.metric(`runnerfleet_drain_finished_total{fleet="blue",outcome="completed"}`); got != 1 {
+		t.Errorf("%v drains completed; want 1, the fleet's hook's", got)
+	}
+	if out := wk.out.String(); !strings.Contains(out, `"hook":"`+other+`"`) || !strings.Contains(out, "left to its own tool") {
+		t.Errorf("no log line naming the other hook's action as left to its own tool")
+	}
+
+	log, err := w.Log(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed := map[string][]string{} // hook → results of its completions
+	var otherHeartbeats, otherTimeouts int
+	for _, ev := range log {
+		if ev.String("instance_id") != id {
+			continue
+		}
+		switch ev.Kind {
+		case "hook.complete":
+			completed[ev.String("hook")] = append(completed[ev.String("hook")], ev.String("result"))
+		case "hook.heartbeat":
+			if ev.String("hook") == other {
+				otherHeartbeats++
+			}
+		case "hook.timeout":
+			if ev.String("hook") == other {
+				otherTimeouts++
+			}
+		}
+	}
+	if len(completed[other]) != 0 || otherHeartbeats != 0 {
+		t.Errorf("the other tool's hook: completed %v, %d heartbeats; want it left alone", completed[other], otherHeartbeats)
+	}
+	if otherTimeouts != 1 {
+		t.Errorf("the other tool's hook timed out %d times; want its action ended by its own timeout", otherTimeouts)
+	}
+	if got := completed[fleet.DefaultTerminateHook]; len(got) != 1 || got[0] != "CONTINUE" {
+		t.Errorf("the fleet's hook: completions %v; want one CONTINUE", got)
+	}
+	if dead := q.receive(t, q.lifecycleDLQ, 0); len(dead) != 0 {
+		t.Errorf("%d lifecycle messages dead-lettered; want none (the other hook's event is acked)", len(dead))
 	}
 }

@@ -52,10 +52,10 @@ func newClients(awsCfg aws.Config, cfg *config.Config) (clients, error) {
 }
 
 // build makes the handlers and what they need. pub publishes to the worker's own queues (drain
-// follow-ups). It checks every fleet before the worker takes a message: a fleet without a
-// terminate hook, a heartbeat interval over a third of a hook's heartbeat timeout, or a drain
-// document missing stops the start with every problem listed; a fleet whose group does not
-// exist does not (see presence).
+// follow-ups). It checks every fleet before the worker takes a message: a group without the
+// fleet's terminate hook (hooks.terminate), a heartbeat interval over a third of that hook's
+// heartbeat timeout, or a drain document missing stops the start with every problem listed; a
+// fleet whose group does not exist does not (see presence).
 func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) (deps, *sweeper, error) {
 	c, err := newClients(awsCfg, cfg)
 	if err != nil {

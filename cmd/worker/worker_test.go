@@ -30,6 +30,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/runnerfleet/runnerfleet/cmd/worker/startlog"
+	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
@@ -155,7 +156,7 @@ func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout in
 		MinSize:              aws.Int32(0), MaxSize: aws.Int32(int32(max(instances, 1))), DesiredCapacity: aws.Int32(int32(instances)),
 		AvailabilityZones: []string{emulator.Region + "a"},
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
-			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			LifecycleHookName: aws.String(fleet.DefaultTerminateHook), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
 			HeartbeatTimeout: aws.Int32(hookTimeout), DefaultResult: aws.String("CONTINUE"),
 		}},
 	}); err != nil {

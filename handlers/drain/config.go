@@ -77,7 +77,9 @@ const (
 
 // Config tunes the drain handler. Zero fields take the defaults above.
 type Config struct {
-	// Fleets are the managed fleets; a lifecycle event of any other group is rejected.
+	// Fleets are the managed fleets; a lifecycle event of any other group is rejected, and one of
+	// another hook than the fleet's terminate hook (Hooks.Terminate, default
+	// fleet.DefaultTerminateHook) is left to its own tool.
 	Fleets []fleet.Settings
 	// StepTimeout bounds the AWS calls of one step.
 	StepTimeout time.Duration
@@ -153,6 +155,7 @@ func (c *Config) setDefaults() {
 		if f.Documents.Unregister == "" {
 			f.Documents.Unregister = DefaultUnregisterDocument
 		}
+		f.Hooks = f.Hooks.WithDefaults()
 	}
 }
 

@@ -3,6 +3,12 @@
 // hook alive, unregister the runner manager, then complete the lifecycle action so the
 // instance terminates. No job is killed by a termination that passes through the group.
 //
+// Only the fleet's own terminate hook is drained (fleet.Settings.Hooks.Terminate, default the
+// runner stack's runnerfleet-drain). A group may have other terminate hooks (a log shipper's):
+// their actions are that tool's, and Start leaves them alone — not claimed, heartbeated or
+// completed — acking the message with a log line naming the hook. CheckFleet refuses a group
+// without the fleet's hook, naming the terminate hooks it has.
+//
 // # A state machine, one short step per message
 //
 // A drain may last up to AWS's 48 hours, longer than SQS lets a message stay invisible and

@@ -685,7 +685,7 @@ func TestPendingCommandIsWaitedFor(t *testing.T) {
 func TestUnknownPhaseKeepsTheActionAlive(t *testing.T) {
 	r := newRig(t, nil)
 	r.world.addInstance("i-1", 2)
-	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: fleet.DefaultTerminateHook,
 		InstanceID: "i-1", Phase: "from-a-newer-worker", StartedAt: t0, Deadline: t0.Add(time.Hour),
 		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
 	body, _ := jsonMarshal(rec)
@@ -720,7 +720,7 @@ func TestUnknownPhaseKeepsTheActionAlive(t *testing.T) {
 func TestNewerSchemaIsLeftToANewerReplica(t *testing.T) {
 	r := newRig(t, nil)
 	r.world.addInstance("i-1", 2)
-	rec := record{Schema: recordSchema + 1, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+	rec := record{Schema: recordSchema + 1, Token: "tok-1", Fleet: "blue", Group: "blue-asg", Hook: fleet.DefaultTerminateHook,
 		InstanceID: "i-1", Phase: phaseWatch, StartedAt: t0, Deadline: t0.Add(time.Hour),
 		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
 	known, _ := jsonMarshal(rec)
@@ -777,7 +777,7 @@ func TestSweepRecoversOrphans(t *testing.T) {
 	r.start("i-1", "tok-1")
 	// i-2: the worker dies after claiming (lease written, no step taken).
 	r.store.failSaves = 0
-	claim := record{Schema: recordSchema, Token: "tok-2", Fleet: "blue", Group: "blue-asg", Hook: "drain-hook",
+	claim := record{Schema: recordSchema, Token: "tok-2", Fleet: "blue", Group: "blue-asg", Hook: fleet.DefaultTerminateHook,
 		InstanceID: "i-2", Phase: phaseStopIntake, StartedAt: t0, Deadline: t0.Add(time.Hour),
 		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: -1,
 		Lease: &lease{Owner: "dead", Until: t0.Add(15 * time.Second)}, Due: t0.Add(15 * time.Second)}
@@ -1272,7 +1272,7 @@ func TestLeaseMarksOnlyTheSideEffectsUnsure(t *testing.T) {
 func TestDrainOfAnUnknownFleetIsPassedOn(t *testing.T) {
 	r := newRig(t, nil)
 	r.world.addInstance("i-1", 2)
-	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "green", Group: "green-asg", Hook: "drain-hook",
+	rec := record{Schema: recordSchema, Token: "tok-1", Fleet: "green", Group: "green-asg", Hook: fleet.DefaultTerminateHook,
 		InstanceID: "i-1", Phase: phaseWatch, StartedAt: t0, Deadline: t0.Add(time.Hour),
 		HeartbeatEvery: 2 * time.Second, LastHeartbeat: t0, Jobs: 2, Due: t0}
 	body, _ := jsonMarshal(rec)

@@ -93,10 +93,12 @@ type fakeWorld struct {
 	now time.Time
 
 	hookHeartbeat time.Duration
-	hookNames     []string
-	hookErr       error
-	noGroup       bool            // the group does not exist
-	missingDocs   map[string]bool // SSM documents that do not exist
+	// hookHeartbeats overrides hookHeartbeat for the hooks it names.
+	hookHeartbeats map[string]time.Duration
+	hookNames      []string
+	hookErr        error
+	noGroup        bool            // the group does not exist
+	missingDocs    map[string]bool // SSM documents that do not exist
 
 	// instance state
 	jobs       map[string]int
@@ -129,8 +131,10 @@ type fakeWorld struct {
 	heldFor time.Duration
 
 	// lifecycle
-	heartbeats   []time.Time
-	completes    []string
+	heartbeats []time.Time
+	completes  []string
+	// touched is the hook of every Heartbeat and Complete call, in order.
+	touched      []string
 	completeErrs int
 	// completeLost: the next n Completes land (the action is completed) but their answer is
 	// lost (the caller gets an error), as with a timeout after AWS took the call.
@@ -152,7 +156,7 @@ type sentCommand struct {
 
 func newFakeWorld(start time.Time) *fakeWorld {
 	return &fakeWorld{
-		now: start, hookHeartbeat: 6 * time.Second, hookNames: []string{"drain-hook"},
+		now: start, hookHeartbeat: 6 * time.Second, hookNames: []string{fleet.DefaultTerminateHook},
 		jobs: map[string]int{}, metricsErr: map[string]error{}, groupState: map[string]string{},
 		managed: map[string]bool{}, exited: map[string]bool{}, failDocs: map[string]int{},
 		sendErr: map[string]error{}, lostAnswers: map[string]int{}, statusOut: map[string]string{}, reads: map[string]int{},
@@ -329,9 +333,12 @@ func (w *fakeWorld) Status(_ context.Context, commandID, _ string) (string, stri
 }
 
 // Lifecycle
-func (w *fakeWorld) HookTimeouts(_ context.Context, _, _ string) (time.Duration, time.Duration, error) {
+func (w *fakeWorld) HookTimeouts(_ context.Context, _, hook string) (time.Duration, time.Duration, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if hb, ok := w.hookHeartbeats[hook]; ok {
+		return hb, 0, w.hookErr
+	}
 	return w.hookHeartbeat, 0, w.hookErr
 }
 
@@ -354,9 +361,10 @@ func (w *fakeWorld) InstanceState(_ context.Context, id string) (string, bool, e
 	return s, ok, nil
 }
 
-func (w *fakeWorld) Heartbeat(_ context.Context, _, _, _, id string) (bool, error) {
+func (w *fakeWorld) Heartbeat(_ context.Context, _, hook, _, id string) (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.touched = append(w.touched, hook)
 	if w.actionGone || w.completed[id] {
 		return false, nil
 	}
@@ -364,12 +372,13 @@ func (w *fakeWorld) Heartbeat(_ context.Context, _, _, _, id string) (bool, erro
 	return true, nil
 }
 
-func (w *fakeWorld) Complete(ctx context.Context, _, _, token, id, result string) (bool, error) {
+func (w *fakeWorld) Complete(ctx context.Context, _, hook, token, id, result string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.touched = append(w.touched, hook)
 	if w.completeErrs > 0 {
 		w.completeErrs--
 		return false, errors.New("fake: throttled")
@@ -551,7 +560,7 @@ func (r *rig) handler(owner string) *Handler {
 
 func action(instance, token string) *messages.LifecycleAction {
 	return &messages.LifecycleAction{
-		LifecycleActionToken: token, AutoScalingGroupName: "blue-asg", LifecycleHookName: "drain-hook",
+		LifecycleActionToken: token, AutoScalingGroupName: "blue-asg", LifecycleHookName: fleet.DefaultTerminateHook,
 		EC2InstanceId: instance, LifecycleTransition: terminating,
 	}
 }

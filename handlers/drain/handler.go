@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,10 +98,10 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	return h, nil
 }
 
-// Handle is the router's entry point for KindTerminateAction and KindDrainStep. It returns
-// nil when the message is done with (including duplicates, which do nothing), a
-// messages.Reject error for a message that can never succeed, and any other error for a
-// transient failure (the message is retried).
+// Handle is the router's entry point for KindTerminateAction and KindDrainStep. It returns nil
+// when the message is done with (including duplicates, which do nothing, and actions of another
+// tool's terminate hook, left to that tool: see Start), a messages.Reject error for a message
+// that can never succeed, and any other error for a transient failure (the message is retried).
 func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	switch p := msg.Payload.(type) {
 	case *messages.LifecycleAction:
@@ -135,10 +136,12 @@ func (h *Handler) CheckFleets(ctx context.Context) (missing []string, err error)
 }
 
 // CheckFleet checks one fleet: its group exists (present false and a nil error when it does
-// not), has at least one terminate hook, the heartbeat interval is at most a third of each such
-// hook's heartbeat timeout, and the fleet's three drain documents exist. It returns every
-// problem found, and warns when a drain orphaned by a dead worker could be recovered only after
-// its hook timed out.
+// not), has a terminate hook of the fleet's name (Hooks.Terminate), the heartbeat interval is at
+// most a third of that hook's heartbeat timeout, and the fleet's three drain documents exist. It
+// returns every problem found; a missing hook's problem names the terminate hooks the group does
+// have, so a name that does not match is plain. Other terminate hooks are another tool's: their
+// actions are left alone (Start), and they are logged as such. It warns when a drain orphaned by
+// a dead worker could be recovered only after its hook timed out.
 func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, err error) {
 	f, ok := h.byName[name]
 	if !ok {
@@ -153,35 +156,33 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 	}
 	var errs []error
 	names, err := h.d.Lifecycle.TerminateHooks(ctx, f.GroupName)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("drain: fleet %q: listing terminate hooks of %s: %w", f.Name, f.GroupName, err))
-	} else if len(names) == 0 {
-		errs = append(errs, fmt.Errorf("drain: fleet %q: group %s has no terminate lifecycle hook: instances would terminate without a drain", f.Name, f.GroupName))
+	hook := f.Hooks.Terminate
+	var found bool
+	var others []string
+	for _, n := range names {
+		if n == hook {
+			found = true
+		} else {
+			others = append(others, n)
+		}
 	}
-	for _, name := range names {
-		t, err := h.hookTimeouts(ctx, f.GroupName, name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
-			continue
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("drain: fleet %q: listing terminate hooks of %s: %w", f.Name, f.GroupName, err))
+	case !found:
+		has := "none"
+		if len(names) > 0 {
+			has = strings.Join(names, ", ")
 		}
-		iv := f.Drain.HeartbeatInterval
-		if iv > t.heartbeat/3 {
-			errs = append(errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, name, t.heartbeat))
-		}
-		if iv <= 0 {
-			iv = t.heartbeat / 3
-		}
-		// A drain whose worker died mid-step, just before its heartbeat was due, is found by
-		// the first sweep after its lease and the grace have passed, and that sweep's step
-		// heartbeats within a step's time: if all that outlasts the hook's heartbeat
-		// timeout, the instance may go with its jobs.
-		if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
-			h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
-				"fleet", f.Name, "hook", name, "heartbeat_timeout", t.heartbeat.String(),
-				"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
-				"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),
-				"hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s), or lower heartbeat_interval or sweep_interval")
-		}
+		errs = append(errs, fmt.Errorf("drain: fleet %q: group %s has no terminate lifecycle hook named %s (hooks.terminate): instances would terminate without a drain; its terminate hooks: %s",
+			f.Name, f.GroupName, hook, has))
+	}
+	if len(others) > 0 {
+		h.log.Warn("drain: the group has other terminate lifecycle hooks: their actions are left to their own tool (not claimed, heartbeated or completed)",
+			"fleet", f.Name, "group", f.GroupName, "hook", hook, "other_hooks", others)
+	}
+	if found {
+		h.checkHeartbeat(ctx, f, hook, &errs)
 	}
 	for _, doc := range []struct{ key, name string }{
 		{"stop_intake", f.Documents.StopIntake}, {"status", f.Documents.Status}, {"unregister", f.Documents.Unregister},
@@ -195,6 +196,35 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 		}
 	}
 	return true, errors.Join(errs...)
+}
+
+// checkHeartbeat checks the fleet's heartbeat interval against its terminate hook's heartbeat
+// timeout (at most a third), adding a problem to errs, and warns when a drain orphaned by a dead
+// worker could be recovered only after the hook timed out.
+func (h *Handler) checkHeartbeat(ctx context.Context, f fleet.Settings, hook string, errs *[]error) {
+	t, err := h.hookTimeouts(ctx, f.GroupName, hook)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("drain: fleet %q: %w", f.Name, err))
+		return
+	}
+	iv := f.Drain.HeartbeatInterval
+	if iv > t.heartbeat/3 {
+		*errs = append(*errs, fmt.Errorf("drain: fleet %q: heartbeat_interval %s exceeds a third of hook %s's heartbeat timeout %s", f.Name, iv, hook, t.heartbeat))
+	}
+	if iv <= 0 {
+		iv = t.heartbeat / 3
+	}
+	// A drain whose worker died mid-step, just before its heartbeat was due, is found by the
+	// first sweep after its lease and the grace have passed, and that sweep's step heartbeats
+	// within a step's time: if all that outlasts the hook's heartbeat timeout, the instance may
+	// go with its jobs.
+	if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
+		h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
+			"fleet", f.Name, "hook", hook, "heartbeat_timeout", t.heartbeat.String(),
+			"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
+			"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),
+			"hint", "raise the hook's heartbeat timeout (AWS: up to 7200 s), or lower heartbeat_interval or sweep_interval")
+	}
 }
 
 func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTimeouts, error) {
@@ -231,7 +261,10 @@ func (h *Handler) hookTimeouts(ctx context.Context, group, hook string) (hookTim
 
 // Start claims the drain of a terminating instance and takes its first step. at is when the
 // instance entered Terminating:Wait (the event's time; zero: now), from which the hook's
-// heartbeat timeout runs. A second Start for the same token does nothing.
+// heartbeat timeout runs. A second Start for the same token does nothing, and so does an action
+// of a hook other than the fleet's terminate hook (Hooks.Terminate): that hook is another tool's,
+// and its action is left to it (logged, returns nil). A drain already claimed is stepped to its
+// end by Advance whatever its hook (one claimed by an older worker, before this check).
 func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at time.Time) error {
 	if la == nil {
 		return messages.Reject("drain: no lifecycle action")
@@ -245,6 +278,15 @@ func (h *Handler) Start(ctx context.Context, la *messages.LifecycleAction, at ti
 	f, ok := h.byGroup[la.AutoScalingGroupName]
 	if !ok {
 		return messages.Reject("drain: group %s is not a managed fleet's", la.AutoScalingGroupName)
+	}
+	if la.LifecycleHookName != f.Hooks.Terminate {
+		// Another tool's terminate hook on the fleet's group (a log shipper's, say): its action
+		// is that tool's to complete. Claimed here, it would be heartbeated and completed past
+		// the tool. Nothing is wrong with the message: it is acked, not retried or dead-lettered.
+		h.log.Info("drain: terminate action of another lifecycle hook: left to its own tool (not claimed, heartbeated or completed)",
+			"fleet", f.Name, "group", la.AutoScalingGroupName, "hook", la.LifecycleHookName, "fleet_hook", f.Hooks.Terminate,
+			"instance_id", la.EC2InstanceId, "token_hash", tokenHash(la.LifecycleActionToken))
+		return nil
 	}
 	h.lastStart.Store(time.Now().UnixNano())
 	t, err := h.hookTimeouts(ctx, la.AutoScalingGroupName, la.LifecycleHookName)

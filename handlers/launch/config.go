@@ -63,7 +63,9 @@ type Gate struct {
 
 // Config configures a Handler.
 type Config struct {
-	// Fleets are the managed fleets; launch actions of other groups are rejected.
+	// Fleets are the managed fleets; launch actions of other groups are rejected, and those of
+	// another hook than the fleet's launch hook (Hooks.Launch, default fleet.DefaultLaunchHook)
+	// are left to their own tool.
 	Fleets []fleet.Settings
 	// Gates maps fleet names to their gate; a fleet without an entry gets the zero Gate (every
 	// value derived from its launch hook).
@@ -83,6 +85,12 @@ func (c *Config) setDefaults() {
 	def(&c.StepTimeout, DefaultStepTimeout)
 	def(&c.SweepGrace, DefaultSweepGrace)
 	def(&c.Retention, DefaultRetention)
+	fleets := make([]fleet.Settings, len(c.Fleets))
+	for i, f := range c.Fleets {
+		f.Hooks = f.Hooks.WithDefaults()
+		fleets[i] = f
+	}
+	c.Fleets = fleets
 	gates := make(map[string]Gate, len(c.Gates))
 	for name, g := range c.Gates {
 		gates[name] = g

@@ -1,16 +1,20 @@
-// Package launch is the launch gate: for a fleet whose group has a launch lifecycle hook (the
-// runner stack's optional runnerfleet-launch hook), it keeps a new instance in Pending:Wait until
-// its runner is healthy, then completes the action with CONTINUE — or with ABANDON after the
-// gate's timeout, recording why (no answer, token rejected, no successful job request), so a
-// broken AMI or a bad token never joins the fleet. A runner is looked at at least twice before an
-// ABANDON, even when its event is handled after the deadline (a worker outage), and one that
-// answers but has no successful job request is watched for at least MinObservation from its first
-// answer (GitLab long-polls each request_job for up to 50 s, so an idle healthy runner's counter
-// may stand still for most of a minute); the gate looks on past its deadline for that, heartbeats
-// going on. The timeout and poll interval default from the hook's own heartbeat timeout (Gate); a
-// fleet may disable its gate. A completion that finds the action already ended (the hook timed
-// out and AWS applied its default result) is recorded and counted as "action-gone", with the
-// gate's intended result in the note.
+// Package launch is the launch gate: for a fleet whose group has its launch lifecycle hook (the
+// runner stack's optional runnerfleet-launch hook, or the one the fleet's hooks.launch names), it
+// keeps a new instance in Pending:Wait until its runner is healthy, then completes the action with
+// CONTINUE — or with ABANDON after the gate's timeout, recording why (no answer, token rejected, no
+// successful job request), so a broken AMI or a bad token never joins the fleet. A runner is looked
+// at at least twice before an ABANDON, even when its event is handled after the deadline (a worker
+// outage), and one that answers but has no successful job request is watched for at least
+// MinObservation from its first answer (GitLab long-polls each request_job for up to 50 s, so an
+// idle healthy runner's counter may stand still for most of a minute); the gate looks on past its
+// deadline for that, heartbeats going on. The timeout and poll interval default from the hook's own
+// heartbeat timeout (Gate); a fleet may disable its gate. A completion that finds the action
+// already ended (the hook timed out and AWS applied its default result) is recorded and counted as
+// "action-gone", with the gate's intended result in the note.
+//
+// A launch action of another hook of the group (another tool's: configuration management, say) is
+// left alone: no record, no heartbeat, no completion; the message is acked with a log line naming
+// the hook.
 //
 // The gate never abandons a runner that is running jobs (ABANDON terminates the instance and would
 // kill them): before an ABANDON at the timeout it counts the runner's running jobs (Jobs), and a

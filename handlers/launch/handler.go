@@ -155,8 +155,8 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 }
 
 // Handle is the router's entry point for KindLaunchAction (the event and its follow-ups). nil:
-// done (duplicates and early follow-ups included); messages.Reject: never succeeds; other errors
-// are transient (retried).
+// done (duplicates, early follow-ups and actions of another tool's hook included: see foreign);
+// messages.Reject: never succeeds; other errors are transient (retried).
 func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	la, ok := msg.Payload.(*messages.LifecycleAction)
 	if !ok || msg.Kind != messages.KindLaunchAction || msg.Event == nil {
@@ -173,6 +173,9 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 	defer cancel()
 	gate := h.cfg.Gates[f.Name]
 	if reason := ungated(gate, la); reason != "" {
+		if h.foreign(ctx, f, la) {
+			return nil
+		}
 		active, err := h.d.Lifecycle.Complete(ctx, la.AutoScalingGroupName, la.LifecycleHookName, la.LifecycleActionToken, la.EC2InstanceId, ResultContinue)
 		if err != nil {
 			return fmt.Errorf("launch: completing %s (fleet %s, %s): %w", la.EC2InstanceId, f.Name, reason, err)
@@ -196,6 +199,9 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	now := h.d.Clock.Now()
 	var rec record
 	if !found {
+		if h.foreign(ctx, f, la) {
+			return nil
+		}
 		at := env.Time
 		if at.IsZero() || at.After(now) {
 			at = now
@@ -260,6 +266,22 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		return fmt.Errorf("launch: scheduling the next look at %s: %w", rec.InstanceID, err)
 	}
 	return nil
+}
+
+// foreign reports whether la is an action of a hook other than the fleet's launch hook
+// (Hooks.Launch), and logs that it is left alone. Such a hook is another tool's (a configuration
+// management hook, say) on the same group: its action is that tool's to complete, and the gate
+// would complete it past the tool. Nothing is wrong with the message: it is acked, not retried.
+// Only a new action is asked about: a gate already recorded (by an older worker, before this
+// check) is stepped to its end whatever its hook, as drains are.
+func (h *Handler) foreign(ctx context.Context, f fleet.Settings, la *messages.LifecycleAction) bool {
+	if la.LifecycleHookName == f.Hooks.Launch {
+		return false
+	}
+	h.log.InfoContext(ctx, "launch: launch action of another lifecycle hook: left to its own tool (not gated, heartbeated or completed)",
+		"fleet", f.Name, "group", la.AutoScalingGroupName, "hook", la.LifecycleHookName, "fleet_hook", f.Hooks.Launch,
+		"instance_id", la.EC2InstanceId, "token_hash", tokenHash(la.LifecycleActionToken))
+	return true
 }
 
 // ungated says why a launch action is completed at once, without looking at its runner ("": it

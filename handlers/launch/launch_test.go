@@ -214,7 +214,7 @@ func finishedCount(h *Handler, result, reason string) float64 {
 }
 
 func launchMsg(group string) *messages.Message {
-	la := &messages.LifecycleAction{LifecycleActionToken: "tok", AutoScalingGroupName: group, LifecycleHookName: "gate",
+	la := &messages.LifecycleAction{LifecycleActionToken: "tok", AutoScalingGroupName: group, LifecycleHookName: fleet.DefaultLaunchHook,
 		EC2InstanceId: "i-1", LifecycleTransition: messages.TransitionLaunching}
 	env := &messages.Envelope{ID: "ev-1", Source: "aws.autoscaling", DetailType: messages.DetailTypeLaunchAction,
 		Time: time.Date(2026, 11, 27, 17, 0, 0, 0, time.UTC), Detail: json.RawMessage(`{}`)}

@@ -262,6 +262,8 @@ func setFleetDefaults(f *fleet.Settings) {
 	if f.MetricsURL == "" {
 		f.MetricsURL = DefaultMetricsURLPattern
 	}
+	// The runner template's hook names (runnerfleet-drain, runnerfleet-launch).
+	f.Hooks = f.Hooks.WithDefaults()
 	// A fleet stack (deploy/runner) names its documents runnerfleet-<stack>-…: a fleet with a
 	// stack defaults to those, so leaving the keys out never points the drain at documents that
 	// do not exist (its stop-intake would fail and the runner keep taking jobs).
@@ -474,6 +476,16 @@ func (c *Config) Validate() error {
 				stacks[f.StackName] = f.Name
 			}
 		}
+		// Auto Scaling's own rule for a hook name. One hook has one transition, so a single name
+		// cannot be both.
+		for _, h := range []struct{ key, name string }{{"terminate", f.Hooks.Terminate}, {"launch", f.Hooks.Launch}} {
+			if !hookName.MatchString(h.name) {
+				add("%s.hooks.%s %q: want a lifecycle hook name (1-255 of A-Z a-z 0-9 - _ /)", key, h.key, h.name)
+			}
+		}
+		if f.Hooks.Terminate != "" && f.Hooks.Terminate == f.Hooks.Launch {
+			add("%s.hooks: terminate and launch both name %q: a hook has one transition, so they are two hooks with two names", key, f.Hooks.Terminate)
+		}
 		if _, err := template.New("metrics_url").Option("missingkey=error").Parse(f.MetricsURL); err != nil {
 			add("%s.metrics_url: %v", key, err)
 		}
@@ -565,6 +577,9 @@ func kindList() string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// hookName matches a lifecycle hook name as Auto Scaling accepts it.
+var hookName = regexp.MustCompile(`^[A-Za-z0-9_/-]{1,255}$`)
 
 // iamRoleARN matches an IAM role ARN in any partition, with an optional path.
 var iamRoleARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$`)

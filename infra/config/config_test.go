@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/spf13/pflag"
+
+	"github.com/runnerfleet/runnerfleet/deploy/runner"
 )
 
 func noEnv(string) string { return "" }
@@ -77,6 +79,10 @@ func TestDefaults(t *testing.T) {
 	if d := withStack.Fleets[0].Documents; d.StopIntake != "runnerfleet-linux-docker-stop-intake" || d.Status != "runnerfleet-linux-docker-status" ||
 		d.Unregister != "runnerfleet-linux-docker-unregister" {
 		t.Errorf("documents of a fleet with stack linux-docker: %+v, want the stack's runnerfleet-linux-docker-…", d)
+	}
+	// The hooks are the runner template's (deploy/runner/runner.yaml names them).
+	if f.Hooks.Terminate != runner.TerminateHookName || f.Hooks.Launch != runner.LaunchHookName {
+		t.Errorf("hooks %+v, want the runner template's %s and %s", f.Hooks, runner.TerminateHookName, runner.LaunchHookName)
 	}
 	if cfg.StateTable != DefaultStateTable || cfg.SweepInterval != DefaultSweepInterval || f.Drain.HeartbeatInterval != 0 {
 		t.Errorf("state_table %q, sweep_interval %s, heartbeat_interval %s: want the defaults (0: a third of the hook's)",
@@ -176,6 +182,9 @@ func TestValidationRules(t *testing.T) {
 		{"steps fifo", minimal + "queues: {steps: {name: s.fifo, dead_letter: d.fifo}}\n", "queues.steps.name \"s.fifo\": want a standard queue"},
 		{"steps without dlq", minimal + "queues: {steps: {name: s}}\n", "queues.steps.dead_letter: want"},
 		{"steps settings without name", minimal + "queues: {steps: {max_in_flight: 50}}\n", "queues.steps: settings without a name"},
+		{"hook name", minimal + "    hooks: {terminate: 'ci drain'}\n", `fleets[0] (blue).hooks.terminate "ci drain": want a lifecycle hook name`},
+		{"one hook for both", minimal + "    hooks: {terminate: ci-hook, launch: ci-hook}\n", `fleets[0] (blue).hooks: terminate and launch both name "ci-hook"`},
+		{"hook key typo", minimal + "    hooks: {terminat: ci-drain}\n", "terminat"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,6 +193,17 @@ func TestValidationRules(t *testing.T) {
 				t.Errorf("error %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A fleet names its own hooks; a name left out keeps its default.
+func TestFleetHooks(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"    hooks:\n      terminate: ci/drain_1\n"), Source{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Fleets[0].Hooks; h.Terminate != "ci/drain_1" || h.Launch != runner.LaunchHookName {
+		t.Errorf("hooks %+v, want terminate ci/drain_1 and the default launch hook", h)
 	}
 }
 

@@ -118,7 +118,7 @@ func newEnv(t testing.TB, s spec) *env {
 		MinSize:              aws.Int32(0), MaxSize: aws.Int32(n), DesiredCapacity: aws.Int32(n),
 		AvailabilityZones: []string{"us-east-1a"},
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
-			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			LifecycleHookName: aws.String(fleet.DefaultTerminateHook), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
 			HeartbeatTimeout: aws.Int32(hook), DefaultResult: aws.String("CONTINUE"),
 		}},
 	}); err != nil {

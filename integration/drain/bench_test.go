@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/handlers/drain"
 	"github.com/runnerfleet/runnerfleet/infra/aws/runcmd"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
@@ -218,7 +219,7 @@ func lifecycleEvent(b *testing.B, group, instance, token string) string {
 		"source": "aws.autoscaling", "account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339),
 		"region": "us-east-1", "resources": []string{"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:x:autoScalingGroupName/" + group},
 		"detail": map[string]string{
-			"LifecycleActionToken": token, "AutoScalingGroupName": group, "LifecycleHookName": "drain",
+			"LifecycleActionToken": token, "AutoScalingGroupName": group, "LifecycleHookName": fleet.DefaultTerminateHook,
 			"EC2InstanceId": instance, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
 			"Origin": "AutoScalingGroup", "Destination": "EC2",
 		},

@@ -128,7 +128,7 @@ func newEnv(t testing.TB, spec envSpec) *env {
 		MinSize:              aws.Int32(0), MaxSize: aws.Int32(int32(spec.instances)), DesiredCapacity: aws.Int32(int32(spec.instances)),
 		AvailabilityZones: []string{"us-east-1a"},
 		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
-			LifecycleHookName: aws.String("drain"), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
+			LifecycleHookName: aws.String(fleet.DefaultTerminateHook), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
 			HeartbeatTimeout: aws.Int32(spec.hookTimeout), DefaultResult: aws.String("CONTINUE"),
 		}},
 	}); err != nil {

@@ -138,8 +138,9 @@ type groupSpec struct {
 	hookTimeout int32
 }
 
-// group creates a group (with a terminate hook "drain" and/or a launch hook "gate") and returns
-// its fleet settings pointing at the simulator.
+// group creates a group (with a terminate hook and/or a launch hook, named as the fleet stack
+// names them: fleet.DefaultTerminateHook, fleet.DefaultLaunchHook) and returns its fleet settings
+// pointing at the simulator.
 func (e *env) group(g groupSpec) fleet.Settings {
 	e.t.Helper()
 	ctx := context.Background()
@@ -152,11 +153,11 @@ func (e *env) group(g groupSpec) fleet.Settings {
 	}
 	var hooks []astypes.LifecycleHookSpecification
 	if g.terminateHook {
-		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String("drain"),
+		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String(fleet.DefaultTerminateHook),
 			LifecycleTransition: aws.String(lifecycle.Terminating), HeartbeatTimeout: aws.Int32(cmp.Or(g.hookTimeout, 10)), DefaultResult: aws.String("CONTINUE")})
 	}
 	if g.gateHook {
-		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String("gate"),
+		hooks = append(hooks, astypes.LifecycleHookSpecification{LifecycleHookName: aws.String(fleet.DefaultLaunchHook),
 			LifecycleTransition: aws.String(messages.TransitionLaunching), HeartbeatTimeout: aws.Int32(60), DefaultResult: aws.String("ABANDON")})
 	}
 	if _, err := e.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
