@@ -68,20 +68,28 @@ func fleetCommands() []*cobra.Command {
 
 func newTickCmd() *cobra.Command {
 	o := &sendOptions{}
+	wo := &waitOptions{}
 	cmd := &cobra.Command{
-		Use:   "tick --fleet NAME [--dry-run]",
+		Use:   "tick --fleet NAME [--wait] [--dry-run]",
 		Short: "Ask for one tick of a fleet now, as its schedule rule would",
 		Long: `tick sends a tick command for the fleet: the worker handles it as one firing of the fleet's
 tick rule: it advances a cycle or update in progress, then decides on scaling (replacing marked
-instances first). It prints the command's id.`,
+instances first). It prints the command's id.
+
+--wait then waits until the worker has taken the command (its command ledger in the state table)
+and prints the decision the tick recorded: the desired capacity, the action (scale_out, scale_in,
+steady, or held while a cycle owns the capacity) and the reason. Exit status 0 once decided, 1
+when the worker refused the command (with its reason), 3 when --timeout passed first or the
+outcome could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c := messages.NewCommand(o.fleet, messages.CommandTick, time.Now())
 			c.Issuer = o.issuer
-			return send(cmd.Context(), cmd.OutOrStdout(), o, c)
+			return sendAndWait(cmd.Context(), cmd.OutOrStdout(), o, wo, c, fmt.Sprintf("tick %s of fleet %s", c.ID, o.fleet), false)
 		},
 	}
 	o.addFlags(cmd, true)
+	wo.addFlags(cmd, "wait until the worker has taken the tick, and print its decision")
 	return cmd
 }
 

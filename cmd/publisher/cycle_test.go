@@ -124,7 +124,7 @@ func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
 	notYet := &records{seq: []cycle.Record{{ID: "older", Status: cycle.StatusSucceeded}}}
 	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
 	refused := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "cycle c0 of fleet blue is in progress", true, nil }}
+		fate: ledgerSays("cycle c0 of fleet blue is in progress", true)}
 	var out bytes.Buffer
 	err := followCycle(context.Background(), &out, notYet.load, refused, "blue", "c1", false, time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "the worker refused cycle c1 of fleet blue: cycle c0 of fleet blue is in progress") || exitStatus(err) != 1 {
@@ -132,7 +132,7 @@ func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
 	}
 
 	neverTaken := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(-time.Second), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "", false, nil }}
+		fate: ledgerSays("", false)}
 	err = followCycle(context.Background(), &out, notYet.load, neverTaken, "blue", "c1", false, time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "has not taken cycle c1") || exitStatus(err) != exitUnknown {
 		t.Fatalf("never taken: %v (exit %d)", err, exitStatus(err))
@@ -140,7 +140,7 @@ func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
 
 	// Taken and accepted, still not in the record: wait on, until the timeout (outcome unknown).
 	accepted := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(-time.Second), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+		fate: ledgerSays("", true)}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err = followCycle(ctx, &out, notYet.load, accepted, "blue", "c1", false, time.Millisecond)
@@ -160,7 +160,7 @@ func TestFollowCycleStopsOnARefusalOrACommandNeverTaken(t *testing.T) {
 func TestFollowCycleUnknownOutcomes(t *testing.T) {
 	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
 	accepted := takeCheck{what: "cycle c1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+		fate: ledgerSays("", true)}
 	var out bytes.Buffer
 	reads := 0
 	expired := func(context.Context) (cycle.Record, error) {

@@ -76,7 +76,7 @@ func TestDrainRefusesInstancesOutsideTheFleet(t *testing.T) {
 func TestFollowDrain(t *testing.T) {
 	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
 	accepted := takeCheck{what: "drain d1", deadline: now.Add(time.Hour), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+		fate: ledgerSays("", true)}
 	seq := []drainSight{
 		{state: "InService", found: true},
 		{state: "Terminating:Wait", found: true, drain: &drainView{Phase: "watch", Jobs: 2}},
@@ -105,7 +105,7 @@ func TestFollowDrain(t *testing.T) {
 	}
 
 	refused := takeCheck{what: "drain d1", deadline: now.Add(time.Hour), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "instance i-1 is in Standby", true, nil }}
+		fate: ledgerSays("instance i-1 is in Standby", true)}
 	standby := func(context.Context) (drainSight, error) { return drainSight{state: "Standby", found: true}, nil }
 	if err := followDrain(context.Background(), &out, standby, refused, "i-1", time.Millisecond); err == nil || exitStatus(err) == exitUnknown || !strings.Contains(err.Error(), "Standby") {
 		t.Errorf("refused drain: %v (exit %d); want the worker's reason, exit 1", err, exitStatus(err))

@@ -21,7 +21,7 @@ import (
 func TestFollowUpdateUnknownOutcomes(t *testing.T) {
 	now := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
 	accepted := takeCheck{what: "update u1 of fleet blue", deadline: now.Add(time.Hour), now: func() time.Time { return now },
-		fate: func(context.Context) (string, bool, error) { return "", true, nil }}
+		fate: ledgerSays("", true)}
 	reads := 0
 	expired := func(context.Context, string, string) ([]byte, bool, error) {
 		reads++

@@ -14,6 +14,7 @@ import (
 
 type scaleOptions struct {
 	send    sendOptions
+	wait    waitOptions
 	desired int
 	pinFor  time.Duration
 	resume  bool
@@ -22,7 +23,7 @@ type scaleOptions struct {
 func newScaleCmd() *cobra.Command {
 	o := &scaleOptions{}
 	cmd := &cobra.Command{
-		Use:   "scale --fleet NAME --desired N [--for DURATION] [--dry-run] | scale --fleet NAME --resume",
+		Use:   "scale --fleet NAME --desired N [--for DURATION] [--wait] [--dry-run] | scale --fleet NAME --resume [--wait]",
 		Short: "Pin a fleet's desired capacity for a while, or resume policy-driven scaling",
 		Long: `scale pins the fleet's desired capacity at --desired N: the worker's ticks replace the scaling
 policy's target by N (kept within the Auto Scaling group's own min and max) and raise at once or
@@ -33,13 +34,24 @@ Pinning never kills a job: below the number of busy instances, the busy ones sta
 protected) and go as they become idle; only idle instances are removed. A pinned fleet's ticks
 still scrape its runners and report their metrics and decision, with the pin as the reason.
 
-It prints the command's id (with --dry-run, the message instead of publishing it).`,
+It prints the command's id (with --dry-run, the message instead of publishing it).
+
+--wait (with the worker's config, which names the fleet's group) then waits until the worker has
+taken the command (its command ledger in the state table), prints the decision it took at once
+(the desired capacity it applied, the action, the reason), and waits until the Auto Scaling
+group's desired capacity is that number, printing the group's desired and in-service counts.
+When the capacity applied is not the pin, it says why: the group's MinSize or MaxSize win, busy
+instances stay until idle (later ticks remove them), or a cycle holds the capacity. Instances
+launching are not waited for (publisher status shows them boot). Exit status 0 once the group is
+there, 1 when the worker refused the command (with its reason), 3 when --timeout passed first or
+the outcome could not be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runScale(cmd.Context(), cmd.OutOrStdout(), cmd, o)
 		},
 	}
 	o.send.addFlags(cmd, true)
+	o.wait.addFlags(cmd, "wait until the worker has taken the command and the group's desired capacity is what it applied")
 	f := cmd.Flags()
 	f.IntVar(&o.desired, "desired", 0, "the desired capacity to pin (instances, ≥ 0)")
 	f.DurationVar(&o.pinFor, "for", 0, "how long the pin holds (e.g. 2h; default: until --resume)")
@@ -89,5 +101,13 @@ func runScale(ctx context.Context, stdout io.Writer, cmd *cobra.Command, o *scal
 	if err != nil {
 		return err
 	}
-	return send(ctx, stdout, &o.send, c)
+	what := fmt.Sprintf("scale %s of fleet %s (resume)", c.ID, o.send.fleet)
+	if !o.resume {
+		what = fmt.Sprintf("scale %s of fleet %s (pin at %d", c.ID, o.send.fleet, o.desired)
+		if o.pinFor > 0 {
+			what += " for " + o.pinFor.String()
+		}
+		what += ")"
+	}
+	return sendAndWait(ctx, stdout, &o.send, &o.wait, c, what, true)
 }

@@ -38,8 +38,9 @@ const takeMargin = time.Minute
 // takeCheck tells a command the worker refused, or never took, from one still on its way, while
 // --wait waits for it to show up in the operation's record.
 type takeCheck struct {
-	// fate reads the worker's command ledger: the refusal's reason, and whether it has the command.
-	fate func(ctx context.Context) (refused string, seen bool, err error)
+	// fate reads the command's entry in the worker's command ledger (seen false while it has
+	// none): when the worker took it, and why it refused it.
+	fate func(ctx context.Context) (entry router.LedgerEntry, seen bool, err error)
 	// deadline is when a command not yet taken is given up on.
 	deadline time.Time
 	// what names the operation in messages ("cycle c1 of fleet blue").
@@ -55,17 +56,14 @@ func newTakeCheck(table *state.Table, cfg *config.Config, id, what string, issue
 		maxAge = cfg.CommandMaxAge
 	}
 	return takeCheck{
-		fate: func(ctx context.Context) (string, bool, error) {
+		fate: func(ctx context.Context) (router.LedgerEntry, bool, error) {
 			pk, sk := router.CommandKey(id)
 			body, _, found, err := table.Load(ctx, pk, sk)
 			if err != nil || !found {
-				return "", false, err
+				return router.LedgerEntry{}, false, err
 			}
 			e, err := router.DecodeLedgerEntry(body)
-			if err != nil {
-				return "", true, err
-			}
-			return e.Refused, true, nil
+			return e, true, err
 		},
 		deadline: issued.Add(maxAge + takeMargin),
 		what:     what,
@@ -73,24 +71,40 @@ func newTakeCheck(table *state.Table, cfg *config.Config, id, what string, issue
 	}
 }
 
-// check returns an error when the worker refused the command (with its reason) or has not taken
-// it by the deadline; nil while it may still come. A failed read of the ledger waits on.
-func (k takeCheck) check(ctx context.Context) error {
+// ledgerLook is one read of the command ledger.
+type ledgerLook struct {
+	// entry is the command's ledger entry when seen.
+	entry router.LedgerEntry
+	seen  bool
+	// readErr is a failed read: it says nothing of the outcome, and the wait looks again.
+	readErr error
+}
+
+// look reads the ledger once. Its error ends the wait: the worker refused the command (with its
+// reason), or has not taken it by the deadline (unknownOutcome).
+func (k takeCheck) look(ctx context.Context) (ledgerLook, error) {
 	if k.fate == nil {
-		return nil
+		return ledgerLook{}, nil
 	}
-	refused, seen, err := k.fate(ctx)
+	e, seen, err := k.fate(ctx)
 	switch {
 	case err != nil:
-		return nil
-	case refused != "":
-		return fmt.Errorf("the worker refused %s: %s", k.what, refused)
+		return ledgerLook{readErr: err}, nil
+	case e.Refused != "":
+		return ledgerLook{entry: e, seen: seen}, fmt.Errorf("the worker refused %s: %s", k.what, e.Refused)
 	case !seen && k.now().After(k.deadline):
-		return unknownOutcome{fmt.Errorf("the worker has not taken %s by %s, when it would refuse it as stale: "+
+		return ledgerLook{}, unknownOutcome{fmt.Errorf("the worker has not taken %s by %s, when it would refuse it as stale: "+
 			"is a worker running, and can it read the control queue? (its log; the control queue's DLQ)",
 			k.what, k.deadline.UTC().Format(time.RFC3339))}
 	}
-	return nil
+	return ledgerLook{entry: e, seen: seen}, nil
+}
+
+// check returns an error when the worker refused the command (with its reason) or has not taken
+// it by the deadline; nil while it may still come. A failed read of the ledger waits on.
+func (k takeCheck) check(ctx context.Context) error {
+	_, err := k.look(ctx)
+	return err
 }
 
 // readErrors notes the failed reads of a --wait loop, which looks again until its timeout: a read

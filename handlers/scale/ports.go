@@ -106,6 +106,12 @@ type Record struct {
 	// LastDecision is when the last decision was taken, and LastReason its reason.
 	LastDecision time.Time `json:"last_decision,omitzero"`
 	LastReason   string    `json:"last_reason,omitempty"`
+	// LastDesired is the desired capacity the last decision set (or, held or steady, kept), and
+	// LastAction what it did (scale_out, scale_in, steady or held, as decisions_total counts it):
+	// publisher scale --wait compares the group with them. LastDesired is nil in records written
+	// before it was kept.
+	LastDesired *int   `json:"last_desired,omitempty"`
+	LastAction  string `json:"last_action,omitempty"`
 }
 
 // Pin is an operator's fixed desired capacity (publisher scale --desired N [--for D]).

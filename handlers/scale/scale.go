@@ -377,6 +377,11 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 	next.LastMessageID = messageID
 	next.LastDecision = now
 	next.LastReason = d.Reason
+	action := policyAction
+	if held {
+		action = actionHeld
+	}
+	next.LastDesired, next.LastAction = new(d.Desired), action
 	claimed, err := h.deps.State.Save(ctx, f.Name, next, ver)
 	if err != nil {
 		publish()
@@ -389,10 +394,6 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 	}
 	publish()
 
-	action := policyAction
-	if held {
-		action = actionHeld
-	}
 	h.m.decisions.WithLabelValues(f.Name, action).Inc()
 	applyErrs := h.apply(ctx, log, f, group, d)
 	h.m.tickSeconds.WithLabelValues(f.Name).Observe(h.cfg.Now().Sub(start).Seconds())
@@ -421,6 +422,9 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 
 // actionHeld is the decisions_total action of a held tick.
 const actionHeld = "held"
+
+// ActionHeld is Record.LastAction of a held tick.
+const ActionHeld = actionHeld
 
 // actionOf names what a decision does to the group: scale_out, scale_in or steady.
 func actionOf(d scaling.Decision, desiredBefore int) string {

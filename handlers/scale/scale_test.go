@@ -427,6 +427,39 @@ func TestPinExpires(t *testing.T) {
 	}
 }
 
+// The record keeps what each decision applied, for publisher scale --wait: the desired capacity
+// set or kept (a pin above the group's MaxSize applies the MaxSize) and the action, "held" while
+// a cycle owns the capacity.
+func TestRecordKeepsTheDecisionsDesiredAndAction(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{}, "i-1", "i-2")
+	r.group.state.Max = 4
+	r.scr.set("i-1", busy(0, 2))
+	r.scr.set("i-2", busy(1, 2))
+	six := 6
+	pin := scaleCommand(t, r.clock(), &six, false, 0)
+	if err := r.h.Handle(context.Background(), pin); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.store.get(fleetName)
+	if rec.LastMessageID != pin.ID || rec.LastDesired == nil || *rec.LastDesired != 4 || rec.LastAction != "scale_out" {
+		t.Fatalf("after pinning 6 with MaxSize 4: message %q, desired %v, action %q; want %q, 4, scale_out",
+			rec.LastMessageID, rec.LastDesired, rec.LastAction, pin.ID)
+	}
+
+	r.hold = &fakeHold{active: true}
+	r.rebuild(t, fleet.Policy{})
+	r.group.mu.Lock()
+	r.group.state.Desired = 3 // the cycle surged
+	r.group.mu.Unlock()
+	r.advance(time.Minute)
+	r.tick(t, "tick-held")
+	rec = r.store.get(fleetName)
+	if rec.LastDesired == nil || *rec.LastDesired != 3 || rec.LastAction != "held" {
+		t.Fatalf("held tick: desired %v, action %q; want 3 (kept), held", rec.LastDesired, rec.LastAction)
+	}
+}
+
 // Cancelling launches the group has not made lowers the desired capacity without removing an
 // instance: the decision's action (decisions_total, the log line) says scale_in, not steady.
 func TestActionOfCancelledLaunchesIsScaleIn(t *testing.T) {
