@@ -369,8 +369,12 @@ func resource(t *testing.T, m tmpl, id string) map[string]any {
 
 func statementBySid(t *testing.T, m tmpl, role, sid string) map[string]any {
 	t.Helper()
+	docs := []any{props(resource(t, m, role))["PolicyDocument"]} // a managed policy's
 	for _, p := range list(props(resource(t, m, role))["Policies"]) {
-		for _, st := range statements(path(p, "PolicyDocument")) {
+		docs = append(docs, path(p, "PolicyDocument"))
+	}
+	for _, doc := range docs {
+		for _, st := range statements(doc) {
 			if st["Sid"] == sid {
 				return st
 			}
@@ -388,6 +392,13 @@ func TestPolicyRulesCatchBrokenTemplates(t *testing.T) {
 		}},
 		{"scoped statement widened to *", workerPath, "iam", func(t *testing.T, m tmpl) {
 			statementBySid(t, m, "TaskRole", "FleetGroups")["Resource"] = "*"
+		}},
+		{"operators may send to every queue", workerPath, "iam", func(t *testing.T, m tmpl) {
+			statementBySid(t, m, "OperatorPolicy", "SendCommands")["Resource"] = "*"
+		}},
+		{"operators may update fleet stacks", workerPath, "iam", func(t *testing.T, m tmpl) {
+			st := statementBySid(t, m, "OperatorPolicy", "ReadFleetsWithoutResourceLevel")
+			st["Action"] = append(list(st["Action"]), "cloudformation:UpdateStack")
 		}},
 		{"service wildcard on *", workerPath, "iam", func(t *testing.T, m tmpl) {
 			statementBySid(t, m, "StackRole", "Rules")["Resource"] = "*"
@@ -468,5 +479,44 @@ func TestPolicyRulesCatchBrokenTemplates(t *testing.T) {
 			}
 			t.Logf("reported: %v", hits)
 		})
+	}
+}
+
+// The worker stack's OperatorPolicy allows what the publisher calls (README, "Running on AWS"),
+// each on the resource it names, and nothing that changes a fleet but cancelling its update.
+func TestOperatorPolicyCoversThePublisher(t *testing.T) {
+	m := loadTemplate(t, workerPath)
+	doc := props(resource(t, m, "OperatorPolicy"))["PolicyDocument"]
+	allowed := map[string]string{} // action → its statement's Sid
+	for _, st := range statements(doc) {
+		if st["Effect"] != "Allow" {
+			continue
+		}
+		for _, a := range list(st["Action"]) {
+			allowed[fmt.Sprint(a)] = fmt.Sprint(st["Sid"])
+		}
+		if st["Action"] != nil && list(st["Action"]) == nil {
+			allowed[fmt.Sprint(st["Action"])] = fmt.Sprint(st["Sid"])
+		}
+	}
+	for action, sid := range map[string]string{
+		"sqs:SendMessage": "SendCommands", "sqs:GetQueueUrl": "SendCommands",
+		"dynamodb:GetItem": "ReadState", "dynamodb:Query": "ReadState",
+		"ssm:GetParameter":                      "ReadConfig",
+		"autoscaling:DescribeAutoScalingGroups": "ReadFleetsWithoutResourceLevel", "autoscaling:DescribeAutoScalingInstances": "ReadFleetsWithoutResourceLevel",
+		"ec2:DescribeInstances":            "ReadFleetsWithoutResourceLevel",
+		"cloudformation:DescribeStacks":    "FleetStacks", "cloudformation:DescribeStackEvents": "FleetStacks",
+		"cloudformation:CancelUpdateStack": "FleetStacks",
+	} {
+		if got, ok := allowed[action]; !ok || got != sid {
+			t.Errorf("OperatorPolicy: %s allowed by %q, want statement %s", action, got, sid)
+		}
+		delete(allowed, action)
+	}
+	for action := range allowed {
+		t.Errorf("OperatorPolicy allows %s, which the publisher does not call", action)
+	}
+	if v := path(m, "Outputs", "OperatorPolicyArn", "Value"); v == nil {
+		t.Error("no OperatorPolicyArn output")
 	}
 }

@@ -764,6 +764,9 @@ func checkPublisherEnvironment(ctx context.Context, t *testing.T, e *emulator.Em
 			t.Errorf("PublisherEnvironment %s = %q, want %q", k, env[k], want)
 		}
 	}
+	if arn := wout["OperatorPolicyArn"]; !strings.Contains(arn, ":policy/runnerfleet/") {
+		t.Errorf("OperatorPolicyArn = %q, want the operators' managed policy", arn)
+	}
 	if env["RUNNERFLEET_REGION"] == "" {
 		t.Errorf("PublisherEnvironment has no region: %v", env)
 	}
