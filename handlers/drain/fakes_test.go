@@ -96,6 +96,7 @@ type fakeWorld struct {
 	// hookHeartbeats overrides hookHeartbeat for the hooks it names.
 	hookHeartbeats map[string]time.Duration
 	hookNames      []string
+	launchHooks    []string // the group's launch hooks (none unless a test sets them)
 	hookErr        error
 	noGroup        bool            // the group does not exist
 	missingDocs    map[string]bool // SSM documents that do not exist
@@ -352,6 +353,12 @@ func (w *fakeWorld) TerminateHooks(context.Context, string) ([]string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.hookNames, w.hookErr
+}
+
+func (w *fakeWorld) LaunchHooks(context.Context, string) ([]string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.launchHooks, w.hookErr
 }
 
 func (w *fakeWorld) InstanceState(_ context.Context, id string) (string, bool, error) {

@@ -184,6 +184,23 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 	if found {
 		h.checkHeartbeat(ctx, f, hook, &errs)
 	}
+	launch, err := h.d.Lifecycle.LaunchHooks(ctx, f.GroupName)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("drain: fleet %q: listing launch hooks of %s: %w", f.Name, f.GroupName, err))
+	}
+	var otherLaunch []string
+	for _, n := range launch {
+		if n != f.Hooks.Launch {
+			otherLaunch = append(otherLaunch, n)
+		}
+	}
+	if len(otherLaunch) > 0 {
+		// Legitimate when another tool gates launches too; a typo when one was meant to be
+		// RunnerFleet's gate (its instances then wait out that hook's timeout at every launch).
+		h.log.Warn("drain: the group has other launch lifecycle hooks: their actions are left to their own tool, and each launch waits for them",
+			"fleet", f.Name, "group", f.GroupName, "hook", f.Hooks.Launch, "other_hooks", otherLaunch,
+			"hint", "if one of them is meant to be RunnerFleet's launch gate, set hooks.launch to its name")
+	}
 	for _, doc := range []struct{ key, name string }{
 		{"stop_intake", f.Documents.StopIntake}, {"status", f.Documents.Status}, {"unregister", f.Documents.Unregister},
 	} {

@@ -137,3 +137,26 @@ func TestCheckFleetJudgesOnlyTheFleetsHook(t *testing.T) {
 		t.Errorf("CheckFleets with 20 s heartbeats on the fleet's 30 s hook = %v; want the problem", err)
 	}
 }
+
+// Launch hooks other than the fleet's are said at start-up (another tool's, or a misnamed gate
+// whose instances would wait out its timeout at every launch); the fleet's own is not.
+func TestCheckFleetNamesOtherLaunchHooks(t *testing.T) {
+	for _, tc := range []struct {
+		hooks []string
+		warn  bool
+	}{{nil, false}, {[]string{fleet.DefaultLaunchHook}, false}, {[]string{"runnerfleet-gate"}, true},
+		{[]string{fleet.DefaultLaunchHook, "config-management"}, true}} {
+		r := newRig(t, nil)
+		r.world.launchHooks = tc.hooks
+		if _, err := r.h.CheckFleets(context.Background()); err != nil {
+			t.Fatalf("launch hooks %v: %v", tc.hooks, err)
+		}
+		logs := r.logs.String()
+		if got := strings.Contains(logs, "other launch lifecycle hooks"); got != tc.warn {
+			t.Errorf("launch hooks %v: warned %v, want %v: %s", tc.hooks, got, tc.warn, logs)
+		}
+		if tc.warn && strings.Contains(logs, `"other_hooks":["`+fleet.DefaultLaunchHook) {
+			t.Errorf("launch hooks %v: the fleet's own hook named as another's: %s", tc.hooks, logs)
+		}
+	}
+}

@@ -55,6 +55,9 @@ type Lifecycle interface {
 	GroupExists(ctx context.Context, group string) (bool, error)
 	// TerminateHooks names the group's hooks on autoscaling:EC2_INSTANCE_TERMINATING.
 	TerminateHooks(ctx context.Context, group string) ([]string, error)
+	// LaunchHooks names the group's hooks on autoscaling:EC2_INSTANCE_LAUNCHING (the start-up
+	// check says which are left to another tool).
+	LaunchHooks(ctx context.Context, group string) ([]string, error)
 	// InstanceState returns the instance's lifecycle state in its group (e.g.
 	// "Terminating:Wait"); found is false when the group no longer knows it.
 	InstanceState(ctx context.Context, instanceID string) (state string, found bool, err error)

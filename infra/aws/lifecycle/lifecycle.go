@@ -25,8 +25,11 @@ type API interface {
 	DescribeAutoScalingGroups(ctx context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, optFns ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
 }
 
-// Terminating is the LifecycleTransition of a terminate hook.
-const Terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+// Terminating and Launching are the LifecycleTransition of a terminate and a launch hook.
+const (
+	Terminating = "autoscaling:EC2_INSTANCE_TERMINATING"
+	Launching   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+)
 
 // completeTimeout bounds CompleteLifecycleAction on its own context: one small call; the SDK
 // retries throttling inside it.
@@ -79,13 +82,22 @@ func (c *Client) GroupExists(ctx context.Context, group string) (bool, error) {
 
 // TerminateHooks names the group's hooks on instance termination.
 func (c *Client) TerminateHooks(ctx context.Context, group string) ([]string, error) {
+	return c.hooksOn(ctx, group, Terminating)
+}
+
+// LaunchHooks names the group's hooks on instance launch.
+func (c *Client) LaunchHooks(ctx context.Context, group string) ([]string, error) {
+	return c.hooksOn(ctx, group, Launching)
+}
+
+func (c *Client) hooksOn(ctx context.Context, group, transition string) ([]string, error) {
 	out, err := c.api.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
 	if err != nil {
 		return nil, fmt.Errorf("describing lifecycle hooks of %s: %w", group, err)
 	}
 	var names []string
 	for _, h := range out.LifecycleHooks {
-		if aws.ToString(h.LifecycleTransition) == Terminating {
+		if aws.ToString(h.LifecycleTransition) == transition {
 			names = append(names, aws.ToString(h.LifecycleHookName))
 		}
 	}

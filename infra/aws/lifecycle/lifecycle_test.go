@@ -58,6 +58,9 @@ func TestClientAgainstTheEmulator(t *testing.T) {
 	if ok, err := c.GroupExists(ctx, group+"-nope"); err != nil || ok {
 		t.Fatalf("GroupExists of a group that does not exist = %v, %v; want false, no error", ok, err)
 	}
+	if launch, err := c.LaunchHooks(ctx, group); err != nil || len(launch) != 0 {
+		t.Fatalf("LaunchHooks = %v, %v; want none (the group has a terminate hook only)", launch, err)
+	}
 	names, err := c.TerminateHooks(ctx, group)
 	if err != nil || len(names) != 1 || names[0] != "drain" {
 		t.Fatalf("TerminateHooks = %v, %v", names, err)
