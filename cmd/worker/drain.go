@@ -77,13 +77,21 @@ type sweeper struct {
 	// backfill gives the state table's index the unfinished records written without it
 	// (state.Table.Backfill) and checks the index is usable (state.Table.IndexReady); nil: none.
 	backfill backfiller
-	// presence checks again, on every sweep, the fleets whose group did not exist at start.
+	// presence checks the fleets again, on the sweep's interval, in a loop of its own.
 	presence *presence
 }
 
 // run sweeps every interval until ctx ends; any replica may sweep at any time. The backfill
 // runs first, then before the sweeps it is due for.
 func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Logger) {
+	if s.presence != nil { // on its own: its reads must not hold up the drains' sweep
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.presence.run(ctx, every)
+		}()
+		defer func() { <-done }()
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	s.backfill.started = time.Now()
@@ -93,9 +101,6 @@ func (s *sweeper) run(ctx context.Context, every time.Duration, logger *slog.Log
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if s.presence != nil {
-				s.presence.recheck(ctx)
-			}
 			for name, sweep := range map[string]func(context.Context) (int, error){"drain": s.drain.Sweep, "launch": s.launchSweep} {
 				n, err := sweep(ctx)
 				switch {

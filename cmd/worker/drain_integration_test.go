@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -22,6 +24,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
@@ -199,6 +202,19 @@ func TestStartWithoutAFleetsGroup(t *testing.T) {
 	if got := w.metric(`runnerfleet_fleet_ready{fleet="ghost"}`); got != 0 || !strings.Contains(w.out.String(), "fleet's auto scaling group does not exist") {
 		t.Fatalf("ghost ready = %v, want 0 and an error logged", got)
 	}
+
+	// The worker stack's alarm reads FleetNotReady, published on every sweep while it lasts.
+	cw := cwmetrics.NewClient(e.AWSConfig(t)) // the protocol the emulator speaks
+	w.waitFor(t, "FleetNotReady 1 for ghost in CloudWatch", func() bool {
+		now := time.Now()
+		out, err := cw.GetMetricStatistics(context.Background(), &cloudwatch.GetMetricStatisticsInput{
+			Namespace: aws.String(cwmetrics.DefaultNamespace), MetricName: aws.String(cwmetrics.MetricFleetNotReady),
+			Dimensions: []cwtypes.Dimension{{Name: aws.String(cwmetrics.DimensionFleet), Value: aws.String("ghost")}},
+			StartTime:  aws.Time(now.Add(-5 * time.Minute)), EndTime: aws.Time(now.Add(time.Minute)),
+			Period: aws.Int32(60), Statistics: []cwtypes.Statistic{cwtypes.StatisticMaximum},
+		})
+		return err == nil && len(out.Datapoints) > 0 && aws.ToFloat64(out.Datapoints[0].Maximum) == 1
+	})
 
 	// A command for it is refused with the reason, not retried for ever.
 	body, _ := tickCommand(t, "ghost")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -35,22 +36,22 @@ func (c *fakeChecker) CheckFleet(_ context.Context, name string) (bool, error) {
 	return true, c.problems[name]
 }
 
-func (c *fakeChecker) CheckFleets(ctx context.Context) ([]string, error) {
-	var missing []string
-	var errs []error
-	for _, f := range c.fleets {
-		present, err := c.CheckFleet(ctx, f)
-		if !present && err == nil {
-			missing = append(missing, f)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return missing, errors.Join(errs...)
+func (c *fakeChecker) set(f func(c *fakeChecker)) { c.mu.Lock(); defer c.mu.Unlock(); f(c) }
+
+// fakeSink counts FleetNotReady data by fleet.
+type fakeSink struct {
+	mu  sync.Mutex
+	got map[string]int
 }
 
-func (c *fakeChecker) set(f func(c *fakeChecker)) { c.mu.Lock(); defer c.mu.Unlock(); f(c) }
+func (s *fakeSink) PublishFleetNotReady(_ context.Context, fleet string, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got[fleet]++
+	return nil
+}
+
+func (s *fakeSink) count(fleet string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.got[fleet] }
 
 // A fleet whose group does not exist does not stop the worker: it is reported, checked again on
 // every sweep, and ready once its group exists and passes; a fleet whose group exists with a
@@ -59,7 +60,8 @@ func TestPresence(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	chk := &fakeChecker{fleets: []string{"blue", "ghost"}, groups: map[string]bool{"blue": true}, problems: map[string]error{}}
-	p := newPresence(chk, chk.fleets, prometheus.NewRegistry(), logger)
+	sink := &fakeSink{got: map[string]int{}}
+	p := newPresence(chk, sink, chk.fleets, prometheus.NewRegistry(), logger)
 	ctx := context.Background()
 	ready := func(f string) float64 {
 		var m dto.Metric
@@ -80,7 +82,10 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("no error naming ghost at start:\n%s", logs.String())
 	}
 
-	p.recheck(ctx) // still missing: nothing new said
+	p.recheck(ctx) // still missing: nothing new said, but the alarm's datum published
+	if sink.count("ghost") != 1 || sink.count("blue") != 0 {
+		t.Fatalf("FleetNotReady published ghost %d, blue %d times; want 1 and 0", sink.count("ghost"), sink.count("blue"))
+	}
 	chk.set(func(c *fakeChecker) { c.readErr = errors.New("Throttling") })
 	p.recheck(ctx) // a failed read is said, and is no verdict
 	if ready("ghost") != 0 || count("checking whether the fleet's auto scaling group exists failed") != 1 {
@@ -99,22 +104,56 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("a group with a problem: ready %v, logs:\n%s", ready("ghost"), logs.String())
 	}
 
+	published := sink.count("ghost")
 	chk.set(func(c *fakeChecker) { delete(c.problems, "ghost") })
 	p.recheck(ctx)
+	if sink.count("ghost") != published {
+		t.Errorf("FleetNotReady published for a ready fleet")
+	}
 	if ready("ghost") != 1 || count("passed the drain check: the worker serves this fleet") != 1 {
 		t.Fatalf("a fixed group: ready %v, logs:\n%s", ready("ghost"), logs.String())
 	}
 	chk.set(func(c *fakeChecker) { c.readErr = errors.New("must not be called") })
-	p.recheck(ctx) // nothing pending: no call, nothing said
+	p.recheck(ctx) // nothing pending, the round of all not due: no call, nothing said
 	if count("must not be called") != 0 {
-		t.Errorf("a ready fleet was checked again:\n%s", logs.String())
+		t.Errorf("a ready fleet was checked again before recheckAllEvery:\n%s", logs.String())
+	}
+
+	// A stack deleted while the worker runs: found at the next round of all the fleets.
+	chk.set(func(c *fakeChecker) { c.readErr = nil; delete(c.groups, "blue") })
+	p.mu.Lock()
+	p.lastAll = time.Now().Add(-recheckAllEvery)
+	p.mu.Unlock()
+	p.recheck(ctx)
+	if ready("blue") != 0 || sink.count("blue") != 1 || count("does not exist (any more)") != 1 {
+		t.Fatalf("blue's group deleted: ready %v, published %d, logs:\n%s", ready("blue"), sink.count("blue"), logs.String())
+	}
+	p.recheck(ctx) // still gone: said once, published again
+	if count("does not exist (any more)") != 1 || sink.count("blue") != 2 {
+		t.Errorf("blue still gone: said %d times, published %d", count("does not exist (any more)"), sink.count("blue"))
 	}
 
 	// A problem of a fleet whose group exists stops the start, with every problem.
 	bad := &fakeChecker{fleets: []string{"blue", "red", "ghost"}, groups: map[string]bool{"blue": true, "red": true},
 		problems: map[string]error{"blue": errors.New("blue: no hook"), "red": errors.New("red: documents.status missing")}}
-	err := newPresence(bad, bad.fleets, prometheus.NewRegistry(), logger).start(ctx)
+	err := newPresence(bad, sink, bad.fleets, prometheus.NewRegistry(), logger).start(ctx)
 	if err == nil || !strings.Contains(err.Error(), "blue: no hook") || !strings.Contains(err.Error(), "red: documents.status missing") {
 		t.Errorf("start with two fleets' problems = %v; want both listed", err)
+	}
+
+	// An Auto Scaling read that fails at start says nothing of the config: the worker starts, the
+	// fleet not ready until a read succeeds.
+	throttled := &fakeChecker{fleets: []string{"blue"}, groups: map[string]bool{"blue": true}, readErr: errors.New("Throttling: Rate exceeded")}
+	tp := newPresence(throttled, sink, throttled.fleets, prometheus.NewRegistry(), logger)
+	if err := tp.start(ctx); err != nil {
+		t.Fatalf("start with reads throttled = %v; want the worker to start", err)
+	}
+	if _, pending := tp.pending["blue"]; !pending {
+		t.Fatal("blue not kept not ready after a failed read")
+	}
+	throttled.set(func(c *fakeChecker) { c.readErr = nil })
+	tp.recheck(ctx)
+	if _, pending := tp.pending["blue"]; pending {
+		t.Error("blue still not ready once its read succeeded")
 	}
 }

@@ -92,7 +92,11 @@ func build(ctx context.Context, awsCfg aws.Config, cfg *config.Config, pub messa
 	for _, f := range cfg.Fleets {
 		fleets = append(fleets, f.Name)
 	}
-	present := newPresence(drainer, fleets, reg, logger)
+	sink, err := cwmetrics.New(c.cloudwatch, "")
+	if err != nil {
+		return deps{}, nil, err
+	}
+	present := newPresence(drainer, sink, fleets, reg, logger)
 	checkCtx, cancel := context.WithTimeout(ctx, fleetCheckTimeout)
 	defer cancel()
 	if err := present.start(checkCtx); err != nil {

@@ -38,6 +38,8 @@ type Handler struct {
 
 	mu    sync.Mutex
 	hooks map[string]hookTimeouts
+	// warned holds, per fleet and kind, the last warning CheckFleet logged (warnOnce).
+	warned map[string]string
 	// keptAlive is when this replica last heartbeated, by token, a drain a newer worker wrote
 	// (keepAlive): it does not write those records, so their LastHeartbeat stays behind.
 	keptAlive map[string]time.Time
@@ -88,7 +90,7 @@ func New(cfg Config, deps Deps) (*Handler, error) {
 	h := &Handler{
 		cfg: cfg, d: deps, log: deps.Logger.With("handler", "drain"), m: deps.Metrics,
 		byGroup: map[string]fleet.Settings{}, byName: map[string]fleet.Settings{},
-		hooks: map[string]hookTimeouts{}, unpublished: map[string]*tally{}, keptAlive: map[string]time.Time{},
+		hooks: map[string]hookTimeouts{}, warned: map[string]string{}, unpublished: map[string]*tally{}, keptAlive: map[string]time.Time{},
 		lanes: make(chan struct{}, cfg.StepConcurrency), narrow: make(chan struct{}, 1),
 	}
 	for _, f := range cfg.Fleets {
@@ -178,7 +180,7 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 			f.Name, f.GroupName, hook, has))
 	}
 	if len(others) > 0 {
-		h.log.Warn("drain: the group has other terminate lifecycle hooks: their actions are left to their own tool (not claimed, heartbeated or completed)",
+		h.warnOnce(f.Name, "other terminate hooks", "drain: the group has other terminate lifecycle hooks: their actions are left to their own tool (not claimed, heartbeated or completed)",
 			"fleet", f.Name, "group", f.GroupName, "hook", hook, "other_hooks", others)
 	}
 	if found {
@@ -197,7 +199,7 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 	if len(otherLaunch) > 0 {
 		// Legitimate when another tool gates launches too; a typo when one was meant to be
 		// RunnerFleet's gate (its instances then wait out that hook's timeout at every launch).
-		h.log.Warn("drain: the group has other launch lifecycle hooks: their actions are left to their own tool, and each launch waits for them",
+		h.warnOnce(f.Name, "other launch hooks", "drain: the group has other launch lifecycle hooks: their actions are left to their own tool, and each launch waits for them",
 			"fleet", f.Name, "group", f.GroupName, "hook", f.Hooks.Launch, "other_hooks", otherLaunch,
 			"hint", "if one of them is meant to be RunnerFleet's launch gate, set hooks.launch to its name")
 	}
@@ -209,10 +211,24 @@ func (h *Handler) CheckFleet(ctx context.Context, name string) (present bool, er
 		case err != nil:
 			errs = append(errs, fmt.Errorf("drain: fleet %q: documents.%s: %w", f.Name, doc.key, err))
 		case !ok:
-			errs = append(errs, fmt.Errorf("drain: fleet %q: documents.%s: SSM document %s does not exist (or the worker may not read it): no drain could stop a runner", f.Name, doc.key, doc.name))
+			errs = append(errs, fmt.Errorf("drain: fleet %q: documents.%s: SSM document %s does not exist: no drain could stop a runner", f.Name, doc.key, doc.name))
 		}
 	}
 	return true, errors.Join(errs...)
+}
+
+// warnOnce logs a CheckFleet warning unless the same one (kind, message and attributes) was
+// the last logged for the fleet: the worker checks fleets again on an interval, and a warning
+// that stands would otherwise repeat every round.
+func (h *Handler) warnOnce(fleetName, kind, msg string, args ...any) {
+	said := msg + fmt.Sprint(args...)
+	h.mu.Lock()
+	same := h.warned[fleetName+"\x00"+kind] == said
+	h.warned[fleetName+"\x00"+kind] = said
+	h.mu.Unlock()
+	if !same {
+		h.log.Warn(msg, args...)
+	}
 }
 
 // checkHeartbeat checks the fleet's heartbeat interval against its terminate hook's heartbeat
@@ -236,7 +252,7 @@ func (h *Handler) checkHeartbeat(ctx context.Context, f fleet.Settings, hook str
 	// within a step's time: if all that outlasts the hook's heartbeat timeout, the instance may
 	// go with its jobs.
 	if worst := iv + h.cfg.Lease + h.cfg.SweepGrace + h.cfg.SweepInterval + h.cfg.StepTimeout; worst >= t.heartbeat {
-		h.log.Warn("drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
+		h.warnOnce(f.Name, "orphan gap", "drain: a drain orphaned by a dead worker may be recovered only after its hook timed out",
 			"fleet", f.Name, "hook", hook, "heartbeat_timeout", t.heartbeat.String(),
 			"worst_gap", worst.String(), "heartbeat_interval", iv.String(), "lease", h.cfg.Lease.String(),
 			"sweep_grace", h.cfg.SweepGrace.String(), "sweep_interval", h.cfg.SweepInterval.String(), "step_timeout", h.cfg.StepTimeout.String(),

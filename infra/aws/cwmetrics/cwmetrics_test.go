@@ -148,3 +148,32 @@ func TestNoDrainTimeLeftWithoutDrains(t *testing.T) {
 		t.Fatalf("DrainTimeLeft published with no drain in progress: %+v", out.Metrics)
 	}
 }
+
+// A fleet the worker runs without is one datum of 1, dimension Fleet, as the alarm reads it.
+func TestPublishFleetNotReadyAgainstEmulator(t *testing.T) {
+	e := emulator.Start(t, emulator.Options{})
+	ctx := context.Background()
+	client := cwmetrics.NewClient(e.AWSConfig(t))
+	ns := emulator.UniqueName(t, "runnerfleet-ns")
+	sink, err := cwmetrics.New(client, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	fleet := emulator.UniqueName(t, "ghost")
+	if err := sink.PublishFleetNotReady(ctx, fleet, at); err != nil {
+		t.Fatalf("publishing: %v", err)
+	}
+	stats, err := client.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
+		Namespace: aws.String(ns), MetricName: aws.String(cwmetrics.MetricFleetNotReady),
+		Dimensions: []types.Dimension{{Name: aws.String("Fleet"), Value: aws.String(fleet)}},
+		StartTime:  aws.Time(at.Add(-time.Minute)), EndTime: aws.Time(at.Add(time.Minute)),
+		Period: aws.Int32(60), Statistics: []types.Statistic{types.StatisticMaximum},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.Datapoints) != 1 || aws.ToFloat64(stats.Datapoints[0].Maximum) != 1 {
+		t.Errorf("%s datapoints %+v, want one with maximum 1", cwmetrics.MetricFleetNotReady, stats.Datapoints)
+	}
+}

@@ -64,7 +64,7 @@ func (r *Runner) WithDeliveryTimeout(d time.Duration) *Runner {
 }
 
 // DocumentExists reports whether the SSM document exists in this account and region (SSM
-// answers a name it does not know, or one the caller may not read, with InvalidDocument).
+// answers a name it does not know with InvalidDocument; an IAM denial is an error).
 func (r *Runner) DocumentExists(ctx context.Context, name string) (bool, error) {
 	_, err := r.api.DescribeDocument(ctx, &ssm.DescribeDocumentInput{Name: aws.String(name)})
 	var invalid *types.InvalidDocument
