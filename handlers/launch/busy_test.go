@@ -86,8 +86,8 @@ func TestIdleOrUncountableRunnerIsStillAbandoned(t *testing.T) {
 		wantNote  string
 	}{
 		"no jobs": {0, nil, 1, time.Minute, ""},
-		"jobs unknown": {0, errors.New("DescribeInstances: throttled"), 1 + jobsUnknownLooks, time.Minute + jobsUnknownLooks*10*time.Second,
-			"the runner answered before, but its running jobs stayed unknown for 30s past the timeout: taken as no longer answering; running jobs unknown at the timeout: DescribeInstances: throttled"},
+		"jobs unknown": {0, errors.New("runner metrics of i-1: no gitlab_runner_concurrent"), 1 + jobsUnknownLooks, time.Minute + jobsUnknownLooks*10*time.Second,
+			"the runner answered before, but its running jobs stayed unknown for 30s past the timeout: taken as no longer answering; running jobs unknown at the timeout: runner metrics of i-1: no gitlab_runner_concurrent"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFakes()

@@ -166,6 +166,10 @@ type Metrics struct {
 	Finished *prometheus.CounterVec
 	// Checks counts looks at a runner by what they found.
 	Checks *prometheus.CounterVec
+	// LookFailures counts looks the worker could not make, by reason (WorkerError): they are not
+	// in Checks, and say nothing about the runner. Any rise wants an operator (an alarm): gates
+	// hold their instances in Pending:Wait while the worker cannot look.
+	LookFailures *prometheus.CounterVec
 	// Duration observes how long instances waited in Pending:Wait, by result.
 	Duration *prometheus.HistogramVec
 	// Recovered counts gates Sweep advanced because their follow-up was overdue.
@@ -179,13 +183,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Launch gates finished, by result and reason."}, []string{"fleet", "result", "reason"}),
 		Checks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "checks_total",
 			Help: "Looks at a new runner, by what they found."}, []string{"fleet", "outcome"}),
+		LookFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "look_failures_total",
+			Help: "Looks at a new runner the worker could not make (AWS throttling or access denied, its own deadline, its URL template), by reason: not counted against the runner."},
+			[]string{"fleet", "reason"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "wait_seconds",
 			Help: "Time from the launch event to the gate's decision.", Buckets: prometheus.ExponentialBuckets(5, 2, 10)}, []string{"fleet", "result"}),
 		Recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "runnerfleet", Subsystem: "launch", Name: "recovered_total",
 			Help: "Launch gates the sweep advanced because their follow-up was overdue."}, []string{"fleet"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Finished, m.Checks, m.Duration, m.Recovered)
+		reg.MustRegister(m.Finished, m.Checks, m.LookFailures, m.Duration, m.Recovered)
 	}
 	return m
 }

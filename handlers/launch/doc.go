@@ -19,11 +19,42 @@
 // The gate never abandons a runner that is running jobs (ABANDON terminates the instance and would
 // kill them): before an ABANDON at the timeout it counts the runner's running jobs (Jobs), and a
 // runner with any completes with CONTINUE, reason "running-jobs" (a runner whose slots are all
-// busy stops requesting jobs, so it may never look "healthy" by the counters). When the jobs cannot
-// be counted (no answer, a throttled address lookup) from a runner that has answered before, it may
-// be a busy runner whose metrics blipped: the gate looks again, a poll apart, for a few polls
+// busy stops requesting jobs, so it may never look "healthy" by the counters). When its metrics do
+// not tell the jobs (no answer, no jobs series) of a runner that has answered before, it may be a
+// busy runner whose metrics blipped: the gate looks again, a poll apart, for a few polls
 // (jobsUnknownLooks), and abandons only a runner shown idle or still uncounted after them, with
 // that noted. A runner that never answered is abandoned at the timeout.
+//
+// # When the worker cannot look
+//
+// A look can fail on the worker's side: DescribeInstances (the runner's address) throttled or
+// refused to the worker's role, the worker's step out of time, its metrics URL template failing,
+// its DNS resolver or egress guard refusing (a WorkerError from Health or Jobs). That says nothing
+// about the runner, so it is not a look: it is not counted toward "no answer" nor toward the two
+// looks an ABANDON needs, it never ends the gate with ABANDON, and the decision log does not
+// blame the runner for it. The gate logs it at ERROR ("the worker could not look at instance X:
+// reason": at once, on a new reason, then at most every five minutes), counts it in
+// runnerfleet_launch_look_failures_total{fleet,reason}, heartbeats the hook (from then on, if it
+// did not need to) and looks again a poll later, past its deadline too. A look that reaches the
+// runner again resumes the usual rules (an answer past the deadline gets the looks a late event
+// gets). The same holds for the job count before an ABANDON: one the worker could not make holds
+// the gate rather than using up jobsUnknownLooks.
+//
+// The gate holds for as long as the hook lets it: up to its hold limit, the hook's global timeout
+// (100 × its heartbeat timeout, at most 48 h; AWS applies the hook's default result then, however
+// often it is heartbeated) less the looks it may add past a last-moment look and five minutes.
+// A gate whose worker still cannot look there, without its looks at the runner having decided,
+// completes with CONTINUE, reason could-not-look, noting what the looks that did reach the runner
+// found. Not ABANDON, nor letting the hook's default result (ABANDON in the fleet stack) apply:
+// either terminates an instance whose runner may be healthy and running jobs (a runner takes jobs
+// in Pending:Wait), which the worker cannot count, so it would break "never ABANDON an instance
+// running jobs" and "never after a single look", fault the instance for the worker's own IAM or
+// throttling, and have the group launch replacements into the same blind gate. A runner that is
+// in fact broken takes no jobs, and once the worker can look again the scale handler replaces it
+// (an idle unhealthy or an unknown instance). Hours of holding are what the ERROR lines and the
+// counter are there to cut short: alarm on the counter's rise. A gate recorded before this schema
+// (4) holds only for its deadline and the looks it may add past it, which stayed inside the hook's
+// timeouts.
 //
 // Healthy means GitLab accepts the runner's job requests: the request_job success statuses of
 // gitlab_runner_api_request_statuses_total (201 job given, 204 none) grew between two looks.

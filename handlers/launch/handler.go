@@ -40,6 +40,13 @@ const (
 	// still): it is evidently taking jobs, and ABANDON would terminate the instance and kill them,
 	// so the gate completes with CONTINUE.
 	ReasonRunningJobs = "running-jobs"
+	// ReasonCouldNotLook: the worker could not look at the runner (WorkerError: throttling, access
+	// denied, its own deadline or URL template) up to the gate's hold limit, a margin inside the
+	// hook's global timeout, and had not decided by looks that reached it. The gate completes
+	// with CONTINUE: ABANDON would terminate an instance whose runner may be healthy and running
+	// jobs, for the worker's own fault, and the hook's default result (ABANDON in the fleet stack)
+	// would do the same a little later. See holdEnds.
+	ReasonCouldNotLook = "could-not-look"
 )
 
 const (
@@ -47,7 +54,7 @@ const (
 	sortKey   = "launch"
 	// recordSchema is the layout of the record this code writes; raise it with any change an
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
-	recordSchema = 3 // 2: LateLooks, LateDue, BaselineAt; 3: JobsUnknownSince
+	recordSchema = 4 // 2: LateLooks, LateDue, BaselineAt; 3: JobsUnknownSince; 4: HookTimeout, HoldUntil, LookFailure*
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
@@ -82,7 +89,23 @@ type record struct {
 	Poll           time.Duration `json:"poll"`
 	HeartbeatEvery time.Duration `json:"heartbeat_every,omitempty"`
 
+	// Checks counts the looks that reached the runner (or tried to: it did not answer); the
+	// looks the worker could not make are LookFailures.
 	Checks int `json:"checks"`
+	// HookTimeout is the launch hook's heartbeat timeout (0: unknown, or a record of schema 3):
+	// a gate that cannot look heartbeats every third of it while it holds (cannotLook).
+	HookTimeout time.Duration `json:"hook_timeout,omitempty"`
+	// HoldUntil is how long the gate may hold an instance while the worker cannot look at its
+	// runner: inside the hook's global timeout (holdLimit). Zero (the global timeout unknown, or a
+	// record of schema 3): the deadline and the looks the gate may add past it (holdUntil).
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+	// LookFailures counts the looks the worker could not make (WorkerError); LookFailure is the
+	// reason of the latest, LookFailedSince when the current run of them began (cleared by a look
+	// that reaches the runner), LookFailureLogged when one was last logged at ERROR.
+	LookFailures      int       `json:"look_failures,omitempty"`
+	LookFailure       string    `json:"look_failure,omitempty"`
+	LookFailedSince   time.Time `json:"look_failed_since,omitzero"`
+	LookFailureLogged time.Time `json:"look_failure_logged,omitzero"`
 	// JobsAtTimeout is the runner's running jobs when the gate timed out without a healthy look
 	// (omitted when none or unknown).
 	JobsAtTimeout int `json:"jobs_at_timeout,omitempty"`
@@ -206,13 +229,15 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		if at.IsZero() || at.After(now) {
 			at = now
 		}
-		g, err := h.resolve(ctx, gate, la.AutoScalingGroupName, la.LifecycleHookName)
+		g, hook, err := h.resolve(ctx, gate, la.AutoScalingGroupName, la.LifecycleHookName)
 		if err != nil {
 			return fmt.Errorf("launch: gating %s: %w", la.EC2InstanceId, err)
 		}
 		rec = record{Schema: recordSchema, Token: la.LifecycleActionToken, Fleet: f.Name, Group: la.AutoScalingGroupName,
 			Hook: la.LifecycleHookName, InstanceID: la.EC2InstanceId, Event: env, Phase: phaseWait,
-			StartedAt: at, Deadline: at.Add(g.Timeout), Due: now, LastHeartbeat: at, Poll: g.Poll, HeartbeatEvery: g.HeartbeatEvery}
+			StartedAt: at, Deadline: at.Add(g.Timeout), Due: now, LastHeartbeat: at, Poll: g.Poll, HeartbeatEvery: g.HeartbeatEvery,
+			HookTimeout: hook.heartbeat}
+		rec.HoldUntil = holdLimit(rec, hook.global)
 	} else if err := json.Unmarshal(body, &rec); err != nil {
 		return messages.Reject("launch: gate record of %s unreadable: %v", la.EC2InstanceId, err)
 	} else if rec.Schema > recordSchema {
@@ -442,8 +467,13 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 			rec.LastHeartbeat = now
 		}
 	}
-	rec.Checks++
 	ok, rejected, err := h.d.Health.RequestJobs(ctx, rec.Fleet, rec.InstanceID)
+	if we := workerSide(ctx, err); we != nil {
+		h.cannotLook(ctx, rec, now, we)
+		return
+	}
+	h.lookedAgain(ctx, rec, now)
+	rec.Checks++
 	switch {
 	case err != nil:
 		rec.Last, rec.Note = ReasonNoAnswer, err.Error()
@@ -509,10 +539,121 @@ func (h *Handler) nextDue(rec *record, now, look time.Time) time.Time {
 	return minTime(look, next)
 }
 
+// holdMargin is how far inside the launch hook's global timeout, beyond the looks the gate may add
+// past a look (addedWait), a gate that cannot look stops holding: a lost follow-up the sweep
+// recovers (SweepGrace and the sweep's interval) and a retried completion fit in it, so the gate,
+// not the hook's default result, ends the wait.
+const holdMargin = 5 * time.Minute
+
+// lookFailureLogEvery is how often a gate whose looks keep failing on the worker's side logs it at
+// ERROR again (it does at once when they begin, and whenever their reason changes): a scale-out
+// of fifty instances during an IAM mistake would otherwise log two hundred lines a minute.
+const lookFailureLogEvery = 5 * time.Minute
+
+// holdLimit is the latest a gate holds its instance while the worker cannot look at the runner:
+// the hook's global timeout (AWS applies the hook's default result then, however often it is
+// heartbeated) less the looks the gate may add after a last-moment look and holdMargin, and
+// never before the gate's deadline. Zero when the global timeout is unknown (holdUntil).
+func holdLimit(rec record, global time.Duration) time.Time {
+	if global <= 0 {
+		return time.Time{}
+	}
+	limit := rec.StartedAt.Add(global - addedWait(rec.Poll) - holdMargin)
+	if limit.Before(rec.Deadline) {
+		return rec.Deadline
+	}
+	return limit
+}
+
+// holdUntil is the record's hold limit; a record without one (the hook's global timeout unknown,
+// or written by schema 3) holds for the deadline and the looks the gate may add past it, which
+// resolve kept inside the hook's timeouts.
+func holdUntil(rec *record) time.Time {
+	if !rec.HoldUntil.IsZero() {
+		return rec.HoldUntil
+	}
+	return rec.Deadline.Add(addedWait(rec.Poll))
+}
+
+// cannotLook handles a look the worker could not make (we). It says nothing about the runner: it
+// is not a look (Checks, Last and the runner's counters are left as they were), so it counts
+// neither toward "no answer" nor toward the looks an ABANDON needs, and never ends the gate with
+// ABANDON. The gate logs it at ERROR (at once, on a new reason, then at most every
+// lookFailureLogEvery), counts it (look_failures_total), heartbeats the hook (from now on, if it
+// did not) and looks again a poll later — past its deadline too, for as long as the hook lets it
+// (holdUntil). At that limit it decides (holdEnds).
+func (h *Handler) cannotLook(ctx context.Context, rec *record, now time.Time, we *WorkerError) {
+	rec.LookFailures++
+	h.m.LookFailures.WithLabelValues(rec.Fleet, we.Reason).Inc()
+	if rec.LookFailedSince.IsZero() {
+		rec.LookFailedSince = now
+	}
+	if rec.LookFailure != we.Reason || rec.LookFailureLogged.IsZero() || now.Sub(rec.LookFailureLogged) >= lookFailureLogEvery {
+		h.log.ErrorContext(ctx, fmt.Sprintf("launch gate: the worker could not look at instance %s: %s", rec.InstanceID, we.Reason),
+			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "reason", we.Reason, "error", we.Err.Error(),
+			"failing_since", rec.LookFailedSince, "look_failures", rec.LookFailures, "looks_at_runner", rec.Checks,
+			"deadline", rec.Deadline, "hold_until", holdUntil(rec))
+		rec.LookFailureLogged = now
+	}
+	rec.LookFailure = we.Reason
+	// Holding may outlast the hook's heartbeat timeout, which a gate whose deadline it covered
+	// did not heartbeat for (resolve): without heartbeats the hook would ABANDON the instance.
+	if rec.HeartbeatEvery <= 0 && rec.HookTimeout > 0 {
+		rec.HeartbeatEvery = rec.HookTimeout / 3
+	}
+	limit := holdUntil(rec)
+	if !now.Before(limit) {
+		h.holdEnds(ctx, rec, now, we)
+		return
+	}
+	look := now.Add(rec.Poll)
+	if now.Before(rec.Deadline) {
+		look = minTime(look, rec.Deadline)
+	}
+	if rec.LateDue.After(now) {
+		look = minTime(look, rec.LateDue)
+	}
+	rec.Due = h.nextDue(rec, now, minTime(look, limit))
+	rec.FollowUps++
+}
+
+// holdEnds decides a gate whose worker still cannot look at the runner at the hold limit, a margin
+// inside the hook's global timeout, without the looks that reached the runner having decided
+// it: CONTINUE, reason could-not-look, noted with what the last look that reached it showed.
+// ABANDON terminates the instance: its runner may be healthy and running jobs (a runner takes
+// jobs in Pending:Wait), which the worker cannot count, and it would fault the instance for the
+// worker's own failure (its IAM, throttling), the group launching replacements into the same.
+// Leaving the action to the hook's default result would do the same (ABANDON, in the fleet
+// stack) a little later. A runner that is in fact broken takes no jobs; the scale handler
+// replaces an idle unhealthy or unknown instance once the worker can look again.
+func (h *Handler) holdEnds(ctx context.Context, rec *record, now time.Time, we *WorkerError) {
+	rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonCouldNotLook, now
+	last := "none reached the runner"
+	if rec.Checks > 0 {
+		last = fmt.Sprintf("%d reached the runner, the last found %s", rec.Checks, rec.Last)
+	}
+	rec.Note = joinNote(rec.Note, fmt.Sprintf("the worker could not look at the runner (%d failed looks, the latest %s: %v; of the looks, %s): continued unverified at the hold limit, %s after the launch, rather than ABANDON an instance whose runner may be healthy and busy for the worker's own failure",
+		rec.LookFailures, we.Reason, we.Err, last, now.Sub(rec.StartedAt).Round(time.Second)))
+	h.log.ErrorContext(ctx, fmt.Sprintf("launch gate: the worker could not look at instance %s up to its hold limit: continued unverified", rec.InstanceID),
+		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "reason", we.Reason, "error", we.Err.Error(),
+		"failing_since", rec.LookFailedSince, "look_failures", rec.LookFailures, "looks_at_runner", rec.Checks, "last_look", rec.Last)
+}
+
+// lookedAgain ends a run of looks the worker could not make, logging how long it lasted.
+func (h *Handler) lookedAgain(ctx context.Context, rec *record, now time.Time) {
+	if rec.LookFailedSince.IsZero() {
+		return
+	}
+	h.log.InfoContext(ctx, "launch gate: the worker can look at the runner again", "fleet", rec.Fleet, "instance_id", rec.InstanceID,
+		"token_hash", tokenHash(rec.Token), "failed_for", now.Sub(rec.LookFailedSince).Round(time.Second).String(), "look_failures", rec.LookFailures)
+	rec.LookFailedSince = time.Time{}
+}
+
 // jobsUnknownLooks is how many polls past the timeout the gate keeps looking at a runner that
-// answered before but whose running jobs cannot be counted (awaitJobs): a metrics blip or a
-// throttled DescribeInstances passes in seconds, and a few polls keep the ABANDON of a runner
-// that really stopped answering close to the deadline.
+// answered before but whose metrics do not tell its running jobs (awaitJobs): a metrics blip
+// passes in seconds, and a few polls keep the ABANDON of a runner that really stopped answering
+// close to the deadline. When the worker could not count them (a WorkerError: a throttled
+// DescribeInstances, say), the gate holds instead (cannotLook), without using these polls up.
 const jobsUnknownLooks = 3
 
 // timeout decides a gate whose runner was not seen healthy by the deadline: ABANDON, unless the
@@ -521,6 +662,14 @@ const jobsUnknownLooks = 3
 // cannot be read from a runner that answered before, the ABANDON waits (awaitJobs).
 func (h *Handler) timeout(ctx context.Context, rec *record, now time.Time) {
 	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
+	if we := workerSide(ctx, err); we != nil {
+		// The worker could not count the jobs: the runner may be busy, and ABANDON would kill its
+		// jobs. Look again a poll later; the wait for a runner whose jobs its own metrics do not
+		// tell (awaitJobs) starts afresh, since the worker did not see it fail.
+		rec.JobsUnknownSince = time.Time{}
+		h.cannotLook(ctx, rec, now, we)
+		return
+	}
 	if err != nil && rec.Seen && h.awaitJobs(rec, now, err) {
 		return
 	}
@@ -650,6 +799,12 @@ func (h *Handler) decision(ctx context.Context, rec record, now time.Time) {
 		attrs = append(attrs, "next_step", "look again", "next_in_s", max(rec.Due.Sub(now), 0).Seconds(),
 			"deadline_in_s", rec.Deadline.Sub(now).Seconds())
 	}
+	if rec.LookFailures > 0 {
+		attrs = append(attrs, "look_failures", rec.LookFailures)
+	}
+	if !rec.LookFailedSince.IsZero() {
+		attrs = append(attrs, "could_not_look", rec.LookFailure, "hold_until", holdUntil(&rec))
+	}
 	if rec.Note != "" {
 		attrs = append(attrs, "note", rec.Note)
 	}
@@ -696,11 +851,15 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-// resolve fills a gate's zero fields from the launch hook's heartbeat timeout (see Gate).
-func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate, error) {
+// hookTimeouts are the launch hook's heartbeat and global timeouts (0: unknown).
+type hookTimeouts struct{ heartbeat, global time.Duration }
+
+// resolve fills a gate's zero fields from the launch hook's heartbeat timeout (see Gate), and
+// returns the hook's timeouts.
+func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate, hookTimeouts, error) {
 	hb, global, err := h.d.Lifecycle.HookTimeouts(ctx, group, hook)
 	if err != nil {
-		return g, fmt.Errorf("reading launch hook %s of %s: %w", hook, group, err)
+		return g, hookTimeouts{}, fmt.Errorf("reading launch hook %s of %s: %w", hook, group, err)
 	}
 	derived := time.Duration(float64(hb) * hookShare)
 	if g.Timeout == 0 {
@@ -736,7 +895,7 @@ func (h *Handler) resolve(ctx context.Context, g Gate, group, hook string) (Gate
 	if g.HeartbeatEvery == 0 && hb > 0 && g.Timeout+addedWait(g.Poll) > hb/3 {
 		g.HeartbeatEvery = hb / 3
 	}
-	return g, nil
+	return g, hookTimeouts{heartbeat: hb, global: global}, nil
 }
 
 // addedWait is how long past its deadline a gate may look at a runner that answered in time:

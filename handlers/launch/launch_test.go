@@ -43,11 +43,23 @@ type fakes struct {
 	heartbeats int
 	hbErr      error // what Heartbeat fails with
 	delays     []time.Duration
-	// jobs is what RunningJobs answers from a page that answered (jobsErr: it fails even so, a
-	// throttled address lookup or a page without the jobs series); jobLooks counts its calls.
+	// jobs is what RunningJobs answers from a page that answered (jobsErr: it fails even so: a
+	// page without the jobs series, or, as a *WorkerError, a throttled address lookup); jobLooks
+	// counts its calls.
 	jobs     int
 	jobsErr  error
 	jobLooks int
+	// blind decides each look, in order, before health does: a non-nil entry is a look the worker
+	// could not make (the look fails with it, a *WorkerError, and health is not consumed), a nil
+	// one a look answered from health; past its end blindErr, when set, fails every look.
+	// blindLooks counts the looks that failed so; RunningJobs fails alike after such a look (the
+	// same address lookup).
+	blind      []error
+	blindErr   error
+	blindLooks int
+	blindLast  error
+	// hbAt is when each heartbeat was recorded.
+	hbAt []time.Time
 }
 
 func newFakes() *fakes {
@@ -95,6 +107,7 @@ func (f *fakes) Heartbeat(context.Context, string, string, string, string) (bool
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heartbeats++
+	f.hbAt = append(f.hbAt, f.now)
 	if f.hbErr != nil {
 		return false, f.hbErr
 	}
@@ -130,6 +143,14 @@ func (f *fakes) Complete(_ context.Context, _, _, _, _, result string) (bool, er
 func (f *fakes) RequestJobs(context.Context, string, string) (float64, float64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.blindLast = f.blindErr
+	if n := f.blindLooks + f.looks; n < len(f.blind) {
+		f.blindLast = f.blind[n]
+	}
+	if f.blindLast != nil {
+		f.blindLooks++
+		return 0, 0, f.blindLast
+	}
 	a := f.health[min(f.looks, len(f.health)-1)]
 	f.looks++
 	if a == nil {
@@ -144,6 +165,9 @@ func (f *fakes) RunningJobs(context.Context, string, string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobLooks++
+	if f.blindLast != nil {
+		return 0, f.blindLast
+	}
 	if f.health[min(max(f.looks-1, 0), len(f.health)-1)] == nil {
 		return 0, errors.New("no answer")
 	}

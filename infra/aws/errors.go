@@ -50,6 +50,21 @@ var conflictCodes = map[string]bool{
 	"IncorrectInstanceState":          true,
 }
 
+// accessDeniedCodes say the caller's identity or its permissions were refused: the caller's own
+// configuration (its role's policy, its credentials), never the resource's.
+var accessDeniedCodes = map[string]bool{
+	"AccessDenied":                true,
+	"AccessDeniedException":       true,
+	"UnauthorizedOperation":       true, // EC2
+	"AuthFailure":                 true, // EC2: credentials refused
+	"InvalidClientTokenId":        true,
+	"UnrecognizedClientException": true,
+	"ExpiredToken":                true,
+	"ExpiredTokenException":       true,
+	"SignatureDoesNotMatch":       true,
+	"MissingAuthenticationToken":  true,
+}
+
 var transientCodes = map[string]bool{
 	"RequestLimitExceeded":                   true,
 	"ProvisionedThroughputExceededException": true,
@@ -110,3 +125,18 @@ func IsNotFound(err error) bool { return Classify(err) == ClassNotFound }
 
 // IsConflict reports whether err is a lost conditional write or a state conflict.
 func IsConflict(err error) bool { return Classify(err) == ClassConflict }
+
+// IsThrottle reports whether err is AWS throttling the caller (the SDK's throttle codes, EC2's
+// RequestLimitExceeded among them): a failure of the caller's request rate, not of the resource.
+func IsThrottle(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && (retry.ThrottleErrorCode{Codes: retry.DefaultThrottleErrorCodes}).IsErrorThrottle(err).Bool()
+}
+
+// IsAccessDenied reports whether err says the caller's identity or permissions were refused
+// (AccessDenied, EC2's UnauthorizedOperation and AuthFailure, expired or unknown credentials): the
+// caller's configuration is wrong, and retrying will not help until it is fixed.
+func IsAccessDenied(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && accessDeniedCodes[apiErr.ErrorCode()]
+}

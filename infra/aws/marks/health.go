@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/handlers/launch"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
+	"github.com/runnerfleet/runnerfleet/infra/netguard"
 )
 
 // maxMetricsBytes caps one metrics page (as infra/scrape does): a runner's page is tens of KiB.
@@ -27,14 +31,23 @@ const maxMetricsBytes = 1 << 20
 const runnerTimeout = 3 * time.Second
 
 // Addresses finds an instance's private IP for metrics URL templates that use it (EC2
-// DescribeInstances behind IPs); nil when every template uses the instance ID only.
+// DescribeInstances behind IPs); nil when every template uses the instance ID only. An error
+// wrapping ErrNoAddress says the instance has none (it is gone); any other error is a failed
+// lookup (throttled, access denied, the caller's deadline), which says nothing about the runner.
 type Addresses interface {
 	PrivateIP(ctx context.Context, instanceID string) (string, error)
 }
 
 // Runners reads one runner's metrics page from its fleet's metrics URL template. It counts
 // request_job statuses for the launch gate (handlers/launch.Health) and running jobs
-// (handlers/interrupt.Jobs). It is safe for concurrent use.
+// (handlers/launch.Jobs, handlers/interrupt.Jobs). It is safe for concurrent use.
+//
+// Its errors say whose failure a look was. A *launch.WorkerError (wrapped) is the worker's: the
+// address lookup failed (EC2 throttled it, refused the worker's role, or did not answer), the
+// caller's context ended before the runner was given its runnerTimeout, the URL template failed,
+// or the worker's own DNS resolver or egress guard (infra/netguard) refused. Any other error is
+// the runner's: the instance is gone, the connection was refused or reset, no answer within
+// runnerTimeout, an HTTP status other than 200, a page too large or garbled.
 type Runners struct {
 	client    *http.Client
 	templates map[string]*template.Template
@@ -70,7 +83,8 @@ func NewRunners(client *http.Client, fleets []fleet.Settings, ips Addresses) (*R
 
 // RequestJobs returns the runner's request_job counters: ok sums the 2xx statuses (GitLab gave a
 // job or had none), rejected sums 401, 403 and 410 (the runner's token is refused). An error
-// means the metrics did not answer usefully (no answer, HTTP error, garbled page).
+// means the metrics did not answer usefully (no answer, HTTP error, garbled page), or, as a
+// *launch.WorkerError, that the worker could not ask them (see Runners).
 func (r *Runners) RequestJobs(ctx context.Context, fleetName, instanceID string) (ok, rejected float64, err error) {
 	fams, err := r.fetch(ctx, fleetName, instanceID)
 	if err != nil {
@@ -129,29 +143,30 @@ func (r *Runners) RunningJobs(ctx context.Context, fleetName, instanceID string)
 func (r *Runners) fetch(ctx context.Context, fleetName, instanceID string) (map[string]*dto.MetricFamily, error) {
 	t, ok := r.templates[fleetName]
 	if !ok {
-		return nil, fmt.Errorf("runner metrics of %s: unknown fleet %q", instanceID, fleetName)
+		return nil, workerSide(launch.WorkerURLTemplate, fmt.Errorf("runner metrics of %s: unknown fleet %q", instanceID, fleetName))
 	}
 	target := struct{ InstanceID, PrivateIP string }{InstanceID: instanceID}
 	if r.ips != nil && strings.Contains(t.Root.String(), "PrivateIP") {
 		ip, err := r.ips.PrivateIP(ctx, instanceID)
 		if err != nil {
-			return nil, fmt.Errorf("runner metrics of %s: %w", instanceID, err)
+			return nil, addressFailure(ctx, fmt.Errorf("runner metrics of %s: %w", instanceID, err))
 		}
 		target.PrivateIP = ip
 	}
 	var url strings.Builder
 	if err := t.Execute(&url, target); err != nil {
-		return nil, fmt.Errorf("runner metrics of %s: url: %w", instanceID, err)
+		return nil, workerSide(launch.WorkerURLTemplate, fmt.Errorf("runner metrics of %s: url: %w", instanceID, err))
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, runnerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("runner metrics of %s: %w", instanceID, err)
+		return nil, workerSide(launch.WorkerURLTemplate, fmt.Errorf("runner metrics of %s: url: %w", instanceID, err))
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("runner metrics of %s: no answer: %w", instanceID, err)
+		return nil, requestFailure(parent, fmt.Errorf("runner metrics of %s: no answer: %w", instanceID, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -172,4 +187,40 @@ func (r *Runners) fetch(ctx context.Context, fleetName, instanceID string) (map[
 		return nil, fmt.Errorf("runner metrics of %s: unparseable page", instanceID)
 	}
 	return fams, nil
+}
+
+// workerSide marks err as a look the worker could not make (see Runners).
+func workerSide(reason string, err error) error { return &launch.WorkerError{Reason: reason, Err: err} }
+
+// addressFailure says whose failure a failed address lookup is: an instance without an address
+// (gone) is the instance's; a failed DescribeInstances is the worker's, by its class.
+func addressFailure(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, ErrNoAddress) || rfaws.IsNotFound(err):
+		return err
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return workerSide(launch.WorkerDeadline, err)
+	case rfaws.IsThrottle(err):
+		return workerSide(launch.WorkerThrottled, err)
+	case rfaws.IsAccessDenied(err):
+		return workerSide(launch.WorkerAccessDenied, err)
+	}
+	return workerSide(launch.WorkerAWSError, err)
+}
+
+// requestFailure says whose failure a metrics request that got no response is. The worker's: its
+// context (parent) ended, so the runner was not given its runnerTimeout; its DNS resolver failed
+// (a name that does not exist is the instance's); its egress guard refused the address. Anything
+// else — refused, reset, unreachable, no answer within runnerTimeout — is the runner's.
+func requestFailure(parent context.Context, err error) error {
+	var dnsErr *net.DNSError
+	switch {
+	case parent.Err() != nil:
+		return workerSide(launch.WorkerDeadline, err)
+	case errors.Is(err, netguard.ErrNotLoopback):
+		return workerSide(launch.WorkerNetwork, err)
+	case errors.As(err, &dnsErr) && !dnsErr.IsNotFound:
+		return workerSide(launch.WorkerNetwork, err)
+	}
+	return err
 }

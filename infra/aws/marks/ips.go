@@ -15,18 +15,24 @@ type EC2API interface {
 	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 }
 
+// ErrNoAddress is wrapped by the error of an address lookup that worked and found no address:
+// EC2 does not know the instance (any more), or it has no private address. That is the
+// instance's state, not a failure of the lookup.
+var ErrNoAddress = errors.New("no private address")
+
 // IPs implements Addresses with EC2 DescribeInstances (an instance-id filter, so an instance
 // already gone is "not found" rather than a failed call).
 type IPs struct{ API EC2API }
 
-// PrivateIP returns the instance's private IPv4 address.
+// PrivateIP returns the instance's private IPv4 address. An instance EC2 does not know, or
+// without one, is an error wrapping ErrNoAddress; a failed DescribeInstances is its error, wrapped.
 func (p IPs) PrivateIP(ctx context.Context, id string) (string, error) {
 	in, err := describeOne(ctx, p.API, id)
 	if err != nil {
 		return "", err
 	}
 	if in == nil || aws.ToString(in.PrivateIpAddress) == "" {
-		return "", fmt.Errorf("instance %s has no private address (gone?)", id)
+		return "", fmt.Errorf("instance %s: %w (gone?)", id, ErrNoAddress)
 	}
 	return aws.ToString(in.PrivateIpAddress), nil
 }
