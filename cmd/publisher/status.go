@@ -72,9 +72,12 @@ type Status struct {
 	CurrentVersion string `json:"current_version,omitempty"`
 	// Pinned is the operator's pin, if one is in force.
 	Pinned *StatusPin `json:"pinned,omitempty"`
-	// LastDecision and LastReason are the scale handler's.
+	// LastDecision and LastReason are the scale handler's; LastAction (scale_out, scale_in,
+	// steady, held) and LastDesired what it applied (absent from records of older workers).
 	LastDecision time.Time        `json:"last_decision,omitzero"`
 	LastReason   string           `json:"last_reason,omitempty"`
+	LastAction   string           `json:"last_action,omitempty"`
+	LastDesired  *int             `json:"last_desired,omitempty"`
 	Instances    []StatusInstance `json:"instances"`
 	Drains       []StatusDrain    `json:"drains"`
 	Cycle        *cycle.Record    `json:"cycle,omitempty"`
@@ -164,6 +167,7 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 		return err
 	} else {
 		st.LastDecision, st.LastReason = rec.LastDecision, rec.LastReason
+		st.LastAction, st.LastDesired = rec.LastAction, rec.LastDesired
 		if rec.Pin.ActiveAt(now) {
 			st.Pinned = &StatusPin{Desired: rec.Pin.Desired, Until: rec.Pin.Until, Issuer: rec.Pin.Issuer}
 		}
@@ -306,7 +310,11 @@ func renderStatus(w io.Writer, st Status) {
 	fmt.Fprintf(w, "fleet %s  group %s  desired %d  min %d  max %d  launch template version %s  pinned: %s\n",
 		st.Fleet, st.Group, st.Desired, st.Min, st.Max, orDash(st.CurrentVersion), pin)
 	if !st.LastDecision.IsZero() {
-		fmt.Fprintf(w, "last decision %s ago: %s\n", st.At.Sub(st.LastDecision).Round(time.Second), st.LastReason)
+		applied := ""
+		if st.LastAction != "" && st.LastDesired != nil {
+			applied = fmt.Sprintf(" (%s, desired %d)", st.LastAction, *st.LastDesired)
+		}
+		fmt.Fprintf(w, "last decision %s ago%s: %s\n", st.At.Sub(st.LastDecision).Round(time.Second), applied, st.LastReason)
 	}
 
 	t := table.NewWriter()

@@ -17,7 +17,7 @@ func TestRenderStatus(t *testing.T) {
 	st := Status{
 		Fleet: "blue", Group: "blue-asg", At: at, Desired: 3, Min: 1, Max: 4, CurrentVersion: "2",
 		Pinned:       &StatusPin{Desired: 3, Issuer: "alice"},
-		LastDecision: at.Add(-30 * time.Second), LastReason: "steady: 3 busy of 3",
+		LastDecision: at.Add(-30 * time.Second), LastReason: "steady: 3 busy of 3", LastAction: "steady", LastDesired: new(3),
 		Instances: []StatusInstance{
 			{ID: "i-aaa", State: "InService", Version: "2", Intake: "open", Jobs: 1, Capacity: 4, Age: time.Hour, Scraped: at.Add(-20 * time.Millisecond)},
 			{ID: "i-bbb", State: "InService", Version: "1", Intake: "rejected", Jobs: 0, Capacity: 0, Age: 2 * time.Hour, Scraped: at},
@@ -33,7 +33,7 @@ func TestRenderStatus(t *testing.T) {
 	renderStatus(&out, st)
 	s := out.String()
 	for _, want := range []string{
-		"desired 3  min 1  max 4", "pinned: at 3 by alice", "steady: 3 busy of 3",
+		"desired 3  min 1  max 4", "pinned: at 3 by alice", "last decision 30s ago (steady, desired 3): steady: 3 busy of 3",
 		"i-bbb", "rejected", "closed (draining)", "Terminating:Wait",
 		"drains in progress", "watch", "1m30s",
 		"cycle c1 (command) in progress", "replaced 0 of 2, draining 1", "retiring i-ccc",
