@@ -504,8 +504,8 @@ func TestOperatorPolicyCoversThePublisher(t *testing.T) {
 		"dynamodb:GetItem": "ReadState", "dynamodb:Query": "ReadState",
 		"ssm:GetParameter":                      "ReadConfig",
 		"autoscaling:DescribeAutoScalingGroups": "ReadFleetsWithoutResourceLevel", "autoscaling:DescribeAutoScalingInstances": "ReadFleetsWithoutResourceLevel",
-		"ec2:DescribeInstances":            "ReadFleetsWithoutResourceLevel",
-		"cloudformation:DescribeStacks":    "FleetStacks", "cloudformation:DescribeStackEvents": "FleetStacks",
+		"ec2:DescribeInstances":         "ReadFleetsWithoutResourceLevel",
+		"cloudformation:DescribeStacks": "FleetStacks", "cloudformation:DescribeStackEvents": "FleetStacks",
 		"cloudformation:CancelUpdateStack": "FleetStacks",
 	} {
 		if got, ok := allowed[action]; !ok || got != sid {
