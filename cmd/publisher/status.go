@@ -357,6 +357,13 @@ func renderStatus(w io.Writer, st Status) {
 		if c.Reason != "" {
 			fmt.Fprintf(w, "  %s\n", c.Reason)
 		}
+		if c.UndoPending {
+			fmt.Fprintf(w, "  the undo of its surge is pending: the cycle holds the desired capacity until it is done (ticks take it up again until %s)\n",
+				c.UndoUntil().UTC().Format(time.RFC3339))
+		}
+		if cl := c.Claim; cl != nil && st.At.Before(cl.Until) {
+			fmt.Fprintf(w, "  a step in flight, claimed by %s until %s\n", cl.Owner, cl.Until.UTC().Format(time.RFC3339))
+		}
 		for _, ev := range c.Events[max(len(c.Events)-5, 0):] {
 			fmt.Fprintf(w, "  %s  %s\n", ev.At.UTC().Format("15:04:05"), ev.Text)
 		}

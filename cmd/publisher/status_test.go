@@ -45,6 +45,29 @@ func TestRenderStatus(t *testing.T) {
 	}
 }
 
+// A cycle that ended with the undo of its surge pending says so, and until when; a step in flight
+// says who holds the fleet until when (a claim that has lapsed is not shown).
+func TestStatusShowsAPendingUndoAndAClaim(t *testing.T) {
+	at := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	st := Status{Fleet: "blue", At: at, Cycle: &cycle.Record{ID: "c1", Trigger: "command", Status: cycle.StatusAborted,
+		StartedAt: at.Add(-5 * time.Minute), FinishedAt: at.Add(-time.Minute), Reason: "aborted by alice", UndoPending: true,
+		Claim: &cycle.Claim{Owner: "ecs-task/abc-123", Until: at.Add(30 * time.Second)}}}
+	var out bytes.Buffer
+	renderStatus(&out, st)
+	for _, want := range []string{"cycle c1 (command) aborted", "the undo of its surge is pending", "until 2026-11-27T18:09:00Z",
+		"a step in flight, claimed by ecs-task/abc-123 until 2026-11-27T18:00:30Z"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	st.At = at.Add(time.Minute)
+	out.Reset()
+	renderStatus(&out, st)
+	if strings.Contains(out.String(), "claimed by") {
+		t.Errorf("status shows a lapsed claim:\n%s", out.String())
+	}
+}
+
 // An instance a notice marked shows what the worker's tick counts: a spot interruption or a
 // rebalance recommendation that stopped intake offers nothing, though its runner still answers
 // with its capacity; a recommendation only reported leaves intake open and says so.

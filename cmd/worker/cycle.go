@@ -42,5 +42,8 @@ func newCycler(cfg *config.Config, c clients, marks cycle.Marks, reg prometheus.
 	if err != nil {
 		return nil, fmt.Errorf("building the cycle handler: %w", err)
 	}
+	// Once: the name this replica's claims carry in the cycle record (publisher status shows it),
+	// to tell which task a claim is.
+	logger.Info("cycle: this replica's claims are named", "owner", h.Owner())
 	return h, nil
 }

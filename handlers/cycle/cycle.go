@@ -2,13 +2,13 @@ package cycle
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -95,7 +95,8 @@ type Config struct {
 	// twice ApplyTimeout (the default), so a claimed step's calls always end before its claim.
 	ClaimFor      time.Duration
 	MaxCommandAge time.Duration
-	// Owner names this replica in claims; default a random id.
+	// Owner names this replica in claims (Record.Claim), so that a claim in the record, in a log
+	// line or in publisher status leads to a task: default DefaultOwner.
 	Owner string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -112,9 +113,7 @@ func (c *Config) setDefaults() {
 		c.ClaimFor = 2 * c.ApplyTimeout
 	}
 	if c.Owner == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		c.Owner = hex.EncodeToString(b[:])
+		c.Owner = DefaultOwner()
 	}
 	if c.MaxCommandAge == 0 {
 		c.MaxCommandAge = DefaultMaxCommandAge
@@ -161,6 +160,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultOwner names this replica in claims (Config.Owner): the ECS task it runs in — the last
+// path segment of $ECS_CONTAINER_METADATA_URI_V4 (the task's id and its container's), read
+// from the environment, with no call to the endpoint — or else its host name and process id.
+func DefaultOwner() string {
+	if uri := strings.TrimRight(os.Getenv("ECS_CONTAINER_METADATA_URI_V4"), "/"); uri != "" {
+		if seg := uri[strings.LastIndexByte(uri, '/')+1:]; seg != "" && !strings.Contains(seg, ":") {
+			return "ecs-task/" + seg
+		}
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
 // Deps are the handler's adapters; none may be nil.
 type Deps struct {
 	Group  Group
@@ -179,6 +194,9 @@ type Handler struct {
 	log    *slog.Logger
 	m      *metrics
 	fleets map[string]FleetConfig
+	// sleep waits d, or until ctx ends (its error then): a cycle command waiting out a claim
+	// (waitOut). A timer; tests move their clock instead.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // New returns a Handler. It refuses nil dependencies and an invalid Config.
@@ -209,11 +227,25 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cycle: registering metrics: %w", err)
 	}
-	h := &Handler{cfg: cfg, deps: deps, log: logger.With("handler", "cycle"), m: m, fleets: map[string]FleetConfig{}}
+	h := &Handler{cfg: cfg, deps: deps, log: logger.With("handler", "cycle"), m: m, fleets: map[string]FleetConfig{}, sleep: sleep}
 	for _, f := range cfg.Fleets {
 		h.fleets[f.Name] = f
 	}
 	return h, nil
+}
+
+// Owner is the name this replica's claims carry (Config.Owner).
+func (h *Handler) Owner() string { return h.cfg.Owner }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Handles reports whether msg is this handler's: a cycle command, a fleet step of a cycle, or a
@@ -246,8 +278,9 @@ func (h *Handler) Handle(ctx context.Context, msg *messages.Message) error {
 
 // Command starts a cycle (and takes its first step) or aborts the one in progress. A redelivered
 // command changes nothing. Unknown fleets, stale commands, a second cycle while one runs, and a
-// surge and max-unavailable both 0 are rejected (permanent). Errors reading or writing the state
-// or describing the group are transient.
+// surge and max-unavailable both 0 are rejected (permanent). The claim of a step in flight is
+// waited out in the handler (at most ClaimFor), not returned as an error. Errors reading or
+// writing the state or describing the group are transient.
 func (h *Handler) Command(ctx context.Context, c *messages.Command) error {
 	f, ok := h.fleets[c.Fleet]
 	if !ok {
@@ -270,7 +303,15 @@ type start struct {
 	id, trigger, issuer   string
 	maxUnavailable, surge int
 	all                   bool
+	// claimWaits counts the claims this start has waited out (at most maxClaimWaits).
+	claimWaits int
 }
+
+// maxClaimWaits bounds the claims a cycle command waits out before it fails (transient). One
+// wait ends a claim (waitOut waits until its end); a second covers a claim whose end a skewed
+// clock put more than ClaimFor ahead, or one another step took meanwhile. The handler's timeout
+// ends a longer wait anyway.
+const maxClaimWaits = 2
 
 func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	log := h.log.With("fleet", f.Name, "cycle_id", s.id, "trigger", s.trigger)
@@ -288,14 +329,24 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		}
 		return nil
 	}
-	if rec.Active() || rec.UndoPending {
+	claim := rec.Claim
+	claimed := claim.holds(h.cfg.Now())
+	if rec.Active() || rec.UndoPending || claimed && s.trigger == TriggerToken {
 		if s.trigger == TriggerToken {
 			// The token changed under a running cycle: instances it launched may hold either
 			// token, so a token cycle of everything follows when this one ends (or, once ended,
-			// when the undo of its surge is done). The write changes nothing outside the table:
-			// a step in flight keeps its claim.
+			// when the undo of its surge is done). Under a step in flight (its claim holds the
+			// fleet) the token cycle is recorded the same way, and the first tick after the claim
+			// starts it (Advance): an error here would be retried while the claim holds, then
+			// nacked, and past the queue's maxReceiveCount the change would be lost to the DLQ.
+			// The write changes nothing outside the table: a step in flight keeps its claim.
 			rec.TokenChangedAt = h.cfg.Now()
-			rec.event(rec.TokenChangedAt, "token parameter changed: a cycle of every instance follows this one")
+			text := "token parameter changed: a cycle of every instance follows this one"
+			if !rec.Active() && !rec.UndoPending {
+				text = fmt.Sprintf("token parameter changed: a cycle of every instance starts on the first tick after the step in flight (claimed by %s until %s)",
+					claim.Owner, claim.Until.UTC().Format(time.RFC3339))
+			}
+			rec.event(rec.TokenChangedAt, text)
 			ok, err := h.save(ctx, f.Name, rec, ver)
 			if err != nil {
 				return fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
@@ -304,23 +355,36 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 				return fmt.Errorf("saving cycle of fleet %s: lost a conditional write; retrying", f.Name)
 			}
 			h.m.tokens.WithLabelValues(f.Name, "deferred").Inc()
-			log.WarnContext(ctx, "token parameter changed during a cycle; a token cycle follows it", "running_cycle", rec.ID)
+			log.WarnContext(ctx, "token parameter changed during a cycle or a step in flight; a token cycle follows it", "running_cycle", rec.ID, "claimed", claimed)
 			return nil
 		}
 		if !rec.Active() {
 			// Refused rather than retried: retries would hold the fleet's message group, and with
 			// it the ticks that carry the undo out.
 			return messages.Reject("cycle %s of fleet %s: cycle %s %s and the undo of its surge is not done yet (ticks take it up again until %s): send the cycle again after",
-				s.id, f.Name, rec.ID, rec.Status, rec.FinishedAt.Add(undoRetryFor).Format(time.RFC3339))
+				s.id, f.Name, rec.ID, rec.Status, rec.UndoUntil().Format(time.RFC3339))
 		}
 		return messages.Reject("cycle %s of fleet %s: cycle %s is in progress since %s; abort it first (publisher cycle --fleet %s --abort)",
 			s.id, f.Name, rec.ID, rec.StartedAt.Format(time.RFC3339), f.Name)
 	}
-	if c := rec.Claim; c.holds(h.cfg.Now()) {
+	if claimed {
 		// A step in flight (the surge's MaxSize given back after the last cycle) calls Auto
-		// Scaling until its claim ends: a cycle started now could have its first step undone.
-		return fmt.Errorf("cycle %s of fleet %s: a step claimed by %s holds the fleet until %s; retrying",
-			s.id, f.Name, c.Owner, c.Until.Format(time.RFC3339Nano))
+		// Scaling until its claim ends: a cycle started now could have its first step undone. The
+		// command waits the claim out — at most ClaimFor, well inside the handler's timeout — and
+		// reads the record again. An error would be retried at once while the claim holds, then
+		// nacked, and past the queue's maxReceiveCount SQS would move the command to the DLQ by
+		// itself, without a reason. Only a message whose deadline comes first fails (transient:
+		// the next attempt waits for what is left of the claim).
+		if s.claimWaits >= maxClaimWaits {
+			return fmt.Errorf("cycle %s of fleet %s: a step claimed by %s holds the fleet until %s, after %d waits for claims; retrying",
+				s.id, f.Name, claim.Owner, claim.Until.Format(time.RFC3339Nano), s.claimWaits)
+		}
+		if err := h.waitOut(ctx, claim); err != nil {
+			return fmt.Errorf("cycle %s of fleet %s: a step claimed by %s holds the fleet until %s: %w; retrying",
+				s.id, f.Name, claim.Owner, claim.Until.Format(time.RFC3339Nano), err)
+		}
+		s.claimWaits++
+		return h.start(ctx, f, s) // read the record again: the step in flight wrote it, or lapsed
 	}
 	mu, surge := s.maxUnavailable, s.surge
 	if mu == 0 && surge == 0 {
@@ -368,6 +432,16 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		next.event(now, fmt.Sprintf("cycle %s's surge still holds MaxSize at %d (desired %d): this cycle ends at desired %d and gives MaxSize back to %d",
 			rec.ID, g.Max, g.Desired, next.Desired, next.OriginalMax))
 	}
+	if !rec.TokenChangedAt.IsZero() && rec.Status.Final() && s.trigger != TriggerToken {
+		// The token changed during the last cycle, or under a step in flight after it, and its
+		// token cycle has not started yet: this cycle takes the change over rather than drop it.
+		if s.all {
+			next.event(now, fmt.Sprintf("the token parameter changed during cycle %s: this cycle of every instance takes the change up", rec.ID))
+		} else {
+			next.TokenChangedAt = rec.TokenChangedAt
+			next.event(now, fmt.Sprintf("the token parameter changed during cycle %s: a cycle of every instance follows this one", rec.ID))
+		}
+	}
 	if len(next.Old) == 0 {
 		next.finish(now, StatusSucceeded, "nothing to replace: every instance runs launch template version "+g.CurrentVersion)
 	}
@@ -388,6 +462,17 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	h.m.active.WithLabelValues(f.Name).Set(1)
 	_, err = h.Advance(ctx, f.Name, "") // the command takes its first step at once
 	return err
+}
+
+// waitOut waits until the claim c has ended by this replica's clock — at most ClaimFor, however
+// far ahead a skewed clock put its end — or until ctx ends (its error).
+func (h *Handler) waitOut(ctx context.Context, c *Claim) error {
+	d := min(c.Until.Sub(h.cfg.Now()), h.cfg.ClaimFor)
+	if d <= 0 {
+		return nil
+	}
+	h.log.InfoContext(ctx, "cycle: a step in flight holds the fleet; the cycle command waits for its claim to end", "claimed_by", c.Owner, "until", c.Until, "wait", d.String())
+	return h.sleep(ctx, d)
 }
 
 // surgeLeft reports whether the last cycle's surge still holds the group's MaxSize (not given
@@ -483,14 +568,48 @@ func orUnknown(s string) string {
 
 // Active reports whether a cycle of the fleet owns its desired capacity: from its start until
 // its tail, when only drains are left, or, once it failed or was aborted, until the undo of its
-// surge is done or left (Record.HoldsCapacity). It is the scale handler's Hold:
-// while it is true, ticks still decide and report but resize nothing.
+// surge is done or left (Record.HoldsCapacity); and a record of a newer schema while a newer
+// replica carries it on (holding).
 func (h *Handler) Active(ctx context.Context, fleetName string) (bool, error) {
+	why, err := h.Holding(ctx, fleetName)
+	return why != "", err
+}
+
+// Holding is the scale handler's Hold: it says in words why a cycle of the fleet owns its
+// desired capacity now (see Active), "" when none does. While it says so, ticks still decide
+// and report but resize nothing.
+func (h *Handler) Holding(ctx context.Context, fleetName string) (string, error) {
 	rec, _, err := h.deps.State.Load(ctx, fleetName)
 	if err != nil {
-		return false, fmt.Errorf("loading cycle of fleet %s: %w", fleetName, err)
+		return "", fmt.Errorf("loading cycle of fleet %s: %w", fleetName, err)
 	}
-	return rec.HoldsCapacity(), nil
+	return h.holding(rec), nil
+}
+
+// newerHoldFor is how long after its last write a record of a newer schema still holds the
+// capacity for this worker (holding). A newer replica carrying a cycle on writes its record at
+// every step, a tick a minute (some ticks reach older replicas during a rolling deploy): ten
+// ticks without a write mean no newer replica is left (a rollback), and a record this worker can
+// neither read fully nor step must not hold scaling for ever.
+const newerHoldFor = 10 * time.Minute
+
+// holding says why rec holds the fleet's capacity ("" when it does not). A record of a newer
+// schema (a rolling deploy) may hold it in ways this worker cannot read — the newer worker's
+// own undo, say: while a newer replica writes it (newerHoldFor), it holds, whatever the fields
+// this worker knows say.
+func (h *Handler) holding(rec Record) string {
+	now := h.cfg.Now()
+	switch {
+	case rec.Schema > recordSchema && (rec.HoldsCapacity() || now.Sub(rec.UpdatedAt) < newerHoldFor):
+		return fmt.Sprintf("cycle %s was written by a newer worker (record schema %d, this worker knows %d) %s ago; it owns the desired capacity while a newer replica carries it on",
+			rec.ID, rec.Schema, recordSchema, now.Sub(rec.UpdatedAt).Round(time.Second))
+	case rec.Active() && !rec.Tail:
+		return fmt.Sprintf("cycle %s is in progress and owns the desired capacity", rec.ID)
+	case rec.UndoPending:
+		return fmt.Sprintf("cycle %s %s; the undo of its surge is pending (ticks take it up again until %s) and owns the desired capacity",
+			rec.ID, rec.Status, rec.UndoUntil().UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 // Advance takes one step of the fleet's cycle in progress, if any, and reports whether the cycle
@@ -511,9 +630,10 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	}
 	if err := h.newer(f, rec); err != nil {
 		// A newer replica's cycle: this tick takes no step (it would drop what it does not know),
-		// and holds the capacity as the record says; the next tick may reach a newer replica.
+		// and holds the capacity while a newer replica carries the record on (holding); the next
+		// tick may reach a newer replica.
 		h.log.WarnContext(ctx, err.Error())
-		return rec.HoldsCapacity(), nil
+		return h.holding(rec) != "", nil
 	}
 	log := h.log.With("fleet", f.Name, "cycle_id", rec.ID, "message_id", messageID)
 	if c := rec.Claim; c.holds(h.cfg.Now()) {
@@ -883,7 +1003,7 @@ const undoRetryFor = 10 * time.Minute
 func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, ver int64) (bool, error) {
 	now := h.cfg.Now()
 	rec.UpdatedAt = now
-	if now.Sub(rec.FinishedAt) > undoRetryFor {
+	if now.After(rec.UndoUntil()) {
 		rec.UndoPending = false
 		rec.event(now, fmt.Sprintf("the undo of the surge is left undone %s after the cycle ended: the capacity is scaling's again; "+
 			"if the group's desired capacity is still above %d, read its scaling activities and set it back by hand", undoRetryFor, rec.Desired))
@@ -1025,8 +1145,10 @@ func unservedReplacements(rec Record, g GroupState) []string {
 
 // ParameterChange starts a cycle of every instance of each fleet whose token parameter changed
 // (Create or Update), or only reports it (OnTokenReport). The cycle's id derives from the event's
-// id, so a redelivered event starts nothing twice. A Delete is reported: the fleet cannot launch
-// working runners until the parameter is back.
+// id, so a redelivered event starts nothing twice. A change during a cycle, or while a step in
+// flight holds the fleet (its claim), is recorded (Record.TokenChangedAt) and its cycle started
+// by a later tick. A Delete is reported: the fleet cannot launch working runners until the
+// parameter is back.
 func (h *Handler) ParameterChange(ctx context.Context, p *messages.ParameterChange, messageID string) error {
 	var errs []error
 	for _, f := range h.fleetsOfParameter(p.Name) {

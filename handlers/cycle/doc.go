@@ -22,8 +22,12 @@
 // deadline is ApplyTimeout after the step's start, read before the claim is written: at most half
 // the claim, whatever the write took. The step's last write (with what Auto Scaling answered)
 // clears the claim. While a claim holds, every other step, on any replica, does nothing: a tick
-// takes no step (not an error: the next tick takes it), a command that would start a cycle is
-// retried, an abort is recorded at once and leaves the undo to the first tick after the claim.
+// takes no step (not an error: the next tick takes it), a cycle command waits in its handler
+// until the claim ends (at most ClaimFor, inside the handler's timeout: an error would be
+// retried at once and nacked, and past the queue's maxReceiveCount SQS would move the command
+// to the DLQ without a reason), a token change is recorded (Record.TokenChangedAt) and its cycle
+// started by the first tick after the claim, an abort is recorded at once and leaves the undo to
+// the first tick after the claim.
 // So the next step can begin only once the paused replica's calls are dead: when it resumes, its
 // context has expired and its calls fail without reaching Auto Scaling. A claim never outlives
 // ClaimFor: that of a replica that died mid-step lapses, and the cycle goes on. Other replicas
@@ -61,9 +65,11 @@
 // guarantee ours and testable, at the price of doing in steps what a refresh does in one call.
 //
 // While a cycle runs, scaling must hold still: the cycle raises the desired capacity on purpose
-// and a replacement is idle at first, so a scaling decision would remove it. Active tells the
-// worker's tick whether a cycle holds the capacity: in progress until its tail, or undoing its
-// surge.
+// and a replacement is idle at first, so a scaling decision would remove it. Holding (Active)
+// tells the worker's tick whether a cycle holds the capacity, and why: in progress until its
+// tail, or undoing its surge. A record of a newer schema (a rolling deploy) holds it while a
+// newer replica writes it, whatever the fields this worker knows say: a worker that cannot read
+// a record fully must not fight it.
 //
 // Token rotation: a Parameter Store Change (Create or Update) of a fleet's TokenParameter starts
 // a cycle of every instance (All) when the fleet's OnTokenChange is "cycle" (the default), or is

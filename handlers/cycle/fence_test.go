@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +33,13 @@ func (r *rig) replica(t *testing.T, applyTimeout time.Duration) *Handler {
 	return h
 }
 
-// pauseAfterFirstStep makes the writer of the cycle's first step stop right after its write
-// lands — before any Auto Scaling call — and run meanwhile (the rest of the world while it is
-// stopped), then stay stopped until its step's context has ended: a replica paused (SIGSTOP, a
+// pauseAfterFirstStep makes the writer of the cycle's first step (paused) stop right after its
+// write lands — before any Auto Scaling call — and run meanwhile (the rest of the world while it
+// is stopped), then stay stopped until its step's context has ended: a replica paused (SIGSTOP, a
 // long GC) between its claim and its calls. The wait is bounded for a step whose context never
-// ends, so the test fails rather than hangs.
-func (r *rig) pauseAfterFirstStep(t *testing.T, meanwhile func()) (ran func() bool) {
+// ends, so the test fails rather than hangs. Before it stops, it checks that its calls' deadline
+// lies inside its claim (checkCallsInsideClaim).
+func (r *rig) pauseAfterFirstStep(t *testing.T, paused *Handler, meanwhile func()) (ran func() bool) {
 	t.Helper()
 	fired := false
 	r.st.afterSave = func(ctx context.Context, rec Record) {
@@ -45,6 +47,7 @@ func (r *rig) pauseAfterFirstStep(t *testing.T, meanwhile func()) (ran func() bo
 			return
 		}
 		fired = true
+		checkCallsInsideClaim(t, paused, ctx, rec.Claim, r.clk.now(), time.Now())
 		meanwhile()
 		select {
 		case <-ctx.Done():
@@ -53,6 +56,61 @@ func (r *rig) pauseAfterFirstStep(t *testing.T, meanwhile func()) (ran func() bo
 		}
 	}
 	return func() bool { return fired }
+}
+
+// checkCallsInsideClaim checks that the calls of a claimed step (their context, stepCtx) end
+// inside its claim, leaving ClaimFor − ApplyTimeout of it for clock skew and a late answer: their
+// deadline is at or before claim.Until − (ClaimFor − ApplyTimeout). The claim's end is by the
+// handler's clock and the deadline by real time: clockNow and realNow, read together once the
+// claim is written, map one onto the other (lenient by the time since the claim was written:
+// microseconds). A deadline of ClaimFor after the step began, say, would outlive the claim:
+// another replica's later step could begin before the calls are dead.
+func checkCallsInsideClaim(t *testing.T, h *Handler, stepCtx context.Context, claim *Claim, clockNow, realNow time.Time) {
+	t.Helper()
+	if claim == nil {
+		t.Error("a step that calls Auto Scaling wrote no claim")
+		return
+	}
+	if claim.Owner != h.cfg.Owner || claim.Owner == "" {
+		t.Errorf("claim owner %q; want this replica's %q", claim.Owner, h.cfg.Owner)
+	}
+	deadline, ok := stepCtx.Deadline()
+	if !ok {
+		t.Error("the claimed step's calls have no deadline: they may run at any time after the claim")
+		return
+	}
+	latest := realNow.Add(claim.Until.Sub(clockNow)).Add(-(h.cfg.ClaimFor - h.cfg.ApplyTimeout))
+	if deadline.After(latest) {
+		t.Errorf("the claimed step's calls end %s after the latest the claim allows (its end less ClaimFor %s − ApplyTimeout %s): they may outlive the claim",
+			deadline.Sub(latest), h.cfg.ClaimFor, h.cfg.ApplyTimeout)
+	}
+}
+
+// A claimed step's calls run on a context detached from the message's cancellation, whose
+// deadline lies strictly inside the claim (the defaults: 20 s of a 40 s claim), by the real clock.
+func TestAClaimedStepsCallsEndInsideItsClaim(t *testing.T) {
+	st := newFakeStore()
+	h, err := New(Config{Fleets: []FleetConfig{{Settings: fleet.Settings{Name: "blue", GroupName: "grp"}}}},
+		Deps{Group: newFakeGroup("2"), Health: &fakeHealth{}, State: st, Registerer: prometheus.NewRegistry()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, cancelParent := context.WithCancel(context.Background())
+	rec := Record{ID: "c1", Status: StatusRunning}
+	stepCtx, cancel, claimed, err := h.claim(parent, "blue", &rec, 0)
+	clockNow, realNow := h.cfg.Now(), time.Now()
+	if err != nil || !claimed {
+		t.Fatalf("claim = %v, %v; want it written", claimed, err)
+	}
+	defer cancel()
+	checkCallsInsideClaim(t, h, stepCtx, rec.Claim, clockNow, realNow)
+	if saved := st.get("blue"); saved.Claim == nil || *saved.Claim != *rec.Claim {
+		t.Fatalf("stored claim %+v; want %+v", saved.Claim, rec.Claim)
+	}
+	cancelParent()
+	if err := stepCtx.Err(); err != nil {
+		t.Fatalf("the claimed step's context ended with the message's: %v", err)
+	}
 }
 
 // A replica paused between its claim and its calls makes no call when it resumes: meanwhile an
@@ -64,7 +122,7 @@ func TestAStepPausedAfterItsClaimMakesNoLateCall(t *testing.T) {
 	a, b := r.replica(t, pausedApplyTimeout), r.replica(t, 0)
 	ctx := context.Background()
 	var holdsMeanwhile bool
-	ran := r.pauseAfterFirstStep(t, func() {
+	ran := r.pauseAfterFirstStep(t, a, func() {
 		// Replica a claimed the surge (desired 3 → 4) and stopped. An operator aborts; replica b
 		// takes the command, and a tick once a's claim has ended.
 		c := messages.NewCommand("blue", messages.CommandCycle, r.clk.now())
@@ -108,7 +166,7 @@ func TestASecondReplicaWaitsForTheClaimToEnd(t *testing.T) {
 	r := newRig(t, g, nil)
 	a, b := r.replica(t, pausedApplyTimeout), r.replica(t, 0)
 	ctx := context.Background()
-	ran := r.pauseAfterFirstStep(t, func() {
+	ran := r.pauseAfterFirstStep(t, a, func() {
 		for i, wait := range []time.Duration{0, pausedApplyTimeout} { // still within a's claim (2 × its apply timeout)
 			r.clk.add(wait)
 			saves, describes := r.st.saveCount(), g.describeCount()
@@ -178,28 +236,179 @@ func TestAClaimOfADeadReplicaLapses(t *testing.T) {
 	}
 }
 
-// A cycle command that finds a step in flight (here the last cycle's MaxSize given back) is
-// retried, not refused, and starts once the claim has ended.
+// claimAfterLastCycle stores a finished cycle c0 whose step in flight (its MaxSize given back)
+// another replica claimed until d from now.
+func (r *rig) claimAfterLastCycle(d time.Duration) {
+	now := r.clk.now()
+	r.st.mu.Lock()
+	defer r.st.mu.Unlock()
+	r.st.rec["blue"] = Record{Schema: recordSchema, ID: "c0", Status: StatusSucceeded, StartedAt: now.Add(-2 * time.Hour),
+		FinishedAt: now.Add(-time.Hour), UpdatedAt: now, Claim: &Claim{Owner: "other", Until: now.Add(d)}}
+	r.st.ver["blue"] = 3
+}
+
+// waits makes the handler's waits move the rig's clock, and records them; a wait that begins
+// after a write fails the test (a command must not write under another step's claim).
+func (r *rig) waits(t *testing.T) *[]time.Duration {
+	t.Helper()
+	var waited []time.Duration
+	saves := r.st.saveCount()
+	r.h.sleep = func(ctx context.Context, d time.Duration) error {
+		if n := r.st.saveCount(); n != saves {
+			t.Errorf("%d writes under another step's claim", n-saves)
+		}
+		waited = append(waited, d)
+		r.clk.add(d)
+		return ctx.Err()
+	}
+	return &waited
+}
+
+func cycleCommand(r *rig, args messages.CycleArgs) *messages.Command {
+	c := messages.NewCommand("blue", messages.CommandCycle, r.clk.now())
+	c.Issuer = "alice"
+	*c.Cycle = args
+	return &c
+}
+
+// A cycle command that finds a step in flight (here the last cycle's MaxSize given back) waits
+// in its handler until the claim ends, then starts the cycle — no error: the router would retry
+// it at once while the claim holds, then nack it, and past the queue's maxReceiveCount SQS would
+// move the command to the DLQ by itself, with no reason and no refusal.
 func TestACycleCommandWaitsForAClaim(t *testing.T) {
 	g := newFakeGroup("2", "i-a", "i-b")
 	r := newRig(t, g, nil)
-	now := r.clk.now()
-	r.st.rec["blue"] = Record{Schema: recordSchema, ID: "c0", Status: StatusSucceeded, FinishedAt: now.Add(-time.Hour),
-		Claim: &Claim{Owner: "other", Until: now.Add(10 * time.Second)}}
-	r.st.ver["blue"] = 3
-	err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1})
-	if err == nil || messages.IsPermanent(err) || !strings.Contains(err.Error(), "claimed by other") {
-		t.Fatalf("command under a claim = %v; want a retried error naming the claim", err)
+	r.claimAfterLastCycle(10 * time.Second)
+	waited := r.waits(t)
+	c := cycleCommand(r, messages.CycleArgs{MaxUnavailable: 1, Surge: 1})
+	if err := r.h.Command(context.Background(), c); err != nil {
+		t.Fatalf("command under a claim = %v; want it to wait for the claim and start the cycle", err)
 	}
-	if r.st.saves != 0 {
-		t.Fatalf("%d writes under another step's claim", r.st.saves)
+	if !slices.Equal(*waited, []time.Duration{10 * time.Second}) {
+		t.Fatalf("waited %v; want the rest of the claim, 10s, once", *waited)
 	}
-	r.clk.add(11 * time.Second)
-	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+	if rec := r.st.get("blue"); rec.ID != c.ID || !rec.Active() || rec.Claim != nil || rec.Steps != 1 {
+		t.Fatalf("after the claim: cycle %s active %v, step %d, claim %+v; want %s started, its first step taken and its claim released",
+			rec.ID, rec.Active(), rec.Steps, rec.Claim, c.ID)
+	}
+}
+
+// A lapsed claim (here its replica's release was lost) is not waited on.
+func TestACycleCommandDoesNotWaitForALapsedClaim(t *testing.T) {
+	r2 := newRig(t, newFakeGroup("2", "i-a", "i-b"), nil)
+	r2.claimAfterLastCycle(-time.Second)
+	waited2 := r2.waits(t)
+	c2 := cycleCommand(r2, messages.CycleArgs{MaxUnavailable: 1, Surge: 1})
+	if err := r2.h.Command(context.Background(), c2); err != nil {
 		t.Fatal(err)
 	}
-	if rec := r.st.get("blue"); !rec.Active() || rec.Claim != nil {
-		t.Fatalf("after the claim: active %v, claim %+v; want a cycle started and its first step's claim released", rec.Active(), rec.Claim)
+	if len(*waited2) != 0 {
+		t.Fatalf("waited %v on a lapsed claim", *waited2)
+	}
+	if rec := r2.st.get("blue"); rec.ID != c2.ID || !rec.Active() {
+		t.Fatalf("after a lapsed claim: cycle %s (%s); want %s started", rec.ID, rec.Status, c2.ID)
+	}
+}
+
+// A cycle command whose deadline comes before the claim's end fails — transient, so the router's
+// next attempt waits for what is left of it — and writes nothing. The wait is a real one, ended
+// by the context.
+func TestACycleCommandWaitingForAClaimEndsWithItsContext(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	r.claimAfterLastCycle(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	err := r.h.Command(ctx, cycleCommand(r, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}))
+	if err == nil || messages.IsPermanent(err) || !strings.Contains(err.Error(), "claimed by other") {
+		t.Fatalf("command past its deadline under a claim = %v; want a transient error naming the claim", err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("the wait took %s: it did not end with its context", took)
+	}
+	if r.st.saveCount() != 0 || g.describeCount() != 0 {
+		t.Fatalf("%d writes, %d describes under another step's claim", r.st.saveCount(), g.describeCount())
+	}
+}
+
+// A claim whose end a skewed clock put far ahead is waited out at most ClaimFor at a time, and
+// maxClaimWaits times: then the command fails, transient, without a write.
+func TestACycleCommandWaitsForAClaimABoundedTime(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	r.claimAfterLastCycle(time.Hour)
+	waited := r.waits(t)
+	err := r.h.Command(context.Background(), cycleCommand(r, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}))
+	if err == nil || messages.IsPermanent(err) {
+		t.Fatalf("command under an hour's claim = %v; want a transient error", err)
+	}
+	if want := slices.Repeat([]time.Duration{DefaultClaimFor}, maxClaimWaits); !slices.Equal(*waited, want) {
+		t.Fatalf("waited %v; want %v", *waited, want)
+	}
+	if r.st.saveCount() != 0 {
+		t.Fatalf("%d writes under another step's claim", r.st.saveCount())
+	}
+}
+
+// A token change while a step in flight holds the fleet is recorded — no error, no wait — and the
+// first tick after the claim starts its cycle of every instance; ticks during the claim do not.
+func TestATokenChangeUnderAClaimStartsItsCycleAfterTheClaim(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	r.claimAfterLastCycle(30 * time.Second)
+	waited := r.waits(t)
+	ctx := context.Background()
+	if err := r.h.ParameterChange(ctx, &messages.ParameterChange{Name: "/runnerfleet/blue/token", Operation: messages.ParameterUpdate}, "ev"); err != nil {
+		t.Fatalf("token change under a claim = %v; want it recorded, without error", err)
+	}
+	rec := r.st.get("blue")
+	if rec.ID != "c0" || rec.TokenChangedAt.IsZero() || rec.Claim == nil || rec.Claim.Owner != "other" || len(*waited) != 0 || g.describeCount() != 0 {
+		t.Fatalf("cycle %s, token changed %v, claim %+v, waited %v, %d describes; want c0 with the token change recorded, the claim kept, no wait, the group untouched",
+			rec.ID, rec.TokenChangedAt, rec.Claim, *waited, g.describeCount())
+	}
+	r.clk.add(10 * time.Second)
+	if _, err := r.h.Advance(ctx, "blue", "tick-during"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.st.get("blue"); rec.ID != "c0" {
+		t.Fatalf("a tick during the claim started cycle %s", rec.ID)
+	}
+	r.clk.add(time.Minute)
+	if _, err := r.h.Advance(ctx, "blue", "tick-after"); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.st.get("blue"); rec.Trigger != TriggerToken || !rec.Active() || !rec.All || rec.Progress.Total != 2 {
+		t.Fatalf("after the claim: %s cycle %s (%s), all %v; want the token cycle of both instances running", rec.Trigger, rec.ID, rec.Status, rec.All)
+	}
+}
+
+// A token change and a cycle command both arriving while a step in flight holds the fleet: the
+// command waits the claim out and starts its cycle, which keeps the token change (it replaces
+// only what is off the current launch template), and the token cycle follows it.
+func TestATokenChangeAndACycleCommandUnderAClaimBothStart(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b")
+	r := newRig(t, g, nil)
+	r.claimAfterLastCycle(30 * time.Second)
+	ctx := context.Background()
+	if err := r.h.ParameterChange(ctx, &messages.ParameterChange{Name: "/runnerfleet/blue/token", Operation: messages.ParameterUpdate}, "ev"); err != nil {
+		t.Fatal(err)
+	}
+	r.waits(t)
+	c := cycleCommand(r, messages.CycleArgs{MaxUnavailable: 1, Surge: 1})
+	if err := r.h.Command(ctx, c); err != nil {
+		t.Fatalf("command under a claim = %v", err)
+	}
+	rec := r.st.get("blue")
+	if rec.ID != c.ID || !rec.Active() || rec.TokenChangedAt.IsZero() {
+		t.Fatalf("cycle %s active %v, token changed %v; want %s started, the token change kept for after it", rec.ID, rec.Active(), rec.TokenChangedAt, c.ID)
+	}
+	if rec = r.tickUntilDone(t, 30); rec.Status != StatusSucceeded {
+		t.Fatalf("command cycle: %s (%s)", rec.Status, rec.Reason)
+	}
+	r.ticks(t, 1)
+	if rec := r.st.get("blue"); rec.Trigger != TriggerToken || !rec.Active() || !rec.All {
+		t.Fatalf("after the command's cycle: %s cycle %s (%s); want the token cycle of every instance running", rec.Trigger, rec.ID, rec.Status)
 	}
 }
 

@@ -119,16 +119,18 @@ type Record struct {
 	LastMessageID string `json:"last_message_id,omitempty"`
 	// Events are the last progress lines, oldest first (for publisher status and --wait).
 	Events []Event `json:"events,omitempty"`
-	// TokenChangedAt is set when the fleet's token parameter changed while this cycle ran: a
-	// token cycle starts when this one ends.
+	// TokenChangedAt is set when the fleet's token parameter changed while this cycle ran, or
+	// while a step in flight held the fleet after it (Claim): a token cycle starts when this one
+	// ends, or on the first tick after the claim.
 	TokenChangedAt time.Time `json:"token_changed_at,omitzero"`
 
 	// Claim is the step in flight that calls Auto Scaling, written with the step's conditional
 	// write before any call. While it holds (Claim.holds), no other step of the fleet is taken, on
-	// any replica: a tick does nothing, a command that would start a cycle is retried, an abort
-	// leaves the undo of the surge to a tick after it. Its calls end (their context's deadline)
-	// before Until; the step's last write clears it, and that of a replica that died mid-step
-	// lapses at Until. Nil in a record written before it existed.
+	// any replica: a tick does nothing, a cycle command waits until it ends, a token change is
+	// recorded (TokenChangedAt) for the first tick after it, an abort leaves the undo of the
+	// surge to a tick after it. Its calls end (their context's deadline) before Until; the step's
+	// last write clears it, and that of a replica that died mid-step lapses at Until. Nil in a
+	// record written before it existed.
 	Claim *Claim `json:"claim,omitempty"`
 	// UndoPending: the cycle failed or was aborted and the undo of its surge (planUndo) is not
 	// carried out yet — Auto Scaling refused part of it, or the abort landed while a step was in
@@ -195,6 +197,10 @@ func (r Record) Active() bool { return r.ID != "" && r.Status == StatusRunning }
 // until its tail (only drains left), and once it failed or was aborted, until the undo of its
 // surge is done or left (UndoPending).
 func (r Record) HoldsCapacity() bool { return r.Active() && !r.Tail || r.UndoPending }
+
+// UndoUntil is when ticks stop taking up a pending undo of the surge (UndoPending): undoRetryFor
+// after the cycle ended.
+func (r Record) UndoUntil() time.Time { return r.FinishedAt.Add(undoRetryFor) }
 
 func (r Record) retiredAt(id string) time.Time { return r.RetiredAt[id] }
 

@@ -202,19 +202,27 @@ func (s *fakeStore) get(name string) Record {
 	return s.recs[name]
 }
 
-// fakeHold says whether a cycle holds a fleet; err makes it fail.
+// fakeHold says whether a cycle holds a fleet (why, or "a cycle is in progress" when only active
+// is set); err makes it fail.
 type fakeHold struct {
 	mu     sync.Mutex
 	active bool
+	why    string
 	err    error
 	asked  []string
 }
 
-func (h *fakeHold) Active(_ context.Context, fleetName string) (bool, error) {
+func (h *fakeHold) Holding(_ context.Context, fleetName string) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.asked = append(h.asked, fleetName)
-	return h.active, h.err
+	switch {
+	case !h.active:
+		return "", h.err
+	case h.why != "":
+		return h.why, h.err
+	}
+	return "a cycle is in progress and owns the desired capacity", h.err
 }
 
 func (h *fakeHold) set(active bool, err error) {

@@ -189,3 +189,23 @@ func TestPinDuringHoldWaits(t *testing.T) {
 		t.Errorf("after the hold, desired = %d, want the pin's 3", desired)
 	}
 }
+
+// TestHeldReasonSaysWhatHolds: the held decision's reason is the hold's own words — a pending
+// undo of a cycle's surge is not "a cycle in progress" (runnerfleet_cycle_in_progress is 0 then).
+func TestHeldReasonSaysWhatHolds(t *testing.T) {
+	t.Parallel()
+	r := newHeldRig(t, fleet.Policy{}, "i-1")
+	const why = "cycle c7 aborted; the undo of its surge is pending (ticks take it up again until 2026-11-27T18:10:00Z) and owns the desired capacity"
+	r.hold.mu.Lock()
+	r.hold.why = why
+	r.hold.mu.Unlock()
+	r.scr.set("i-1", busy(0, 2))
+	r.tick(t, "tick-1")
+	lines := r.logs.lines(t, "scale decision")
+	if len(lines) != 1 || lines[0]["action"] != actionHeld || !strings.HasPrefix(fmt.Sprint(lines[0]["reason"]), "held: "+why+";") {
+		t.Errorf("decision log: %v; want the held reason to begin with the hold's words", lines)
+	}
+	if rec := r.store.get(fleetName); !strings.Contains(rec.LastReason, "the undo of its surge is pending") {
+		t.Errorf("recorded reason %q; want the hold's words", rec.LastReason)
+	}
+}

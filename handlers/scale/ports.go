@@ -60,12 +60,13 @@ type Scraper interface {
 }
 
 // Hold tells whether a fleet-level operation in progress owns a fleet's desired capacity (a
-// cycle surges on purpose and its replacements start idle). handlers/cycle's (*Handler).Active
-// implements it.
+// cycle surges on purpose and its replacements start idle). handlers/cycle's
+// (*Handler).Holding implements it.
 type Hold interface {
-	// Active reports whether an operation holds the fleet's capacity now. An error means it could
-	// not tell; the tick then holds too.
-	Active(ctx context.Context, fleet string) (bool, error)
+	// Holding says in words why an operation holds the fleet's capacity now (for the held
+	// decision's reason), "" when none does. An error means it could not tell; the tick then
+	// holds too.
+	Holding(ctx context.Context, fleet string) (string, error)
 }
 
 // FleetMetrics is one tick's figures of a fleet, published to CloudWatch (dimension Fleet) and

@@ -14,11 +14,11 @@
 //
 // Held ticks. While Deps.Hold says a fleet-level operation (a cycle) owns the fleet's capacity,
 // a tick still describes, scrapes, decides, publishes its metrics and logs its decision (action
-// "held", the reason saying it is held and what the policy would have done), but it changes no
-// capacity and removes nothing: no SetDesiredCapacity, no TerminateInstance, and no unprotecting
-// of idle instances (which would offer them to the group's own scale-in). Scale-in protection of
-// busy instances is still applied: it only shields running jobs from the group's own choices,
-// changes no capacity, and cannot block the cycle, which retires instances with
+// "held", the reason saying why, in the hold's words, and what the policy would have done), but
+// it changes no capacity and removes nothing: no SetDesiredCapacity, no TerminateInstance, and no
+// unprotecting of idle instances (which would offer them to the group's own scale-in). Scale-in
+// protection of busy instances is still applied: it only shields running jobs from the group's
+// own choices, changes no capacity, and cannot block the cycle, which retires instances with
 // TerminateInstanceInAutoScalingGroup (scale-in protection does not apply to it). Spare capacity
 // seen while held (a surge makes it) does not count towards the scale-in window, which starts
 // afresh after the hold.
@@ -444,13 +444,13 @@ func (h *Handler) held(ctx context.Context, log *slog.Logger, fleetName string) 
 	if h.deps.Hold == nil {
 		return ""
 	}
-	active, err := h.deps.Hold.Active(ctx, fleetName)
+	why, err := h.deps.Hold.Holding(ctx, fleetName)
 	switch {
 	case err != nil:
 		log.WarnContext(ctx, "cannot tell whether a cycle is in progress; holding scaling this tick", "error", err.Error())
 		return "held: cannot tell whether a cycle is in progress (" + err.Error() + ")"
-	case active:
-		return "held: a cycle is in progress and owns the desired capacity"
+	case why != "":
+		return "held: " + why
 	}
 	return ""
 }
