@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -246,10 +247,16 @@ func followDecision(ctx context.Context, w io.Writer, d decisionWatch) error {
 		case decided != nil && !rec.LastDecision.Equal(decided.LastDecision):
 			fmt.Fprintf(w, "%s  %s\n", stamp(), decisionText("a later tick decided", rec))
 			decided, decidedAt = &rec, time.Now()
+		case decided != nil && rec.LastMessageID == decided.LastMessageID:
+			decided = &rec // the same decision, its failed calls written since
 		}
 		if decided != nil {
 			if d.group == nil {
 				return nil
+			}
+			if len(decided.LastApplyErrors) > 0 {
+				return fmt.Errorf("%s: the worker decided desired %s and Auto Scaling refused it: %s (the next ticks try again; the worker's log: \"applying scale decision\")",
+					d.what, desiredText(decided), strings.Join(decided.LastApplyErrors, "; "))
 			}
 			if done := d.followGroup(ctx, w, *decided, decidedAt, &reads, &lastGroup, &hinted); done {
 				return nil
@@ -325,6 +332,14 @@ func (d decisionWatch) gaveUp(decided *scale.Record, took bool, lastGroup string
 
 // decisionText is one line of a recorded decision: when, the desired capacity and the action,
 // and the handler's reason.
+// desiredText is the desired capacity a decision applied, or "?" from a worker that does not say.
+func desiredText(rec *scale.Record) string {
+	if rec.LastDesired == nil {
+		return "?"
+	}
+	return strconv.Itoa(*rec.LastDesired)
+}
+
 func decisionText(verb string, rec scale.Record) string {
 	s := verb + " at " + rec.LastDecision.UTC().Format("15:04:05")
 	switch {

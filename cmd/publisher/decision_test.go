@@ -302,3 +302,17 @@ func TestTickAndScaleWaitFlags(t *testing.T) {
 		}
 	}
 }
+
+// scale --wait: a decision whose Auto Scaling call failed (written in the record after it) ends
+// the wait with the refusal and exit status 1, not a timeout on a group that will not move.
+func TestFollowDecisionReportsAFailedAutoScalingCall(t *testing.T) {
+	decided := decision(6, "scale_out", "pinned at 6: scale out 2 → 6")
+	refused := decided
+	refused.LastApplyErrors = []string{"set_desired: ValidationError: New SetDesiredCapacity value 6 is above max value 5"}
+	d := watch([]ledgerRead{accepted}, []scale.Record{decided, refused}, []groupSight{{Name: "blue-asg", Desired: 2, Min: 1, Max: 5, InService: 2}})
+	var out bytes.Buffer
+	err := followDecision(bounded(t), &out, d)
+	if err == nil || exitStatus(err) != 1 || !strings.Contains(err.Error(), "the worker decided desired 6 and Auto Scaling refused it: set_desired: ValidationError") {
+		t.Errorf("follow: %v (exit %d); want exit 1 naming the refused call\n%s", err, exitStatus(err), out.String())
+	}
+}

@@ -13,6 +13,7 @@ type fakeGroup struct {
 	mu          sync.Mutex
 	state       GroupState
 	describeErr error
+	setErr      error // SetDesiredCapacity fails with it
 	calls       []string
 	terminated  []string
 	protected   map[string]bool
@@ -38,6 +39,9 @@ func (g *fakeGroup) SetDesiredCapacity(_ context.Context, _ string, desired int)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls = append(g.calls, "set_desired")
+	if g.setErr != nil {
+		return g.setErr
+	}
 	g.state.Desired = desired
 	return nil
 }

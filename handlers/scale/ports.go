@@ -113,6 +113,10 @@ type Record struct {
 	// before it was kept.
 	LastDesired *int   `json:"last_desired,omitempty"`
 	LastAction  string `json:"last_action,omitempty"`
+	// LastApplyErrors are the Auto Scaling calls of the last decision that failed ("op: error"),
+	// written after the decision was applied (best effort: a later tick's write wins); publisher
+	// scale --wait reports them instead of waiting for a group that will not move.
+	LastApplyErrors []string `json:"last_apply_errors,omitempty"`
 }
 
 // Pin is an operator's fixed desired capacity (publisher scale --desired N [--for D]).

@@ -382,6 +382,7 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 		action = actionHeld
 	}
 	next.LastDesired, next.LastAction = new(d.Desired), action
+	next.LastApplyErrors = nil
 	claimed, err := h.deps.State.Save(ctx, f.Name, next, ver)
 	if err != nil {
 		publish()
@@ -396,6 +397,16 @@ func (h *Handler) Tick(ctx context.Context, fleetName, messageID string) error {
 
 	h.m.decisions.WithLabelValues(f.Name, action).Inc()
 	applyErrs := h.apply(ctx, log, f, group, d)
+	if len(applyErrs) > 0 {
+		// Said in the record too, for publisher scale --wait; conditioned on the decision's own
+		// write, so a later tick's record is never overwritten. Best effort: the log has them.
+		next.LastApplyErrors = applyErrs
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ApplyTimeout)
+		if _, err := h.deps.State.Save(sctx, f.Name, next, ver+1); err != nil {
+			log.WarnContext(ctx, "recording the failed Auto Scaling calls in the scale record", "error", err.Error())
+		}
+		cancel()
+	}
 	h.m.tickSeconds.WithLabelValues(f.Name).Observe(h.cfg.Now().Sub(start).Seconds())
 	log.InfoContext(ctx, "scale decision",
 		"action", action,

@@ -460,6 +460,35 @@ func TestRecordKeepsTheDecisionsDesiredAndAction(t *testing.T) {
 	}
 }
 
+// An Auto Scaling call of the decision that fails is written in the record (publisher scale
+// --wait says it rather than wait for a group that will not move), and the next decision's record
+// starts clean.
+func TestRecordKeepsTheFailedAutoScalingCalls(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fleet.Policy{}, "i-1", "i-2")
+	r.group.state.Max = 8
+	r.scr.set("i-1", busy(0, 2))
+	r.scr.set("i-2", busy(1, 2))
+	r.group.setErr = errors.New("ValidationError: New SetDesiredCapacity value 6 is above max value 5")
+	six := 6
+	pin := scaleCommand(t, r.clock(), &six, false, 0)
+	if err := r.h.Handle(context.Background(), pin); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.store.get(fleetName)
+	if rec.LastMessageID != pin.ID || len(rec.LastApplyErrors) != 1 || !strings.Contains(rec.LastApplyErrors[0], "set_desired: ValidationError") {
+		t.Fatalf("after a refused SetDesiredCapacity: message %q, apply errors %q", rec.LastMessageID, rec.LastApplyErrors)
+	}
+	r.group.mu.Lock()
+	r.group.setErr = nil
+	r.group.mu.Unlock()
+	r.advance(time.Minute)
+	r.tick(t, "tick-2")
+	if rec := r.store.get(fleetName); len(rec.LastApplyErrors) != 0 {
+		t.Errorf("the next decision's record keeps the earlier apply errors %q", rec.LastApplyErrors)
+	}
+}
+
 // Cancelling launches the group has not made lowers the desired capacity without removing an
 // instance: the decision's action (decisions_total, the log line) says scale_in, not steady.
 func TestActionOfCancelledLaunchesIsScaleIn(t *testing.T) {
