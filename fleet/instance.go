@@ -54,7 +54,11 @@ type Instance struct {
 	State LifecycleState `json:"state"`
 	// LaunchedAt is when the instance was launched (EC2 LaunchTime).
 	LaunchedAt time.Time `json:"launched_at"`
-	// LaunchTemplateVersion is the version of the launch template the instance was launched from.
+	// LaunchTemplateID is the launch template the instance was launched from (its id, as Auto
+	// Scaling reports it; "" for an instance launched from a launch configuration), and
+	// LaunchTemplateVersion that template's version. A version number alone does not name what an
+	// instance runs: a replaced launch template starts again at version 1.
+	LaunchTemplateID      string `json:"launch_template_id,omitempty"`
 	LaunchTemplateVersion string `json:"launch_template_version,omitempty"`
 	// Protected reports scale-in protection as the ASG has it now.
 	Protected bool `json:"protected"`

@@ -216,8 +216,12 @@ func followCycle(ctx context.Context, w io.Writer, load func(context.Context) (c
 }
 
 func progressText(p cycle.Progress) string {
-	return fmt.Sprintf("replaced %d of %d, draining %d, waiting for health %d, serving %d (floor %d)",
+	text := fmt.Sprintf("replaced %d of %d, draining %d, waiting for health %d, serving %d (floor %d)",
 		p.Replaced, p.Total, p.Draining, p.WaitingForHealth, p.Serving, p.Floor)
+	if p.Unlooked > 0 {
+		text += fmt.Sprintf(", the worker could not look at %d", p.Unlooked)
+	}
+	return text
 }
 
 // cycleOutcome is the one-line outcome of a cycle.

@@ -64,12 +64,13 @@ type Status struct {
 	Fleet string    `json:"fleet"`
 	Group string    `json:"group"`
 	At    time.Time `json:"at"`
-	// Desired, Min and Max are the group's; CurrentVersion is the launch template version
-	// launches use.
-	Desired        int    `json:"desired"`
-	Min            int    `json:"min"`
-	Max            int    `json:"max"`
-	CurrentVersion string `json:"current_version,omitempty"`
+	// Desired, Min and Max are the group's; CurrentTemplate and CurrentVersion are the launch
+	// template (id) and version launches use.
+	Desired         int    `json:"desired"`
+	Min             int    `json:"min"`
+	Max             int    `json:"max"`
+	CurrentTemplate string `json:"current_template,omitempty"`
+	CurrentVersion  string `json:"current_version,omitempty"`
 	// Pinned is the operator's pin, if one is in force.
 	Pinned *StatusPin `json:"pinned,omitempty"`
 	// LastDecision and LastReason are the scale handler's; LastAction (scale_out, scale_in,
@@ -93,8 +94,10 @@ type StatusPin struct {
 
 // StatusInstance is one instance of the group.
 type StatusInstance struct {
-	ID        string        `json:"id"`
-	State     string        `json:"state"`
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Template and Version are the launch template (id) and version it was launched from.
+	Template  string        `json:"launch_template,omitempty"`
 	Version   string        `json:"version,omitempty"`
 	Protected bool          `json:"protected"`
 	Age       time.Duration `json:"-"`
@@ -159,8 +162,12 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
+	if g.AddressErr != nil {
+		return fmt.Errorf("describing the instances of group %s: %w", g.Name, g.AddressErr)
+	}
 	now := time.Now()
-	st := Status{Fleet: f.Name, Group: g.Name, At: now.UTC(), Desired: g.Desired, Min: g.Min, Max: g.Max, CurrentVersion: g.CurrentVersion}
+	st := Status{Fleet: f.Name, Group: g.Name, At: now.UTC(), Desired: g.Desired, Min: g.Min, Max: g.Max,
+		CurrentTemplate: g.CurrentTemplate, CurrentVersion: g.CurrentVersion}
 
 	scales, _ := scalestate.New(tbl)
 	if rec, _, err := scales.Load(ctx, f.Name); err != nil {
@@ -248,7 +255,7 @@ func runStatus(ctx context.Context, stdout io.Writer, o *statusOptions) error {
 	}
 	st.At = time.Now().UTC() // ages of scrapes are read against the end of the scrape
 	for _, m := range g.Members {
-		in := StatusInstance{ID: m.ID, State: string(m.State), Version: m.Version, Protected: m.Protected, Jobs: -1, Capacity: -1, Intake: "unknown"}
+		in := StatusInstance{ID: m.ID, State: string(m.State), Template: m.Template, Version: m.Version, Protected: m.Protected, Jobs: -1, Capacity: -1, Intake: "unknown"}
 		if !m.LaunchedAt.IsZero() {
 			in.Age = now.Sub(m.LaunchedAt).Round(time.Second)
 			in.AgeSeconds = int64(in.Age.Seconds())
@@ -307,8 +314,12 @@ func renderStatus(w io.Writer, st Status) {
 			pin += " by " + p.Issuer
 		}
 	}
-	fmt.Fprintf(w, "fleet %s  group %s  desired %d  min %d  max %d  launch template version %s  pinned: %s\n",
-		st.Fleet, st.Group, st.Desired, st.Min, st.Max, orDash(st.CurrentVersion), pin)
+	template := ""
+	if st.CurrentTemplate != "" {
+		template = " (" + st.CurrentTemplate + ")"
+	}
+	fmt.Fprintf(w, "fleet %s  group %s  desired %d  min %d  max %d  launch template version %s%s  pinned: %s\n",
+		st.Fleet, st.Group, st.Desired, st.Min, st.Max, orDash(st.CurrentVersion), template, pin)
 	if !st.LastDecision.IsZero() {
 		applied := ""
 		if st.LastAction != "" && st.LastDesired != nil {
@@ -330,7 +341,12 @@ func renderStatus(w io.Writer, st Status) {
 		case !in.Scraped.IsZero():
 			scraped = st.At.Sub(in.Scraped).Round(time.Millisecond).String() + " ago"
 		}
-		t.AppendRow(table.Row{in.ID, in.State, orDash(in.Version), in.Intake, count(in.Jobs), count(in.Capacity), yesNo(in.Protected), in.Age, scraped})
+		version := orDash(in.Version)
+		if in.Template != st.CurrentTemplate && st.CurrentTemplate != "" {
+			// Another launch template's version: the same number is not the same launch.
+			version = fmt.Sprintf("%s of %s", version, orDash(in.Template))
+		}
+		t.AppendRow(table.Row{in.ID, in.State, version, in.Intake, count(in.Jobs), count(in.Capacity), yesNo(in.Protected), in.Age, scraped})
 	}
 	t.Render()
 

@@ -15,13 +15,13 @@ import (
 func TestRenderStatus(t *testing.T) {
 	at := time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
 	st := Status{
-		Fleet: "blue", Group: "blue-asg", At: at, Desired: 3, Min: 1, Max: 4, CurrentVersion: "2",
+		Fleet: "blue", Group: "blue-asg", At: at, Desired: 3, Min: 1, Max: 4, CurrentTemplate: "lt-0new", CurrentVersion: "2",
 		Pinned:       &StatusPin{Desired: 3, Issuer: "alice"},
 		LastDecision: at.Add(-30 * time.Second), LastReason: "steady: 3 busy of 3", LastAction: "steady", LastDesired: new(3),
 		Instances: []StatusInstance{
-			{ID: "i-aaa", State: "InService", Version: "2", Intake: "open", Jobs: 1, Capacity: 4, Age: time.Hour, Scraped: at.Add(-20 * time.Millisecond)},
-			{ID: "i-bbb", State: "InService", Version: "1", Intake: "rejected", Jobs: 0, Capacity: 0, Age: 2 * time.Hour, Scraped: at},
-			{ID: "i-ccc", State: "Terminating:Wait", Version: "1", Intake: "closed (draining)", Jobs: -1, Capacity: -1, Age: 3 * time.Hour},
+			{ID: "i-aaa", State: "InService", Template: "lt-0new", Version: "2", Intake: "open", Jobs: 1, Capacity: 4, Age: time.Hour, Scraped: at.Add(-20 * time.Millisecond)},
+			{ID: "i-bbb", State: "InService", Template: "lt-0new", Version: "1", Intake: "rejected", Jobs: 0, Capacity: 0, Age: 2 * time.Hour, Scraped: at},
+			{ID: "i-ccc", State: "Terminating:Wait", Template: "lt-0old", Version: "2", Intake: "closed (draining)", Jobs: -1, Capacity: -1, Age: 3 * time.Hour},
 		},
 		Drains: []StatusDrain{{InstanceID: "i-ccc", Phase: "watch", Age: 90 * time.Second, Jobs: 1}},
 		Cycle: &cycle.Record{ID: "c1", Trigger: "command", Status: cycle.StatusRunning, StartedAt: at.Add(-5 * time.Minute),
@@ -33,7 +33,7 @@ func TestRenderStatus(t *testing.T) {
 	renderStatus(&out, st)
 	s := out.String()
 	for _, want := range []string{
-		"desired 3  min 1  max 4", "pinned: at 3 by alice", "last decision 30s ago (steady, desired 3): steady: 3 busy of 3",
+		"desired 3  min 1  max 4  launch template version 2 (lt-0new)", "pinned: at 3 by alice", "2 of lt-0old", "last decision 30s ago (steady, desired 3): steady: 3 busy of 3",
 		"i-bbb", "rejected", "closed (draining)", "Terminating:Wait",
 		"drains in progress", "watch", "1m30s",
 		"cycle c1 (command) in progress", "replaced 0 of 2, draining 1", "retiring i-ccc",

@@ -1,6 +1,7 @@
 package cycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -197,7 +199,23 @@ type Handler struct {
 	// sleep waits d, or until ctx ends (its error then): a cycle command waiting out a claim
 	// (waitOut). A timer; tests move their clock instead.
 	sleep func(ctx context.Context, d time.Duration) error
+
+	// lookMu guards lookLogs: per fleet, the reason and time of the last log line saying the
+	// worker could not look (logCannotLook).
+	lookMu   sync.Mutex
+	lookLogs map[string]lookLog
 }
+
+// lookLog is the last log line of a fleet's cycle saying the worker could not look.
+type lookLog struct {
+	reason string
+	at     time.Time
+}
+
+// lookLogEvery is how often a cycle whose worker keeps failing to look logs it again (it does at
+// once when a spell begins and whenever the reason changes): a tick a minute would otherwise log a
+// line a minute for as long as an IAM mistake or a throttling storm lasts.
+const lookLogEvery = 5 * time.Minute
 
 // New returns a Handler. It refuses nil dependencies and an invalid Config.
 func New(cfg Config, deps Deps, logger *slog.Logger) (*Handler, error) {
@@ -227,7 +245,8 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cycle: registering metrics: %w", err)
 	}
-	h := &Handler{cfg: cfg, deps: deps, log: logger.With("handler", "cycle"), m: m, fleets: map[string]FleetConfig{}, sleep: sleep}
+	h := &Handler{cfg: cfg, deps: deps, log: logger.With("handler", "cycle"), m: m, fleets: map[string]FleetConfig{}, sleep: sleep,
+		lookLogs: map[string]lookLog{}}
 	for _, f := range cfg.Fleets {
 		h.fleets[f.Name] = f
 	}
@@ -404,7 +423,7 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	next := Record{
 		ID: s.id, Trigger: s.trigger, Issuer: s.issuer, Status: StatusRunning, StartedAt: now, UpdatedAt: now, MovedAt: now,
 		MaxUnavailable: mu, All: s.all, HealthTimeout: f.HealthTimeout,
-		TargetVersion: g.CurrentVersion, Desired: g.Desired, OriginalMax: g.Max,
+		TargetTemplate: g.CurrentTemplate, TargetVersion: g.CurrentVersion, Desired: g.Desired, OriginalMax: g.Max,
 	}
 	leftover := surgeLeft(rec, g)
 	if leftover {
@@ -414,7 +433,9 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		if m.State.Leaving() {
 			continue
 		}
-		if s.all || (g.CurrentVersion != "" && m.Version != g.CurrentVersion) {
+		// Old: launched from another launch template or version than a launch uses now (or from
+		// a launch configuration, when the group now has a template).
+		if s.all || (g.hasTemplate() && !g.Current(m)) {
 			next.Old = append(next.Old, m.ID)
 		} else {
 			next.Kept = append(next.Kept, m.ID)
@@ -422,9 +443,12 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	}
 	next.Surge = min(surge, len(next.Old))
 	next.Progress = Progress{Total: len(next.Old), Floor: max(next.Desired-mu, 0)}
-	what := fmt.Sprintf("%d of %d instances not on launch template version %s", len(next.Old), len(next.Old)+len(next.Kept), g.CurrentVersion)
-	if s.all {
+	what := fmt.Sprintf("%d of %d instances not on %s", len(next.Old), len(next.Old)+len(next.Kept), g.launchText())
+	switch {
+	case s.all:
 		what = fmt.Sprintf("all %d instances", len(next.Old))
+	case !g.hasTemplate():
+		what = fmt.Sprintf("none of %d instances: the group has no launch template (a launch configuration), and only a cycle of every instance (--all) replaces them", len(next.Kept))
 	}
 	next.event(now, fmt.Sprintf("cycle started (%s): replacing %s; desired %d, surge %d, max-unavailable %d",
 		s.trigger, what, next.Desired, next.Surge, mu))
@@ -443,7 +467,11 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 		}
 	}
 	if len(next.Old) == 0 {
-		next.finish(now, StatusSucceeded, "nothing to replace: every instance runs launch template version "+g.CurrentVersion)
+		why := "every instance runs " + g.launchText()
+		if !g.hasTemplate() {
+			why = "the group has no launch template: only a cycle of every instance (--all) replaces its instances"
+		}
+		next.finish(now, StatusSucceeded, "nothing to replace: "+why)
 	}
 	ok, err := h.save(ctx, f.Name, next, ver)
 	if err != nil {
@@ -454,7 +482,7 @@ func (h *Handler) start(ctx context.Context, f FleetConfig, s start) error {
 	}
 	h.m.started.WithLabelValues(f.Name, s.trigger).Inc()
 	log.InfoContext(ctx, "cycle started", "issuer", s.issuer, "old", next.Old, "kept", next.Kept,
-		"desired", next.Desired, "surge", next.Surge, "max_unavailable", mu, "target_version", g.CurrentVersion, "all", s.all)
+		"desired", next.Desired, "surge", next.Surge, "max_unavailable", mu, "target_template", g.CurrentTemplate, "target_version", g.CurrentVersion, "all", s.all)
 	if next.Status.Final() {
 		h.m.finished.WithLabelValues(f.Name, string(next.Status)).Inc()
 		return nil
@@ -668,11 +696,15 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 	}
 	g, runners, err := h.observe(ctx, f)
 	if err != nil {
+		if !messages.IsPermanent(err) {
+			h.couldNotObserve(ctx, log, f, rec, ver, err)
+		}
 		return true, err
 	}
 	now := h.cfg.Now()
-	before, prev := len(rec.Events), rec.Progress
+	before, prev, blindBefore := len(rec.Events), rec.Progress, rec.BlindSince
 	p := decide(now, &rec, g, runners)
+	h.noteLooks(ctx, log, f, now, rec, blindBefore, runners)
 	rec.Steps++
 	rec.LastMessageID = messageID
 	rec.UpdatedAt = now
@@ -734,6 +766,86 @@ func (h *Handler) Advance(ctx context.Context, fleetName, messageID string) (boo
 		"floor", rec.Progress.Floor, "rejected", rec.Progress.Rejected,
 		"tail", rec.Tail, "events", texts, "apply_errors", applyErrs, "undo_pending", rec.UndoPending)
 	return rec.HoldsCapacity(), nil
+}
+
+// couldNotObserve handles a step that could not describe the group or read the marks of its
+// instances: the worker's failure (Group.Describe's error is never the group's, but for a group
+// that does not exist), which says nothing about the fleet. It is logged (logCannotLook) and
+// counted, and the first such failure after a step that looked opens a spell of not looking in
+// the record (Record.cannotLook: one write, the first spell of the cycle told in its events), so
+// that the cycle's deadlines are extended by it when a step decides again. The step is retried as
+// before: its error goes back to the message.
+func (h *Handler) couldNotObserve(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, ver int64, err error) {
+	now := h.cfg.Now()
+	reason := workerReason(err)
+	h.m.lookFailures.WithLabelValues(f.Name, reason).Inc()
+	h.logCannotLook(ctx, log, f.Name, now, reason, "cycle: the worker could not describe the fleet's group; no step until it can",
+		"error", err.Error(), "blind_since", cmp.Or(rec.BlindSince, rec.UpdatedAt))
+	opened, first := rec.cannotLook(now)
+	if !opened {
+		return // the spell is recorded already: no write a tick while it lasts
+	}
+	if first {
+		rec.event(now, fmt.Sprintf("the worker could not describe the group (%s: %s): its own failure, not the fleet's; no step until it can. "+
+			"The cycle's deadlines are extended by the time the worker cannot look, up to %s in all", reason, answerOf(err), rec.HealthTimeout))
+	}
+	rec.UpdatedAt = now
+	if _, err := h.save(ctx, f.Name, rec, ver); err != nil { // a lost race: another writer stepped meanwhile
+		log.WarnContext(ctx, "cycle: recording that the worker could not look", "error", err.Error())
+	}
+}
+
+// noteLooks logs and counts a step's looks the worker could not make (runners whose Worker is
+// set), and the end of a spell of them (blindBefore: the record's BlindSince before the step).
+func (h *Handler) noteLooks(ctx context.Context, log *slog.Logger, f FleetConfig, now time.Time, rec Record, blindBefore time.Time, runners map[string]Runner) {
+	var ids []string
+	reason := ""
+	for id, r := range runners {
+		if r.Worker == "" {
+			continue
+		}
+		h.m.lookFailures.WithLabelValues(f.Name, r.Worker).Inc()
+		ids = append(ids, id)
+		if reason == "" || r.Worker < reason { // one reason for the line: the same for every step alike
+			reason = r.Worker
+		}
+	}
+	slices.Sort(ids)
+	switch {
+	case rec.Progress.Unlooked > 0:
+		detail := runners[ids[0]].Reason
+		h.logCannotLook(ctx, log, f.Name, now, reason, fmt.Sprintf("cycle: the worker could not look at %d runner(s): %s; they count neither as healthy nor as unhealthy", len(ids), reason),
+			"instance_ids", ids, "error", detail, "blind_since", rec.BlindSince, "deadlines_extended_by", rec.extension(now).String())
+	case !blindBefore.IsZero() && rec.BlindSince.IsZero():
+		h.lookMu.Lock()
+		delete(h.lookLogs, f.Name)
+		h.lookMu.Unlock()
+		log.InfoContext(ctx, "cycle: the worker can look again", "could_not_look_for", now.Sub(blindBefore).Round(time.Second).String(),
+			"deadlines_extended_by", rec.extension(now).String())
+	}
+}
+
+// logCannotLook logs that the worker could not look, at once when a spell begins or its reason
+// changes, then at most every lookLogEvery per fleet: at ERROR when it takes a person to fix (the
+// worker's role, its network, its metrics URL template), at WARN when it passes by itself
+// (throttling, a deadline, an AWS error).
+func (h *Handler) logCannotLook(ctx context.Context, log *slog.Logger, fleetName string, now time.Time, reason, msg string, attrs ...any) {
+	h.lookMu.Lock()
+	last, ok := h.lookLogs[fleetName]
+	due := !ok || last.reason != reason || now.Sub(last.at) >= lookLogEvery
+	if due {
+		h.lookLogs[fleetName] = lookLog{reason: reason, at: now}
+	}
+	h.lookMu.Unlock()
+	if !due {
+		return
+	}
+	level := slog.LevelWarn
+	switch reason {
+	case WorkerAccessDenied, WorkerURLTemplate, WorkerNetwork:
+		level = slog.LevelError
+	}
+	log.Log(ctx, level, msg, append([]any{"reason", reason}, attrs...)...)
 }
 
 // claim writes rec with this replica's claim on the fleet (Record.Claim, ClaimFor from now),
@@ -800,7 +912,8 @@ func (h *Handler) observe(ctx context.Context, f FleetConfig) (GroupState, map[s
 		}
 		for id, why := range stopped {
 			if r, ok := runners[id]; ok {
-				r.Healthy, r.Stopped = false, why
+				// Known not to serve, whether or not the worker could look at its runner.
+				r.Healthy, r.Stopped, r.Worker = false, why, ""
 				runners[id] = r
 			}
 		}
@@ -809,8 +922,12 @@ func (h *Handler) observe(ctx context.Context, f FleetConfig) (GroupState, map[s
 }
 
 func progressLine(p Progress) string {
-	return fmt.Sprintf("replaced %d of %d, draining %d, waiting for health %d, serving %d (floor %d)",
+	line := fmt.Sprintf("replaced %d of %d, draining %d, waiting for health %d, serving %d (floor %d)",
 		p.Replaced, p.Total, p.Draining, p.WaitingForHealth, p.Serving, p.Floor)
+	if p.Unlooked > 0 {
+		line += fmt.Sprintf(", the worker could not look at %d", p.Unlooked)
+	}
+	return line
 }
 
 // check reads the runners of the group's InService instances.
@@ -818,7 +935,7 @@ func (h *Handler) check(ctx context.Context, f FleetConfig, g GroupState) (map[s
 	var targets []Target
 	for _, m := range g.Members {
 		if m.State.InService() {
-			targets = append(targets, Target{InstanceID: m.ID, PrivateIP: m.PrivateIP})
+			targets = append(targets, Target{InstanceID: m.ID, PrivateIP: m.PrivateIP, AddressErr: g.AddressErr})
 		}
 	}
 	out := make(map[string]Runner, len(targets))
@@ -1057,11 +1174,12 @@ func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig
 // undoView is rec as the group and its runners are now, with the order of its old instances, for
 // planning the undo of its surge again after the cycle ended (rec is not changed): a replacement
 // the group launched since the last step is the cycle's (it launched for the surge), one whose
-// runner now serves has served; the instances serving are counted again; and the old instances
-// live and not retired are in the order decide retires them (those that serve nothing first).
+// runner now serves has served, one the worker cannot look at now is kept (Unlooked); the
+// instances serving are counted again; and the old instances live and not retired are in the
+// order decide retires them (those that serve nothing first).
 func undoView(now time.Time, rec Record, g GroupState, runners map[string]Runner) (Record, []undoCandidate) {
 	v := rec
-	v.Seen, v.Healthy = maps.Clone(rec.Seen), slices.Clone(rec.Healthy)
+	v.Seen, v.Healthy, v.Unlooked = maps.Clone(rec.Seen), slices.Clone(rec.Healthy), nil
 	if v.Seen == nil {
 		v.Seen = map[string]time.Time{}
 	}
@@ -1086,8 +1204,12 @@ func undoView(now time.Time, rec Record, g GroupState, runners map[string]Runner
 			if serving && !slices.Contains(v.Healthy, m.ID) {
 				v.Healthy = append(v.Healthy, m.ID)
 			}
+			if m.State.InService() && runners[m.ID].Worker != "" && !slices.Contains(v.Healthy, m.ID) {
+				v.Unlooked = append(v.Unlooked, m.ID)
+			}
 		}
 	}
+	slices.Sort(v.Unlooked)
 	return v, retireOrder(live, runners)
 }
 
@@ -1130,14 +1252,30 @@ func (h *Handler) giveBackLater(ctx context.Context, f FleetConfig, rec Record, 
 const restoreWindow = 24 * time.Hour
 
 // unservedReplacements lists the cycle's replacements in the group that never served (not in
-// rec.Healthy), booting or in service, not leaving.
+// rec.Healthy), booting or in service, not leaving — but not those the worker could not look at
+// (rec.Unlooked): whether they served, it does not know.
 func unservedReplacements(rec Record, g GroupState) []string {
+	unlooked := set(rec.Unlooked)
 	var out []string
 	for _, m := range g.Members {
-		if _, ours := rec.Seen[m.ID]; !ours || slices.Contains(rec.Healthy, m.ID) || m.State.Leaving() {
+		if _, ours := rec.Seen[m.ID]; !ours || slices.Contains(rec.Healthy, m.ID) || m.State.Leaving() || unlooked[m.ID] {
 			continue
 		}
 		out = append(out, m.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// unlookedReplacements lists the cycle's replacements in the group, not leaving, never seen
+// serving, whose runner the worker could not look at when it last tried (rec.Unlooked).
+func unlookedReplacements(rec Record, g GroupState) []string {
+	unlooked := set(rec.Unlooked)
+	var out []string
+	for _, m := range g.Members {
+		if _, ours := rec.Seen[m.ID]; ours && unlooked[m.ID] && !slices.Contains(rec.Healthy, m.ID) && !m.State.Leaving() {
+			out = append(out, m.ID)
+		}
 	}
 	slices.Sort(out)
 	return out

@@ -35,17 +35,25 @@
 // covers the replicas' clock skew and a call already sent when the deadline passed. Both
 // (ApplyTimeout 20 s, ClaimFor 40 s by default) are well under a tick (a minute).
 //
+// What is old is fixed when the cycle starts (Record.Old): every instance (All), or every
+// instance not launched from the launch template and version a launch uses now — the template's
+// id and its version both (GroupState.Current), since a template a stack update replaces, or
+// another one the group is switched to, starts again at version 1; an instance launched from a
+// launch configuration is old once the group has a template. A group without a launch template
+// is cycled only with All. The record keeps the target (TargetTemplate, TargetVersion) for
+// status only: a running cycle never decides again what is old.
+//
 // A step: raise the desired capacity so replacements launch first (the surge); wait until each
 // replacement's runner is healthy — its job requests succeed, not merely its metrics answer;
 // then retire old instances with TerminateInstanceInAutoScalingGroup (decrementing desired), so
 // the group's terminate hook runs and handlers/drain drains each one: no job is killed. The
 // instances serving (InService, intake open, job requests succeeding) never drop below
-// desired − max-unavailable. A replacement not healthy within the fleet's health timeout stops
-// the cycle with the reason — counted from the first replacement waiting, however often the
-// group launches again in place of ones lost before serving; so does a cycle that has not moved
-// for as long with nothing in flight (a group that launches nothing, a kept instance that does
-// not serve), and a retirement Auto Scaling refuses or leaves undone for as long, for scaling
-// holds still while a cycle runs. Waiting for drains is not a stall. `publisher cycle --abort`
+// desired − max-unavailable. A replacement not healthy within the fleet's health timeout
+// (extended by the time the worker could not look: see below) stops the cycle with the reason —
+// counted from the first replacement waiting, however often the group launches again in place
+// of ones lost before serving; so does a cycle that has not moved for as long with nothing in
+// flight (a group that launches nothing, a kept instance that does not serve), and a retirement
+// Auto Scaling refuses or leaves undone for as long, for scaling holds still while a cycle runs. Waiting for drains is not a stall. `publisher cycle --abort`
 // ends it at once: the step in flight, if any, was claimed before, and no later step runs.
 // A cycle that fails or is aborted retires nothing more but the undo of its surge, back to the
 // desired capacity from before it (its broken replacements first; its reason says what goes).
@@ -54,6 +62,33 @@
 // taken up again by each tick, planned anew from the group as it then is, for at most
 // undoRetryFor; until then the cycle holds the capacity, so scaling does not move the desired
 // capacity under the undo; a token cycle waits for it, and a cycle command is refused meanwhile.
+//
+// # When the worker cannot look
+//
+// A look can fail on the worker's side: Auto Scaling or EC2 throttling or refusing the worker's
+// DescribeAutoScalingGroups or DescribeInstances (the runners' addresses), its own deadline, its
+// DNS resolver or egress guard, its metrics URL template (a WorkerError from the adapters,
+// Runner.Worker). That says nothing about the runners, so a runner the worker could not look at
+// is neither healthy nor unhealthy: it counts toward no floor of serving instances, a
+// replacement waits for health on it without being blamed, and a failing cycle's undo keeps it
+// (Record.Unlooked) rather than retire it as a replacement that never served — it may serve —
+// with the desired capacity it takes (scaling's once the cycle ends). A step that could not
+// look at a runner it counts, or could not describe the group at all (no step is taken then,
+// and the tick is retried as before), opens a spell of not looking (Record.BlindSince, from the
+// last step that looked); the first step that looks at them all closes it (Record.BlindFor).
+// The rule: the cycle's deadlines — a replacement's health timeout (UnhealthySince) and the
+// stall of a cycle with nothing in flight (MovedAt) — are extended by the time the worker could
+// not look, up to the health timeout in all. So they do not run out on the worker's own
+// failures: the first step that looks again decides on what it sees (a runner not healthy then
+// has had all that time to serve). The bound is there because a cycle holds scaling while it
+// runs: a worker that cannot look for longer — an IAM mistake, a metrics URL that cannot work —
+// fails the cycle at twice the health timeout, with a reason that says it is the worker's
+// failure and what its undo keeps. The cycle says so once in its events (the first spell), its
+// progress lines count the runners it could not look at, and the worker logs each spell at WARN
+// (throttling, a deadline, an AWS error: they pass) or ERROR (access denied, network, URL
+// template: a person must act) — at once, on a new reason, then at most every five minutes — and
+// counts runnerfleet_cycle_look_failures_total{fleet,reason}. Records of schema 4 carry this; a
+// worker of an older schema leaves them to newer replicas.
 //
 // Why the group is driven directly rather than by StartInstanceRefresh: a refresh decides by
 // itself which instance goes when, counts an instance healthy when EC2 says so (not when its

@@ -44,6 +44,9 @@ type fakeGroup struct {
 	loseUnhealthyAfter int
 	unhealthyFor       map[string]int
 	lost               []string
+	// describeErr, when set, fails every Describe (the worker's own failure to look: throttled,
+	// denied).
+	describeErr error
 }
 
 func newFakeGroup(version string, ids ...string) *fakeGroup {
@@ -60,6 +63,9 @@ func (g *fakeGroup) Describe(ctx context.Context, name string) (GroupState, erro
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.describeErr != nil {
+		return GroupState{}, g.describeErr
+	}
 	g.describes++
 	// Drains progress; launches come into service.
 	var members []Member
@@ -92,7 +98,8 @@ func (g *fakeGroup) Describe(ctx context.Context, name string) (GroupState, erro
 	for ; live < g.state.Desired && !g.launchFails; live++ {
 		g.next++
 		id := fmt.Sprintf("i-new%02d", g.next)
-		members = append(members, Member{ID: id, State: fleet.StatePending, Version: g.state.CurrentVersion, LaunchedAt: time.Unix(int64(1000+g.next), 0)})
+		members = append(members, Member{ID: id, State: fleet.StatePending, Template: g.state.CurrentTemplate, Version: g.state.CurrentVersion,
+			LaunchedAt: time.Unix(int64(1000+g.next), 0)})
 		if g.pendingSteps > 0 {
 			if g.pending == nil {
 				g.pending = map[string]int{}
@@ -182,6 +189,13 @@ func (g *fakeGroup) ReplaceInstance(ctx context.Context, id string) error {
 	return g.terminate(id, false)
 }
 
+// setDescribeErr makes every Describe fail with err (nil: answer again).
+func (g *fakeGroup) setDescribeErr(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.describeErr = err
+}
+
 // setTerminateErr makes every terminate fail with err (nil: succeed again).
 func (g *fakeGroup) setTerminateErr(err error) {
 	g.mu.Lock()
@@ -257,18 +271,35 @@ func (g *fakeGroup) snapshot() (GroupState, []string) {
 	return s, slices.Clone(g.terminated)
 }
 
-// fakeHealth answers per instance: healthy unless listed as unknown or rejected.
+// fakeHealth answers per instance: healthy unless listed as unknown or rejected, or as one the
+// worker cannot look at.
 type fakeHealth struct {
 	mu       sync.Mutex
 	unknown  map[string]bool
 	rejected map[string]bool
 	// unknownNew makes every instance whose ID starts with "i-new" unknown.
 	unknownNew bool
+	// blindNew, when set, is the reason the worker cannot look at any instance whose ID starts
+	// with "i-new" (Runner.Worker); blind names others.
+	blindNew string
+	blind    map[string]string
+}
+
+// setBlindNew makes the worker unable to look at the replacements (reason), or able ("").
+func (h *fakeHealth) setBlindNew(reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.blindNew = reason
 }
 
 func (h *fakeHealth) runner(id string) Runner {
+	isNew := len(id) > 5 && id[:5] == "i-new"
 	switch {
-	case h.unknown[id] || (h.unknownNew && len(id) > 5 && id[:5] == "i-new"):
+	case h.blind[id] != "":
+		return Runner{InstanceID: id, Reason: "could not look", Worker: h.blind[id]}
+	case h.blindNew != "" && isNew:
+		return Runner{InstanceID: id, Reason: "the instance's address could not be read: RequestLimitExceeded", Worker: h.blindNew}
+	case h.unknown[id] || (h.unknownNew && isNew):
 		return Runner{InstanceID: id, Reason: "timeout"}
 	case h.rejected[id]:
 		return Runner{InstanceID: id, Known: true, Rejected: true, Capacity: 0}
@@ -353,7 +384,7 @@ func (s *fakeStore) get(f string) Record {
 // clone deep-copies a record the way a JSON round trip would.
 func clone(r Record) Record {
 	r.Old, r.Kept, r.Retired, r.Healthy, r.Events = slices.Clone(r.Old), slices.Clone(r.Kept), slices.Clone(r.Retired), slices.Clone(r.Healthy), slices.Clone(r.Events)
-	r.Aside = slices.Clone(r.Aside)
+	r.Aside, r.Unlooked = slices.Clone(r.Aside), slices.Clone(r.Unlooked)
 	if r.Claim != nil {
 		c := *r.Claim
 		r.Claim = &c

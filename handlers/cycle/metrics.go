@@ -15,6 +15,9 @@ type metrics struct {
 	steps     *prometheus.CounterVec
 	tokens    *prometheus.CounterVec
 	applyErrs *prometheus.CounterVec
+	// lookFailures counts looks the worker could not make: a runner's (one per runner and step),
+	// or the group's (a step that could not describe it), by reason (the Worker* reasons).
+	lookFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,11 +31,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		steps:     counter("steps_total", "Cycle steps taken, by fleet and result (advanced, duplicate, lost_race, claimed: another step in flight held the fleet).", "result"),
 		tokens:    counter("token_changes_total", "Changes of a fleet's token parameter, by what was done (cycle, report, deferred).", "action"),
 		applyErrs: counter("apply_errors_total", "Auto Scaling calls of a cycle step that failed, by operation.", "op"),
+		lookFailures: counter("look_failures_total", "Looks at a runner (or at the group) of a cycle step that the worker could not make: "+
+			"its own failure (throttled, access-denied, aws-error, deadline, url-template, network, other), counted neither as healthy nor as unhealthy.", "reason"),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "runnerfleet", Subsystem: "cycle", Name: "in_progress",
 			Help: "1 while a cycle of the fleet is in progress."}, []string{"fleet"}),
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.started, m.finished, m.retired, m.active, m.steps, m.tokens, m.applyErrs} {
+	for _, c := range []prometheus.Collector{m.started, m.finished, m.retired, m.active, m.steps, m.tokens, m.applyErrs, m.lookFailures} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -82,6 +82,15 @@ func retireOrder(ms []Member, runners map[string]Runner) []undoCandidate {
 //     and so does one launched in place of a replacement lost before serving, within the same
 //     time of the first one (rec.UnhealthySince): a template that never serves fails the cycle
 //     however often the launch gate or EC2's health check has the group launch again;
+//   - a runner the worker could not look at (Runner.Worker: its address not read, its own
+//     deadline, network or URL template) is neither serving nor failing: it counts toward no
+//     floor (an old one is retired as one whose runner cannot be read is), and a replacement
+//     waits for health on it without being taken for one that never served (planUndo). While
+//     any runner the step counts is such a one, or the worker cannot describe the group at all
+//     (Advance), the worker cannot look (a spell, Record.BlindSince). The health and stall
+//     deadlines are extended by the time the worker could not look, up to rec.HealthTimeout in
+//     all (Record.extension): they do not run out on the worker's failures alone until that
+//     bound, and the first step that looks again decides on what it sees;
 //   - a retired instance Auto Scaling leaves InService is asked again each step, and fails the
 //     cycle once it has been asked for longer than rec.HealthTimeout (a terminate refused for
 //     good, a suspended process): a drain that never begins is not one to wait for;
@@ -113,7 +122,7 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	pr := Progress{Total: len(rec.Old), Floor: max(rec.Desired-rec.MaxUnavailable, 0)}
 	inGroup := map[string]bool{}
 	healthyNew := 0
-	var waiting []string
+	var waiting, unlooked, unlookedWaiting []string
 	var oldestWaiting time.Time
 	for _, m := range g.Members {
 		inGroup[m.ID] = true
@@ -121,6 +130,11 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		serving := m.State.InService() && r.Healthy && !retired[m.ID]
 		if serving {
 			pr.Serving++
+		}
+		// In the tail the capacity is scaling's and only drains are waited for: what the worker
+		// cannot look at there decides nothing.
+		if m.State.InService() && r.Worker != "" && !retired[m.ID] && !rec.Tail {
+			unlooked = append(unlooked, fmt.Sprintf("%s (%s)", m.ID, r.Worker))
 		}
 		if m.State.InService() && r.Known && r.Rejected && !retired[m.ID] {
 			pr.Rejected++
@@ -174,6 +188,9 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 		}
 		pr.WaitingForHealth++
 		waiting = append(waiting, fmt.Sprintf("%s (%s)", m.ID, unhealthyWhy(m, r)))
+		if m.State.InService() && r.Worker != "" {
+			unlookedWaiting = append(unlookedWaiting, m.ID)
+		}
 		if seen := rec.Seen[m.ID]; oldestWaiting.IsZero() || seen.Before(oldestWaiting) {
 			oldestWaiting = seen
 		}
@@ -191,14 +208,29 @@ func decide(now time.Time, rec *Record, g GroupState, runners map[string]Runner)
 	if pr.Replaced > rec.Progress.Replaced {
 		moved = true
 	}
+	slices.Sort(unlooked)
+	slices.Sort(unlookedWaiting)
+	pr.Unlooked = len(unlooked)
+	rec.Unlooked = unlookedWaiting
 	rec.Progress = pr
 	if moved {
 		rec.MovedAt = now
 	}
+	// A step that could not look at a runner it counts is blind: it opens a spell (the first of
+	// the cycle is told once in its events; the progress line counts them each step), and the
+	// first step that looks at them all closes it. Either way the spell extends the deadlines.
+	if len(unlooked) > 0 {
+		if opened, first := rec.cannotLook(now); opened && first {
+			rec.event(now, fmt.Sprintf("the worker could not look at %v: its own failure (see its log), not the runners': they count neither as healthy nor as unhealthy, and the cycle waits. "+
+				"Its deadlines are extended by the time the worker cannot look, up to %s in all", unlooked, rec.HealthTimeout))
+		}
+	} else {
+		rec.looked(now)
+	}
 
 	order := retireOrder(oldLive, runners)
-	if !rec.UnhealthySince.IsZero() && now.Sub(rec.UnhealthySince) > rec.HealthTimeout {
-		p.fail(rec, g, order, notHealthy(rec, g, waiting))
+	if !rec.UnhealthySince.IsZero() && now.Sub(rec.UnhealthySince) > rec.HealthTimeout+rec.extension(now) {
+		p.fail(rec, g, order, notHealthy(now, rec, g, waiting, unlooked))
 		return p
 	}
 	if stuck := overdue(now, rec, retryRetire); len(stuck) > 0 {
@@ -341,17 +373,35 @@ func answered(answer string) string {
 }
 
 // notHealthy is the reason of a cycle whose replacements did not become healthy in time: those
-// waiting, with why, and those lost before serving (the group launched others in their place).
-func notHealthy(rec *Record, g GroupState, waiting []string) string {
+// waiting, with why, and those lost before serving (the group launched others in their place);
+// the extension the worker's failures to look earned, and, when this step could not look
+// either (unlooked), that the bound on it is what ended the cycle.
+func notHealthy(now time.Time, rec *Record, g GroupState, waiting, unlooked []string) string {
 	slices.Sort(waiting)
-	why := fmt.Sprintf("replacement not healthy within %s (waiting since %s)", rec.HealthTimeout, rec.UnhealthySince.Format(time.RFC3339))
+	why := fmt.Sprintf("replacement not healthy within %s (%swaiting since %s)", rec.HealthTimeout, extended(rec.extension(now)), rec.UnhealthySince.Format(time.RFC3339))
 	if len(waiting) > 0 {
 		why += fmt.Sprintf(": %v", waiting)
 	}
 	if lost := lostBeforeServing(rec, g); len(lost) > 0 {
 		why += fmt.Sprintf("; lost before serving, each launched again by the group: %v", lost)
 	}
+	if len(unlooked) > 0 {
+		why += fmt.Sprintf("; the worker still could not look at %v, and has waited out the most its own failures may add (the health timeout again): "+
+			"fix what its log names (its role, AWS throttling, its network or metrics URL)", unlooked)
+		if len(rec.Unlooked) > 0 {
+			why += fmt.Sprintf(", then see to %v, which may serve", rec.Unlooked)
+		}
+	}
 	return why
+}
+
+// extended says how far a deadline was extended for the time the worker could not look ("" when
+// not at all).
+func extended(ext time.Duration) string {
+	if ext <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("extended by the %s the worker could not look; ", ext.Round(time.Second))
 }
 
 // lostBeforeServing lists the cycle's replacements gone from the group, or leaving it, without
@@ -383,10 +433,12 @@ func (p *plan) fail(rec *Record, g GroupState, order []undoCandidate, why string
 }
 
 // undo is how a failed or aborted cycle gives back its surge: its steps, in order, and the
-// desired capacity they leave.
+// desired capacity they leave; spared are the replacements it keeps because the worker could not
+// look at them (Record.Unlooked).
 type undo struct {
 	steps   []undoStep
 	desired int
+	spared  []string
 }
 
 // undoStep retires one instance (id, why) or, with id "", cancels the launches the group has not
@@ -400,7 +452,9 @@ type undoStep struct {
 // capacity from before it (rec.Desired), each retirement through the group's terminate hook
 // (drained, never killed) and on instances it chooses, never leaving the choice to Auto Scaling
 // (whose termination policy prefers the oldest launch template: the old, healthy instances):
-//   - its replacements that never served (broken or still booting) are retired;
+//   - its replacements that never served (broken or still booting) are retired — but not those
+//     whose runner the worker could not look at when it last tried (rec.Unlooked): they may
+//     serve, and stay, with the desired capacity they take;
 //   - launches the group has not made are cancelled (this terminates nothing);
 //   - a healthy replacement has taken over from an old instance: old ones are retired, in order
 //     (the retirement order: those that serve nothing first), never below the floor of serving
@@ -414,8 +468,12 @@ func planUndo(rec Record, g GroupState, order []undoCandidate) undo {
 		return u
 	}
 	live := liveMembers(g)
+	// The replacements the worker could not look at may serve: they stay, and so does the room
+	// they take (the capacity is scaling's once the cycle ends); no old instance goes for them.
+	u.spared = unlookedReplacements(rec, g)
+	keep := rec.Desired + len(u.spared)
 	retire := func(id, why string) bool {
-		if u.desired-1 < g.Min || u.desired <= rec.Desired {
+		if u.desired-1 < g.Min || u.desired <= keep {
 			return false
 		}
 		u.steps = append(u.steps, undoStep{id: id, why: why})
@@ -426,8 +484,8 @@ func planUndo(rec Record, g GroupState, order []undoCandidate) undo {
 	for _, id := range unservedReplacements(rec, g) {
 		retire(id, "a replacement that never served")
 	}
-	if u.desired > rec.Desired && live < u.desired {
-		to := max(live, rec.Desired, g.Min)
+	if u.desired > keep && live < u.desired {
+		to := max(live, keep, g.Min)
 		u.steps = append(u.steps, undoStep{from: u.desired, to: to})
 		u.desired = to
 	}
@@ -460,18 +518,25 @@ func undoText(rec Record, u undo) string {
 	if len(parts) > 0 {
 		text = fmt.Sprintf("undoing the surge down to desired %d: %s; nothing else is retired", rec.Desired, strings.Join(parts, ", "))
 	}
-	if u.desired > rec.Desired {
+	if len(u.spared) > 0 {
+		text += fmt.Sprintf("; kept: %v, replacements the worker could not look at (they may serve), with the desired capacity they take", u.spared)
+	}
+	if keep := rec.Desired + len(u.spared); u.desired > keep {
 		text += fmt.Sprintf("; the desired capacity stays at %d, as no other instance can go without going below the floor of %d serving",
 			u.desired, rec.Progress.Floor)
+	} else if u.desired > rec.Desired {
+		text += fmt.Sprintf("; the desired capacity stays at %d until scaling decides", u.desired)
 	}
 	return text
 }
 
-// stalled says what holds the cycle when it has not moved for rec.HealthTimeout with nothing in
-// flight ("": it has, or something is in flight). oldLeft counts old instances not yet retired;
-// covered and need are the retirement rule's counts.
+// stalled says what holds the cycle when it has not moved for rec.HealthTimeout (extended by the
+// time the worker could not look: Record.extension) with nothing in flight ("": it has, or
+// something is in flight). oldLeft counts old instances not yet retired; covered and need are
+// the retirement rule's counts.
 func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner, oldLeft, covered, need int) string {
-	if rec.Progress.Draining > 0 || rec.Progress.WaitingForHealth > 0 || now.Sub(rec.MovedAt) <= rec.HealthTimeout {
+	ext := rec.extension(now)
+	if rec.Progress.Draining > 0 || rec.Progress.WaitingForHealth > 0 || now.Sub(rec.MovedAt) <= rec.HealthTimeout+ext {
 		return ""
 	}
 	live := 0
@@ -502,6 +567,9 @@ func stalled(now time.Time, rec *Record, g GroupState, runners map[string]Runner
 		why = fmt.Sprintf("retiring an old instance needs %d healthy instances, %d are", need+1, covered)
 	default:
 		why = fmt.Sprintf("serving %d, floor %d: retiring one more would go below it", rec.Progress.Serving, rec.Progress.Floor)
+	}
+	if ext > 0 {
+		why += fmt.Sprintf(" (the health timeout %s was extended by the %s the worker could not look)", rec.HealthTimeout, ext.Round(time.Second))
 	}
 	return fmt.Sprintf("no progress for %s with nothing in flight: %s", now.Sub(rec.MovedAt).Round(time.Second), why)
 }
@@ -544,6 +612,8 @@ func unhealthyWhy(m Member, r Runner) string {
 		return "still " + string(m.State)
 	case r.Stopped != "":
 		return r.Stopped
+	case r.Worker != "":
+		return "the worker could not look: " + r.Worker
 	case !r.Known && r.Reason != "":
 		return "runner metrics: " + r.Reason
 	case !r.Known:

@@ -3,6 +3,7 @@ package cycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
@@ -15,9 +16,12 @@ var ErrGroupNotFound = errors.New("auto scaling group not found")
 // Group is the fleet's Auto Scaling group as a cycle drives it: directly, not through the
 // group's instance refresh (see the package doc). infra/aws/cyclestate implements it.
 type Group interface {
-	// Describe returns the group's capacity settings, the launch template version a launch uses
-	// now (resolved to a number: "$Latest" and "$Default" are looked up), and its members.
-	// A group that does not exist is an error wrapping ErrGroupNotFound.
+	// Describe returns the group's capacity settings, the launch template a launch uses now (its
+	// id, looked up when the group names it by name, and its version resolved to a number:
+	// "$Latest" and "$Default" are looked up), and its members. A group that does not exist is
+	// an error wrapping ErrGroupNotFound; any other error is the worker's failure to look (a
+	// *WorkerError when the adapter knows why: throttled, access denied), never the group's.
+	// Members' EC2 details the worker could not read do not fail it: GroupState.AddressErr.
 	Describe(ctx context.Context, groupName string) (GroupState, error)
 	// SetCapacity sets the desired capacity at once (HonorCooldown false), first raising the
 	// group's MaxSize to max when max is above it (a surge may need room). max ≤ 0 leaves MaxSize.
@@ -37,17 +41,48 @@ type Group interface {
 type GroupState struct {
 	Name              string
 	Desired, Min, Max int
-	// CurrentVersion is the launch template version a launch uses now ("" when the group has no
-	// launch template; then only a cycle with All replaces anything).
-	CurrentVersion string
-	Members        []Member
+	// CurrentTemplate and CurrentVersion are the launch template (its id) and version a launch
+	// uses now: an instance launched from anything else is old (Current). Both "" when the group
+	// has no launch template (a launch configuration); then only a cycle with All replaces
+	// anything.
+	CurrentTemplate string
+	CurrentVersion  string
+	Members         []Member
+	// AddressErr, when set, says the worker could not read the members' EC2 details
+	// (DescribeInstances throttled, refused or not answered): no member has its PrivateIP or
+	// LaunchedAt. Its failure, not the instances': a runner whose metrics URL needs the address
+	// is one the worker could not look at (Health). Nil when they were read (an instance EC2 no
+	// longer lists then has neither, and that is the instance's).
+	AddressErr *WorkerError
+}
+
+// Current reports whether m was launched from what a launch uses now: the same launch template
+// and the same version. A version number alone is not enough: a launch template replaced by a
+// stack update (or a group switched to another template) starts again at version 1, and an
+// instance of the old template's version 1 would look current.
+func (g GroupState) Current(m Member) bool {
+	return m.Template == g.CurrentTemplate && m.Version == g.CurrentVersion
+}
+
+// hasTemplate reports whether the group launches from a launch template.
+func (g GroupState) hasTemplate() bool { return g.CurrentTemplate != "" || g.CurrentVersion != "" }
+
+// launchText names what a launch uses now, for messages: "launch template lt-0abc… version 7"
+// (or "launch template version 7" when the adapter gave no id).
+func (g GroupState) launchText() string {
+	if g.CurrentTemplate == "" {
+		return "launch template version " + g.CurrentVersion
+	}
+	return "launch template " + g.CurrentTemplate + " version " + g.CurrentVersion
 }
 
 // Member is one instance of the group.
 type Member struct {
 	ID    string
 	State fleet.LifecycleState
-	// Version is the launch template version the instance was launched from.
+	// Template and Version are the launch template (its id) and version the instance was
+	// launched from; both "" for one launched from a launch configuration.
+	Template   string
 	Version    string
 	LaunchedAt time.Time
 	PrivateIP  string
@@ -58,6 +93,9 @@ type Member struct {
 type Target struct {
 	InstanceID string
 	PrivateIP  string
+	// AddressErr is GroupState.AddressErr: the worker could not read the instance's address, so
+	// a runner whose metrics URL needs it is one the worker could not look at.
+	AddressErr *WorkerError
 }
 
 // Runner is what a health check found about one instance's runner.
@@ -66,6 +104,11 @@ type Runner struct {
 	// Known is false when the metrics could not be read (timeout, error, garbled); Reason says why.
 	Known  bool
 	Reason string
+	// Worker, when set, says the worker could not look at the runner: one of the Worker* reasons
+	// (Reason has the detail). Its own failure, which says nothing about the runner: such a
+	// runner is neither healthy nor unhealthy — the cycle counts it as neither serving nor
+	// failing its health timeout, and its undo never takes it for one that never served.
+	Worker string
 	// Rejected is true when GitLab refuses the runner's job requests (a revoked or rotated
 	// token): the instance serves nothing and counts as intake-closed.
 	Rejected bool
@@ -88,8 +131,56 @@ type Marks interface {
 // Health reads the runners of a fleet. infra/aws/cyclestate implements it over infra/scrape.
 type Health interface {
 	// Check returns one Runner per target, in the targets' order. A failed target is not Known
-	// (never healthy). The error is for a bad URL template only.
+	// (never healthy); one the worker could not look at says why in Runner.Worker (its
+	// address not read, its own deadline or network, the URL template), any other failure is
+	// the runner's. The error is for a URL template that does not parse only.
 	Check(ctx context.Context, urlTemplate string, targets []Target) ([]Runner, error)
+}
+
+// WorkerError is a look the worker could not make: an AWS call the look needs throttled or
+// refused, its own deadline, its metrics URL template, its own network. It says nothing about
+// the group or the runner. Adapters return it (Group.Describe's error, GroupState.AddressErr) for
+// what they know to be theirs; handlers/launch has the same notion for its gate.
+type WorkerError struct {
+	// Reason is one of the Worker* reasons (the reason label of look_failures_total).
+	Reason string
+	// Err is what failed.
+	Err error
+}
+
+func (e *WorkerError) Error() string {
+	return fmt.Sprintf("the worker could not look (%s): %v", e.Reason, e.Err)
+}
+
+func (e *WorkerError) Unwrap() error { return e.Err }
+
+// Reasons of a WorkerError and of Runner.Worker.
+const (
+	// WorkerThrottled: an AWS call the look needs (Auto Scaling's DescribeAutoScalingGroups,
+	// EC2's DescribeInstances for the runners' addresses) was throttled.
+	WorkerThrottled = "throttled"
+	// WorkerAccessDenied: such a call was refused for the worker's role or credentials.
+	WorkerAccessDenied = "access-denied"
+	// WorkerAWSError: such a call failed otherwise (5xx, AWS unreachable).
+	WorkerAWSError = "aws-error"
+	// WorkerDeadline: the worker's step ran out of time, or was cancelled (a shutdown).
+	WorkerDeadline = "deadline"
+	// WorkerURLTemplate: the fleet's metrics URL could not be made from its template.
+	WorkerURLTemplate = "url-template"
+	// WorkerNetwork: the worker's own network: its DNS resolver failed, or its egress guard
+	// (loopback only) refused the address.
+	WorkerNetwork = "network"
+	// WorkerOther: any other failure of the worker's (reading its own state table, say).
+	WorkerOther = "other"
+)
+
+// workerReason is the reason of err when it is a *WorkerError, else WorkerOther.
+func workerReason(err error) string {
+	var we *WorkerError
+	if errors.As(err, &we) && we.Reason != "" {
+		return we.Reason
+	}
+	return WorkerOther
 }
 
 // StateStore keeps each fleet's cycle Record with optimistic concurrency. infra/aws/cyclestate

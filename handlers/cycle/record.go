@@ -33,8 +33,11 @@ const maxEvents = 50
 // replicas (Handler.newer). 1: Tail, Aside, MaxGivenBack (records without a schema are 0).
 // 2: UnhealthySince, Stuck (an older worker saving a record would drop the cycle's health
 // deadline and its count of stuck retirements). 3: Claim, UndoPending (an older worker would step
-// a fleet another replica's step holds, and drop an undo still to carry out).
-const recordSchema = 3
+// a fleet another replica's step holds, and drop an undo still to carry out). 4: BlindSince,
+// BlindFor, Unlooked, Progress.Unlooked, TargetTemplate (an older worker would count a runner
+// it could not look at as unhealthy, fail the cycle on the worker's own failures, and have the
+// undo retire replacements that may serve).
+const recordSchema = 4
 
 // Record is a fleet's cycle: the one in progress, or the last one. It is the whole state of the
 // state machine: a worker restart, a duplicate tick or another replica reads it and carries on.
@@ -58,8 +61,11 @@ type Record struct {
 	All            bool          `json:"all,omitempty"`
 	HealthTimeout  time.Duration `json:"health_timeout"`
 
-	// TargetVersion is the launch template version the group launched from at the start.
-	TargetVersion string `json:"target_version,omitempty"`
+	// TargetTemplate and TargetVersion are the launch template (id) and version the group
+	// launched from at the start (for status; Old was decided from them then). TargetTemplate is
+	// "" in a record written before it existed, or by an adapter that gave no id.
+	TargetTemplate string `json:"target_template,omitempty"`
+	TargetVersion  string `json:"target_version,omitempty"`
 	// Desired is the fleet's size before the surge, during and after the cycle: the group's
 	// desired capacity at the start, less what an earlier cycle's surge still held then (start).
 	// A failed or aborted cycle undoes its surge down to it. OriginalMax is the group's MaxSize
@@ -110,6 +116,20 @@ type Record struct {
 	// retired an old instance or saw one gone. A cycle with nothing in flight that has not moved
 	// for HealthTimeout fails (decide), so a stuck cycle cannot hold scaling for ever.
 	MovedAt time.Time `json:"moved_at,omitzero"`
+
+	// BlindSince is set while the worker cannot look (a spell): when a step, or a failed attempt
+	// at one, found it could not describe the group or look at a runner the step counts, it is
+	// the time of the step before (the last that looked). Zero while the worker looks. BlindFor
+	// sums the spells that ended (each from its BlindSince to the first step that looked again).
+	// The cycle's deadlines — the health timeout of its replacements (UnhealthySince) and its
+	// stall (MovedAt) — are extended by the time the worker could not look, up to HealthTimeout
+	// in all (extension): the worker's own trouble can at most double how long the cycle waits.
+	BlindSince time.Time     `json:"blind_since,omitzero"`
+	BlindFor   time.Duration `json:"blind_for,omitempty"`
+	// Unlooked are the replacements waiting for health whose runner the last step could not
+	// look at (Runner.Worker): a failing cycle's undo keeps them rather than retire them as
+	// replacements that never served (planUndo): they may serve.
+	Unlooked []string `json:"unlooked,omitempty"`
 
 	// Progress is what the last step saw.
 	Progress Progress `json:"progress"`
@@ -170,6 +190,9 @@ type Progress struct {
 	// Aside counts old instances an operator moved out of service (Standby, detaching, a warm
 	// pool): the cycle neither retires nor waits for them.
 	Aside int `json:"aside,omitempty"`
+	// Unlooked counts in-service runners the step counts (not retired; none in the tail) that
+	// the worker could not look at (Runner.Worker): counted neither as serving nor as failing.
+	Unlooked int `json:"unlooked,omitempty"`
 }
 
 // Stuck is a retirement Auto Scaling has not carried out: it refused the call (AccessDenied,
@@ -203,6 +226,45 @@ func (r Record) HoldsCapacity() bool { return r.Active() && !r.Tail || r.UndoPen
 func (r Record) UndoUntil() time.Time { return r.FinishedAt.Add(undoRetryFor) }
 
 func (r Record) retiredAt(id string) time.Time { return r.RetiredAt[id] }
+
+// extension is how far the cycle's deadlines are extended at now for the time the worker could
+// not look: the spells that ended and the one open, if any, up to HealthTimeout in all.
+func (r Record) extension(now time.Time) time.Duration {
+	d := r.BlindFor
+	if !r.BlindSince.IsZero() && now.After(r.BlindSince) {
+		d += now.Sub(r.BlindSince)
+	}
+	return min(max(d, 0), r.HealthTimeout)
+}
+
+// cannotLook opens a spell of the worker not looking (BlindSince), if none is open: it began
+// after the last step that looked, the record's last write (UpdatedAt, not yet moved by this
+// step). It reports whether a spell was opened, and whether it is the cycle's first (BlindFor
+// zero: the one its events tell).
+func (r *Record) cannotLook(now time.Time) (opened, first bool) {
+	if !r.BlindSince.IsZero() {
+		return false, false
+	}
+	since := r.UpdatedAt
+	if since.IsZero() || since.After(now) {
+		since = now
+	}
+	first = r.BlindFor == 0
+	r.BlindSince = since
+	return true, first
+}
+
+// looked closes the open spell, if any, adding it to BlindFor; it returns its length (0: none
+// was open).
+func (r *Record) looked(now time.Time) time.Duration {
+	if r.BlindSince.IsZero() {
+		return 0
+	}
+	d := max(now.Sub(r.BlindSince), 0)
+	r.BlindFor += d
+	r.BlindSince = time.Time{}
+	return d
+}
 
 func (r *Record) event(at time.Time, text string) {
 	r.Events = append(r.Events, Event{At: at, Text: text})

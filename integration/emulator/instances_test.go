@@ -11,6 +11,8 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
 
 type instanceDetail struct {
@@ -97,6 +99,67 @@ func TestInstancesRecordTheirLaunchTemplateVersion(t *testing.T) {
 	}
 	if _, ok := groupInstances(t, c, group)[first]; ok {
 		t.Fatalf("scale-in kept %s of version 1 over the version 2 instance", first)
+	}
+}
+
+// A group switched to another launch template (a stack update that replaces its template does
+// the same): its instances keep naming the template they were launched from, as AWS reports
+// them, though the new template's version is again 1; scale-in takes those of the old template
+// first.
+func TestInstancesKeepTheirLaunchTemplateWhenTheGroupSwitches(t *testing.T) {
+	t.Parallel()
+	e := world(t)
+	c := newClients(t, e)
+	ctx := context.Background()
+	group, lt := newGroup(t, c, groupSpec{desired: 1})
+	first := anyInstance(t, groupInstances(t, c, group))
+	before := groupInstances(t, c, group)[first].LaunchTemplate
+	if before == nil || aws.ToString(before.LaunchTemplateId) == "" || aws.ToString(before.LaunchTemplateName) != lt || aws.ToString(before.Version) != "1" {
+		t.Fatalf("first instance's launch template %+v, want %s (with its id) version 1", before, lt)
+	}
+
+	next := emulator.UniqueName(t, "runnerfleet-lt")
+	out, err := c.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
+		LaunchTemplateName: aws.String(next),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Small},
+	})
+	if err != nil {
+		t.Fatalf("CreateLaunchTemplate: %v", err)
+	}
+	nextID := aws.ToString(out.LaunchTemplate.LaunchTemplateId)
+	if _, err := c.asg.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: aws.String(group),
+		LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(nextID), Version: aws.String("$Latest")},
+	}); err != nil {
+		t.Fatalf("UpdateAutoScalingGroup: %v", err)
+	}
+	if _, err := c.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
+		AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(2),
+	}); err != nil {
+		t.Fatalf("SetDesiredCapacity: %v", err)
+	}
+	for id, in := range groupInstances(t, c, group) {
+		got := in.LaunchTemplate
+		wantID, wantName := nextID, next
+		if id == first {
+			wantID, wantName = aws.ToString(before.LaunchTemplateId), lt
+		}
+		if got == nil {
+			t.Errorf("instance %s: no launch template, want %s (%s) version 1", id, wantName, wantID)
+		} else if aws.ToString(got.LaunchTemplateId) != wantID || aws.ToString(got.LaunchTemplateName) != wantName || aws.ToString(got.Version) != "1" {
+			t.Errorf("instance %s: launch template %s (%s) version %s, want %s (%s) version 1", id,
+				aws.ToString(got.LaunchTemplateName), aws.ToString(got.LaunchTemplateId), aws.ToString(got.Version), wantName, wantID)
+		}
+	}
+
+	// Scale-in picks the instance of the template the group no longer launches from.
+	if _, err := c.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
+		AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(1),
+	}); err != nil {
+		t.Fatalf("SetDesiredCapacity: %v", err)
+	}
+	if _, ok := groupInstances(t, c, group)[first]; ok {
+		t.Fatalf("scale-in kept %s of the old launch template over the new one's", first)
 	}
 }
 

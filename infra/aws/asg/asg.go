@@ -68,8 +68,8 @@ type Snapshot struct {
 }
 
 // Member is one instance of a group: in Instance its ID, lifecycle state, scale-in protection
-// and launch template version (from Auto Scaling) and its launch time (from EC2); and its
-// private IP (from EC2).
+// and launch template (id and version, from Auto Scaling) and its launch time (from EC2); and
+// its private IP (from EC2).
 type Member struct {
 	Instance  fleet.Instance
 	PrivateIP string
@@ -79,13 +79,29 @@ type Member struct {
 // uses, and its members. An instance EC2 no longer lists keeps an empty IP and a zero launch
 // time (a metrics URL built from the address then has no host, and the scraper reports the
 // instance unknown, "no address", without dialling). A missing group is an error
-// wrapping notFound, the sentinel of the handler the caller adapts Groups to.
+// wrapping notFound, the sentinel of the handler the caller adapts Groups to. A failed EC2
+// lookup fails it (ReadGroup does not).
 func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Snapshot, error) {
+	s, ec2Err, err := g.ReadGroup(ctx, groupName, notFound)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if ec2Err != nil {
+		return Snapshot{}, ec2Err
+	}
+	return s, nil
+}
+
+// ReadGroup is Read, except that a failed EC2 lookup (DescribeInstances throttled, refused, not
+// answered) does not fail it: the snapshot comes back with every member's private IP and launch
+// time left empty, and the lookup's error as ec2Err — the caller's own failure to look, not the
+// instances'. err is Auto Scaling's (a missing group wraps notFound); then ec2Err is nil.
+func (g *Groups) ReadGroup(ctx context.Context, groupName string, notFound error) (s Snapshot, ec2Err, err error) {
 	out, err := g.as.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
 		AutoScalingGroupNames: []string{groupName},
 	})
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("describing auto scaling group %s: %w", groupName, err)
+		return Snapshot{}, nil, fmt.Errorf("describing auto scaling group %s: %w", groupName, err)
 	}
 	var grp *astypes.AutoScalingGroup
 	for i := range out.AutoScalingGroups {
@@ -94,9 +110,9 @@ func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Sn
 		}
 	}
 	if grp == nil {
-		return Snapshot{}, fmt.Errorf("describing auto scaling group %s: %w", groupName, notFound)
+		return Snapshot{}, nil, fmt.Errorf("describing auto scaling group %s: %w", groupName, notFound)
 	}
-	s := Snapshot{
+	s = Snapshot{
 		Name:           groupName,
 		Desired:        int(aws.ToInt32(grp.DesiredCapacity)),
 		Min:            int(aws.ToInt32(grp.MinSize)),
@@ -114,6 +130,7 @@ func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Sn
 			Protected: aws.ToBool(in.ProtectedFromScaleIn),
 		}
 		if in.LaunchTemplate != nil {
+			inst.LaunchTemplateID = aws.ToString(in.LaunchTemplate.LaunchTemplateId)
 			inst.LaunchTemplateVersion = aws.ToString(in.LaunchTemplate.Version)
 		}
 		s.Members = append(s.Members, Member{Instance: inst})
@@ -121,7 +138,7 @@ func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Sn
 	}
 	found, err := g.instances(ctx, ids)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("describing instances of auto scaling group %s: %w", groupName, err)
+		return s, fmt.Errorf("describing instances of auto scaling group %s: %w", groupName, err), nil
 	}
 	for i := range s.Members {
 		if in, ok := found[s.Members[i].Instance.ID]; ok {
@@ -129,7 +146,7 @@ func (g *Groups) Read(ctx context.Context, groupName string, notFound error) (Sn
 			s.Members[i].Instance.LaunchedAt = aws.ToTime(in.LaunchTime)
 		}
 	}
-	return s, nil
+	return s, nil, nil
 }
 
 // instances reads the EC2 side of the instances with an instance-id filter: unlike InstanceIds,

@@ -108,6 +108,7 @@ type recorder struct {
 	protected [][]string      // instance IDs, one entry per SetInstanceProtection accepted
 	leaving   map[string]bool // instances no longer InService: a call naming one is refused whole
 	calls     []string
+	ec2Err    error // fails DescribeInstances
 }
 
 func (r *recorder) DescribeAutoScalingGroups(_ context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error) {
@@ -144,6 +145,9 @@ func (r *recorder) TerminateInstanceInAutoScalingGroup(_ context.Context, in *au
 func (r *recorder) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.ec2Err != nil {
+		return nil, r.ec2Err
+	}
 	ids := in.Filters[0].Values
 	r.filters = append(r.filters, ids)
 	var res ec2types.Reservation
@@ -173,7 +177,7 @@ func fleetOf(n int) *recorder {
 	for i := range n {
 		r.group.Instances = append(r.group.Instances, astypes.Instance{InstanceId: aws.String(fmt.Sprintf("i-%d", i)),
 			LifecycleState: astypes.LifecycleStateInService, ProtectedFromScaleIn: aws.Bool(i == 0),
-			LaunchTemplate: &astypes.LaunchTemplateSpecification{Version: aws.String("4")}})
+			LaunchTemplate: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String("lt-0abc"), Version: aws.String("4")}})
 	}
 	return r
 }
@@ -198,7 +202,7 @@ func TestGroupsReadChunksAndKeepsGoneInstances(t *testing.T) {
 		t.Errorf("DescribeInstances filters of %d calls, want 200+200+50", len(r.filters))
 	}
 	m := s.Members[0]
-	if m.Instance.ID != "i-0" || !m.Instance.Protected || !m.Instance.State.InService() || m.Instance.LaunchTemplateVersion != "4" ||
+	if m.Instance.ID != "i-0" || !m.Instance.Protected || !m.Instance.State.InService() || m.Instance.LaunchTemplateVersion != "4" || m.Instance.LaunchTemplateID != "lt-0abc" ||
 		m.PrivateIP != "10.1.0.0" || !m.Instance.LaunchedAt.Equal(time.Unix(700, 0)) {
 		t.Errorf("member %+v", m)
 	}
@@ -215,6 +219,30 @@ func TestGroupsReadChunksAndKeepsGoneInstances(t *testing.T) {
 	}
 	if _, err := asg.NewGroups(nil, nil); err == nil {
 		t.Error("nil clients accepted")
+	}
+}
+
+// A failed EC2 lookup fails Read, but not ReadGroup: the group and its members come back without
+// addresses or launch times, and the lookup's error separately (the caller's own failure).
+func TestReadGroupKeepsTheGroupWhenEC2Fails(t *testing.T) {
+	r := fleetOf(3)
+	r.ec2Err = &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
+	g, err := asg.NewGroups(r, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Read(context.Background(), "grp", scale.ErrGroupNotFound); !errors.Is(err, r.ec2Err) {
+		t.Errorf("Read with EC2 failing: %v, want its error", err)
+	}
+	s, ec2Err, err := g.ReadGroup(context.Background(), "grp", scale.ErrGroupNotFound)
+	if err != nil || !errors.Is(ec2Err, r.ec2Err) {
+		t.Fatalf("ReadGroup: %v, EC2 error %v; want no error, EC2's apart", err, ec2Err)
+	}
+	if len(s.Members) != 3 || s.Members[0].PrivateIP != "" || !s.Members[0].Instance.LaunchedAt.IsZero() || s.Members[0].Instance.LaunchTemplateID != "lt-0abc" {
+		t.Fatalf("members %+v; want all three, from Auto Scaling only", s.Members)
+	}
+	if _, ec2Err, err := g.ReadGroup(context.Background(), "other", scale.ErrGroupNotFound); !errors.Is(err, scale.ErrGroupNotFound) || ec2Err != nil {
+		t.Errorf("missing group: %v, %v", err, ec2Err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
@@ -84,11 +85,16 @@ type fakeAS struct {
 	maxUpdates []int32
 	desired    []int32
 	terminated []string
+	// describeErr, when set, fails DescribeAutoScalingGroups.
+	describeErr error
 }
 
 func (f *fakeAS) DescribeAutoScalingGroups(_ context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, _ ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.describeErr != nil {
+		return nil, f.describeErr
+	}
 	if in.AutoScalingGroupNames[0] != aws.ToString(f.group.AutoScalingGroupName) {
 		return &autoscaling.DescribeAutoScalingGroupsOutput{}, nil
 	}
@@ -125,9 +131,23 @@ func (f *fakeAS) TerminateInstanceInAutoScalingGroup(_ context.Context, in *auto
 	return &autoscaling.TerminateInstanceInAutoScalingGroupOutput{}, nil
 }
 
-type fakeEC2 struct{ latest, def int64 }
+// fakeEC2 answers DescribeInstances (every instance at 10.0.0.9 but i-gone, which EC2 no longer
+// lists; or instancesErr) and DescribeLaunchTemplates (one template, id ltID: "lt-0cur" when
+// empty), counting the latter's calls.
+type fakeEC2 struct {
+	mu           sync.Mutex
+	latest, def  int64
+	ltID         string
+	ltCalls      int
+	instancesErr error
+}
 
-func (f fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.instancesErr != nil {
+		return nil, f.instancesErr
+	}
 	var insts []ec2types.Instance
 	for _, id := range in.Filters[0].Values {
 		if id == "i-gone" {
@@ -138,26 +158,37 @@ func (f fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesI
 	return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{{Instances: insts}}}, nil
 }
 
-func (f fakeEC2) DescribeLaunchTemplates(_ context.Context, in *ec2.DescribeLaunchTemplatesInput, _ ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error) {
-	return &ec2.DescribeLaunchTemplatesOutput{LaunchTemplates: []ec2types.LaunchTemplate{{LatestVersionNumber: aws.Int64(f.latest), DefaultVersionNumber: aws.Int64(f.def)}}}, nil
+func (f *fakeEC2) DescribeLaunchTemplates(_ context.Context, in *ec2.DescribeLaunchTemplatesInput, _ ...func(*ec2.Options)) (*ec2.DescribeLaunchTemplatesOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ltCalls++
+	id := f.ltID
+	if id == "" {
+		id = "lt-0cur"
+	}
+	return &ec2.DescribeLaunchTemplatesOutput{LaunchTemplates: []ec2types.LaunchTemplate{{LaunchTemplateId: aws.String(id), LaunchTemplateName: aws.String("lt"),
+		LatestVersionNumber: aws.Int64(f.latest), DefaultVersionNumber: aws.Int64(f.def)}}}, nil
 }
 
+// group is a group launching from launch template "lt" (by name) at version, with i-1 (launched
+// from lt-0old version 1) and i-gone (lt-0cur version 2, terminating, EC2 no longer lists it).
 func group(version string) *fakeAS {
 	return &fakeAS{group: astypes.AutoScalingGroup{
 		AutoScalingGroupName: aws.String("grp"), DesiredCapacity: aws.Int32(2), MinSize: aws.Int32(1), MaxSize: aws.Int32(2),
 		LaunchTemplate: &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("lt"), Version: aws.String(version)},
 		Instances: []astypes.Instance{
 			{InstanceId: aws.String("i-1"), LifecycleState: astypes.LifecycleStateInService, ProtectedFromScaleIn: aws.Bool(true),
-				LaunchTemplate: &astypes.LaunchTemplateSpecification{Version: aws.String("1")}},
+				LaunchTemplate: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String("lt-0old"), LaunchTemplateName: aws.String("lt-before"), Version: aws.String("1")}},
 			{InstanceId: aws.String("i-gone"), LifecycleState: astypes.LifecycleStateTerminating,
-				LaunchTemplate: &astypes.LaunchTemplateSpecification{Version: aws.String("2")}},
+				LaunchTemplate: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String("lt-0cur"), LaunchTemplateName: aws.String("lt"), Version: aws.String("2")}},
 		},
 	}}
 }
 
-func TestGroupDescribeResolvesTheVersion(t *testing.T) {
+func TestGroupDescribeResolvesTheTemplateAndVersion(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{{"$Latest", "3"}, {"$Default", "2"}, {"", "2"}, {"7", "7"}} {
-		g, err := NewGroup(group(tc.spec), fakeEC2{latest: 3, def: 2})
+		ec2api := &fakeEC2{latest: 3, def: 2}
+		g, err := NewGroup(group(tc.spec), ec2api)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,26 +196,79 @@ func TestGroupDescribeResolvesTheVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.CurrentVersion != tc.want || st.Desired != 2 || st.Min != 1 || st.Max != 2 || len(st.Members) != 2 {
-			t.Errorf("%q: %+v", tc.spec, st)
+		// The group names its template by name only: its id is looked up, whatever the version.
+		if st.CurrentTemplate != "lt-0cur" || st.CurrentVersion != tc.want || st.Desired != 2 || st.Min != 1 || st.Max != 2 || len(st.Members) != 2 || ec2api.ltCalls != 1 {
+			t.Errorf("%q: %+v (%d DescribeLaunchTemplates)", tc.spec, st, ec2api.ltCalls)
 		}
 		m := st.Members[0]
-		if m.ID != "i-1" || m.Version != "1" || !m.Protected || m.PrivateIP != "10.0.0.9" || !m.LaunchedAt.Equal(time.Unix(500, 0)) || !m.State.InService() {
+		if m.ID != "i-1" || m.Template != "lt-0old" || m.Version != "1" || !m.Protected || m.PrivateIP != "10.0.0.9" || !m.LaunchedAt.Equal(time.Unix(500, 0)) || !m.State.InService() {
 			t.Errorf("member %+v", m)
 		}
-		if st.Members[1].PrivateIP != "" {
-			t.Errorf("an instance EC2 no longer lists got an address: %+v", st.Members[1])
+		if st.Current(m) || !st.Current(cycle.Member{Template: "lt-0cur", Version: tc.want}) {
+			t.Errorf("%q: i-1 (lt-0old version 1) current %v; want old, and lt-0cur version %s current", tc.spec, st.Current(m), tc.want)
+		}
+		if st.Members[1].PrivateIP != "" || st.AddressErr != nil {
+			t.Errorf("an instance EC2 no longer lists got an address, or a failure to look: %+v, %v", st.Members[1], st.AddressErr)
 		}
 	}
-	g, _ := NewGroup(group("1"), fakeEC2{})
+	g, _ := NewGroup(group("1"), &fakeEC2{})
 	if _, err := g.Describe(context.Background(), "other"); !errors.Is(err, cycle.ErrGroupNotFound) {
 		t.Fatalf("missing group: %v", err)
 	}
 }
 
+// A group that names its template by id and its version by number needs no lookup; a group with
+// a mixed instances policy launches from the policy's template.
+func TestGroupDescribeByIDAndMixedInstancesPolicy(t *testing.T) {
+	as := group("5")
+	as.group.LaunchTemplate = nil
+	as.group.MixedInstancesPolicy = &astypes.MixedInstancesPolicy{LaunchTemplate: &astypes.LaunchTemplate{
+		LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String("lt-0mip"), Version: aws.String("5")}}}
+	ec2api := &fakeEC2{}
+	g, _ := NewGroup(as, ec2api)
+	st, err := g.Describe(context.Background(), "grp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CurrentTemplate != "lt-0mip" || st.CurrentVersion != "5" || ec2api.ltCalls != 0 {
+		t.Fatalf("template %q version %q after %d lookups; want the policy's lt-0mip version 5, no lookup", st.CurrentTemplate, st.CurrentVersion, ec2api.ltCalls)
+	}
+}
+
+// Describe says whose failure a failed look is: Auto Scaling throttling or refusing the worker is
+// the worker's (a *cycle.WorkerError with its reason), and a failed DescribeInstances (the
+// members' addresses) does not fail Describe but is its AddressErr.
+func TestGroupDescribeTellsTheWorkersFailures(t *testing.T) {
+	throttled := &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
+	denied := &smithy.GenericAPIError{Code: "AccessDenied", Message: "not authorized to perform: autoscaling:DescribeAutoScalingGroups"}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{{&smithy.GenericAPIError{Code: "Throttling", Message: "Rate exceeded"}, cycle.WorkerThrottled}, {denied, cycle.WorkerAccessDenied},
+		{errors.New("connection reset"), cycle.WorkerAWSError}} {
+		as := group("1")
+		as.describeErr = tc.err
+		g, _ := NewGroup(as, &fakeEC2{})
+		_, err := g.Describe(context.Background(), "grp")
+		var we *cycle.WorkerError
+		if !errors.As(err, &we) || we.Reason != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("Auto Scaling failing with %v: %v; want a worker error %q", tc.err, err, tc.want)
+		}
+	}
+
+	g, _ := NewGroup(group("1"), &fakeEC2{instancesErr: throttled})
+	st, err := g.Describe(context.Background(), "grp")
+	if err != nil {
+		t.Fatalf("DescribeInstances throttled failed Describe: %v", err)
+	}
+	if st.AddressErr == nil || st.AddressErr.Reason != cycle.WorkerThrottled || len(st.Members) != 2 || st.Members[0].PrivateIP != "" || st.Members[0].Template != "lt-0old" {
+		t.Fatalf("address error %v, members %+v; want throttled, both members without address", st.AddressErr, st.Members)
+	}
+}
+
 func TestGroupSurgeRaisesMaxFirstAndRestores(t *testing.T) {
 	as := group("1")
-	g, _ := NewGroup(as, fakeEC2{})
+	g, _ := NewGroup(as, &fakeEC2{})
 	ctx := context.Background()
 	if err := g.SetCapacity(ctx, "grp", 3, 3); err != nil {
 		t.Fatal(err)
@@ -217,6 +301,11 @@ func TestRunnerFromScrape(t *testing.T) {
 		want cycle.Runner
 	}{
 		{scrape.Result{InstanceID: "a", Reason: scrape.ReasonTimeout}, cycle.Runner{InstanceID: "a", Reason: "timeout"}},
+		// The worker's failures: cancelled before the runner was asked, a URL the template could not make.
+		{scrape.Result{InstanceID: "f", Reason: scrape.ReasonCanceled}, cycle.Runner{InstanceID: "f", Reason: "canceled", Worker: cycle.WorkerDeadline}},
+		{scrape.Result{InstanceID: "g", Reason: scrape.ReasonBadURL}, cycle.Runner{InstanceID: "g", Reason: "bad metrics url", Worker: cycle.WorkerURLTemplate}},
+		// An instance EC2 no longer lists has no address: the instance's, not the worker's.
+		{scrape.Result{InstanceID: "h", Reason: scrape.ReasonNoAddress}, cycle.Runner{InstanceID: "h", Reason: "no address"}},
 		{scrape.Result{InstanceID: "b", Known: true, Accepted: true, Capacity: 4, BusyJobs: 2, RunningJobs: 1}, cycle.Runner{InstanceID: "b", Known: true, Healthy: true, Capacity: 4, RunningJobs: 2}},
 		{scrape.Result{InstanceID: "c", Known: true, Rejected: true, BusyJobs: 1}, cycle.Runner{InstanceID: "c", Known: true, Rejected: true, RunningJobs: 1}},
 		{scrape.Result{InstanceID: "d", Known: true, Accepted: true, Capacity: 0}, cycle.Runner{InstanceID: "d", Known: true}},

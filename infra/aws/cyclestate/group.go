@@ -2,6 +2,7 @@ package cyclestate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
+	rfaws "github.com/runnerfleet/runnerfleet/infra/aws"
 	"github.com/runnerfleet/runnerfleet/infra/aws/asg"
 )
 
@@ -29,8 +31,14 @@ type EC2API interface {
 
 // Group implements cycle.Group over asg.Groups (which describes the group and its instances,
 // sets its desired capacity and terminates through it), adding what only a cycle does: resolving
-// the launch template version a launch uses, and raising and restoring the max size. It is safe
-// for concurrent use.
+// the launch template and version a launch uses, and raising and restoring the max size. It is
+// safe for concurrent use.
+//
+// Its Describe says whose failure a failed look is. Auto Scaling's or EC2's refusal to answer
+// (throttled, access denied, a 5xx, the caller's deadline) is the worker's: Describe's error is
+// then a *cycle.WorkerError, and a failed DescribeInstances (the members' addresses and launch
+// times) does not fail Describe at all but is GroupState.AddressErr. A group that does not exist
+// wraps cycle.ErrGroupNotFound.
 type Group struct {
 	groups *asg.Groups
 	as     AutoScalingAPI
@@ -48,52 +56,84 @@ func NewGroup(as AutoScalingAPI, ec2api EC2API) (*Group, error) {
 	return &Group{groups: groups, as: as, ec2: ec2api}, nil
 }
 
-// Describe returns the group's capacity, the launch template version a launch uses now
-// ("$Latest" and "$Default" resolved with DescribeLaunchTemplates), and its members with the
-// version each was launched from, its private IP and launch time (from EC2). A missing group
-// wraps cycle.ErrGroupNotFound.
+// Describe returns the group's capacity, the launch template a launch uses now — its id (looked
+// up with DescribeLaunchTemplates when the group names it by name) and its version ("$Latest" and
+// "$Default" resolved the same way) — and its members with the launch template id and version
+// each was launched from, its private IP and launch time (from EC2). For a group with a mixed
+// instances policy, that policy's launch template is the one a launch uses (asg.Snapshot). A
+// missing group wraps cycle.ErrGroupNotFound; any other failure is the worker's (see Group).
 func (g *Group) Describe(ctx context.Context, groupName string) (cycle.GroupState, error) {
-	s, err := g.groups.Read(ctx, groupName, cycle.ErrGroupNotFound)
-	if err != nil {
+	s, ec2Err, err := g.groups.ReadGroup(ctx, groupName, cycle.ErrGroupNotFound)
+	if errors.Is(err, cycle.ErrGroupNotFound) {
 		return cycle.GroupState{}, err
 	}
+	if err != nil {
+		return cycle.GroupState{}, workerError(ctx, err)
+	}
 	st := cycle.GroupState{Name: s.Name, Desired: s.Desired, Min: s.Min, Max: s.Max}
+	if ec2Err != nil {
+		st.AddressErr = workerError(ctx, ec2Err)
+	}
 	if s.LaunchTemplate != nil {
-		if st.CurrentVersion, err = g.resolve(ctx, s.LaunchTemplate); err != nil {
-			return cycle.GroupState{}, fmt.Errorf("resolving the launch template version of group %s: %w", groupName, err)
+		if st.CurrentTemplate, st.CurrentVersion, err = g.resolve(ctx, s.LaunchTemplate); err != nil {
+			return cycle.GroupState{}, workerError(ctx, fmt.Errorf("resolving the launch template of group %s: %w", groupName, err))
 		}
 	}
 	for _, m := range s.Members {
-		st.Members = append(st.Members, cycle.Member{ID: m.Instance.ID, State: m.Instance.State, Version: m.Instance.LaunchTemplateVersion,
+		st.Members = append(st.Members, cycle.Member{ID: m.Instance.ID, State: m.Instance.State,
+			Template: m.Instance.LaunchTemplateID, Version: m.Instance.LaunchTemplateVersion,
 			LaunchedAt: m.Instance.LaunchedAt, PrivateIP: m.PrivateIP, Protected: m.Instance.Protected})
 	}
 	return st, nil
 }
 
-// resolve turns a launch template specification into a version number.
-func (g *Group) resolve(ctx context.Context, spec *astypes.LaunchTemplateSpecification) (string, error) {
-	v := aws.ToString(spec.Version)
-	if _, err := strconv.Atoi(v); err == nil {
-		return v, nil
+// resolve turns a launch template specification into the template's id and a version number.
+// A specification that names its template by id and its version by number needs no call.
+func (g *Group) resolve(ctx context.Context, spec *astypes.LaunchTemplateSpecification) (id, version string, err error) {
+	id, v := aws.ToString(spec.LaunchTemplateId), aws.ToString(spec.Version)
+	if _, err := strconv.Atoi(v); err == nil && id != "" {
+		return id, v, nil
 	}
 	in := &ec2.DescribeLaunchTemplatesInput{}
-	if id := aws.ToString(spec.LaunchTemplateId); id != "" {
+	if id != "" {
 		in.LaunchTemplateIds = []string{id}
 	} else {
 		in.LaunchTemplateNames = []string{aws.ToString(spec.LaunchTemplateName)}
 	}
 	out, err := g.ec2.DescribeLaunchTemplates(ctx, in)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if len(out.LaunchTemplates) != 1 {
-		return "", fmt.Errorf("%d launch templates match %s%s", len(out.LaunchTemplates), aws.ToString(spec.LaunchTemplateId), aws.ToString(spec.LaunchTemplateName))
+		return "", "", fmt.Errorf("%d launch templates match %s%s", len(out.LaunchTemplates), aws.ToString(spec.LaunchTemplateId), aws.ToString(spec.LaunchTemplateName))
 	}
 	lt := out.LaunchTemplates[0]
-	if v == "$Latest" {
-		return strconv.FormatInt(aws.ToInt64(lt.LatestVersionNumber), 10), nil
+	if id = aws.ToString(lt.LaunchTemplateId); id == "" {
+		return "", "", fmt.Errorf("launch template %s%s: no id in EC2's answer", aws.ToString(spec.LaunchTemplateId), aws.ToString(spec.LaunchTemplateName))
 	}
-	return strconv.FormatInt(aws.ToInt64(lt.DefaultVersionNumber), 10), nil // "$Default" or empty
+	switch {
+	case v == "$Latest":
+		v = strconv.FormatInt(aws.ToInt64(lt.LatestVersionNumber), 10)
+	case v == "$Default" || v == "":
+		v = strconv.FormatInt(aws.ToInt64(lt.DefaultVersionNumber), 10)
+	}
+	return id, v, nil
+}
+
+// workerError says why the worker could not make an AWS call a look needs (cycle.WorkerError):
+// the caller's context ended (deadline), throttled, access denied, or any other failure
+// (aws-error). A failure of the worker's, whatever AWS answered: the group's state is unknown,
+// not bad.
+func workerError(ctx context.Context, err error) *cycle.WorkerError {
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return &cycle.WorkerError{Reason: cycle.WorkerDeadline, Err: err}
+	case rfaws.IsThrottle(err):
+		return &cycle.WorkerError{Reason: cycle.WorkerThrottled, Err: err}
+	case rfaws.IsAccessDenied(err):
+		return &cycle.WorkerError{Reason: cycle.WorkerAccessDenied, Err: err}
+	}
+	return &cycle.WorkerError{Reason: cycle.WorkerAWSError, Err: err}
 }
 
 // SetCapacity raises MaxSize to max first when needed, then sets the desired capacity at once.

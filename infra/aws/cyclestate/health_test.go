@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/infra/scrape"
@@ -119,5 +121,71 @@ func TestHealthNeedsASuccessfulJobRequest(t *testing.T) {
 	}
 	if r := got["i-204"]; r.Healthy || !r.Rejected {
 		t.Errorf("i-204 after only 403s: %+v, want rejected and not healthy", r)
+	}
+}
+
+// TestHealthTellsTheWorkersFailuresFromTheRunners checks whose failure a look that read nothing
+// was. The worker's: EC2 throttled the DescribeInstances that finds the runners' addresses (the
+// group is still described; a template that needs the address is not even tried, one that does
+// not is scraped as usual), its egress guard refused the address, its context ended, the URL
+// could not be made. The runner's: a runner on 127.0.0.1 that refuses the connection.
+func TestHealthTellsTheWorkersFailuresFromTheRunners(t *testing.T) {
+	t.Parallel()
+	pages := newRunnerPages(t)
+	pages.set("i-1", page(`status="204",system_id="s_1"} 1`))
+	refusing := httptest.NewServer(http.NotFoundHandler())
+	refusing.Close() // its loopback port now refuses connections
+	s, err := scrape.New(scrape.Config{}, netguard.HTTPClient(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHealth(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	check := func(ctx context.Context, tmpl string, target cycle.Target) cycle.Runner {
+		t.Helper()
+		rs, err := h.Check(ctx, tmpl, []cycle.Target{target})
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("Check(%s): %v, %v", tmpl, rs, err)
+		}
+		return rs[0]
+	}
+
+	// EC2 throttles the worker's DescribeInstances: the group is described, its addresses are not.
+	throttled := &smithy.GenericAPIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded."}
+	g, _ := NewGroup(group("1"), &fakeEC2{instancesErr: throttled})
+	st, err := g.Describe(ctx, "grp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := st.Members[0]
+	target := cycle.Target{InstanceID: m.ID, PrivateIP: m.PrivateIP, AddressErr: st.AddressErr}
+	if r := check(ctx, "http://{{.PrivateIP}}:9252/metrics", target); r.Worker != cycle.WorkerThrottled || r.Known || r.Healthy ||
+		!strings.Contains(r.Reason, "RequestLimitExceeded") {
+		t.Errorf("address not read, template needs it: %+v; want the worker's failure (throttled)", r)
+	}
+	if r := check(ctx, pages.srv.URL+"/instances/{{.InstanceID}}/metrics", cycle.Target{InstanceID: "i-1", AddressErr: st.AddressErr}); !r.Healthy || r.Worker != "" {
+		t.Errorf("address not read, template does not need it: %+v; want the runner read, healthy", r)
+	}
+
+	// A runner on loopback that refuses the connection: the runner's failure.
+	if r := check(ctx, refusing.URL+"/metrics/{{.InstanceID}}", cycle.Target{InstanceID: "i-2"}); r.Known || r.Worker != "" || r.Reason != string(scrape.ReasonConnect) {
+		t.Errorf("runner refusing: %+v; want the runner's failure (connection failed)", r)
+	}
+	// The worker's egress guard refuses a non-loopback address before any packet leaves.
+	if r := check(ctx, "http://{{.PrivateIP}}:9252/metrics", cycle.Target{InstanceID: "i-3", PrivateIP: "10.0.0.9"}); r.Worker != cycle.WorkerNetwork {
+		t.Errorf("egress guard: %+v; want the worker's failure (network)", r)
+	}
+	// The URL cannot be made from the template.
+	if r := check(ctx, "http://127.0.0.1:9/{{.Nope}}", cycle.Target{InstanceID: "i-4"}); r.Worker != cycle.WorkerURLTemplate {
+		t.Errorf("template: %+v; want the worker's failure (url-template)", r)
+	}
+	// The worker's context ended: the runner was not given its time.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if r := check(done, pages.srv.URL+"/instances/{{.InstanceID}}/metrics", cycle.Target{InstanceID: "i-1"}); r.Worker != cycle.WorkerDeadline || r.Known {
+		t.Errorf("context ended: %+v; want the worker's failure (deadline)", r)
 	}
 }

@@ -87,12 +87,27 @@ def resolve_version(group: Any) -> str:
         return str(lt.default_version_number)
 
 
-def _version_key(state: Any) -> int:
+def launch_template_id_of(state: Any) -> str:
+    """The id of the launch template state was launched from: recorded at launch (AWS keeps it),
+    else the group's ("" when it has none)."""
+    recorded = getattr(state, "rf_launch_template_id", None)
+    if recorded is not None:
+        return recorded
+    group = state.auto_scaling_group
+    return group.ec2_launch_template.id if group is not None and group.ec2_launch_template is not None else ""
+
+
+def _version_key(state: Any) -> tuple[int, int]:
+    """Scale-in order: instances of another launch template than the group's first (AWS's default
+    termination policy prefers the oldest launch template), then the oldest version."""
+    group = state.auto_scaling_group
+    current = group.ec2_launch_template.id if group is not None and group.ec2_launch_template is not None else ""
+    on_current = 1 if launch_template_id_of(state) == current else 0
     v = getattr(state, "rf_launch_template_version", "")
     try:
-        return int(v)
+        return on_current, int(v)
     except (TypeError, ValueError):
-        return 0
+        return on_current, 0
 
 
 # --- launch -------------------------------------------------------------------------------------
@@ -108,9 +123,14 @@ def replace_autoscaling_group_instances(self: Any, count_needed: int, propagated
         finally:
             _tls.asg_launch = False
         version = resolve_version(self)
+        lt = self.ec2_launch_template
         for state in [s for s in self.instance_states if id(s) not in before]:
             state.rf_launch_template_version = version
             state.instance.rf_launch_template_version = version
+            # The template itself too, as AWS keeps it: after the group switches to another
+            # template (or a stack update replaces it), the instance still names the old one.
+            state.rf_launch_template_id = lt.id if lt is not None else ""
+            state.rf_launch_template_name = lt.name if lt is not None else ""
             state.lifecycle_state = ""
             set_state(state, "Pending")
             announce_launch(state.instance, self.name, version)
@@ -138,7 +158,17 @@ def announce_launch(instance: Any, group: str, version: str) -> None:
 
 
 def launch_template_of_state(self: Any) -> dict[str, Any] | None:
-    """InstanceState.launch_template: the version the instance was launched from (AWS keeps it)."""
+    """InstanceState.launch_template: the launch template (id, name) and version the instance was
+    launched from, as AWS keeps them — not the group's current template (moto's answer, which
+    made an instance of a replaced template look launched from its successor). An instance our
+    launch did not record (attached) falls back to the group's template and default version."""
+    recorded = getattr(self, "rf_launch_template_id", None)
+    if recorded is not None:
+        if not recorded:
+            return None  # launched while the group had no launch template
+        return {"LaunchTemplateId": recorded,
+                "LaunchTemplateName": getattr(self, "rf_launch_template_name", ""),
+                "Version": getattr(self, "rf_launch_template_version", "")}
     group = self.auto_scaling_group
     if group is None or group.ec2_launch_template is None:
         return None

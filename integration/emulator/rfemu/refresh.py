@@ -47,12 +47,14 @@ class Refresh:
         self.min_healthy = int(preferences.get("MinHealthyPercentage", 90) or 90)
         self.protected_mode = preferences.get("ScaleInProtectedInstances") or "Ignore"
         version = autoscaling.resolve_version(group)
+        template = group.ec2_launch_template.id if group.ec2_launch_template is not None else ""
         skip_matching = bool(preferences.get("SkipMatching"))
         self.to_replace: list[str] = []
         for state in group.instance_states:
             if not autoscaling.counted(state):
                 continue
-            if skip_matching and getattr(state, "rf_launch_template_version", "") == version:
+            if (skip_matching and getattr(state, "rf_launch_template_version", "") == version
+                    and autoscaling.launch_template_id_of(state) == template):
                 continue
             if state.protected_from_scale_in and self.protected_mode == "Ignore":
                 continue
