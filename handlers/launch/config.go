@@ -167,8 +167,9 @@ type Metrics struct {
 	// Checks counts looks at a runner by what they found.
 	Checks *prometheus.CounterVec
 	// LookFailures counts looks the worker could not make, by reason (WorkerError): they are not
-	// in Checks, and say nothing about the runner. Any rise wants an operator (an alarm): gates
-	// hold their instances in Pending:Wait while the worker cannot look.
+	// in Checks, and say nothing about the runner. Any rise wants an operator (alert on it in
+	// Prometheus; it is not a CloudWatch metric): gates hold their instances in Pending:Wait while
+	// the worker cannot look, up to an hour past their deadline.
 	LookFailures *prometheus.CounterVec
 	// Duration observes how long instances waited in Pending:Wait, by result.
 	Duration *prometheus.HistogramVec

@@ -41,11 +41,12 @@ const (
 	// so the gate completes with CONTINUE.
 	ReasonRunningJobs = "running-jobs"
 	// ReasonCouldNotLook: the worker could not look at the runner (WorkerError: throttling, access
-	// denied, its own deadline or URL template) up to the gate's hold limit, a margin inside the
-	// hook's global timeout, and had not decided by looks that reached it. The gate completes
-	// with CONTINUE: ABANDON would terminate an instance whose runner may be healthy and running
-	// jobs, for the worker's own fault, and the hook's default result (ABANDON in the fleet stack)
-	// would do the same a little later. See holdEnds.
+	// denied, its own deadline or URL template) up to the gate's hold limit (at most maxBlindHold
+	// past its deadline, and a margin inside the hook's global timeout), or while the hook's
+	// heartbeats failed up to near its heartbeat timeout, and had not decided by looks that
+	// reached it. The gate completes with CONTINUE: ABANDON would terminate an instance whose
+	// runner may be healthy and running jobs, for the worker's own fault, and the hook's default
+	// result (ABANDON in the fleet stack) would do the same a little later. See holdEnds.
 	ReasonCouldNotLook = "could-not-look"
 )
 
@@ -54,7 +55,7 @@ const (
 	sortKey   = "launch"
 	// recordSchema is the layout of the record this code writes; raise it with any change an
 	// older worker would misread or lose on saving. Records of a newer schema are left alone.
-	recordSchema = 4 // 2: LateLooks, LateDue, BaselineAt; 3: JobsUnknownSince; 4: HookTimeout, HoldUntil, LookFailure*
+	recordSchema = 5 // 2: LateLooks, LateDue, BaselineAt; 3: JobsUnknownSince; 4: HookTimeout, HoldUntil, LookFailure*; 5: LookDue
 
 	// passOnDelay is how soon a follow-up passed on to a newer replica comes back.
 	passOnDelay = 5 * time.Second
@@ -96,8 +97,10 @@ type record struct {
 	// a gate that cannot look heartbeats every third of it while it holds (cannotLook).
 	HookTimeout time.Duration `json:"hook_timeout,omitempty"`
 	// HoldUntil is how long the gate may hold an instance while the worker cannot look at its
-	// runner: inside the hook's global timeout (holdLimit). Zero (the global timeout unknown, or a
-	// record of schema 3): the deadline and the looks the gate may add past it (holdUntil).
+	// runner: at most maxBlindHold past the deadline, inside the hook's global timeout (holdLimit;
+	// schema 4 stored it without the first bound, which holdUntil applies). Zero (the global
+	// timeout unknown, or a record of schema 3): the deadline and the looks the gate may add past
+	// it (holdUntil).
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 	// LookFailures counts the looks the worker could not make (WorkerError); LookFailure is the
 	// reason of the latest, LookFailedSince when the current run of them began (cleared by a look
@@ -120,7 +123,11 @@ type record struct {
 	LateLooks int `json:"late_looks,omitempty"`
 	// LateDue is when the last look added past the deadline is due: a step before it (a
 	// heartbeat's) decides nothing.
-	LateDue       time.Time `json:"late_due,omitzero"`
+	LateDue time.Time `json:"late_due,omitzero"`
+	// LookDue is when the next look is due (nextDue): a step before it, woken for a heartbeat or
+	// a failed heartbeat's retry, heartbeats without looking, so looks stay a poll apart. Zero (a
+	// record of schema 4 or older): every step looks.
+	LookDue       time.Time `json:"look_due,omitzero"`
 	OK            float64   `json:"ok"`
 	Rejected      float64   `json:"rejected"`
 	Last          string    `json:"last,omitempty"`
@@ -259,7 +266,15 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 	if sweeping {
 		h.m.Recovered.WithLabelValues(rec.Fleet).Inc()
 	}
+	before := rec
 	h.step(ctx, &rec, now)
+	return h.persist(ctx, rec, version, now, !quietHold(before, rec, now))
+}
+
+// persist saves a stepped gate (version: the one it was read at) and takes what follows: the
+// completion, or the follow-up. logStep: write the step's decision line (see quietHold).
+func (h *Handler) persist(ctx context.Context, rec record, version int64, now time.Time, logStep bool) error {
+	pk := keyPrefix + rec.Token
 	out, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("launch: encoding gate of %s: %w", rec.InstanceID, err)
@@ -283,7 +298,9 @@ func (h *Handler) advance(ctx context.Context, f fleet.Settings, gate Gate, la *
 		h.finished(ctx, rec, now)
 		return nil
 	}
-	h.decision(ctx, rec, now)
+	if logStep {
+		h.decision(ctx, rec, now)
+	}
 	follow := rec.Event
 	follow.ID = rec.Event.ID + "/gate-" + strconv.FormatInt(version, 10)
 	if err := h.d.FollowUps.Schedule(ctx, follow, min(max(rec.Due.Sub(now), 0), MaxDelay)); err != nil {
@@ -327,16 +344,17 @@ func ungated(g Gate, la *messages.LifecycleAction) string {
 // due is dropped there), and the hook is heartbeated when a heartbeat is due, without writing the
 // record: after a rollback no replica may be left to step the gate, and without heartbeats the
 // hook's timeout would ABANDON the instance, healthy or running jobs. That ends once the action
-// has ended, or past the gate's deadline by the longest hook heartbeat timeout: by then no newer
-// replica is coming back soon, and the follow-up would otherwise come back every passOnDelay for
-// ever (a newer replica's sweep still finds the record if one runs).
+// has ended, or past the gate's deadline by the longest hook heartbeat timeout, or past its hold
+// limit (HoldUntil) when that is later (a gate that cannot look holds past its deadline): by then
+// no newer replica is coming back soon, and the follow-up would otherwise come back every
+// passOnDelay for ever (a newer replica's sweep still finds the record if one runs).
 func (h *Handler) passOn(ctx context.Context, rec record, env messages.Envelope, now time.Time) error {
 	log := h.log.With("fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token),
 		"schema", rec.Schema, "known_schema", recordSchema)
-	if !rec.Deadline.IsZero() && now.After(rec.Deadline.Add(maxHookHeartbeatTimeout)) {
+	if !rec.Deadline.IsZero() && now.After(passOnUntil(rec)) {
 		h.forget(rec.Token)
-		log.WarnContext(ctx, "launch gate record written by a newer worker is past its deadline and any hook's timeout: no longer passed on or heartbeated",
-			"deadline", rec.Deadline)
+		log.WarnContext(ctx, "launch gate record written by a newer worker is past its deadline, any hook's timeout and its hold limit: no longer passed on or heartbeated",
+			"deadline", rec.Deadline, "hold_until", rec.HoldUntil)
 		return nil
 	}
 	pending, err := h.keepAlive(ctx, rec, now)
@@ -356,6 +374,16 @@ func (h *Handler) passOn(ctx context.Context, rec record, env messages.Envelope,
 		return fmt.Errorf("launch: passing on the gate of %s: %w", rec.InstanceID, err)
 	}
 	return nil
+}
+
+// passOnUntil is how long a newer worker's gate is passed on: its deadline and the longest hook
+// heartbeat timeout, or its hold limit when that is later.
+func passOnUntil(rec record) time.Time {
+	until := rec.Deadline.Add(maxHookHeartbeatTimeout)
+	if rec.HoldUntil.After(until) {
+		return rec.HoldUntil
+	}
+	return until
 }
 
 // keepAlive heartbeats the action of a newer worker's gate when a heartbeat is due, by the
@@ -452,13 +480,19 @@ func observed(rec *record, now time.Time) bool {
 	return now.Sub(rec.BaselineAt) >= span
 }
 
-// step looks at the runner once (and heartbeats when due) and sets the next phase and Due.
+// step heartbeats when due and, when a look is due (LookDue), looks at the runner once; it sets
+// the next phase and Due.
 func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	if rec.HeartbeatEvery > 0 && now.Sub(rec.LastHeartbeat) >= rec.HeartbeatEvery {
 		active, err := h.d.Lifecycle.Heartbeat(ctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID)
 		switch {
 		case err != nil:
 			rec.Note = fmt.Sprintf("heartbeat failed: %v", err)
+			if lapsing(rec, now) {
+				h.holdEnds(ctx, rec, now, fmt.Sprintf("with the hook's heartbeats failing for %s (the latest: %v), before its %s heartbeat timeout has AWS apply its default result",
+					now.Sub(rec.LastHeartbeat).Round(time.Second), err, rec.HookTimeout))
+				return
+			}
 		case !active:
 			rec.Phase, rec.Reason, rec.FinishedAt = phaseDone, ReasonActionGone, now
 			rec.Note = "the lifecycle action is no longer pending (heartbeat refused)"
@@ -466,6 +500,14 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 		default:
 			rec.LastHeartbeat = now
 		}
+	}
+	if rec.LookDue.After(now.Add(clockSkew)) {
+		// Woken for a heartbeat, or to retry a failed one, before the next look is due: no look.
+		// A gate whose heartbeats fail is woken every few seconds, and a look each time (an EC2
+		// call and a scrape) would add to the throttling that may be failing them.
+		rec.Due = h.nextDue(rec, now, rec.LookDue)
+		rec.FollowUps++
+		return
 	}
 	ok, rejected, err := h.d.Health.RequestJobs(ctx, rec.Fleet, rec.InstanceID)
 	if we := workerSide(ctx, err); we != nil {
@@ -524,8 +566,9 @@ func (h *Handler) step(ctx context.Context, rec *record, now time.Time) {
 	}
 }
 
-// nextDue is look, or the next heartbeat when that comes first.
+// nextDue is look, or the next heartbeat when that comes first; it records look as LookDue.
 func (h *Handler) nextDue(rec *record, now, look time.Time) time.Time {
+	rec.LookDue = look
 	if rec.HeartbeatEvery <= 0 {
 		return look
 	}
@@ -545,50 +588,90 @@ func (h *Handler) nextDue(rec *record, now, look time.Time) time.Time {
 // not the hook's default result, ends the wait.
 const holdMargin = 5 * time.Minute
 
+// maxBlindHold bounds how long past its deadline a gate holds its instance while the worker
+// cannot look at the runner, however long the hook would allow (its global timeout, up to 48 h).
+// A held instance is in Pending:Wait: scaling counts it as booting capacity, and while any
+// instance boots the fleet replaces no unknown instance and removes no rejected idle one, so a
+// long hold stalls the whole fleet's repairs; nothing but the ERROR lines and a Prometheus
+// counter says so. An hour is time for an operator to fix the worker's role or template, or
+// for throttling to pass, and short enough that a fleet is not left stuck for a day.
+const maxBlindHold = time.Hour
+
+// hookLapseMargin is how far short of the hook's heartbeat timeout, counted from its last good
+// heartbeat, a holding gate whose heartbeats fail stops holding (lapsing): AWS applies the
+// hook's default result (ABANDON in the fleet stack) at that timeout, so the gate's CONTINUE must
+// come first, while CompleteLifecycleAction may still work, with time for its retries. A third
+// of a short hook's timeout at most, so the heartbeats are given some retries first.
+const hookLapseMargin = 5 * time.Minute
+
 // lookFailureLogEvery is how often a gate whose looks keep failing on the worker's side logs it at
-// ERROR again (it does at once when they begin, and whenever their reason changes): a scale-out
-// of fifty instances during an IAM mistake would otherwise log two hundred lines a minute.
+// ERROR again, whatever their reason (it does at once when they first fail): a scale-out of fifty
+// instances during an IAM mistake would otherwise log two hundred lines a minute, and under
+// throttling the reason flips between throttled and deadline from one look to the next.
 const lookFailureLogEvery = 5 * time.Minute
 
 // holdLimit is the latest a gate holds its instance while the worker cannot look at the runner:
 // the hook's global timeout (AWS applies the hook's default result then, however often it is
-// heartbeated) less the looks the gate may add after a last-moment look and holdMargin, and
-// never before the gate's deadline. Zero when the global timeout is unknown (holdUntil).
+// heartbeated) less the looks the gate may add after a last-moment look and holdMargin, at most
+// maxBlindHold past the deadline, and never before the deadline. Zero when the global timeout is
+// unknown (holdUntil).
 func holdLimit(rec record, global time.Duration) time.Time {
 	if global <= 0 {
 		return time.Time{}
 	}
-	limit := rec.StartedAt.Add(global - addedWait(rec.Poll) - holdMargin)
+	limit := minTime(rec.StartedAt.Add(global-addedWait(rec.Poll)-holdMargin), rec.Deadline.Add(maxBlindHold))
 	if limit.Before(rec.Deadline) {
 		return rec.Deadline
 	}
 	return limit
 }
 
-// holdUntil is the record's hold limit; a record without one (the hook's global timeout unknown,
-// or written by schema 3) holds for the deadline and the looks the gate may add past it, which
-// resolve kept inside the hook's timeouts.
+// holdUntil is the record's hold limit, at most maxBlindHold past the deadline (a record of schema
+// 4 stored one up to the hook's global timeout); a record without one (the hook's global timeout
+// unknown, or written by schema 3) holds for the deadline and the looks the gate may add past it,
+// which resolve kept inside the hook's timeouts.
 func holdUntil(rec *record) time.Time {
 	if !rec.HoldUntil.IsZero() {
-		return rec.HoldUntil
+		return minTime(rec.HoldUntil, rec.Deadline.Add(maxBlindHold))
 	}
 	return rec.Deadline.Add(addedWait(rec.Poll))
+}
+
+// lapsing reports whether a gate that cannot look (a hold) must stop holding because its
+// heartbeats have failed for so long that the hook's heartbeat timeout is near (hookLapseMargin).
+// Unknown hook timeout (a record of schema 3): never.
+func lapsing(rec *record, now time.Time) bool {
+	if rec.LookFailedSince.IsZero() || rec.HookTimeout <= 0 {
+		return false
+	}
+	return now.Sub(rec.LastHeartbeat) >= rec.HookTimeout-min(rec.HookTimeout/3, hookLapseMargin)
+}
+
+// quietHold reports whether a step's decision line is left out: a step of a hold that goes on
+// (the worker could not look before it nor at it), changed nothing the line shows but its times
+// and the latest failure's reason (kept in the record and look_failures_total), and logged no
+// ERROR line. So a holding gate writes its decision line when something changes and with its
+// ERROR line, at most every lookFailureLogEvery, not at every poll and heartbeat for an hour.
+func quietHold(before, after record, now time.Time) bool {
+	return after.Phase == phaseWait && !before.LookFailedSince.IsZero() && !after.LookFailedSince.IsZero() &&
+		!after.LookFailureLogged.Equal(now) && before.Checks == after.Checks && before.Last == after.Last &&
+		before.HeartbeatEvery == after.HeartbeatEvery && before.LateLooks == after.LateLooks
 }
 
 // cannotLook handles a look the worker could not make (we). It says nothing about the runner: it
 // is not a look (Checks, Last and the runner's counters are left as they were), so it counts
 // neither toward "no answer" nor toward the looks an ABANDON needs, and never ends the gate with
-// ABANDON. The gate logs it at ERROR (at once, on a new reason, then at most every
-// lookFailureLogEvery), counts it (look_failures_total), heartbeats the hook (from now on, if it
-// did not) and looks again a poll later — past its deadline too, for as long as the hook lets it
-// (holdUntil). At that limit it decides (holdEnds).
+// ABANDON. The gate logs it at ERROR (at once, then at most every lookFailureLogEvery, whatever
+// the reason), counts it (look_failures_total), heartbeats the hook (from now on, if it did not)
+// and looks again a poll later — past its deadline too, up to its hold limit (holdUntil). At
+// that limit it decides (holdEnds), and sooner when the hook's heartbeats keep failing (lapsing).
 func (h *Handler) cannotLook(ctx context.Context, rec *record, now time.Time, we *WorkerError) {
 	rec.LookFailures++
 	h.m.LookFailures.WithLabelValues(rec.Fleet, we.Reason).Inc()
 	if rec.LookFailedSince.IsZero() {
 		rec.LookFailedSince = now
 	}
-	if rec.LookFailure != we.Reason || rec.LookFailureLogged.IsZero() || now.Sub(rec.LookFailureLogged) >= lookFailureLogEvery {
+	if rec.LookFailureLogged.IsZero() || now.Sub(rec.LookFailureLogged) >= lookFailureLogEvery {
 		h.log.ErrorContext(ctx, fmt.Sprintf("launch gate: the worker could not look at instance %s: %s", rec.InstanceID, we.Reason),
 			"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "reason", we.Reason, "error", we.Err.Error(),
 			"failing_since", rec.LookFailedSince, "look_failures", rec.LookFailures, "looks_at_runner", rec.Checks,
@@ -603,7 +686,7 @@ func (h *Handler) cannotLook(ctx context.Context, rec *record, now time.Time, we
 	}
 	limit := holdUntil(rec)
 	if !now.Before(limit) {
-		h.holdEnds(ctx, rec, now, we)
+		h.holdEnds(ctx, rec, now, fmt.Sprintf("at the hold limit (the latest failure: %v)", we.Err))
 		return
 	}
 	look := now.Add(rec.Poll)
@@ -617,25 +700,24 @@ func (h *Handler) cannotLook(ctx context.Context, rec *record, now time.Time, we
 	rec.FollowUps++
 }
 
-// holdEnds decides a gate whose worker still cannot look at the runner at the hold limit, a margin
-// inside the hook's global timeout, without the looks that reached the runner having decided
-// it: CONTINUE, reason could-not-look, noted with what the last look that reached it showed.
-// ABANDON terminates the instance: its runner may be healthy and running jobs (a runner takes
-// jobs in Pending:Wait), which the worker cannot count, and it would fault the instance for the
-// worker's own failure (its IAM, throttling), the group launching replacements into the same.
-// Leaving the action to the hook's default result would do the same (ABANDON, in the fleet
-// stack) a little later. A runner that is in fact broken takes no jobs; the scale handler
-// replaces an idle unhealthy or unknown instance once the worker can look again.
-func (h *Handler) holdEnds(ctx context.Context, rec *record, now time.Time, we *WorkerError) {
+// holdEnds decides a gate whose worker still cannot look at the runner at the hold limit (or
+// whose heartbeats fail, near the hook's heartbeat timeout: lapsing), without the looks that
+// reached the runner having decided it: CONTINUE, reason could-not-look, noted with what the
+// last look that reached it showed and why the hold ended (why). ABANDON terminates the
+// instance: its runner may be healthy and running jobs (a runner takes jobs in Pending:Wait),
+// which the worker cannot count, and it would fault the instance for the worker's own failure
+// (its IAM, throttling), the group launching replacements into the same. Leaving the action to
+// the hook's default result would do the same (ABANDON, in the fleet stack) a little later.
+func (h *Handler) holdEnds(ctx context.Context, rec *record, now time.Time, why string) {
 	rec.Phase, rec.Result, rec.Reason, rec.Due = phaseComplete, ResultContinue, ReasonCouldNotLook, now
 	last := "none reached the runner"
 	if rec.Checks > 0 {
 		last = fmt.Sprintf("%d reached the runner, the last found %s", rec.Checks, rec.Last)
 	}
-	rec.Note = joinNote(rec.Note, fmt.Sprintf("the worker could not look at the runner (%d failed looks, the latest %s: %v; of the looks, %s): continued unverified at the hold limit, %s after the launch, rather than ABANDON an instance whose runner may be healthy and busy for the worker's own failure",
-		rec.LookFailures, we.Reason, we.Err, last, now.Sub(rec.StartedAt).Round(time.Second)))
-	h.log.ErrorContext(ctx, fmt.Sprintf("launch gate: the worker could not look at instance %s up to its hold limit: continued unverified", rec.InstanceID),
-		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "reason", we.Reason, "error", we.Err.Error(),
+	rec.Note = joinNote(rec.Note, fmt.Sprintf("the worker could not look at the runner (%d failed looks, the latest %s; of the looks, %s): continued unverified %s, %s after the launch, rather than ABANDON an instance whose runner may be healthy and busy for the worker's own failure",
+		rec.LookFailures, rec.LookFailure, last, why, now.Sub(rec.StartedAt).Round(time.Second)))
+	h.log.ErrorContext(ctx, fmt.Sprintf("launch gate: the worker could not look at instance %s: continued unverified", rec.InstanceID),
+		"fleet", rec.Fleet, "instance_id", rec.InstanceID, "token_hash", tokenHash(rec.Token), "reason", rec.LookFailure, "why", why,
 		"failing_since", rec.LookFailedSince, "look_failures", rec.LookFailures, "looks_at_runner", rec.Checks, "last_look", rec.Last)
 }
 
@@ -663,12 +745,17 @@ const jobsUnknownLooks = 3
 func (h *Handler) timeout(ctx context.Context, rec *record, now time.Time) {
 	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
 	if we := workerSide(ctx, err); we != nil {
-		// The worker could not count the jobs: the runner may be busy, and ABANDON would kill its
-		// jobs. Look again a poll later; the wait for a runner whose jobs its own metrics do not
-		// tell (awaitJobs) starts afresh, since the worker did not see it fail.
-		rec.JobsUnknownSince = time.Time{}
-		h.cannotLook(ctx, rec, now, we)
-		return
+		if !neverGotAJob(rec) {
+			// The worker could not count the jobs: the runner may be busy, and ABANDON would kill
+			// its jobs. Look again a poll later. A wait for a runner whose jobs its own metrics did
+			// not tell (awaitJobs) keeps its start: that was seen at the runner.
+			h.cannotLook(ctx, rec, now, we)
+			return
+		}
+		rec.LookFailures++
+		h.m.LookFailures.WithLabelValues(rec.Fleet, we.Reason).Inc()
+		rec.Note = joinNote(rec.Note, fmt.Sprintf("the worker could not count the running jobs at the timeout (%s), taken as 0: no job request of the runner succeeded in its looks, so it never got a job", we.Reason))
+		n, err = 0, nil
 	}
 	if err != nil && rec.Seen && h.awaitJobs(rec, now, err) {
 		return
@@ -700,10 +787,12 @@ func (h *Handler) awaitJobs(rec *record, now time.Time, err error) bool {
 	return true
 }
 
-// spareBusy counts the runner's running jobs again for a decided ABANDON (spare).
-func (h *Handler) spareBusy(ctx context.Context, rec *record) {
-	n, err := h.d.Jobs.RunningJobs(ctx, rec.Fleet, rec.InstanceID)
-	spare(rec, n, err)
+// neverGotAJob reports whether the runner cannot be running a job by what its looks showed: the
+// latest look answered, and no job request of the runner has succeeded (its request_job success
+// counter is 0; GitLab gives a job only to a request that succeeds). A runner that did not
+// answer the latest look may have got one since the look before.
+func neverGotAJob(rec *record) bool {
+	return rec.Seen && rec.OK == 0 && rec.Last != ReasonNoAnswer
 }
 
 // spare turns a decided ABANDON into CONTINUE when the runner is running n jobs: ABANDON
@@ -736,10 +825,22 @@ const abandonRecheck = 5 * time.Second
 func (h *Handler) complete(ctx context.Context, rec record, version int64, first bool) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.StepTimeout)
 	defer cancel()
-	if rec.Result == ResultAbandon && h.d.Clock.Now().Sub(rec.Due) >= abandonRecheck {
+	if now := h.d.Clock.Now(); rec.Result == ResultAbandon && now.Sub(rec.Due) >= abandonRecheck {
 		// The ABANDON was decided a while ago and its completion failed since: the runner may
 		// have taken jobs meanwhile, which ABANDON would kill. Look again.
-		h.spareBusy(cctx, &rec)
+		n, err := h.d.Jobs.RunningJobs(cctx, rec.Fleet, rec.InstanceID)
+		if we := workerSide(cctx, err); we != nil {
+			// The worker could not count them: that says nothing about the runner, which may have
+			// got jobs since the decision, and must not kill them. Back to holding: heartbeats,
+			// and a look a poll later that decides anew (cannotLook); past the hold limit,
+			// CONTINUE (could-not-look).
+			rec.Note = joinNote(rec.Note, fmt.Sprintf("the ABANDON (%s) decided %s before was not completed: at its retried completion the worker could not count the runner's running jobs (%s)",
+				rec.Reason, now.Sub(rec.Due).Round(time.Second), we.Reason))
+			rec.Phase, rec.Result, rec.Reason = phaseWait, "", ""
+			h.cannotLook(cctx, &rec, now, we)
+			return h.persist(cctx, rec, version, now, true)
+		}
+		spare(&rec, n, err)
 	}
 	active, err := h.d.Lifecycle.Complete(cctx, rec.Group, rec.Hook, rec.Token, rec.InstanceID, rec.Result)
 	if err != nil {

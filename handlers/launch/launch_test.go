@@ -49,6 +49,9 @@ type fakes struct {
 	jobs     int
 	jobsErr  error
 	jobLooks int
+	// jobsErrs, when set, stands for jobsErr: the n-th count fails with its n-th entry, round
+	// and round (nil: answered).
+	jobsErrs []error
 	// blind decides each look, in order, before health does: a non-nil entry is a look the worker
 	// could not make (the look fails with it, a *WorkerError, and health is not consumed), a nil
 	// one a look answered from health; past its end blindErr, when set, fails every look.
@@ -170,6 +173,9 @@ func (f *fakes) RunningJobs(context.Context, string, string) (int, error) {
 	}
 	if f.health[min(max(f.looks-1, 0), len(f.health)-1)] == nil {
 		return 0, errors.New("no answer")
+	}
+	if len(f.jobsErrs) > 0 {
+		return f.jobs, f.jobsErrs[(f.jobLooks-1)%len(f.jobsErrs)]
 	}
 	return f.jobs, f.jobsErr
 }
@@ -620,7 +626,12 @@ func TestFailingHeartbeatIsRetriedAfterAPause(t *testing.T) {
 		f.advance(delay)
 	}
 	if f.heartbeats != 3 {
-		t.Errorf("%d heartbeats tried, want 3 (one per look)", f.heartbeats)
+		t.Errorf("%d heartbeats tried, want 3 (one per step)", f.heartbeats)
+	}
+	// The retries heartbeat without looking: the looks stay a poll apart (at 0 s and 15 s), or
+	// a gate whose heartbeats are throttled would add a look (an EC2 call, a scrape) every 2.5 s.
+	if f.looks != 2 {
+		t.Errorf("%d looks in 15 s of failing heartbeats, want 2 (a poll apart; none for a heartbeat's retry)", f.looks)
 	}
 }
 
@@ -732,14 +743,15 @@ func TestLateLooksKeepHeartbeating(t *testing.T) {
 	}
 }
 
-// Heartbeats due more often than the poll wake the gate past its deadline without deciding:
-// the added look still comes a poll after the one before it.
+// Heartbeats due more often than the poll wake the gate past its deadline without deciding, or
+// looking: the added look still comes a poll after the one before it.
 func TestHeartbeatsDoNotUseUpLateLooks(t *testing.T) {
 	f := newFakes()
 	f.hookHB = 300 * time.Second // a heartbeat every 100 s
-	f.health = []*[2]float64{{1, 0}, {1, 0}, {1, 0}, {1, 0}, {4, 0}}
+	f.health = []*[2]float64{{1, 0}, {4, 0}}
 	h := newHandler(t, f, map[string]Gate{"blue": {Timeout: time.Minute, Poll: 400 * time.Second, HeartbeatEvery: 100 * time.Second}})
 	f.advance(5 * time.Minute) // the event comes past the gate's deadline
+	first := f.Now()
 	for range 8 {
 		if err := h.Handle(context.Background(), launchMsg("blue-asg")); err != nil {
 			t.Fatal(err)
@@ -752,5 +764,8 @@ func TestHeartbeatsDoNotUseUpLateLooks(t *testing.T) {
 	if r := f.record(t); len(f.completes) != 1 || f.completes[0] != ResultContinue || r.Reason != ReasonHealthy {
 		t.Fatalf("completes %v, reason %s, looks %d, delays %v; want CONTINUE once the runner asks for jobs a poll later",
 			f.completes, r.Reason, f.looks, f.delays)
+	}
+	if at := f.Now().Sub(first); f.looks != 2 || at != 400*time.Second || f.heartbeats < 3 {
+		t.Errorf("%d looks, %d heartbeats, decided %s after the first look; want 2 looks a poll (400s) apart, heartbeats between them", f.looks, f.heartbeats, at)
 	}
 }

@@ -80,8 +80,9 @@ const (
 	WorkerDeadline = "deadline"
 	// WorkerURLTemplate: the fleet's metrics URL could not be made from its template.
 	WorkerURLTemplate = "url-template"
-	// WorkerNetwork: the worker's own network: its DNS resolver failed, or its egress guard
-	// (loopback only) refused the address.
+	// WorkerNetwork: the worker's own network: its DNS resolver failed, its egress guard
+	// (loopback only) refused the address, or its own sockets failed (out of file descriptors or
+	// local ports, no route from its subnet).
 	WorkerNetwork = "network"
 	// WorkerOther: any other reason an adapter gave.
 	WorkerOther = "other"

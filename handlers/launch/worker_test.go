@@ -188,9 +188,10 @@ func TestSilentRunnerIsStillAbandoned(t *testing.T) {
 	}
 }
 
-// A runner that answers but never asks for jobs, whose running jobs the worker cannot count at
-// the timeout (DescribeInstances throttled): no ABANDON while it cannot count them (the runner
-// may be busy, and ABANDON would kill its jobs); once it can, the usual rule decides.
+// A runner that answers, whose job requests succeeded once but stand still since, and whose
+// running jobs the worker cannot count at the timeout (DescribeInstances throttled): no ABANDON
+// while it cannot count them (the runner may be busy, and ABANDON would kill its jobs); once it
+// can, the usual rule decides.
 func TestWorkerThatCannotCountJobsDoesNotAbandon(t *testing.T) {
 	for name, tc := range map[string]struct {
 		jobs          int
@@ -203,7 +204,7 @@ func TestWorkerThatCannotCountJobsDoesNotAbandon(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFakes()
 			f.hookHB = 30 * time.Second // global timeout 50 m: the hold outlasts the 5 m without counts
-			f.health = []*[2]float64{{0, 0}}
+			f.health = []*[2]float64{{3, 0}}
 			f.jobs, f.jobsErr = tc.jobs, throttled
 			h := newHandler(t, f, gate)
 			start := f.Now()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -45,7 +46,8 @@ type Addresses interface {
 // Its errors say whose failure a look was. A *launch.WorkerError (wrapped) is the worker's: the
 // address lookup failed (EC2 throttled it, refused the worker's role, or did not answer), the
 // caller's context ended before the runner was given its runnerTimeout, the URL template failed,
-// or the worker's own DNS resolver or egress guard (infra/netguard) refused. Any other error is
+// the worker's own DNS resolver or egress guard (infra/netguard) refused, or its own sockets
+// failed (out of file descriptors or local ports, no route from its subnet). Any other error is
 // the runner's: the instance is gone, the connection was refused or reset, no answer within
 // runnerTimeout, an HTTP status other than 200, a page too large or garbled.
 type Runners struct {
@@ -210,8 +212,9 @@ func addressFailure(ctx context.Context, err error) error {
 
 // requestFailure says whose failure a metrics request that got no response is. The worker's: its
 // context (parent) ended, so the runner was not given its runnerTimeout; its DNS resolver failed
-// (a name that does not exist is the instance's); its egress guard refused the address. Anything
-// else — refused, reset, unreachable, no answer within runnerTimeout — is the runner's.
+// (a name that does not exist is the instance's); its egress guard refused the address; its own
+// sockets failed (workerSocketErrnos). Anything else — refused, reset, host unreachable, no answer
+// within runnerTimeout — is the runner's.
 func requestFailure(parent context.Context, err error) error {
 	var dnsErr *net.DNSError
 	switch {
@@ -222,5 +225,15 @@ func requestFailure(parent context.Context, err error) error {
 	case errors.As(err, &dnsErr) && !dnsErr.IsNotFound:
 		return workerSide(launch.WorkerNetwork, err)
 	}
+	for _, errno := range workerSocketErrnos {
+		if errors.Is(err, errno) {
+			return workerSide(launch.WorkerNetwork, err)
+		}
+	}
 	return err
 }
+
+// workerSocketErrnos are failures of the worker's own sockets, whatever the runner does: out of
+// file descriptors (the task's or the host's), out of local ports (or an address it does not
+// have), no route from the worker's own subnet. None says the runner does not answer.
+var workerSocketErrnos = []error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENETUNREACH}

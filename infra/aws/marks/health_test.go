@@ -3,10 +3,14 @@ package marks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,6 +134,38 @@ func TestRunnersTellTheWorkersFailuresFromTheRunners(t *testing.T) {
 				case !strings.Contains(err.Error(), "i-1"):
 					t.Errorf("%s: %v does not name the instance", call, err)
 				}
+			}
+		})
+	}
+}
+
+// A request that fails on the worker's own socket — out of file descriptors (EMFILE, ENFILE), out
+// of local ports (EADDRNOTAVAIL), no route from the worker's subnet (ENETUNREACH) — is the
+// worker's failure, as the dialer reports it (a *net.OpError around an *os.SyscallError); a
+// refused connection or an unreachable host is the runner's.
+func TestWorkerSocketFailuresAreTheWorkers(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		errno  syscall.Errno
+		worker bool
+	}{
+		"too many open files":          {syscall.EMFILE, true},
+		"too many open files (system)": {syscall.ENFILE, true},
+		"no local port":                {syscall.EADDRNOTAVAIL, true},
+		"network unreachable":          {syscall.ENETUNREACH, true},
+		"connection refused":           {syscall.ECONNREFUSED, false},
+		"host unreachable":             {syscall.EHOSTUNREACH, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dial := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", tc.errno)}
+			err := requestFailure(context.Background(), fmt.Errorf("runner metrics of i-1: no answer: %w",
+				&url.Error{Op: "Get", URL: "http://10.0.0.7:9252/metrics", Err: dial}))
+			var we *launch.WorkerError
+			switch {
+			case tc.worker && (!errors.As(err, &we) || we.Reason != launch.WorkerNetwork):
+				t.Errorf("%v: want the worker's failure (%s)", err, launch.WorkerNetwork)
+			case !tc.worker && errors.As(err, &we):
+				t.Errorf("%v taken as the worker's failure (%s); it is the runner's", err, we.Reason)
 			}
 		})
 	}
