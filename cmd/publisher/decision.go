@@ -254,12 +254,18 @@ func followDecision(ctx context.Context, w io.Writer, d decisionWatch) error {
 			if d.group == nil {
 				return nil
 			}
-			if len(decided.LastApplyErrors) > 0 {
-				return fmt.Errorf("%s: the worker decided desired %s and Auto Scaling refused it: %s (the next ticks try again; the worker's log: \"applying scale decision\")",
-					d.what, desiredText(decided), strings.Join(decided.LastApplyErrors, "; "))
-			}
 			if done := d.followGroup(ctx, w, *decided, decidedAt, &reads, &lastGroup, &hinted); done {
 				return nil
+			}
+			// The group is not where the decision put it, and Auto Scaling refused the call that
+			// would have (other failed calls — protecting a busy instance, say — do not stop it).
+			if refused := setDesiredRefusals(decided.LastApplyErrors); len(refused) > 0 {
+				whose := "the worker decided"
+				if decided.LastMessageID != d.id {
+					whose = "a later tick decided"
+				}
+				return fmt.Errorf("%s: %s desired %s and Auto Scaling refused it: %s (the next ticks try again; the worker's log: \"applying scale decision\")",
+					d.what, whose, desiredText(decided), strings.Join(refused, "; "))
 			}
 		}
 		select {
@@ -332,6 +338,17 @@ func (d decisionWatch) gaveUp(decided *scale.Record, took bool, lastGroup string
 
 // decisionText is one line of a recorded decision: when, the desired capacity and the action,
 // and the handler's reason.
+// setDesiredRefusals are the failed calls of a decision that set the desired capacity.
+func setDesiredRefusals(failed []string) []string {
+	var out []string
+	for _, f := range failed {
+		if strings.HasPrefix(f, "set_desired:") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // desiredText is the desired capacity a decision applied, or "?" from a worker that does not say.
 func desiredText(rec *scale.Record) string {
 	if rec.LastDesired == nil {

@@ -315,4 +315,14 @@ func TestFollowDecisionReportsAFailedAutoScalingCall(t *testing.T) {
 	if err == nil || exitStatus(err) != 1 || !strings.Contains(err.Error(), "the worker decided desired 6 and Auto Scaling refused it: set_desired: ValidationError") {
 		t.Errorf("follow: %v (exit %d); want exit 1 naming the refused call\n%s", err, exitStatus(err), out.String())
 	}
+
+	// Another call failing (protecting an instance that just left) does not stop a decision whose
+	// desired capacity the group reached.
+	protectFailed := decided
+	protectFailed.LastApplyErrors = []string{"protect: ValidationError: The instance i-9 is not in InService or EnteringStandby or Standby"}
+	d = watch([]ledgerRead{accepted}, []scale.Record{protectFailed}, []groupSight{{Name: "blue-asg", Desired: 6, Min: 1, Max: 8, InService: 2, Launching: 4}})
+	out.Reset()
+	if err := followDecision(bounded(t), &out, d); err != nil || !strings.Contains(out.String(), "done: the group's desired capacity is 6") {
+		t.Errorf("a failed protect with the group at 6: %v\n%s", err, out.String())
+	}
 }
