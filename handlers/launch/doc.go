@@ -40,9 +40,10 @@
 // decision line is written when something changes and with its ERROR line, not at every step.
 // A look that reaches the runner again resumes the usual rules (an answer past the deadline gets
 // the looks a late event gets). The same holds for the job count before an ABANDON: one the
-// worker could not make holds the gate rather than using up jobsUnknownLooks, or restarting them
-// — unless the looks that reached the runner showed that none of its job requests ever succeeded
-// (it never got a job, so it runs none): then its jobs are taken as 0. And for the count made
+// worker could not make holds the gate rather than using up jobsUnknownLooks, or restarting them,
+// and the time the worker could not look does not count toward them — unless the looks that
+// reached the runner showed that none of its job requests ever succeeded (it never got a job, so
+// it runs none): then its jobs are taken as 0. And for the count made
 // again when an ABANDON's completion is retried a while after the decision: one the worker could
 // not make does not complete the ABANDON; the gate holds again, and its next look decides anew.
 //
@@ -98,5 +99,7 @@
 // replica may step it, and the hook's timeout would ABANDON the instance), up to the record's
 // deadline and the longest hook heartbeat timeout (2 h), or its hold limit when later. A replica
 // of schema 4 or older cannot be changed: it stops at the deadline and 2 h, and never completes
-// the gate, so do not roll back past schema 5 while gates hold.
+// the gate, so after a rollback past schema 5 every gate then open, holding or not, ends with the
+// hook's default result (ABANDON): roll back only once no launch gate is open (no instance of the
+// fleets in Pending:Wait).
 package launch

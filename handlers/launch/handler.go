@@ -113,7 +113,8 @@ type record struct {
 	// (omitted when none or unknown).
 	JobsAtTimeout int `json:"jobs_at_timeout,omitempty"`
 	// JobsUnknownSince is when, at the timeout, the running jobs of a runner that had answered
-	// before could first not be counted (awaitJobs).
+	// before could first not be counted (awaitJobs), moved on by the length of each run of looks
+	// the worker could not make since (lookedAgain).
 	JobsUnknownSince time.Time `json:"jobs_unknown_since,omitzero"`
 	// Seen: OK and Rejected hold the counters of the previous answered look; BaselineAt is when
 	// they were first taken (the first answered look, or the look after the runner restarted).
@@ -721,13 +722,20 @@ func (h *Handler) holdEnds(ctx context.Context, rec *record, now time.Time, why 
 		"failing_since", rec.LookFailedSince, "look_failures", rec.LookFailures, "looks_at_runner", rec.Checks, "last_look", rec.Last)
 }
 
-// lookedAgain ends a run of looks the worker could not make, logging how long it lasted.
+// lookedAgain ends a run of looks the worker could not make, logging how long it lasted. A wait
+// for the runner's running jobs (awaitJobs) begun before the run is moved on by its length: the
+// worker did not see the runner then, so that time does not use up the wait's polls, and the
+// first look after a long blind spell does not ABANDON a runner that may be busy.
 func (h *Handler) lookedAgain(ctx context.Context, rec *record, now time.Time) {
 	if rec.LookFailedSince.IsZero() {
 		return
 	}
+	blind := now.Sub(rec.LookFailedSince)
 	h.log.InfoContext(ctx, "launch gate: the worker can look at the runner again", "fleet", rec.Fleet, "instance_id", rec.InstanceID,
-		"token_hash", tokenHash(rec.Token), "failed_for", now.Sub(rec.LookFailedSince).Round(time.Second).String(), "look_failures", rec.LookFailures)
+		"token_hash", tokenHash(rec.Token), "failed_for", blind.Round(time.Second).String(), "look_failures", rec.LookFailures)
+	if !rec.JobsUnknownSince.IsZero() && rec.JobsUnknownSince.Before(rec.LookFailedSince) && blind > 0 {
+		rec.JobsUnknownSince = rec.JobsUnknownSince.Add(blind)
+	}
 	rec.LookFailedSince = time.Time{}
 }
 
@@ -735,7 +743,8 @@ func (h *Handler) lookedAgain(ctx context.Context, rec *record, now time.Time) {
 // answered before but whose metrics do not tell its running jobs (awaitJobs): a metrics blip
 // passes in seconds, and a few polls keep the ABANDON of a runner that really stopped answering
 // close to the deadline. When the worker could not count them (a WorkerError: a throttled
-// DescribeInstances, say), the gate holds instead (cannotLook), without using these polls up.
+// DescribeInstances, say), the gate holds instead (cannotLook), without using these polls up:
+// the time it could not look is not counted (lookedAgain).
 const jobsUnknownLooks = 3
 
 // timeout decides a gate whose runner was not seen healthy by the deadline: ABANDON, unless the
@@ -748,7 +757,8 @@ func (h *Handler) timeout(ctx context.Context, rec *record, now time.Time) {
 		if !neverGotAJob(rec) {
 			// The worker could not count the jobs: the runner may be busy, and ABANDON would kill
 			// its jobs. Look again a poll later. A wait for a runner whose jobs its own metrics did
-			// not tell (awaitJobs) keeps its start: that was seen at the runner.
+			// not tell (awaitJobs) is not restarted (that was seen at the runner), nor used up by
+			// the time the worker cannot look (lookedAgain).
 			h.cannotLook(ctx, rec, now, we)
 			return
 		}
@@ -766,9 +776,10 @@ func (h *Handler) timeout(ctx context.Context, rec *record, now time.Time) {
 
 // awaitJobs keeps a gate looking, a poll apart, while the running jobs of a runner that answered
 // before cannot be counted at the timeout, for up to jobsUnknownLooks polls from the first such
-// look (heartbeats go on): ABANDON terminates the instance and would kill the jobs of a busy
-// runner whose metrics blipped. It reports whether the gate waits; once the window has passed,
-// the runner is taken as no longer answering and the note says so.
+// look, not counting the time the worker could not look (lookedAgain), heartbeats going on:
+// ABANDON terminates the instance and would kill the jobs of a busy runner whose metrics blipped.
+// It reports whether the gate waits; once the window has passed, the runner is taken as no longer
+// answering and the note says so.
 func (h *Handler) awaitJobs(rec *record, now time.Time, err error) bool {
 	window := jobsUnknownLooks * rec.Poll
 	if rec.JobsUnknownSince.IsZero() {

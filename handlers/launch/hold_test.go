@@ -179,7 +179,9 @@ func TestRunnerThatNeverGotAJobIsAbandonedWhenJobsCannotBeCounted(t *testing.T) 
 
 // The running jobs of a runner that answered before, and whose own metrics stop telling them, are
 // awaited for jobsUnknownLooks polls; counts the worker could not make in between (throttling
-// now and then) neither restart that wait nor keep it from ending.
+// now and then) neither restart that wait nor keep it from ending, nor use it up: every other
+// count fails on the worker's side, so the runner's metrics fail to tell the jobs at 60, 80, 100
+// and 120 s, the wait's polls counted without the polls the worker could not count.
 func TestIntermittentWorkerFailuresDoNotRestartTheWaitForJobs(t *testing.T) {
 	f := newFakes()
 	f.hookHB = 30 * time.Second
@@ -192,8 +194,8 @@ func TestIntermittentWorkerFailuresDoNotRestartTheWaitForJobs(t *testing.T) {
 	if len(f.completes) != 1 || f.completes[0] != ResultAbandon || r.Reason != ReasonNoJobRequest {
 		t.Fatalf("completes %v, reason %s (note %q); want ABANDON (%s)", f.completes, r.Reason, r.Note, ReasonNoJobRequest)
 	}
-	if want := time.Minute + 4*10*time.Second; at != want {
-		t.Errorf("abandoned %s after the launch, want %s (the runner's metrics failed to tell the jobs for %d polls)", at, want, jobsUnknownLooks)
+	if want := time.Minute + 2*jobsUnknownLooks*10*time.Second; at != want {
+		t.Errorf("abandoned %s after the launch, want %s (the runner's metrics failed to tell the jobs for %d polls, the worker's failed counts between them not counted)", at, want, jobsUnknownLooks)
 	}
 }
 
@@ -246,4 +248,69 @@ func TestNewerSchemaHoldingGateIsPassedOnToItsHoldLimit(t *testing.T) {
 	if len(f.followUps) != 1 || f.heartbeats != 1 {
 		t.Errorf("%d follow-ups, %d heartbeats; want it passed on and heartbeated up to its hold limit", len(f.followUps), f.heartbeats)
 	}
+}
+
+// A runner answers at the timeout, but its metrics do not tell its running jobs (a blip on the
+// runner's side), so the gate awaits them; then the worker cannot look for 20 minutes. That blind
+// time does not use up the wait: the first look after it that reaches the runner, whose slots are
+// all busy (no new job requests) and whose jobs blip once more, does not ABANDON; the runner gets
+// the wait's polls of looks first, and is continued once its jobs are counted, or abandoned
+// only after those polls when they stay unknown.
+func TestBlindSpellDoesNotUseUpTheWaitForJobs(t *testing.T) {
+	blip := errors.New("runner metrics of i-1: no gitlab_runner_concurrent")
+	for name, tc := range map[string]struct {
+		jobsErrs    []error // the counts after the blind spell (the last repeats)
+		result, why string
+		looks       int // looks at the runner after the blind spell, the deciding one included
+	}{
+		"busy, counted at the second look": {[]error{blip, nil}, ResultContinue, ReasonRunningJobs, 2},
+		"never counted":                    {[]error{blip}, ResultAbandon, ReasonNoJobRequest, jobsUnknownLooks},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakes()
+			f.hookHB = 15 * time.Minute      // global timeout 25 h: the hold limit is an hour past the deadline
+			f.health = []*[2]float64{{3, 0}} // answers; its job requests stand still (idle, or every slot busy)
+			f.jobs, f.jobsErr = 2, blip
+			h := newHandler(t, f, gate)
+			start := f.Now()
+			for f.record0(t).JobsUnknownSince.IsZero() {
+				step(t, f, h)
+				if len(f.completes) > 0 || f.Now().Sub(start) > 5*time.Minute {
+					t.Fatalf("completes %v by %s: the gate did not await the running jobs", f.completes, f.Now().Sub(start))
+				}
+			}
+			f.mu.Lock()
+			f.blindErr = throttled
+			f.mu.Unlock()
+			for blindFrom := f.Now(); f.Now().Sub(blindFrom) < 20*time.Minute; {
+				step(t, f, h)
+				if len(f.completes) > 0 {
+					t.Fatalf("completes %v while the worker could not look", f.completes)
+				}
+			}
+			f.mu.Lock()
+			f.blindErr, f.jobsErr = nil, nil
+			f.jobsErrs, f.jobLooks = tc.jobsErrs, 0
+			looksBefore := f.looks
+			f.mu.Unlock()
+			decide(t, f, h, 20)
+			r := f.record(t)
+			looks := f.looks - looksBefore
+			if looks == 1 && f.completes[0] == ResultAbandon {
+				t.Fatalf("ABANDONed (note %q) at the first look after the blind spell: the time the worker could not look used up the wait for the runner's jobs", r.Note)
+			}
+			if len(f.completes) != 1 || f.completes[0] != tc.result || r.Reason != tc.why || looks != tc.looks {
+				t.Fatalf("completes %v, reason %s after %d looks at the runner (note %q); want %s (%s) after %d", f.completes, r.Reason, looks, r.Note, tc.result, tc.why, tc.looks)
+			}
+		})
+	}
+}
+
+// record0 is the gate's record, or a zero one before there is any.
+func (f *fakes) record0(t *testing.T) record {
+	t.Helper()
+	if _, _, found, _ := f.Load(context.Background(), keyPrefix+"tok", sortKey); !found {
+		return record{}
+	}
+	return f.record(t)
 }
