@@ -1115,15 +1115,26 @@ const undoRetryFor = 10 * time.Minute
 // undoLater carries out what is left of the undo of a failed or aborted cycle's surge
 // (Record.UndoPending), planned anew from the group and its runners as they are now (planUndo),
 // as a claimed step (claim): an aborted cycle's first undo, and the retries of one Auto Scaling
-// refused in part. Past undoRetryFor it is left, with an event saying so. It reports whether the
-// cycle still holds the capacity.
+// refused in part. A look that could not see a replacement the cycle's last step saw not serving
+// (undoBlind) does not end it: the undo spares that one this tick, and stays pending until a
+// tick can look. Past undoRetryFor it is left, with an event saying so (and naming the
+// replacements the worker still could not look at). It reports whether the cycle still holds the
+// capacity.
 func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig, rec Record, ver int64) (bool, error) {
 	now := h.cfg.Now()
 	rec.UpdatedAt = now
+	g, runners, err := h.observe(ctx, f)
 	if now.After(rec.UndoUntil()) {
+		text := fmt.Sprintf("the undo of the surge is left undone %s after the cycle ended: the capacity is scaling's again; "+
+			"if the group's desired capacity is still above %d, read its scaling activities and set it back by hand", undoRetryFor, rec.Desired)
+		if err == nil {
+			planned, _ := undoView(now, rec, g, runners)
+			if blind := undoBlind(rec, planned, g, runners); len(blind) > 0 {
+				text += fmt.Sprintf("; left in the group: the worker could not look at %v, replacements not seen serving: retire any that does not serve by hand", blind)
+			}
+		}
 		rec.UndoPending = false
-		rec.event(now, fmt.Sprintf("the undo of the surge is left undone %s after the cycle ended: the capacity is scaling's again; "+
-			"if the group's desired capacity is still above %d, read its scaling activities and set it back by hand", undoRetryFor, rec.Desired))
+		rec.event(now, text)
 		log.WarnContext(ctx, "cycle: the undo of its surge is left undone; the capacity is scaling's again", "group", f.GroupName, "desired", rec.Desired)
 		ok, err := h.save(ctx, f.Name, rec, ver)
 		if err != nil {
@@ -1131,12 +1142,31 @@ func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig
 		}
 		return !ok, nil
 	}
-	g, runners, err := h.observe(ctx, f)
 	if err != nil {
 		return true, err
 	}
 	planned, order := undoView(now, rec, g, runners)
 	u := planUndo(planned, g, order)
+	blind := undoBlind(rec, planned, g, runners)
+	if len(blind) > 0 {
+		// Not concluded: the undo stays pending, and the next ticks look again and plan again
+		// from what they see. Said once in the events, not every tick the worker cannot look.
+		log.WarnContext(ctx, "cycle: the undo of its surge waits until the worker can look at replacements not seen serving", "unlooked", blind)
+		waits := fmt.Sprintf("the undo of the surge waits: the worker could not look at %v, replacements not seen serving; ticks look again until %s",
+			blind, rec.UndoUntil().UTC().Format(time.RFC3339))
+		said := len(rec.Events) > 0 && rec.Events[len(rec.Events)-1].Text == waits
+		if !said {
+			rec.event(now, waits)
+		}
+		if len(u.steps) == 0 {
+			if !said {
+				if _, err := h.save(ctx, f.Name, rec, ver); err != nil {
+					return true, fmt.Errorf("saving cycle of fleet %s: %w", f.Name, err)
+				}
+			}
+			return true, nil
+		}
+	}
 	if len(u.steps) == 0 {
 		rec.UndoPending = false
 		rec.event(now, "the undo of the surge is carried out: "+undoText(planned, u))
@@ -1162,7 +1192,7 @@ func (h *Handler) undoLater(ctx context.Context, log *slog.Logger, f FleetConfig
 		log.WarnContext(ctx, "cycle ended: its surge not given back in full; the next ticks take it up again",
 			"group", f.GroupName, "desired", rec.Desired, "original_max", rec.OriginalMax, "error", err.Error())
 	}
-	if undone {
+	if undone && len(blind) == 0 {
 		rec.UndoPending = false
 		rec.event(now, "the undo of the surge is carried out: "+undoText(planned, u))
 	}
@@ -1211,6 +1241,22 @@ func undoView(now time.Time, rec Record, g GroupState, runners map[string]Runner
 	}
 	slices.Sort(v.Unlooked)
 	return v, retireOrder(live, runners)
+}
+
+// undoBlind lists, with why, the cycle's replacements that the undo planned from this look
+// (planned: undoView) spares because the worker could not look at them now, though the cycle's
+// last step looked at them (not in rec.Unlooked) and did not see them serve, or never saw them:
+// one blind look says nothing about them, and with a look the undo would retire them as never
+// served. Those the last step could not look at either were spared when the cycle ended.
+func undoBlind(rec, planned Record, g GroupState, runners map[string]Runner) []string {
+	was := set(rec.Unlooked)
+	var out []string
+	for _, id := range unlookedReplacements(planned, g) {
+		if !was[id] {
+			out = append(out, fmt.Sprintf("%s (%s)", id, runners[id].Worker))
+		}
+	}
+	return out
 }
 
 // giveBackLater gives back the surge's MaxSize on a tick after the cycle ended, once the desired

@@ -38,8 +38,9 @@
 // What is old is fixed when the cycle starts (Record.Old): every instance (All), or every
 // instance not launched from the launch template and version a launch uses now — the template's
 // id and its version both (GroupState.Current), since a template a stack update replaces, or
-// another one the group is switched to, starts again at version 1; an instance launched from a
-// launch configuration is old once the group has a template. A group without a launch template
+// another one the group is switched to, starts again at version 1 (an instance whose launch
+// template specification has a version and no id is compared by its version); an instance
+// launched from a launch configuration is old once the group has a template. A group without a launch template
 // is cycled only with All. The record keeps the target (TargetTemplate, TargetVersion) for
 // status only: a running cycle never decides again what is old.
 //
@@ -72,7 +73,10 @@
 // is neither healthy nor unhealthy: it counts toward no floor of serving instances, a
 // replacement waits for health on it without being blamed, and a failing cycle's undo keeps it
 // (Record.Unlooked) rather than retire it as a replacement that never served — it may serve —
-// with the desired capacity it takes (scaling's once the cycle ends). A step that could not
+// with the desired capacity it takes (scaling's once the cycle ends). But a pending undo does not
+// end on one look that could not see a replacement the cycle's last step saw not serving: it
+// stays pending, and the ticks look again until undoRetryFor (then it is left, naming them).
+// A step that could not
 // look at a runner it counts, or could not describe the group at all (no step is taken then,
 // and the tick is retried as before), opens a spell of not looking (Record.BlindSince, from the
 // last step that looked); the first step that looks at them all closes it (Record.BlindFor).

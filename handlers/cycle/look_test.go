@@ -47,6 +47,44 @@ func TestInstancesOnAnotherTemplateWithTheSameVersionAreOld(t *testing.T) {
 	}
 }
 
+// An instance whose launch template specification has a version but no template id (some API
+// shapes, a mixed instances override) is compared by its version only: one on the version a
+// launch uses now is kept, not replaced by every cycle (and its replacement by the next). One
+// launched from a launch configuration (no template at all) is still old.
+func TestAnInstanceWithoutATemplateIDIsComparedByItsVersion(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c", "i-lc")
+	g.state.CurrentTemplate = "lt-0new"
+	g.state.Members[0].Version = "2" // version 2, no template id
+	g.state.Members[1].Template, g.state.Members[1].Version = "lt-0new", "2"
+	g.state.Members[3].Version = "" // launched from a launch configuration
+	for _, c := range []struct {
+		m    Member
+		want bool
+	}{
+		{g.state.Members[0], true},
+		{g.state.Members[1], true},
+		{g.state.Members[2], false}, // version 1, no template id
+		{g.state.Members[3], false},
+		{Member{ID: "i-other", Template: "lt-0old", Version: "2"}, false},
+	} {
+		if got := g.state.Current(c.m); got != c.want {
+			t.Errorf("Current(%s on %q version %q) = %v, want %v", c.m.ID, c.m.Template, c.m.Version, got, c.want)
+		}
+	}
+	noID := GroupState{CurrentVersion: "2"} // the adapter gave no id for the group's template
+	if !noID.Current(Member{Template: "lt-0new", Version: "2"}) || noID.Current(Member{Template: "lt-0new", Version: "1"}) || noID.Current(Member{}) {
+		t.Error("a group without a template id: want its members compared by version, one from a launch configuration old")
+	}
+	r := newRig(t, g, nil)
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.st.get("blue")
+	if want := []string{"i-c", "i-lc"}; !slices.Equal(rec.Old, want) || !slices.Equal(rec.Kept, []string{"i-a", "i-b"}) {
+		t.Fatalf("old %v, kept %v; want old %v and i-a (version 2, no template id), i-b kept", rec.Old, rec.Kept, want)
+	}
+}
+
 // A group without a launch template (a launch configuration): a cycle replaces nothing, saying
 // why, unless it is a cycle of every instance, which still replaces them all.
 func TestAGroupWithoutATemplateIsCycledOnlyWithAll(t *testing.T) {

@@ -59,8 +59,16 @@ type GroupState struct {
 // Current reports whether m was launched from what a launch uses now: the same launch template
 // and the same version. A version number alone is not enough: a launch template replaced by a
 // stack update (or a group switched to another template) starts again at version 1, and an
-// instance of the old template's version 1 would look current.
+// instance of the old template's version 1 would look current. But when a template id is not
+// known — an instance whose launch template specification has a version and no id (some API
+// shapes, a mixed instances override), or a group the adapter gave no id for — the version is
+// all there is to compare: were it old for want of an id, every cycle would replace it, and its
+// replacement the same way. An instance launched from a launch configuration (no template, no
+// version) is old once the group has a template.
 func (g GroupState) Current(m Member) bool {
+	if m.Version != "" && (m.Template == "" || g.CurrentTemplate == "") {
+		return m.Version == g.CurrentVersion
+	}
 	return m.Template == g.CurrentTemplate && m.Version == g.CurrentVersion
 }
 

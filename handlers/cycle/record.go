@@ -154,9 +154,10 @@ type Record struct {
 	Claim *Claim `json:"claim,omitempty"`
 	// UndoPending: the cycle failed or was aborted and the undo of its surge (planUndo) is not
 	// carried out yet — Auto Scaling refused part of it, or the abort landed while a step was in
-	// flight. Ticks take it up again, planned anew from the group, each under a claim, until it is
-	// done or undoRetryFor after FinishedAt; the cycle holds the capacity until then
-	// (HoldsCapacity), so scaling does not move the desired capacity under the undo.
+	// flight, or the worker could not look at a replacement the cycle saw not serving. Ticks take
+	// it up again, planned anew from the group, each under a claim, until it is done or
+	// undoRetryFor after FinishedAt; the cycle holds the capacity until then (HoldsCapacity), so
+	// scaling does not move the desired capacity under the undo.
 	UndoPending bool `json:"undo_pending,omitempty"`
 }
 

@@ -126,3 +126,66 @@ func TestARetriedUndoIsPlannedFromTheGroupAsItIsThen(t *testing.T) {
 			terminated, st.Desired, g.minServing)
 	}
 }
+
+// A look the worker cannot make while the undo is pending (the replacements' addresses not read:
+// DescribeInstances throttled) does not end the undo: a replacement seen not serving when the
+// cycle failed is not spared for one blind look. The undo stays pending, nothing is said done,
+// and once the worker looks again it retires the broken replacement and lowers desired.
+func TestABlindLookDoesNotEndAPendingUndo(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.terminateErr = fakeAPIError{code: "Throttling", message: "Rate exceeded"}
+	r := newRig(t, g, nil)
+	r.hl.unknownNew = true // broken: its runner never answers
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.tickUntilDone(t, 30); rec.Status != StatusFailed || !rec.UndoPending || !strings.Contains(rec.Reason, "retiring i-new01") {
+		t.Fatalf("status %s (%s), undo pending %v; want failed, its undo retiring i-new01 pending", rec.Status, rec.Reason, rec.UndoPending)
+	}
+	g.setTerminateErr(nil)
+	r.hl.setBlindNew(WorkerThrottled)
+	r.ticks(t, 3)
+	rec := r.st.get("blue")
+	st, terminated := g.snapshot()
+	if !rec.UndoPending || !rec.HoldsCapacity() || eventsWith(rec, "carried out") != 0 || len(terminated) != 0 || st.Desired != 4 {
+		t.Fatalf("while the worker cannot look: undo pending %v, holds %v, retired %v, desired %d, events %v; want the undo pending, nothing done",
+			rec.UndoPending, rec.HoldsCapacity(), terminated, st.Desired, rec.Events)
+	}
+	if n := eventsWith(rec, "the undo of the surge waits: the worker could not look at [i-new01 (throttled)]"); n != 1 {
+		t.Errorf("%d events saying the undo waits for a look, want 1: %v", n, rec.Events)
+	}
+	r.hl.setBlindNew("")
+	r.ticks(t, 1)
+	rec = r.st.get("blue")
+	st, terminated = g.snapshot()
+	if !slices.Equal(terminated, []string{"i-new01"}) || st.Desired != 3 || rec.UndoPending || eventsWith(rec, "the undo of the surge is carried out") != 1 {
+		t.Fatalf("after a real look: retired %v, desired %d, undo pending %v, events %v; want i-new01 retired, desired 3, the undo done",
+			terminated, st.Desired, rec.UndoPending, rec.Events)
+	}
+}
+
+// A worker that cannot look for the whole of undoRetryFor leaves the undo as before, and says
+// which replacements it left because it could not look at them.
+func TestAnUndoBlindForLongIsLeftNamingWhatTheWorkerCouldNotLookAt(t *testing.T) {
+	g := newFakeGroup("2", "i-a", "i-b", "i-c")
+	g.terminateErr = fakeAPIError{code: "Throttling", message: "Rate exceeded"}
+	r := newRig(t, g, nil)
+	r.hl.unknownNew = true
+	if err := r.command(t, messages.CycleArgs{MaxUnavailable: 1, Surge: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := r.tickUntilDone(t, 30); rec.Status != StatusFailed || !rec.UndoPending {
+		t.Fatalf("status %s (%s), undo pending %v; want failed with its undo pending", rec.Status, rec.Reason, rec.UndoPending)
+	}
+	g.setTerminateErr(nil)
+	r.hl.setBlindNew(WorkerDeadline)
+	r.ticks(t, int(undoRetryFor/time.Minute)+1)
+	rec := r.st.get("blue")
+	last := rec.Events[len(rec.Events)-1].Text
+	if rec.UndoPending || rec.HoldsCapacity() || !strings.Contains(last, "left undone") || !strings.Contains(last, "could not look at [i-new01 (deadline)]") {
+		t.Fatalf("undo pending %v, holds %v, last event %q; want the undo left, naming i-new01 the worker could not look at", rec.UndoPending, rec.HoldsCapacity(), last)
+	}
+	if _, terminated := g.snapshot(); len(terminated) != 0 {
+		t.Fatalf("retired %v without a look", terminated)
+	}
+}
