@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -31,6 +32,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/runnerfleet/runnerfleet/deploy/runner"
+	"github.com/runnerfleet/runnerfleet/infra/aws/cwmetrics"
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
 )
@@ -113,6 +115,27 @@ func TestStacksDeployIntoTheEmulator(t *testing.T) {
 	t.Run("events reach the queues", func(t *testing.T) { checkDelivery(ctx, t, c, wout, fout) })
 	t.Run("short hooks and an update", func(t *testing.T) { checkSecondFleet(ctx, t, c, net, wout) })
 	t.Run("the publisher's environment", func(t *testing.T) { checkPublisherEnvironment(ctx, t, e, wout, fout) })
+	t.Run("the worker-errors alarm", func(t *testing.T) { checkWorkerErrorsAlarm(ctx, t, cwmetrics.NewClient(cfg)) })
+}
+
+// checkWorkerErrorsAlarm: the worker stack's alarm on its own ERROR lines reads the metric its
+// log group's metric filter makes, in the stack's own namespace (two worker stacks in one account
+// do not share it). The filter itself is checked by "skipped types are the known ones".
+func checkWorkerErrorsAlarm(ctx context.Context, t *testing.T, api *cloudwatch.Client) {
+	name := "runnerfleet-" + workerStack + "-worker-errors"
+	out, err := api.DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{AlarmNames: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.MetricAlarms) != 1 {
+		t.Fatalf("alarm %s: %d found, want 1", name, len(out.MetricAlarms))
+	}
+	a := out.MetricAlarms[0]
+	if aws.ToString(a.Namespace) != "RunnerFleet/"+workerStack || aws.ToString(a.MetricName) != "WorkerErrors" ||
+		aws.ToInt32(a.EvaluationPeriods) != 3 || aws.ToFloat64(a.Threshold) != 0 {
+		t.Errorf("alarm %s: namespace %q, metric %q, %d periods, threshold %g; want RunnerFleet/%s, WorkerErrors, 3, 0",
+			name, aws.ToString(a.Namespace), aws.ToString(a.MetricName), aws.ToInt32(a.EvaluationPeriods), aws.ToFloat64(a.Threshold), workerStack)
+	}
 }
 
 // A second fleet as tests and the demo make them: a terminate hook below AWS's 30 s minimum, no

@@ -3,6 +3,9 @@
 - AWS::SQS::QueuePolicy: sets each listed queue's Policy attribute (removed on delete).
 - AWS::CloudWatch::Alarm: PutMetricAlarm with the resource's properties (metric and Metrics
   Insights alarms alike); deleted with the stack.
+- AWS::Logs::MetricFilter: PutMetricFilter on the log group with the resource's pattern and
+  transformations; deleted with the stack. (Only the filter exists: moto does not turn log
+  events into metric data.)
 
 They become CloudFormationModel subclasses; cloudformation.install() clears moto's cached type map
 after every rfemu module is imported, so the launcher installs this module before it.
@@ -180,6 +183,71 @@ class CfnAlarm(CloudFormationModel):
         from moto.cloudwatch.models import cloudwatch_backends
 
         cloudwatch_backends[account_id][region_name].delete_alarms([self.name])
+
+
+class CfnMetricFilter(CloudFormationModel):
+    def __init__(self, name: str, log_group: str) -> None:
+        self.name = name
+        self.log_group = log_group
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "FilterName"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Logs::MetricFilter"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def _put(name: str, props: dict[str, Any], account_id: str, region: str) -> None:
+        from moto.logs.models import logs_backends
+
+        transformations = []
+        for t in props.get("MetricTransformations") or []:
+            item = {"metricName": t.get("MetricName"), "metricNamespace": t.get("MetricNamespace"),
+                    "metricValue": str(t.get("MetricValue"))}
+            if t.get("DefaultValue") is not None:
+                item["defaultValue"] = float(t["DefaultValue"])
+            transformations.append(item)
+        logs_backends[account_id][region].put_metric_filter(name, props.get("FilterPattern", ""),
+                                                            props.get("LogGroupName"), transformations)
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],  # type: ignore[override]
+                                        account_id: str, region_name: str, **kwargs: Any) -> "CfnMetricFilter":
+        props = cloudformation_json.get("Properties", {})
+        name = props.get("FilterName") or resource_name
+        cls._put(name, props, account_id, region_name)
+        return cls(name, props.get("LogGroupName"))
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,  # type: ignore[override]
+                                        cloudformation_json: dict[str, Any], account_id: str,
+                                        region_name: str) -> "CfnMetricFilter":
+        original_resource.delete(account_id, region_name)
+        props = cloudformation_json.get("Properties", {})
+        name = props.get("FilterName") or original_resource.name
+        cls._put(name, props, account_id, region_name)
+        return cls(name, props.get("LogGroupName"))
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],  # type: ignore[override]
+                                        account_id: str, region_name: str) -> None:
+        props = cloudformation_json.get("Properties", {})
+        cls(props.get("FilterName") or resource_name, props.get("LogGroupName")).delete(account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        from moto.logs.models import logs_backends
+
+        logs_backends[account_id][region_name].delete_metric_filter(self.name, self.log_group)
 
 
 def install() -> None:
