@@ -3,7 +3,6 @@ package cycle
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
@@ -145,41 +144,19 @@ type Health interface {
 	Check(ctx context.Context, urlTemplate string, targets []Target) ([]Runner, error)
 }
 
-// WorkerError is a look the worker could not make: an AWS call the look needs throttled or
-// refused, its own deadline, its metrics URL template, its own network. It says nothing about
-// the group or the runner. Adapters return it (Group.Describe's error, GroupState.AddressErr) for
-// what they know to be theirs; handlers/launch has the same notion for its gate.
-type WorkerError struct {
-	// Reason is one of the Worker* reasons (the reason label of look_failures_total).
-	Reason string
-	// Err is what failed.
-	Err error
-}
+// WorkerError is a look the worker could not make (fleet.WorkerError: the launch gate and the
+// cycle share it, and the adapters that classify failures).
+type WorkerError = fleet.WorkerError
 
-func (e *WorkerError) Error() string {
-	return fmt.Sprintf("the worker could not look (%s): %v", e.Reason, e.Err)
-}
-
-func (e *WorkerError) Unwrap() error { return e.Err }
-
-// Reasons of a WorkerError and of Runner.Worker.
+// Reasons of a WorkerError (fleet's).
 const (
-	// WorkerThrottled: an AWS call the look needs (Auto Scaling's DescribeAutoScalingGroups,
-	// EC2's DescribeInstances for the runners' addresses) was throttled.
-	WorkerThrottled = "throttled"
-	// WorkerAccessDenied: such a call was refused for the worker's role or credentials.
-	WorkerAccessDenied = "access-denied"
-	// WorkerAWSError: such a call failed otherwise (5xx, AWS unreachable).
-	WorkerAWSError = "aws-error"
-	// WorkerDeadline: the worker's step ran out of time, or was cancelled (a shutdown).
-	WorkerDeadline = "deadline"
-	// WorkerURLTemplate: the fleet's metrics URL could not be made from its template.
-	WorkerURLTemplate = "url-template"
-	// WorkerNetwork: the worker's own network: its DNS resolver failed, or its egress guard
-	// (loopback only) refused the address.
-	WorkerNetwork = "network"
-	// WorkerOther: any other failure of the worker's (reading its own state table, say).
-	WorkerOther = "other"
+	WorkerThrottled    = fleet.WorkerThrottled
+	WorkerAccessDenied = fleet.WorkerAccessDenied
+	WorkerAWSError     = fleet.WorkerAWSError
+	WorkerDeadline     = fleet.WorkerDeadline
+	WorkerURLTemplate  = fleet.WorkerURLTemplate
+	WorkerNetwork      = fleet.WorkerNetwork
+	WorkerOther        = fleet.WorkerOther
 )
 
 // workerReason is the reason of err when it is a *WorkerError, else WorkerOther.

@@ -3,9 +3,9 @@ package launch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
+	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -49,43 +49,19 @@ type Jobs interface {
 	RunningJobs(ctx context.Context, fleet, instanceID string) (int, error)
 }
 
-// WorkerError is a look at a runner that the worker could not make: the failure is on the
-// worker's side and says nothing about the runner. Adapters return it (Health, Jobs) for what
-// they know to be theirs; the gate also takes any failure after its own step's context ended as
-// the worker's.
-type WorkerError struct {
-	// Reason is one of the Worker* reasons (the reason label of look_failures_total; any other
-	// value is counted as WorkerOther).
-	Reason string
-	// Err is what failed.
-	Err error
-}
+// WorkerError is a look the worker could not make (fleet.WorkerError: the launch gate and the
+// cycle share it, and the adapters that classify failures).
+type WorkerError = fleet.WorkerError
 
-func (e *WorkerError) Error() string {
-	return fmt.Sprintf("the worker could not look (%s): %v", e.Reason, e.Err)
-}
-
-func (e *WorkerError) Unwrap() error { return e.Err }
-
-// Reasons of a WorkerError.
+// Reasons of a WorkerError (fleet's).
 const (
-	// WorkerThrottled: an AWS call the look needs (DescribeInstances for the runner's address)
-	// was throttled.
-	WorkerThrottled = "throttled"
-	// WorkerAccessDenied: such a call was refused for the worker's role or credentials.
-	WorkerAccessDenied = "access-denied"
-	// WorkerAWSError: such a call failed otherwise (5xx, AWS unreachable).
-	WorkerAWSError = "aws-error"
-	// WorkerDeadline: the worker's step ran out of time, or was cancelled (a shutdown).
-	WorkerDeadline = "deadline"
-	// WorkerURLTemplate: the fleet's metrics URL could not be made from its template.
-	WorkerURLTemplate = "url-template"
-	// WorkerNetwork: the worker's own network: its DNS resolver failed, its egress guard
-	// (loopback only) refused the address, or its own sockets failed (out of file descriptors or
-	// local ports, no route from its subnet).
-	WorkerNetwork = "network"
-	// WorkerOther: any other reason an adapter gave.
-	WorkerOther = "other"
+	WorkerThrottled    = fleet.WorkerThrottled
+	WorkerAccessDenied = fleet.WorkerAccessDenied
+	WorkerAWSError     = fleet.WorkerAWSError
+	WorkerDeadline     = fleet.WorkerDeadline
+	WorkerURLTemplate  = fleet.WorkerURLTemplate
+	WorkerNetwork      = fleet.WorkerNetwork
+	WorkerOther        = fleet.WorkerOther
 )
 
 // workerReasons are the Reasons counted under their own label.

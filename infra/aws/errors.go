@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	smithy "github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/runnerfleet/runnerfleet/fleet"
 )
 
 // Class says what a caller should do about an AWS error. AWS error codes are classified here and
@@ -139,4 +141,20 @@ func IsThrottle(err error) bool {
 func IsAccessDenied(err error) bool {
 	var apiErr smithy.APIError
 	return errors.As(err, &apiErr) && accessDeniedCodes[apiErr.ErrorCode()]
+}
+
+// WorkerFailure says why a failed AWS call that a look at a group or a runner needed is the
+// worker's own failure (fleet.WorkerError): the caller's context ended (deadline), AWS throttled
+// it, refused it for the worker's role, or failed otherwise (aws-error). The launch gate's and
+// the cycle's adapters (infra/aws/marks, infra/aws/cyclestate) classify with it.
+func WorkerFailure(ctx context.Context, err error) *fleet.WorkerError {
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return &fleet.WorkerError{Reason: fleet.WorkerDeadline, Err: err}
+	case IsThrottle(err):
+		return &fleet.WorkerError{Reason: fleet.WorkerThrottled, Err: err}
+	case IsAccessDenied(err):
+		return &fleet.WorkerError{Reason: fleet.WorkerAccessDenied, Err: err}
+	}
+	return &fleet.WorkerError{Reason: fleet.WorkerAWSError, Err: err}
 }

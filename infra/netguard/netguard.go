@@ -8,6 +8,7 @@ package netguard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -56,3 +57,29 @@ func Transport() *http.Transport {
 func HTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: Transport(), Timeout: timeout}
 }
+
+// LocalFailure reports whether err, from a request this process made, is a failure of its own
+// network side rather than of the peer: the guard refused the address (ErrNotLoopback), its DNS
+// resolver failed (a name that does not exist is the peer's), or its own sockets failed (out of
+// file descriptors or local ports, no route from its own subnet). Refused, reset, unreachable
+// host or no answer in time are the peer's.
+func LocalFailure(err error) bool {
+	var dnsErr *net.DNSError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrNotLoopback):
+		return true
+	case errors.As(err, &dnsErr) && !dnsErr.IsNotFound:
+		return true
+	}
+	for _, errno := range localSocketErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// localSocketErrnos are failures of this process's own sockets, whatever the peer does.
+var localSocketErrnos = []error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENETUNREACH}

@@ -68,15 +68,15 @@ func (g *Group) Describe(ctx context.Context, groupName string) (cycle.GroupStat
 		return cycle.GroupState{}, err
 	}
 	if err != nil {
-		return cycle.GroupState{}, workerError(ctx, err)
+		return cycle.GroupState{}, rfaws.WorkerFailure(ctx, err)
 	}
 	st := cycle.GroupState{Name: s.Name, Desired: s.Desired, Min: s.Min, Max: s.Max}
 	if ec2Err != nil {
-		st.AddressErr = workerError(ctx, ec2Err)
+		st.AddressErr = rfaws.WorkerFailure(ctx, ec2Err)
 	}
 	if s.LaunchTemplate != nil {
 		if st.CurrentTemplate, st.CurrentVersion, err = g.resolve(ctx, s.LaunchTemplate); err != nil {
-			return cycle.GroupState{}, workerError(ctx, fmt.Errorf("resolving the launch template of group %s: %w", groupName, err))
+			return cycle.GroupState{}, rfaws.WorkerFailure(ctx, fmt.Errorf("resolving the launch template of group %s: %w", groupName, err))
 		}
 	}
 	for _, m := range s.Members {
@@ -118,22 +118,6 @@ func (g *Group) resolve(ctx context.Context, spec *astypes.LaunchTemplateSpecifi
 		v = strconv.FormatInt(aws.ToInt64(lt.DefaultVersionNumber), 10)
 	}
 	return id, v, nil
-}
-
-// workerError says why the worker could not make an AWS call a look needs (cycle.WorkerError):
-// the caller's context ended (deadline), throttled, access denied, or any other failure
-// (aws-error). A failure of the worker's, whatever AWS answered: the group's state is unknown,
-// not bad.
-func workerError(ctx context.Context, err error) *cycle.WorkerError {
-	switch {
-	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return &cycle.WorkerError{Reason: cycle.WorkerDeadline, Err: err}
-	case rfaws.IsThrottle(err):
-		return &cycle.WorkerError{Reason: cycle.WorkerThrottled, Err: err}
-	case rfaws.IsAccessDenied(err):
-		return &cycle.WorkerError{Reason: cycle.WorkerAccessDenied, Err: err}
-	}
-	return &cycle.WorkerError{Reason: cycle.WorkerAWSError, Err: err}
 }
 
 // SetCapacity raises MaxSize to max first when needed, then sets the desired capacity at once.

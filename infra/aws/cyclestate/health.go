@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
@@ -98,15 +97,12 @@ func WorkerReason(r scrape.Result) string {
 	if r.Known {
 		return ""
 	}
-	var dnsErr *net.DNSError
 	switch {
 	case r.Reason == scrape.ReasonCanceled:
 		return cycle.WorkerDeadline
 	case r.Reason == scrape.ReasonBadURL:
 		return cycle.WorkerURLTemplate
-	case errors.Is(r.Err, netguard.ErrNotLoopback):
-		return cycle.WorkerNetwork
-	case errors.As(r.Err, &dnsErr) && !dnsErr.IsNotFound:
+	case netguard.LocalFailure(r.Err):
 		return cycle.WorkerNetwork
 	}
 	return ""

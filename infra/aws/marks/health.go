@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -197,43 +195,23 @@ func workerSide(reason string, err error) error { return &launch.WorkerError{Rea
 // addressFailure says whose failure a failed address lookup is: an instance without an address
 // (gone) is the instance's; a failed DescribeInstances is the worker's, by its class.
 func addressFailure(ctx context.Context, err error) error {
-	switch {
-	case errors.Is(err, ErrNoAddress) || rfaws.IsNotFound(err):
+	if errors.Is(err, ErrNoAddress) || rfaws.IsNotFound(err) {
 		return err
-	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return workerSide(launch.WorkerDeadline, err)
-	case rfaws.IsThrottle(err):
-		return workerSide(launch.WorkerThrottled, err)
-	case rfaws.IsAccessDenied(err):
-		return workerSide(launch.WorkerAccessDenied, err)
 	}
-	return workerSide(launch.WorkerAWSError, err)
+	return rfaws.WorkerFailure(ctx, err)
 }
 
 // requestFailure says whose failure a metrics request that got no response is. The worker's: its
-// context (parent) ended, so the runner was not given its runnerTimeout; its DNS resolver failed
-// (a name that does not exist is the instance's); its egress guard refused the address; its own
-// sockets failed (workerSocketErrnos). Anything else — refused, reset, host unreachable, no answer
-// within runnerTimeout — is the runner's.
+// context (parent) ended, so the runner was not given its runnerTimeout; or its own network side
+// failed (netguard.LocalFailure: its egress guard, its DNS resolver — a name that does not exist
+// is the instance's — its own sockets). Anything else — refused, reset, host unreachable, no
+// answer within runnerTimeout — is the runner's.
 func requestFailure(parent context.Context, err error) error {
-	var dnsErr *net.DNSError
 	switch {
 	case parent.Err() != nil:
 		return workerSide(launch.WorkerDeadline, err)
-	case errors.Is(err, netguard.ErrNotLoopback):
+	case netguard.LocalFailure(err):
 		return workerSide(launch.WorkerNetwork, err)
-	case errors.As(err, &dnsErr) && !dnsErr.IsNotFound:
-		return workerSide(launch.WorkerNetwork, err)
-	}
-	for _, errno := range workerSocketErrnos {
-		if errors.Is(err, errno) {
-			return workerSide(launch.WorkerNetwork, err)
-		}
 	}
 	return err
 }
-
-// workerSocketErrnos are failures of the worker's own sockets, whatever the runner does: out of
-// file descriptors (the task's or the host's), out of local ports (or an address it does not
-// have), no route from the worker's own subnet. None says the runner does not answer.
-var workerSocketErrnos = []error{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENETUNREACH}
