@@ -18,6 +18,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -27,25 +28,10 @@ var (
 	buildErr  error
 )
 
-// publisher builds cmd/publisher once per test binary.
+// publisher is cmd/publisher, built once per test binary.
 func publisher(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "publisher")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		pubPath = filepath.Join(dir, "publisher")
-		out, err := exec.Command("go", "build", "-o", pubPath, "github.com/runnerfleet/runnerfleet/cmd/publisher").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build publisher: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return pubPath
+	return gobuild.Once(t, "github.com/runnerfleet/runnerfleet/cmd/publisher")
 }
 
 // controlQueue makes a FIFO control queue whose commands this test hands to the cycle handler,

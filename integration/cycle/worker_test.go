@@ -21,6 +21,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/handlers/cycle"
 	"github.com/runnerfleet/runnerfleet/infra/netguard"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -32,22 +33,7 @@ var (
 
 func workerBinary(t testing.TB) string {
 	t.Helper()
-	workerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "worker")
-		if err != nil {
-			workerErr = err
-			return
-		}
-		workerPath = filepath.Join(dir, "worker")
-		out, err := exec.Command("go", "build", "-o", workerPath, "github.com/runnerfleet/runnerfleet/cmd/worker").CombinedOutput()
-		if err != nil {
-			workerErr = fmt.Errorf("go build worker: %v\n%s", err, out)
-		}
-	})
-	if workerErr != nil {
-		t.Fatal(workerErr)
-	}
-	return workerPath
+	return gobuild.Once(t, "github.com/runnerfleet/runnerfleet/cmd/worker")
 }
 
 type lockedBuf struct {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/aws/state"
 	"github.com/runnerfleet/runnerfleet/integration/drain/worker"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
 	"github.com/runnerfleet/runnerfleet/integration/world"
 )
@@ -221,11 +221,7 @@ func (e *env) startWorkerWith(owner string, tweak func(*worker.Config)) *worker.
 	return wk
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+var ()
 
 // proc is a drainworker process.
 type proc struct {
@@ -242,21 +238,7 @@ func (e *env) startProcess(owner string) *proc {
 // startProcessWith is startProcess with a config tweak.
 func (e *env) startProcessWith(owner string, tweak func(*worker.Config)) *proc {
 	e.t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "drainworker")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "drainworker")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/runnerfleet/runnerfleet/integration/drain/drainworker").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build drainworker: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		e.t.Fatal(buildErr)
-	}
+	binPath := gobuild.Once(e.t, "github.com/runnerfleet/runnerfleet/integration/drain/drainworker")
 	dir := e.t.TempDir()
 	cfgPath := filepath.Join(dir, owner+".json")
 	wc := e.workerConfig(owner)

@@ -7,38 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/runnerfleet/runnerfleet/fleet"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/messages"
-)
-
-var (
-	buildOnce sync.Once
-	publisher string
-	buildErr  error
 )
 
 // runPublisher runs the publisher binary (built once) with args; it returns its output and error.
 func runPublisher(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "publisher")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		publisher = filepath.Join(dir, "publisher")
-		if out, err := exec.Command("go", "build", "-o", publisher, "github.com/runnerfleet/runnerfleet/cmd/publisher").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build publisher: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	out, err := exec.Command(publisher, args...).CombinedOutput()
+	out, err := exec.Command(gobuild.Once(t, "github.com/runnerfleet/runnerfleet/cmd/publisher"), args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/fleet"
 	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/integration/runnersim"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
@@ -33,24 +34,10 @@ var (
 	buildErr  error
 )
 
-// publisher builds cmd/publisher once per test binary.
+// publisher is cmd/publisher, built once per test binary.
 func publisher(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "publisher")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		pubPath = filepath.Join(dir, "publisher")
-		if out, err := exec.Command("go", "build", "-o", pubPath, "github.com/runnerfleet/runnerfleet/cmd/publisher").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build publisher: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return pubPath
+	return gobuild.Once(t, "github.com/runnerfleet/runnerfleet/cmd/publisher")
 }
 
 // controlQueue makes a FIFO control queue whose commands are handed, until the test ends, to h

@@ -41,6 +41,7 @@ import (
 	"github.com/runnerfleet/runnerfleet/infra/router"
 	"github.com/runnerfleet/runnerfleet/infra/sqs"
 	"github.com/runnerfleet/runnerfleet/integration/emulator"
+	"github.com/runnerfleet/runnerfleet/integration/gobuild"
 	"github.com/runnerfleet/runnerfleet/messages"
 )
 
@@ -273,37 +274,12 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+var ()
 
 // publisherBinary builds cmd/publisher once per test binary.
 func publisherBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := emulator.RepoRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "runnerfleet-publisher-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "publisher")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/publisher")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building the publisher: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return gobuild.Once(t, "github.com/runnerfleet/runnerfleet/cmd/publisher")
 }
 
 // publisher runs the publisher binary; it returns its combined output and exit code.
