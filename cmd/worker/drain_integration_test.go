@@ -14,11 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -229,26 +226,7 @@ func TestStartWithoutAFleetsGroup(t *testing.T) {
 	}
 
 	// The stack is created: the next sweeps (every second here) find the group and its hook.
-	ctx := context.Background()
-	cfg := e.AWSConfig(t)
-	lt := emulator.UniqueName(t, "runnerfleet-lt-ghost")
-	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-		LaunchTemplateName: aws.String(lt),
-		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String("ami-12c6146b"), InstanceType: ec2types.InstanceTypeT3Micro},
-	}); emulator.Created(err) != nil {
-		t.Fatal(err)
-	}
-	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String(ghost), MinSize: aws.Int32(0), MaxSize: aws.Int32(1), DesiredCapacity: aws.Int32(0),
-		LaunchTemplate:    &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
-		AvailabilityZones: []string{emulator.Region + "a"},
-		LifecycleHookSpecificationList: []astypes.LifecycleHookSpecification{{
-			LifecycleHookName: aws.String(fleet.DefaultTerminateHook), LifecycleTransition: aws.String("autoscaling:EC2_INSTANCE_TERMINATING"),
-			HeartbeatTimeout: aws.Int32(60), DefaultResult: aws.String("CONTINUE"),
-		}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	createGroup(t, e, ghost, 0, 60)
 	w.waitFor(t, "the ghost fleet ready once its group exists", func() bool {
 		return w.metric(`runnerfleet_fleet_ready{fleet="ghost"}`) == 1
 	})

@@ -143,6 +143,16 @@ func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout in
 	if err := state.CreateTable(ctx, dynamodb.NewFromConfig(cfg), f.table); err != nil {
 		t.Fatal(err)
 	}
+	createGroup(t, e, f.group, instances, hookTimeout)
+	return f
+}
+
+// createGroup creates an Auto Scaling group of instances (at most max(instances, 1)) with the
+// fleet's terminate hook of hookTimeout seconds, from a launch template of its own.
+func createGroup(t *testing.T, e *emulator.Emulator, name string, instances int, hookTimeout int32) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := e.AWSConfig(t)
 	lt := emulator.UniqueName(t, "runnerfleet-lt")
 	if _, err := ec2.NewFromConfig(cfg).CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
 		LaunchTemplateName: aws.String(lt),
@@ -151,7 +161,7 @@ func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout in
 		t.Fatalf("CreateLaunchTemplate: %v", err)
 	}
 	if _, err := autoscaling.NewFromConfig(cfg).CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String(f.group),
+		AutoScalingGroupName: aws.String(name),
 		LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
 		MinSize:              aws.Int32(0), MaxSize: aws.Int32(int32(max(instances, 1))), DesiredCapacity: aws.Int32(int32(instances)),
 		AvailabilityZones: []string{emulator.Region + "a"},
@@ -162,7 +172,6 @@ func makeFleet(t *testing.T, e *emulator.Emulator, instances int, hookTimeout in
 	}); err != nil {
 		t.Fatalf("CreateAutoScalingGroup: %v", err)
 	}
-	return f
 }
 
 func desiredCapacity(t *testing.T, e *emulator.Emulator, group string) int {
